@@ -1,0 +1,362 @@
+"""The ``gibbsdream`` command line.
+
+Every command validates its input at the edge: bad input ends with a one-line ``error: ...``
+on stderr and exit code 2, never a traceback, and never a half-written output file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import UsageError
+
+option = partial(click.option, show_default=True)
+ANNEAL_KINDS = ("geometric", "linear", "cosine")
+INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"--{name} must be >= 1, got {value}")
+    return value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gibbsdream")
+def app():
+    """Train discrete generative models and steer how they generate.
+
+    \b
+    Quick start:
+      gibbsdream demo
+      gibbsdream train rbm --data builtin:regions --case-fold --out runs/regions
+      gibbsdream sample runs/regions --temperature 1.5:0.2 --init silhouettes
+    """
+
+
+@app.group("train")
+def train_app():
+    """Train a model (see `gibbsdream train rbm --help`)."""
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+
+@train_app.command("rbm")
+@option("--data", required=True, help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages.")
+@option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing).")
+@option("--hidden", default=128, help="Number of hidden units.")
+@option("--epochs", default=20, help="Total number of epochs (with --resume: the total to reach).")
+@option("--batch-size", default=64, help="Strings per mini-batch.")
+@option("--lr", "learning_rate", default=0.05, help="SGD learning rate.")
+@option("--lr-decay", default=0.97, help="The learning rate is multiplied by this after every epoch.")
+@option("--momentum", default=0.5, help="SGD momentum, in [0, 1).")
+@option("--weight-cost", default=1e-4, help="L2 penalty on the weights; larger values help chains mix.")
+@option("--cd-steps", default=1, help="Gibbs sweeps per update (the k of CD-k).")
+@option("--persistent/--no-persistent", default=False, help="Persistent CD: negative chains carry over between updates.")
+@option("--max-length", type=int, default=None, help="Positions per string; longer lines are skipped.  [default: the longest line]")
+@option("--case-fold/--keep-case", default=False, help="Fold case before learning the alphabet.")
+@option("--pad-side", type=click.Choice(["right", "left"]), default="right", help="Where padding goes.")
+@option("--min-char-count", default=1, help="Characters seen fewer times than this are rare.")
+@option("--rare", type=click.Choice(["skip", "replace", "keep"]), default="skip", help="Rare characters: skip their lines, replace them with '?', or keep them.")
+@option("--validation-fraction", default=0.05, help="Share of lines held out for monitoring.")
+@option("--seed", default=0, help="Random seed (same seed, same device: same model).")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
+@option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+def train_rbm(
+    data, out, hidden, epochs, batch_size, learning_rate, lr_decay, momentum, weight_cost, cd_steps, persistent,
+    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, seed, device, resume, quiet,
+):
+    """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
+    import torch
+
+    from .data.strings import StringCodec, read_lines
+    from .io import load_checkpoint
+    from .models import RBM
+    from .sampling.api import make_generator
+    from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
+
+    target = resolve_device(device)
+    if resume:
+        checkpoint = load_checkpoint(out, device=target, family="rbm")
+        config = RBMTrainConfig(**{**checkpoint.config["training"], "epochs": _positive("epochs", epochs)}).check()
+        trainer = RBMTrainer(
+            checkpoint.model, config, checkpoint.data["train"], checkpoint.data["validation"],
+            codec=checkpoint.codec, history=checkpoint.history,
+        )
+        trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"])
+        corpus = checkpoint.config.get("corpus")
+        if trainer.epoch >= epochs:
+            _say(f"{out} already has {trainer.epoch} epochs; pass a larger --epochs to continue")
+            return
+    else:
+        if (out / "config.json").exists():
+            raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
+        config = RBMTrainConfig(
+            num_hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            lr_decay=lr_decay, momentum=momentum, weight_cost=weight_cost, cd_steps=cd_steps,
+            persistent=persistent, validation_fraction=validation_fraction, seed=seed,
+        ).check()
+        lines = read_lines(data)
+        codec, kept, report = StringCodec.fit(
+            lines, max_length=max_length, case_fold=case_fold, pad_side=pad_side,
+            min_char_count=min_char_count, rare=rare,
+        )
+        if not quiet:
+            _say(f"corpus {data}: {report.summary()}; alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions")
+        states = codec.encode(kept)
+        train_states, val_states = split_data(states, config.validation_fraction, config.seed)
+        model = RBM(codec.max_length, config.num_hidden, codec.num_categories)
+        model.reset_parameters(make_generator(config.seed, "cpu"))
+        model.init_visible_bias_from_data(train_states)
+        trainer = RBMTrainer(model.to(target), config, train_states, val_states, codec=codec)
+        corpus = {"source": data, **report.to_dict()}
+
+    def on_epoch(t):
+        save_trainer(t, out, corpus)
+        if not quiet:
+            row = t.history[-1]
+            val = row.get("validation_pseudo_log_likelihood")
+            _say(
+                f"epoch {row['epoch']:>3}  {row['seconds']:.1f}s  pseudo-LL train {row['train_pseudo_log_likelihood']:.2f}"
+                + (f" val {val:.2f}  free-energy gap {row['free_energy_gap']:+.2f}" if val is not None else "")
+                + ("  e.g. " + ", ".join(repr(s) for s in row.get("fantasy", [])[:4]) if row.get("fantasy") else "")
+            )
+
+    trainer.fit(progress=not quiet, on_epoch=on_epoch)
+    if not quiet:
+        _say(f"saved {out} ({trainer.epoch} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+
+
+# ---- sample ---------------------------------------------------------------------------------
+
+
+@app.command("sample")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@option("--chains", default=20, help="Number of parallel chains (fantasy particles).")
+@option("--steps", default=1000, help="Gibbs sweeps per chain.")
+@option("--temperature", "-t", default="1.0", help="Constant (1.0) or annealed start:end (1.5:0.2); 0 is argmax.")
+@option("--anneal", type=click.Choice(ANNEAL_KINDS), default="geometric", help="How an annealed temperature goes from start to end.")
+@option("--init", type=click.Choice(INIT_NAMES), default="uniform", help="Where chains start.")
+@option("--final", type=click.Choice(["sample", "argmax"]), default="sample", help="argmax: take the most likely character at the last sweep.")
+@option("--prefix", default=None, help="Clamp the start of every string (right-padded models).")
+@option("--suffix", default=None, help="Clamp the end of every string (left-padded models).")
+@option("--every", type=int, default=None, help="Also report each chain's state every this many steps.")
+@option("--dedupe", is_flag=True, help="With --every: drop a string already seen in the same chain.")
+@option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="text: aligned lines; jsonl: one JSON object per sample.")
+@option("--out", type=click.Path(path_type=Path), default=None, help="Write the samples to this file instead of stdout.")
+@option("--seed", default=0, help="Random seed.")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def sample_command(
+    checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, output_format, out,
+    seed, device, quiet,
+):
+    """Dream up strings: run many Gibbs chains with temperature or simulated annealing."""
+    import torch
+
+    from .io import atomic_write_text, load_checkpoint
+    from .sampling import sample
+    from .summary import string_records, summarize_records
+    from .training import resolve_device
+
+    _positive("chains", chains)
+    _positive("steps", steps)
+    if every is not None:
+        _positive("every", every)
+    if dedupe and every is None:
+        raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
+    if prefix is not None and suffix is not None:
+        raise UsageError("give --prefix or --suffix, not both")
+    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
+    codec = ckpt.codec
+    x = known = None
+    if prefix is not None:
+        x, known = codec.clamp_prefix(prefix)
+    elif suffix is not None:
+        x, known = codec.clamp_suffix(suffix)
+    train_states = ckpt.data.get("train")
+    chain = sample(
+        ckpt.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal,
+        init=init, x=x, known=known, final=final, seed=seed, data=train_states, codec=codec,
+        record_every=every, progress=not quiet,
+    )
+    corpus = set(codec.decode(torch.cat([ckpt.data.get("train"), ckpt.data.get("validation")])))
+    records = string_records(chain, codec, corpus, dedupe=dedupe)
+    if output_format == "jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = "".join(
+            f"{r['energy']:9.2f}  {r['text']}{'   (in training data)' if r['in_training_data'] else ''}\n" for r in records
+        )
+    if out is not None:
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+    if not quiet:
+        s = summarize_records(records)
+        _say(
+            f"{s['samples']} samples, T {chain.settings['temperature']}, {steps} steps: mean energy {s['mean_energy']:.2f}, "
+            f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
+        )
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+
+
+@app.command("evaluate")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@option("--data", required=True, help="Test strings: a UTF-8 file with one per line, or builtin:NAME.")
+@option("--method", type=click.Choice(["auto", "exact", "ais"]), default="auto", help="log Z: exact enumeration when feasible (auto), or AIS.")
+@option("--ais-runs", default=100, help="Parallel AIS runs.")
+@option("--ais-betas", default=10000, help="Intermediate distributions in AIS.")
+@option("--skip-invalid", is_flag=True, help="Skip lines the model cannot encode instead of stopping.")
+@option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@option("--seed", default=0, help="Random seed for AIS.")
+@option("--device", default="auto", help=DEVICE_HELP)
+def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid, as_json, seed, device):
+    """Average test log-likelihood (exact or AIS log Z) and pseudo-log-likelihood."""
+    from .data.strings import read_lines
+    from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood
+    from .io import load_checkpoint
+    from .training import resolve_device
+
+    _positive("ais-runs", ais_runs)
+    _positive("ais-betas", ais_betas)
+    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
+    lines = read_lines(data)
+    kept, report = ckpt.codec.filter(lines)
+    if report.skipped and not skip_invalid:
+        reason, examples = next(iter(report.examples.items()))
+        number, text = examples[0]
+        raise UsageError(
+            f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line {number}, "
+            f"{text!r}: {reason}); pass --skip-invalid to ignore them"
+        )
+    if not kept:
+        raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
+    states = ckpt.codec.encode(kept).to(ckpt.model.weight.device)
+    started = time.perf_counter()
+    log_z, stderr = log_partition(ckpt.model, method=method, num_runs=ais_runs, num_betas=ais_betas, seed=seed) \
+        if method != "exact" else log_partition(ckpt.model, method="exact")
+    ll = log_likelihood(ckpt.model, states, log_z)
+    pll = pseudo_log_likelihood(ckpt.model, states)
+    exact = stderr == 0.0 and method != "ais"
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": data,
+        "strings": len(kept),
+        "skipped": report.total - report.kept,
+        "log_z": log_z,
+        "log_z_stderr": stderr,
+        "log_z_method": "exact" if exact else "ais",
+        "mean_log_likelihood": ll.mean().item(),
+        "mean_log_likelihood_stderr": (ll.std() / len(ll) ** 0.5).item() if len(ll) > 1 else 0.0,
+        "bits_per_character": -ll.sum().item() / sum(len(s) for s in kept) / 0.6931471805599453,
+        "mean_pseudo_log_likelihood": pll.mean().item(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"{result['strings']} strings ({result['skipped']} skipped)\n"
+        f"log Z               {log_z:.3f} ± {stderr:.3f} ({result['log_z_method']})\n"
+        f"mean log-likelihood {result['mean_log_likelihood']:.3f} nats per string "
+        f"(± {result['mean_log_likelihood_stderr']:.3f} over strings, ± {stderr:.3f} from log Z)\n"
+        f"bits per character  {result['bits_per_character']:.3f}\n"
+        f"mean pseudo-LL      {result['mean_pseudo_log_likelihood']:.3f} nats per string"
+    )
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+@option("--out", type=click.Path(path_type=Path), default=Path("runs/demo-regions"), help="Where to keep the demo's checkpoint.")
+@option("--epochs", default=30, help="Training epochs.")
+@option("--chains", default=12, help="Chains per sampling setting.")
+@option("--steps", default=1000, help="Gibbs sweeps per chain.")
+@option("--seed", default=0, help="Random seed.")
+def demo_command(out, epochs, chains, steps, seed):
+    """Train a small RBM on built-in region names, then show plain and annealed samples side by side."""
+    from .io import load_checkpoint
+
+    if not (out / "config.json").exists():
+        _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
+        train_rbm.callback(
+            data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.05,
+            lr_decay=0.97, momentum=0.5, weight_cost=1e-4, cd_steps=1, persistent=True, max_length=20,
+            case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05,
+            seed=seed, device="auto", resume=False, quiet=True,
+        )
+    else:
+        _say(f"reusing the model in {out} (delete it to retrain)")
+    import torch
+
+    from .sampling import sample
+    from .summary import string_records, summarize_records
+
+    ckpt = load_checkpoint(out, family="rbm")
+    corpus = set(ckpt.codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
+    columns = []
+    for label, temperature in (("plain Gibbs, T = 1", "1.0"), ("annealed, T 1.5 -> 0.2", "1.5:0.2")):
+        chain = sample(ckpt.model, num_chains=chains, steps=steps, temperature=temperature, init="uniform", seed=seed)
+        records = string_records(chain, ckpt.codec, corpus)
+        columns.append((label, records, summarize_records(records)))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{chains} chains x {steps} Gibbs sweeps from uniform noise (* = a real region name)")
+    for label, _, s in columns:
+        table.add_column(f"{label}\nmean energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True)
+    for row in zip(*(records for _, records, _ in columns)):
+        table.add_row(*(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row))
+    Console().print(table)
+
+
+# ---- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; bad input gives one line on stderr and exit code 2."""
+    try:
+        result = app.main(args=argv, prog_name="gibbsdream", standalone_mode=False)
+    except UsageError as err:
+        _say(f"error: {err}")
+        sys.exit(2)
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a group called without a command
+        _say(err.ctx.get_help() if err.ctx else str(err))
+        sys.exit(2)
+    except click.UsageError as err:
+        hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+        _say(f"error: {err.format_message()}{hint}")
+        sys.exit(2)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        _say("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Built-in corpora that work offline (they ship inside installed packages)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class BuiltinCorpus:
+    description: str
+    load: Callable[[], list[str]]
+
+
+def _unique_in_order(names) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def _regions() -> list[str]:
+    import pycountry
+
+    return _unique_in_order(s.name for s in pycountry.subdivisions)
+
+
+def _countries() -> list[str]:
+    import pycountry
+
+    return _unique_in_order(c.name for c in pycountry.countries)
+
+
+def _languages() -> list[str]:
+    import pycountry
+
+    return _unique_in_order(lang.name for lang in pycountry.languages)
+
+
+BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
+    "regions": BuiltinCorpus("≈4,900 names of countries' subdivisions (ISO 3166-2, from pycountry)", _regions),
+    "countries": BuiltinCorpus("249 country names (ISO 3166-1, from pycountry)", _countries),
+    "languages": BuiltinCorpus("≈7,900 language names (ISO 639-3, from pycountry)", _languages),
+}

@@ -1,0 +1,5 @@
+"""Models: energy models (RBM) and conditional models (Orderless NADE)."""
+
+from .rbm import RBM
+
+__all__ = ["RBM"]

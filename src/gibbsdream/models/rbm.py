@@ -1,0 +1,174 @@
+"""Restricted Boltzmann machine with Bernoulli or categorical ("softmax") visible units.
+
+Visible states are category indices ``v: (B, V)`` with values in ``[0, K)``. With ``K = 2`` the
+visible units are Bernoulli (``v`` is 0/1); with ``K > 2`` each visible unit is one softmax group
+of K one-hot bits, so exactly one category is on at every position. Hidden units are Bernoulli.
+
+Energy of a joint state, with ``onehot(v)`` the ``(V, K)`` one-hot code of ``v``::
+
+    E(v, h) = -sum_{i,k} b[i,k] onehot(v)[i,k] - sum_j c[j] h[j] - sum_{j,i,k} h[j] W[j,i,k] onehot(v)[i,k]
+
+(for Bernoulli visible units drop the ``k`` index and use ``v`` itself). Summing out ``h`` gives
+the free energy ``F(v) = -b . v - sum_j softplus(c[j] + W[j] . v)`` with ``p(v) ∝ exp(-F(v))``.
+
+Temperature ``T`` tempers the joint, ``p_T(v, h) ∝ exp(-E(v, h) / T)``; its block conditionals are
+``p_T(h_j = 1 | v) = sigmoid((c_j + W_j . v) / T)`` and ``p_T(v_i | h) = softmax((b_i + W_i^T h) / T)``,
+so Gibbs sampling at temperature T samples ``p_T(v) ∝ exp(-F_T(v))`` with
+``F_T(v) = -(b . v) / T - sum_j softplus((c_j + W_j . v) / T)`` (see :meth:`RBM.free_energy`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UsageError
+from ..sampling.categorical import sample_bernoulli, sample_categorical
+
+
+class RBM(nn.Module):
+    """Bernoulli-hidden RBM over ``num_visible`` units with ``num_categories`` values each.
+
+    Parameters (``K = num_categories``):
+
+    * ``K == 2`` (Bernoulli visible): ``weight (H, V)``, ``visible_bias (V,)``, ``hidden_bias (H,)``.
+    * ``K > 2`` (categorical visible): ``weight (H, V, K)``, ``visible_bias (V, K)``, ``hidden_bias (H,)``.
+    """
+
+    family = "rbm"
+
+    def __init__(self, num_visible: int, num_hidden: int, num_categories: int = 2):
+        super().__init__()
+        for name, value, least in (
+            ("num_visible", num_visible, 1),
+            ("num_hidden", num_hidden, 1),
+            ("num_categories", num_categories, 2),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+        self.num_visible = num_visible
+        self.num_hidden = num_hidden
+        self.num_categories = num_categories
+        visible_shape = (num_visible,) if num_categories == 2 else (num_visible, num_categories)
+        self.weight = nn.Parameter(torch.empty(num_hidden, *visible_shape))
+        self.visible_bias = nn.Parameter(torch.zeros(visible_shape))
+        self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
+        self.reset_parameters()
+
+    @property
+    def categorical(self) -> bool:
+        return self.num_categories > 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one visible state (without the batch dimension)."""
+        return (self.num_visible,)
+
+    def config(self) -> dict:
+        return {
+            "num_visible": self.num_visible,
+            "num_hidden": self.num_hidden,
+            "num_categories": self.num_categories,
+        }
+
+    def reset_parameters(self, generator: torch.Generator | None = None, std: float = 0.01) -> None:
+        """Small random weights (Hinton's practical guide) and zero biases."""
+        with torch.no_grad():
+            noise = torch.randn(self.weight.shape, generator=generator, device=self.weight.device)
+            self.weight.copy_(noise * std)
+            self.visible_bias.zero_()
+            self.hidden_bias.zero_()
+
+    def init_visible_bias_from_data(self, v: torch.Tensor, smoothing: float = 1.0) -> None:
+        """Set visible biases to the log-frequencies of the data (Hinton's guide, section 8.1).
+
+        ``v: (N, V)`` category indices. ``smoothing`` is an additive (Laplace) count per category.
+        """
+        counts = self.one_hot(v).sum(0).view(self.visible_bias.shape[0], -1)  # (V, K) or (V, 1)
+        n = v.shape[0]
+        with torch.no_grad():
+            if self.categorical:
+                freq = (counts + smoothing) / (n + smoothing * self.num_categories)
+                self.visible_bias.copy_(freq.log())
+            else:
+                p = (counts.squeeze(-1) + smoothing) / (n + 2 * smoothing)
+                self.visible_bias.copy_(torch.logit(p))
+
+    # ---- encodings -----------------------------------------------------------------------
+
+    def one_hot(self, v: torch.Tensor) -> torch.Tensor:
+        """``(B, V)`` indices -> ``(B, V*K)`` one-hot floats (``(B, V)`` 0/1 floats if Bernoulli)."""
+        dtype = self.weight.dtype
+        if not self.categorical:
+            return v.to(dtype)
+        batch = v.shape[0]
+        flat_index = v + self._position_offsets(v.device)
+        out = torch.zeros(batch, self.num_visible * self.num_categories, dtype=dtype, device=v.device)
+        return out.scatter_(1, flat_index, 1.0)
+
+    def _position_offsets(self, device) -> torch.Tensor:
+        return torch.arange(self.num_visible, device=device) * self.num_categories
+
+    def flat_weight(self) -> torch.Tensor:
+        """``(H, V*K)`` (or ``(H, V)``) view of the weights, matching :meth:`one_hot`."""
+        return self.weight.view(self.num_hidden, -1)
+
+    # ---- energies ------------------------------------------------------------------------
+
+    def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
+        """``(B, V)`` visible states -> ``(B, H)`` hidden pre-activations ``c + W v``."""
+        return torch.addmm(self.hidden_bias, self.one_hot(v), self.flat_weight().t())
+
+    def visible_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, H)`` hidden states -> ``(B, V, K)`` visible logits (``(B, V)`` log-odds if Bernoulli)."""
+        flat = torch.addmm(self.visible_bias.view(-1), h, self.flat_weight())
+        return flat.view(h.shape[0], *self.visible_bias.shape)
+
+    def visible_term(self, v: torch.Tensor) -> torch.Tensor:
+        """``(B, V)`` -> ``(B,)``: ``b . v``, the visible biases' part of ``-E``."""
+        if self.categorical:
+            return self.visible_bias.unsqueeze(0).expand(v.shape[0], -1, -1).gather(2, v.unsqueeze(-1)).sum((1, 2))
+        return v.to(self.visible_bias.dtype) @ self.visible_bias
+
+    def free_energy(self, v: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """``(B, V)`` -> ``(B,)``: ``F_T(v)``, so that ``p_T(v) ∝ exp(-F_T(v))`` (module docstring)."""
+        return self.free_energy_from_logits(v, self.hidden_logits(v), temperature)
+
+    def free_energy_from_logits(
+        self, v: torch.Tensor, hidden_logits: torch.Tensor, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """:meth:`free_energy` given ``hidden_logits(v)`` already computed (saves a matmul)."""
+        return -(self.visible_term(v) / temperature + F.softplus(hidden_logits / temperature).sum(-1))
+
+    def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``(B, V)``, ``(B, H)`` -> ``(B,)``: the joint energy ``E(v, h)``."""
+        return -(self.visible_term(v) + (h * self.hidden_logits(v)).sum(-1))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        """Free energy, ``(B, V) -> (B,)``."""
+        return self.free_energy(v)
+
+    # ---- block Gibbs conditionals ----------------------------------------------------------
+
+    def sample_hidden(
+        self, hidden_logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``h ~ p_T(h | v)`` from ``hidden_logits(v)``: ``(B, H)`` floats in {0, 1}."""
+        return sample_bernoulli(hidden_logits, temperature, generator)
+
+    def sample_visible(
+        self, h: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``v ~ p_T(v | h)``: ``(B, H)`` -> ``(B, V)`` long category indices."""
+        logits = self.visible_logits(h)
+        if self.categorical:
+            return sample_categorical(logits, temperature, generator)
+        return sample_bernoulli(logits, temperature, generator).long()
+
+    def gibbs_step(
+        self, v: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """One full sweep ``v -> h -> v'`` at temperature ``T``: ``(B, V) -> (B, V)``."""
+        h = self.sample_hidden(self.hidden_logits(v), temperature, generator)
+        return self.sample_visible(h, temperature, generator)

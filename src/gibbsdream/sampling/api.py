@@ -1,0 +1,125 @@
+"""``gibbsdream.sample``: one entry point for every model family and sampler."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UsageError
+from .init import INITS, initial_states
+from .rbm_gibbs import FINALS, gibbs_energy_model
+from .schedules import schedule_values, temperature_schedule
+
+
+def make_generator(seed: int | None, device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (a fresh random seed when None)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def check_count(name: str, value, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return value
+
+
+def sample(
+    model,
+    num_chains: int | None = None,
+    steps: int = 1000,
+    temperature=1.0,
+    *,
+    anneal: str = "geometric",
+    init="uniform",
+    x: torch.Tensor | None = None,
+    known: torch.Tensor | None = None,
+    final: str = "sample",
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    data: torch.Tensor | None = None,
+    codec=None,
+    record_every: int | None = None,
+    progress: bool = False,
+):
+    """Draw samples from ``model`` by running many chains in parallel.
+
+    For an energy model (:class:`gibbsdream.RBM`) this is block Gibbs sampling of the tempered
+    joint ``p_T(v, h) ∝ exp(-E(v, h) / T)``, with ``T`` constant or annealed.
+
+    Args:
+        model: the model to sample from.
+        num_chains: number of parallel chains ``N`` (default: ``len(x)`` if given, else 100).
+        steps: number of Gibbs sweeps ``S``.
+        temperature: a number, a text form (``"1.5:0.2"``, ``"linear:1,0.1"``) or a schedule.
+        anneal: how ``"a:b"`` temperatures go from a to b: ``geometric`` (default), ``linear``
+            or ``cosine``.
+        init: where chains start: a name from ``gibbsdream.sampling.init.INITS`` or a
+            ``(N, V)`` tensor of states.
+        x: ``(N, V)`` or ``(V,)`` states whose ``known`` positions are clamped; without
+            ``known``, the chains simply start at ``x`` (``init`` is then not used).
+        known: ``(N, V)`` or ``(V,)`` bool, True = clamped (never resampled).
+        final: ``"sample"``, or ``"argmax"`` for a deterministic visible half of the last sweep.
+        seed, generator: randomness (same seed, same device -> same samples).
+        data: ``(M, V)`` training states, for the ``train`` and ``silhouettes`` inits.
+        codec: the string codec, for the ``spaces`` and ``chunks`` inits.
+        record_every: keep frames of the chain every this many steps.
+        progress: show a progress bar (on a terminal).
+
+    Returns:
+        :class:`gibbsdream.sampling.Chain` with ``samples (N, V)`` and ``energy (S + 1, N)``.
+    """
+    if not hasattr(model, "sample_hidden"):
+        raise UsageError(
+            f"sample() does not know how to sample a {type(model).__name__}; it needs an energy model "
+            "such as gibbsdream.RBM"
+        )
+    steps = check_count("steps", steps)
+    if final not in FINALS:
+        raise UsageError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
+    if record_every is not None:
+        check_count("record_every", record_every)
+    schedule = temperature_schedule(temperature, anneal)
+    temperatures = schedule_values(schedule, steps)
+    device = model.weight.device
+    if generator is None:
+        generator = make_generator(seed, device)
+
+    if x is not None:
+        x = torch.as_tensor(x, device=device).long()
+        x = x.unsqueeze(0) if x.dim() == 1 else x
+    if num_chains is None:
+        num_chains = x.shape[0] if x is not None and x.shape[0] > 1 else 100
+    check_count("num_chains", num_chains)
+    if isinstance(init, str):
+        v = initial_states(init, num_chains, model, data=data, codec=codec, generator=generator)
+    else:
+        v = torch.as_tensor(init, device=device).long()
+        if v.shape != (num_chains, model.num_visible):
+            raise UsageError(f"init states have shape {tuple(v.shape)}, expected {(num_chains, model.num_visible)}")
+    if v.min() < 0 or v.max() >= model.num_categories:
+        raise UsageError(f"states must be category indices in [0, {model.num_categories})")
+    if known is not None:
+        if x is None:
+            raise UsageError("known= needs x= (the values of the clamped positions)")
+        known = torch.as_tensor(known, device=device).bool()
+        known = known.unsqueeze(0) if known.dim() == 1 else known
+        known = known.expand(num_chains, -1)
+        v = torch.where(known, x.expand(num_chains, -1), v)
+    elif x is not None:
+        v = x.expand(num_chains, -1).clone()
+
+    chain = gibbs_energy_model(
+        model, v, steps, temperatures, known=known, final=final, generator=generator,
+        record_every=record_every, progress=progress,
+    )
+    chain.settings = {
+        "temperature": str(schedule),
+        "init": init if isinstance(init, str) else "given",
+        "steps": steps,
+        "final": final,
+        "chains": num_chains,
+    }
+    return chain

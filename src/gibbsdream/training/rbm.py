@@ -1,0 +1,259 @@
+"""Training RBMs by contrastive divergence (CD-k) and persistent CD (PCD-k).
+
+The gradient of the average log-likelihood is ``E_data[-dF/dθ] - E_model[-dF/dθ]``; CD
+estimates the model term from k Gibbs sweeps started at the data, PCD from chains that persist
+across updates. The gradients are written by hand from the sufficient statistics (hidden
+probabilities times one-hot visibles) and handed to ``torch.optim.SGD``, which applies momentum
+and the L2 weight cost (on the weights only, as in Hinton's practical guide).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from ..evaluate import pseudo_log_likelihood
+from ..progress import progress_bar
+from ..sampling.api import check_count, make_generator
+from ..sampling.categorical import bernoulli_from_probs
+
+
+def _flag(name: str) -> str:
+    return {"num_hidden": "--hidden", "learning_rate": "--lr"}.get(name, "--" + name.replace("_", "-"))
+
+
+@dataclass
+class RBMTrainConfig:
+    """Hyper-parameters of RBM training (all have working defaults)."""
+
+    num_hidden: int = 128
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 0.05
+    lr_decay: float = 0.97  # multiplies the learning rate after every epoch
+    momentum: float = 0.5
+    weight_cost: float = 1e-4  # L2 penalty on the weights (not the biases)
+    cd_steps: int = 1
+    persistent: bool = False
+    validation_fraction: float = 0.05
+    monitor_size: int = 500  # strings used for the per-epoch pseudo-log-likelihood and free-energy gap
+    fantasy_particles: int = 8  # decoded into the history each epoch
+    seed: int = 0
+
+    def check(self) -> "RBMTrainConfig":
+        """Raise UsageError (naming the command-line flag) for an impossible setting."""
+        for name in ("num_hidden", "epochs", "batch_size", "cd_steps", "monitor_size"):
+            check_count(_flag(name), getattr(self, name))
+        check_count("--fantasy-particles", self.fantasy_particles, least=0)
+        for name in ("learning_rate", "lr_decay"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"{_flag(name)} must be a positive number, got {value}")
+        if not 0 <= self.momentum < 1:
+            raise UsageError(f"--momentum must lie in [0, 1), got {self.momentum}")
+        if self.weight_cost < 0:
+            raise UsageError(f"--weight-cost must be >= 0, got {self.weight_cost}")
+        if not 0 <= self.validation_fraction < 1:
+            raise UsageError(f"--validation-fraction must lie in [0, 1), got {self.validation_fraction}")
+        return self
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+    return torch.device(device)
+
+
+def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle ``(N, V)`` states with ``seed`` and hold out a validation fraction."""
+    order = torch.randperm(data.shape[0], generator=make_generator(seed, "cpu"))
+    num_val = int(round(validation_fraction * data.shape[0]))
+    if validation_fraction > 0 and data.shape[0] - num_val < 1:
+        raise UsageError("the corpus is too small to hold out a validation set; use --validation-fraction 0")
+    return data[order[num_val:]], data[order[:num_val]]
+
+
+@dataclass
+class RBMTrainer:
+    """Holds everything a run needs to continue: the model, optimizer, RNG and chains.
+
+    Use :meth:`fit` to train; :meth:`state_tensors` and :meth:`load_state_tensors` move the
+    trainer through a checkpoint (``--resume``).
+    """
+
+    model: torch.nn.Module
+    config: RBMTrainConfig
+    train_data: torch.Tensor
+    validation_data: torch.Tensor
+    codec: object | None = None
+    epoch: int = 0
+    history: list = field(default_factory=list)
+
+    def __post_init__(self):
+        model, cfg = self.model, self.config
+        device = model.weight.device
+        self.generator = make_generator(cfg.seed, device)
+        self.shuffle_generator = make_generator(cfg.seed + 1, "cpu")
+        self.optimizer = torch.optim.SGD(
+            [
+                {"params": [model.weight], "weight_decay": cfg.weight_cost},
+                {"params": [model.visible_bias, model.hidden_bias], "weight_decay": 0.0},
+            ],
+            lr=cfg.learning_rate,
+            momentum=cfg.momentum,
+        )
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.lr_decay)
+        self.chains = None
+        if cfg.persistent:
+            start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
+            self.chains = self.train_data[start].to(device)
+
+    # ---- one update ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update(self, v_data: torch.Tensor) -> None:
+        """One CD-k / PCD-k step on a batch ``(B, V)`` of training states."""
+        model = self.model
+        weight = model.flat_weight()
+        data_onehot = model.one_hot(v_data)
+        data_hidden = torch.sigmoid(torch.addmm(model.hidden_bias, data_onehot, weight.t()))
+        if self.chains is None:
+            v, hidden_probs = v_data, data_hidden
+        else:
+            v = self.chains
+            hidden_probs = torch.sigmoid(model.hidden_logits(v))
+        for _ in range(self.config.cd_steps):
+            h = bernoulli_from_probs(hidden_probs, self.generator)
+            v = model.sample_visible(h, 1.0, self.generator)
+            model_onehot = model.one_hot(v)
+            hidden_probs = torch.sigmoid(torch.addmm(model.hidden_bias, model_onehot, weight.t()))
+        if self.chains is not None:
+            self.chains = v
+        n_data, n_model = v_data.shape[0], v.shape[0]
+        # Minimising -log p: gradient = model statistics - data statistics.
+        grad_w = torch.mm(hidden_probs.t(), model_onehot).div_(n_model)
+        grad_w.addmm_(data_hidden.t(), data_onehot, alpha=-1.0 / n_data)
+        grad_visible = model_onehot.mean(0) - data_onehot.mean(0)
+        grad_hidden = hidden_probs.mean(0) - data_hidden.mean(0)
+        model.weight.grad = grad_w.view_as(model.weight)
+        model.visible_bias.grad = grad_visible.view_as(model.visible_bias)
+        model.hidden_bias.grad = grad_hidden
+        self.optimizer.step()
+
+    # ---- epochs ------------------------------------------------------------------------------
+
+    def fit(self, progress: bool = True, on_epoch=None) -> list:
+        """Train until ``config.epochs`` epochs are done; returns the history.
+
+        ``on_epoch(trainer)`` is called after every epoch (e.g. to save a checkpoint).
+        """
+        cfg, device = self.config, self.model.weight.device
+        n = self.train_data.shape[0]
+        batches = math.ceil(n / cfg.batch_size)
+        data = self.train_data.to(device)
+        while self.epoch < cfg.epochs:
+            started = time.perf_counter()
+            order = torch.randperm(n, generator=self.shuffle_generator).to(device)
+            with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
+                for i in range(batches):
+                    self.update(data[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]])
+                    advance()
+            seconds = time.perf_counter() - started
+            self.epoch += 1
+            row = {"epoch": self.epoch, "seconds": round(seconds, 3), "learning_rate": self.scheduler.get_last_lr()[0]}
+            self.scheduler.step()
+            row.update(self.monitor())
+            self.history.append(row)
+            if on_epoch is not None:
+                on_epoch(self)
+        return self.history
+
+    @torch.no_grad()
+    def monitor(self) -> dict:
+        """Per-epoch health: exact pseudo-log-likelihood, free-energy gap, fantasy particles."""
+        cfg, model = self.config, self.model
+        device = model.weight.device
+        pick = make_generator(cfg.seed + 2, "cpu")  # the same monitoring subsets every epoch
+        train_rows = self.train_data[torch.randperm(len(self.train_data), generator=pick)[: cfg.monitor_size]].to(device)
+        row = {"train_pseudo_log_likelihood": pseudo_log_likelihood(model, train_rows).mean().item()}
+        if len(self.validation_data):
+            val_rows = self.validation_data[: cfg.monitor_size].to(device)
+            row["validation_pseudo_log_likelihood"] = pseudo_log_likelihood(model, val_rows).mean().item()
+            same_size_train = train_rows[: len(val_rows)]
+            # > 0 and growing means the model prefers its training strings: overfitting (Hinton §6).
+            row["free_energy_gap"] = (model.free_energy(val_rows).mean() - model.free_energy(same_size_train).mean()).item()
+        if cfg.fantasy_particles:
+            particles = self._fantasy_particles()
+            row["fantasy"] = self.codec.decode(particles) if self.codec is not None else particles.tolist()
+        return row
+
+    def _fantasy_particles(self) -> torch.Tensor:
+        if self.chains is not None:
+            return self.chains[: self.config.fantasy_particles]
+        from ..sampling.api import sample
+
+        chain = sample(
+            self.model, num_chains=self.config.fantasy_particles, steps=100, init="uniform",
+            generator=make_generator(self.config.seed + 3, self.model.weight.device),
+        )
+        return chain.samples
+
+    # ---- checkpoint state ----------------------------------------------------------------------
+
+    def state_tensors(self) -> dict:
+        tensors = {
+            "generator_state": self.generator.get_state(),
+            "shuffle_generator_state": self.shuffle_generator.get_state(),
+        }
+        for i, group in enumerate(self.optimizer.param_groups):
+            for j, p in enumerate(group["params"]):
+                buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buffer is not None:
+                    tensors[f"momentum.{i}.{j}"] = buffer
+        if self.chains is not None:
+            tensors["persistent_chains"] = self.chains
+        return tensors
+
+    def load_state_tensors(self, tensors: dict, epoch: int) -> None:
+        self.epoch = epoch
+        self.generator.set_state(tensors["generator_state"])
+        self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
+        device = self.model.weight.device
+        for i, group in enumerate(self.optimizer.param_groups):
+            for j, p in enumerate(group["params"]):
+                if f"momentum.{i}.{j}" in tensors:
+                    self.optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}.{j}"].to(device)
+        for _ in range(epoch):
+            self.scheduler.step()
+        if "persistent_chains" in tensors:
+            self.chains = tensors["persistent_chains"].long().to(device)
+
+    def extra_config(self) -> dict:
+        return {"training": asdict(self.config), "trainer": {"epoch": self.epoch}}
+
+
+def save_trainer(trainer: RBMTrainer, folder: Path, corpus: dict | None = None) -> None:
+    """Checkpoint the trainer's model, data and state into ``folder``."""
+    from ..io import save_checkpoint
+
+    small = torch.int16 if trainer.model.num_categories < 2**15 else torch.int32
+    extra = trainer.extra_config()
+    if corpus is not None:
+        extra["corpus"] = corpus
+    save_checkpoint(
+        folder,
+        trainer.model,
+        codec=trainer.codec,
+        data={"train": trainer.train_data.to(small), "validation": trainer.validation_data.to(small)},
+        trainer=trainer.state_tensors(),
+        extra=extra,
+        history=trainer.history,
+    )
