@@ -110,7 +110,6 @@ class RBMTrainer:
             lr=cfg.learning_rate,
             momentum=cfg.momentum,
         )
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.lr_decay)
         self.chains = None
         if cfg.persistent:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
@@ -161,6 +160,9 @@ class RBMTrainer:
         data = self.train_data.to(device)
         while self.epoch < cfg.epochs:
             started = time.perf_counter()
+            learning_rate = cfg.learning_rate * cfg.lr_decay**self.epoch  # stateless, so --resume needs nothing
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate
             order = torch.randperm(n, generator=self.shuffle_generator).to(device)
             with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
                 for i in range(batches):
@@ -168,8 +170,7 @@ class RBMTrainer:
                     advance()
             seconds = time.perf_counter() - started
             self.epoch += 1
-            row = {"epoch": self.epoch, "seconds": round(seconds, 3), "learning_rate": self.scheduler.get_last_lr()[0]}
-            self.scheduler.step()
+            row = {"epoch": self.epoch, "seconds": round(seconds, 3), "learning_rate": learning_rate}
             row.update(self.monitor())
             self.history.append(row)
             if on_epoch is not None:
@@ -231,8 +232,6 @@ class RBMTrainer:
             for j, p in enumerate(group["params"]):
                 if f"momentum.{i}.{j}" in tensors:
                     self.optimizer.state[p]["momentum_buffer"] = tensors[f"momentum.{i}.{j}"].to(device)
-        for _ in range(epoch):
-            self.scheduler.step()
         if "persistent_chains" in tensors:
             self.chains = tensors["persistent_chains"].long().to(device)
 
