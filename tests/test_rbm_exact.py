@@ -205,3 +205,19 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
         assert torch.equal(p, resumed.model.state_dict()[name]), name
     assert len(resumed.history) == 3
     assert resumed.history[-1]["learning_rate"] == pytest.approx(straight.history[-1]["learning_rate"])
+
+
+@pytest.mark.parametrize("num_categories", [2, 5])
+def test_contrastive_gradients_equal_autograd_of_the_free_energy_difference(num_categories):
+    model = small_rbm(num_visible=6, num_hidden=7, num_categories=num_categories, seed=3)
+    g = torch.Generator().manual_seed(0)
+    v_data = torch.randint(0, num_categories, (9, 6), generator=g)
+    v_model = torch.randint(0, num_categories, (13, 6), generator=g)
+    objective = model.free_energy(v_data).mean() - model.free_energy(v_model).mean()
+    expected = torch.autograd.grad(objective, [model.weight, model.visible_bias, model.hidden_bias])
+    with torch.no_grad():
+        h_data, h_model = torch.sigmoid(model.hidden_logits(v_data)), torch.sigmoid(model.hidden_logits(v_model))
+        got = model.contrastive_gradients(v_data, h_data, v_model, h_model)
+    for e, g_ in zip(expected, got):
+        assert g_.shape == e.shape
+        assert torch.allclose(g_, e, atol=1e-12)

@@ -72,13 +72,15 @@ def train_app():
 @option("--min-char-count", default=1, help="Characters seen fewer times than this are rare.")
 @option("--rare", type=click.Choice(["skip", "replace", "keep"]), default="skip", help="Rare characters: skip their lines, replace them with '?', or keep them.")
 @option("--validation-fraction", default=0.05, help="Share of lines held out for monitoring.")
+@option("--monitor-every", default=1, help="Epochs between pseudo-likelihood / free-energy-gap checks (0: never).")
 @option("--seed", default=0, help="Random seed (same seed, same device: same model).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_rbm(
     data, out, hidden, epochs, batch_size, learning_rate, lr_decay, momentum, weight_cost, cd_steps, persistent,
-    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, seed, device, resume, quiet,
+    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, monitor_every, seed, device, resume,
+    quiet,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
     import torch
@@ -108,7 +110,7 @@ def train_rbm(
         config = RBMTrainConfig(
             num_hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             lr_decay=lr_decay, momentum=momentum, weight_cost=weight_cost, cd_steps=cd_steps,
-            persistent=persistent, validation_fraction=validation_fraction, seed=seed,
+            persistent=persistent, validation_fraction=validation_fraction, monitor_every=monitor_every, seed=seed,
         ).check()
         lines = read_lines(data)
         codec, kept, report = StringCodec.fit(
@@ -129,12 +131,15 @@ def train_rbm(
         save_trainer(t, out, corpus)
         if not quiet:
             row = t.history[-1]
-            val = row.get("validation_pseudo_log_likelihood")
-            _say(
-                f"epoch {row['epoch']:>3}  {row['seconds']:.1f}s  pseudo-LL train {row['train_pseudo_log_likelihood']:.2f}"
-                + (f" val {val:.2f}  free-energy gap {row['free_energy_gap']:+.2f}" if val is not None else "")
-                + ("  e.g. " + ", ".join(repr(s) for s in row.get("fantasy", [])[:4]) if row.get("fantasy") else "")
-            )
+            parts = [f"epoch {row['epoch']:>3}", f"{row['seconds']:.1f}s"]
+            if "train_pseudo_log_likelihood" in row:
+                parts.append(f"pseudo-LL train {row['train_pseudo_log_likelihood']:.2f}")
+            if "validation_pseudo_log_likelihood" in row:
+                parts.append(f"val {row['validation_pseudo_log_likelihood']:.2f}")
+                parts.append(f"free-energy gap {row['free_energy_gap']:+.2f}")
+            if row.get("fantasy"):
+                parts.append("e.g. " + ", ".join(repr(s) for s in row["fantasy"][:4]))
+            _say("  ".join(parts))
 
     trainer.fit(progress=not quiet, on_epoch=on_epoch)
     if not quiet:
@@ -300,7 +305,7 @@ def demo_command(out, epochs, chains, steps, seed):
         train_rbm.callback(
             data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.05,
             lr_decay=0.97, momentum=0.5, weight_cost=1e-4, cd_steps=1, persistent=True, max_length=20,
-            case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05,
+            case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05, monitor_every=0,
             seed=seed, device="auto", resume=False, quiet=True,
         )
     else:

@@ -51,9 +51,14 @@ class RBM(nn.Module):
         self.num_hidden = num_hidden
         self.num_categories = num_categories
         visible_shape = (num_visible,) if num_categories == 2 else (num_visible, num_categories)
-        self.weight = nn.Parameter(torch.empty(num_hidden, *visible_shape))
+        # Stored visible-major: the H weights of one (position, category) are one contiguous row,
+        # so a state's hidden pre-activations are a gather-and-sum of V rows (embedding_bag)
+        # instead of a dense one-hot matmul K times larger. The parameter keeps shape (H, V, K).
+        self.weight = nn.Parameter(torch.empty(*visible_shape, num_hidden).movedim(-1, 0))
         self.visible_bias = nn.Parameter(torch.zeros(visible_shape))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
+        # Row of (position i, category 0) in the flattened (V*K, H) weights.
+        self.register_buffer("position_offsets", torch.arange(num_visible) * num_categories, persistent=False)
         self.reset_parameters()
 
     @property
@@ -102,23 +107,24 @@ class RBM(nn.Module):
         dtype = self.weight.dtype
         if not self.categorical:
             return v.to(dtype)
-        batch = v.shape[0]
-        flat_index = v + self._position_offsets(v.device)
-        out = torch.zeros(batch, self.num_visible * self.num_categories, dtype=dtype, device=v.device)
-        return out.scatter_(1, flat_index, 1.0)
-
-    def _position_offsets(self, device) -> torch.Tensor:
-        return torch.arange(self.num_visible, device=device) * self.num_categories
+        out = torch.zeros(v.shape[0], self.num_visible * self.num_categories, dtype=dtype, device=v.device)
+        return out.scatter_(1, v + self.position_offsets, 1.0)
 
     def flat_weight(self) -> torch.Tensor:
         """``(H, V*K)`` (or ``(H, V)``) view of the weights, matching :meth:`one_hot`."""
-        return self.weight.view(self.num_hidden, -1)
+        return self.weight.reshape(self.num_hidden, -1)
+
+    def flat_weight_t(self) -> torch.Tensor:
+        """``(V*K, H)`` (or ``(V, H)``): one row per visible (position, category); contiguous."""
+        return self.flat_weight().t()
 
     # ---- energies ------------------------------------------------------------------------
 
     def hidden_logits(self, v: torch.Tensor) -> torch.Tensor:
         """``(B, V)`` visible states -> ``(B, H)`` hidden pre-activations ``c + W v``."""
-        return torch.addmm(self.hidden_bias, self.one_hot(v), self.flat_weight().t())
+        if not self.categorical:
+            return torch.addmm(self.hidden_bias, v.to(self.weight.dtype), self.flat_weight_t())
+        return F.embedding_bag(v + self.position_offsets, self.flat_weight_t(), mode="sum").add_(self.hidden_bias)
 
     def visible_logits(self, h: torch.Tensor) -> torch.Tensor:
         """``(B, H)`` hidden states -> ``(B, V, K)`` visible logits (``(B, V)`` log-odds if Bernoulli)."""
@@ -148,6 +154,33 @@ class RBM(nn.Module):
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         """Free energy, ``(B, V) -> (B,)``."""
         return self.free_energy(v)
+
+    def contrastive_gradients(
+        self, v_data: torch.Tensor, h_data: torch.Tensor, v_model: torch.Tensor, h_model: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gradients of ``mean F(v_data) - mean F(v_model)`` for (weight, visible_bias, hidden_bias).
+
+        Descending them is (persistent) contrastive divergence. ``v_*: (B, V)`` states,
+        ``h_*: (B, H)`` hidden probabilities given those states. The data and model sides may
+        have different batch sizes. The weight gradient has the weight's own memory layout.
+        """
+        n_data, n_model = v_data.shape[0], v_model.shape[0]
+        signed_hidden = torch.cat([h_model / n_model, h_data / -n_data])
+        if self.categorical:
+            # sum_b h_b ⊗ onehot(v_b) without building the one-hot: add h_b into the row of each
+            # (position, category) that v_b uses.
+            rows = torch.cat([v_model, v_data]) + self.position_offsets
+            grad_flat_t = torch.zeros_like(self.flat_weight_t())
+            grad_flat_t.index_add_(0, rows.view(-1), signed_hidden.repeat_interleave(self.num_visible, 0))
+            counts = torch.bincount(rows[:n_model].view(-1), minlength=grad_flat_t.shape[0]) / n_model
+            counts -= torch.bincount(rows[n_model:].view(-1), minlength=grad_flat_t.shape[0]) / n_data
+            grad_visible = counts.to(self.visible_bias.dtype).view_as(self.visible_bias)
+        else:
+            visible = torch.cat([v_model, v_data]).to(self.weight.dtype)
+            grad_flat_t = visible.t() @ signed_hidden
+            grad_visible = visible[:n_model].mean(0) - visible[n_model:].mean(0)
+        grad_hidden = h_model.mean(0) - h_data.mean(0)
+        return grad_flat_t.t().view(self.weight.shape), grad_visible, grad_hidden
 
     # ---- block Gibbs conditionals ----------------------------------------------------------
 

@@ -11,25 +11,32 @@ import torch
 
 
 def sample_categorical(
-    logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    dim: int = -1,
 ) -> torch.Tensor:
-    """Draw one category per row.
+    """Draw one category along ``dim`` for every other index.
 
     Args:
-        logits: ``(..., K)`` unnormalised log-probabilities.
+        logits: unnormalised log-probabilities with the K categories along ``dim``
+            (e.g. ``(..., K)``; a middle ``dim`` with a long contiguous inner axis is fastest).
         temperature: ``>= 0``; 0 takes the argmax.
         generator: source of randomness (on ``logits.device``).
+        dim: the category axis.
 
     Returns:
-        ``(...)`` long tensor of category indices.
+        long tensor of category indices, ``logits``' shape without ``dim``.
     """
     if temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temperature if temperature != 1 else logits, dim=-1)
-    cdf = probs.cumsum(dim=-1, dtype=torch.float64)
-    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device, dtype=torch.float64)
-    index = torch.searchsorted(cdf, u * cdf[..., -1:], right=True).squeeze(-1)
-    return index.clamp_(max=logits.shape[-1] - 1)
+        return logits.argmax(dim=dim)
+    probs = torch.softmax(logits / temperature if temperature != 1 else logits, dim=dim)
+    cdf = probs.cumsum(dim=dim, dtype=torch.float64)
+    total = cdf.narrow(dim, logits.shape[dim] - 1, 1)
+    u = torch.rand(total.shape, generator=generator, device=cdf.device, dtype=torch.float64).mul_(total)
+    # The drawn category is the number of CDF entries at or below u.
+    index = (cdf <= u).sum(dim=dim)
+    return index.clamp_(max=logits.shape[dim] - 1)
 
 
 def sample_bernoulli(

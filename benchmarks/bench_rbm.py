@@ -1,0 +1,159 @@
+"""RBM speed, side by side with scikit-learn's BernoulliRBM in the same run.
+
+Training: one epoch over random strings (default 50,000 strings of 20 positions x 28 symbols,
+one-hot encoded for scikit-learn), 256 hidden units, batch 64, float32, PCD-1 for both (that is
+what BernoulliRBM does), no momentum or weight cost (BernoulliRBM has neither).
+
+Sampling: Gibbs sweeps per second at 1,024 parallel chains, for gibbsdream.sample and for
+BernoulliRBM.gibbs, and gibbsdream's rate in floating-point operations against this machine's
+measured float32 matrix-multiply rate. A sweep of the dense one-hot formulation costs two
+(N x V*K) by (V*K x H) products, 4*N*V*K*H flops; gibbsdream computes the hidden side as a
+gather of V rows per chain (it exploits the one-hot structure), so its "dense-equivalent" rate
+can exceed what its matmuls alone would do, and both figures are printed.
+
+Run:  python benchmarks/bench_rbm.py [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.neural_network import BernoulliRBM
+
+from gibbsdream import RBM, sample
+from gibbsdream.training import RBMTrainConfig, RBMTrainer
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def timed(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--strings", type=int, default=50_000)
+    parser.add_argument("--positions", type=int, default=20)
+    parser.add_argument("--symbols", type=int, default=28)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--chains", type=int, default=1024)
+    parser.add_argument("--sweeps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    N, V, K, H, B = args.strings, args.positions, args.symbols, args.hidden, args.batch_size
+
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, K, size=(N, V))
+    one_hot = np.zeros((N, V * K), dtype=np.float32)
+    one_hot[np.arange(N)[:, None], states + np.arange(V) * K] = 1.0
+    states = torch.from_numpy(states)
+
+    # ---- training: one epoch each --------------------------------------------------------------
+    def sklearn_epoch():
+        BernoulliRBM(n_components=H, learning_rate=args.learning_rate, batch_size=B, n_iter=1, random_state=0).fit(one_hot)
+
+    def ours_epoch():
+        model = RBM(V, H, K)
+        model.reset_parameters(torch.Generator().manual_seed(0))
+        config = RBMTrainConfig(
+            num_hidden=H, epochs=1, batch_size=B, learning_rate=args.learning_rate, lr_decay=1.0, momentum=0.0,
+            weight_cost=0.0, cd_steps=1, persistent=True, validation_fraction=0.0, monitor_every=0,
+        )
+        RBMTrainer(model, config, states, states[:0]).fit(progress=False)
+
+    t_sklearn = timed(sklearn_epoch, args.repeats)
+    t_ours = timed(ours_epoch, args.repeats)
+
+    # ---- sampling: sweeps per second at many chains --------------------------------------------
+    C, S = args.chains, args.sweeps
+    model = RBM(V, H, K)
+    model.reset_parameters(torch.Generator().manual_seed(0), std=0.1)
+    t_sample = timed(lambda: sample(model, num_chains=C, steps=S, seed=0), args.repeats) / S
+
+    peer = BernoulliRBM(n_components=H, random_state=0)
+    peer.components_ = model.flat_weight().detach().numpy().copy()
+    peer.intercept_hidden_ = model.hidden_bias.detach().numpy().copy()
+    peer.intercept_visible_ = model.visible_bias.detach().numpy().reshape(-1).copy()
+    peer.random_state_ = np.random.RandomState(0)
+    v0 = one_hot[:C].copy()
+
+    def peer_sweeps():
+        v = v0
+        for _ in range(S):
+            v = peer.gibbs(v)
+
+    t_peer_sample = timed(peer_sweeps, args.repeats) / S
+
+    a = torch.randn(C, V * K)
+    w = torch.randn(V * K, H)
+    t_mm = timed(lambda: [torch.mm(a, w) for _ in range(20)], args.repeats) / 20
+    matmul_rate = 2 * C * V * K * H / t_mm
+    dense_flops = 4 * C * V * K * H
+    performed_flops = 2 * C * V * K * H + C * V * H  # visible matmul + hidden gather-and-sum
+    results = {
+        "machine": machine(),
+        "settings": vars(args),
+        "train_epoch_seconds": {"gibbsdream": t_ours, "sklearn": t_sklearn, "speedup": t_sklearn / t_ours},
+        "sampling": {
+            "chains": C,
+            "sweep_seconds": {"gibbsdream": t_sample, "sklearn": t_peer_sample, "speedup": t_peer_sample / t_sample},
+            "matmul_gflops": matmul_rate / 1e9,
+            "dense_equivalent_gflops": dense_flops / t_sample / 1e9,
+            "dense_equivalent_fraction_of_matmul": dense_flops / t_sample / matmul_rate,
+            "performed_gflops": performed_flops / t_sample / 1e9,
+            "performed_fraction_of_matmul": performed_flops / t_sample / matmul_rate,
+        },
+    }
+    m = results["machine"]
+    s = results["sampling"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), scikit-learn {m['scikit-learn']}")
+    print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} (median of {args.repeats}):")
+    print(f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s")
+    print(f"  gibbsdream RBM             {t_ours:8.3f} s   -> {t_sklearn / t_ours:.2f}x faster")
+    print(f"\nGibbs sampling, {C} chains x {S} sweeps:")
+    print(f"  scikit-learn .gibbs        {t_peer_sample * 1e3:8.2f} ms/sweep")
+    print(f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {t_peer_sample / t_sample:.2f}x faster")
+    print(f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s")
+    print(f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = {s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate")
+    print(f"  gibbsdream, flops performed:  {s['performed_gflops']:.1f} GFLOP/s = {s['performed_fraction_of_matmul']:.0%} of matmul rate")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
