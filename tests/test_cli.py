@@ -232,7 +232,7 @@ BAD_INPUT = {
                                                            "--out", _existing_output(c)],
 }
 
-# Hand-edited checkpoints that currently crash (see the xfail reasons below).
+# Hand-edited checkpoints that once crashed the CLI instead of failing cleanly.
 CRASHING = {
     "config.json without a codec": lambda c: ["sample", _edited_config(c, "nocodec", lambda d: d.update(codec=None)),
                                               "--steps", 5],
@@ -454,32 +454,15 @@ def test_failed_sample_does_not_clobber_out(runs, where):
 @pytest.mark.parametrize(
     "case",
     [
-        pytest.param(
-            "config.json without a codec",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: load_checkpoint accepts a config whose codec is null/missing; `sample` then "
-                "crashes with AttributeError: 'NoneType' object has no attribute 'decode' (evaluate: 'filter')",
-            ),
-        ),
-        pytest.param(
-            "resume on the CPU a run trained on a GPU",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: RBMTrainer.load_state_tensors restores the saved RNG state into a generator on "
-                "the resume device; a CUDA state (16 bytes) on the CPU (or a CPU state on CUDA) crashes with "
-                "RuntimeError: Expected a CPUGeneratorImplState of size 5056",
-            ),
-        ),
-        pytest.param(
-            "config.json without a model entry",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: load_checkpoint reads config['model'] outside its try block; a config without "
-                "it crashes with KeyError: 'model' instead of a UsageError",
-            ),
-        ),
+        "config.json without a codec",
+        "config.json without a model entry",
     ],
 )
 def test_hand_edited_checkpoint_fails_cleanly(runs, case):
     assert_clean_error(runs[case])
+
+
+def test_resume_on_another_kind_of_device_reseeds_with_a_note(runs):
+    result = runs["resume on the CPU a run trained on a GPU"]
+    assert_ok(result)
+    assert "note: the checkpoint was saved on another kind of device" in result.stderr

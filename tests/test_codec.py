@@ -273,22 +273,12 @@ def test_read_lines_round_trip(tmp_path_factory, lines):
     assert read_lines(str(path)) == lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: read_lines uses str.splitlines(), which also splits a line at \\x0b, \\x0c, \\x1c-\\x1e, "
-    "\\x85, U+2028 and U+2029; one line of the file becomes several strings",
-)
 def test_read_lines_splits_only_at_line_endings(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text("a\u2028b\nc\x0cd\ne\x85f\n", encoding="utf-8", newline="")
     assert read_lines(str(path)) == ["a\u2028b", "c\x0cd", "e\x85f"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a UTF-8 byte-order mark (files saved as 'UTF-8 with BOM') stays in the first line "
-    "and becomes a character of the alphabet; read with encoding='utf-8-sig'",
-)
 def test_read_lines_drops_a_utf8_bom(tmp_path):
     path = tmp_path / "c.txt"
     path.write_bytes(b"\xef\xbb\xbfabc\ndef\n")

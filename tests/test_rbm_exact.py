@@ -7,7 +7,6 @@ an exact sampler is about sqrt(m / (2 pi n)) (0.015 for m = 27, n = 20,000), so 
 below leave room for chance but not for a wrong temperature or a missed conditional.
 """
 
-import math
 
 import pytest
 import torch

@@ -147,11 +147,6 @@ def test_block_str_round_trip(schedule):
     assert again == schedule and type(again) is type(schedule)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: str(schedule) formats numbers with '{:g}' (6 significant digits), so the text form "
-    "of a schedule with a more precise number parses back to a different schedule",
-)
 @pytest.mark.parametrize(
     "schedule, parse",
     [
@@ -273,11 +268,6 @@ def test_bad_temperatures_raise_usage_error(spec, anneal):
         temperature_schedule(spec, anneal)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a numeric temperature skips the finiteness check that text gets (_numbers), so "
-    "temperature_schedule(float('nan')) and float('inf') are accepted",
-)
 @pytest.mark.parametrize("spec", [float("nan"), float("inf")])
 def test_non_finite_numeric_temperature_raises(spec):
     with pytest.raises(UsageError):

@@ -27,6 +27,25 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
+def _load_string_model(checkpoint: Path, device: str):
+    """Load an RBM checkpoint that can decode strings, or say why it cannot be used."""
+    from .io import load_checkpoint
+    from .training import resolve_device
+
+    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
+    if ckpt.codec is None:
+        raise UsageError(f"checkpoint {checkpoint} has no string codec, so its samples cannot be decoded; retrain it with `gibbsdream train rbm`")
+    for part in ("train", "validation"):
+        ckpt.data.setdefault(part, _empty_states(ckpt.model.num_visible))
+    return ckpt
+
+
+def _empty_states(num_visible: int):
+    import torch
+
+    return torch.zeros(0, num_visible, dtype=torch.long)
+
+
 def _positive(name: str, value: int) -> int:
     if value < 1:
         raise UsageError(f"--{name} must be >= 1, got {value}")
@@ -83,7 +102,6 @@ def train_rbm(
     quiet,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
-    import torch
 
     from .data.strings import StringCodec, read_lines
     from .io import load_checkpoint
@@ -99,7 +117,8 @@ def train_rbm(
             checkpoint.model, config, checkpoint.data["train"], checkpoint.data["validation"],
             codec=checkpoint.codec, history=checkpoint.history,
         )
-        trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"])
+        if not trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"]):
+            _say("note: the checkpoint was saved on another kind of device; its sampling RNG was re-seeded")
         corpus = checkpoint.config.get("corpus")
         if trainer.epoch >= epochs:
             _say(f"{out} already has {trainer.epoch} epochs; pass a larger --epochs to continue")
@@ -173,10 +192,9 @@ def sample_command(
     """Dream up strings: run many Gibbs chains with temperature or simulated annealing."""
     import torch
 
-    from .io import atomic_write_text, load_checkpoint
+    from .io import atomic_write_text
     from .sampling import sample
     from .summary import string_records, summarize_records
-    from .training import resolve_device
 
     _positive("chains", chains)
     _positive("steps", steps)
@@ -186,20 +204,20 @@ def sample_command(
         raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
-    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
+    ckpt = _load_string_model(checkpoint, device)
     codec = ckpt.codec
     x = known = None
     if prefix is not None:
         x, known = codec.clamp_prefix(prefix)
     elif suffix is not None:
         x, known = codec.clamp_suffix(suffix)
-    train_states = ckpt.data.get("train")
+    train_states = ckpt.data["train"] if len(ckpt.data["train"]) else None
     chain = sample(
         ckpt.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal,
         init=init, x=x, known=known, final=final, seed=seed, data=train_states, codec=codec,
         record_every=every, progress=not quiet,
     )
-    corpus = set(codec.decode(torch.cat([ckpt.data.get("train"), ckpt.data.get("validation")])))
+    corpus = set(codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
     records = string_records(chain, codec, corpus, dedupe=dedupe)
     if output_format == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -236,12 +254,10 @@ def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid
     """Average test log-likelihood (exact or AIS log Z) and pseudo-log-likelihood."""
     from .data.strings import read_lines
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood
-    from .io import load_checkpoint
-    from .training import resolve_device
 
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
-    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
+    ckpt = _load_string_model(checkpoint, device)
     lines = read_lines(data)
     kept, report = ckpt.codec.filter(lines)
     if report.skipped and not skip_invalid:

@@ -161,6 +161,8 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
     builders = {"rbm": RBM}
     if config.get("family") not in builders:
         raise UsageError(f"{folder} holds an unknown model family {config.get('family')!r}; upgrade gibbsdream")
+    if not isinstance(config.get("model"), dict):
+        raise UsageError(f"checkpoint {folder} is corrupt: config.json has no model settings; retrain or restore it")
     try:
         model = builders[config["family"]](**config["model"])
     except (TypeError, ValueError) as err:

@@ -279,13 +279,17 @@ def read_lines(source: str) -> list[str]:
         if path.is_dir():
             raise UsageError(f"{source} is a folder; pass a UTF-8 text file with one string per line")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of line 1
         except UnicodeDecodeError as err:
             line = path.read_bytes()[: err.start].count(b"\n") + 1
             raise UsageError(f"{source} is not UTF-8 text (bad byte on line {line}); re-save it as UTF-8") from None
         except OSError as err:
             raise UsageError(f"cannot read {source}: {err.strerror}") from None
-        lines = text.splitlines()
+        # Only newlines end a line (read_text already turned \r\n and \r into \n); splitlines()
+        # would also split at form feeds, U+2028 and other separators inside a string.
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
     if not any(lines):
         raise UsageError(f"corpus {source} is empty; it needs at least one non-empty line")
     return lines

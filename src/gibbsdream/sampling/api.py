@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .init import INITS, initial_states
+from .init import initial_states
 from .rbm_gibbs import FINALS, gibbs_energy_model
 from .schedules import schedule_values, temperature_schedule
 

@@ -37,7 +37,9 @@ def _progress(step: int, total_steps: int) -> float:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    """Short text for a number that parses back to exactly the same float."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ def temperature_schedule(spec, anneal: str = "geometric"):
             (value,) = _numbers(text, "temperature", 1)
             schedule = Constant(value)
     values = (schedule.value,) if isinstance(schedule, Constant) else (schedule.start, schedule.end)
+    if not all(math.isfinite(v) for v in values):
+        raise UsageError(f"temperature {spec!r} must be a finite number")
     if min(values) < 0:
         raise UsageError(
             f"temperature {spec!r} is negative; temperatures must be >= 0 (0 means argmax, 1 is "
@@ -208,6 +212,8 @@ def block_schedule(spec):
         return spec
     if isinstance(spec, (int, float)):
         fraction = float(spec)
+        if not math.isfinite(fraction):
+            raise UsageError(f"block fraction {spec!r} must be a finite number in (0, 1]")
     else:
         text = str(spec).strip()
         kind, sep, rest = text.partition(":")

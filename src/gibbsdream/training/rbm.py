@@ -213,15 +213,27 @@ class RBMTrainer:
             tensors["persistent_chains"] = self.chains
         return tensors
 
-    def load_state_tensors(self, tensors: dict, epoch: int) -> None:
+    def load_state_tensors(self, tensors: dict, epoch: int) -> bool:
+        """Restore a saved trainer; returns False when the sampling RNG could not be restored.
+
+        That happens when the run is resumed on another kind of device (a CUDA generator's state
+        does not fit a CPU generator): the generator is then re-seeded from ``seed + epoch``, so
+        the run is still reproducible, but it is not the run that never stopped.
+        """
         self.epoch = epoch
-        self.generator.set_state(tensors["generator_state"])
+        saved = tensors["generator_state"]
+        restored = saved.numel() == self.generator.get_state().numel()
+        if restored:
+            self.generator.set_state(saved)
+        else:
+            self.generator.manual_seed(self.config.seed + epoch)
         self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
         device = self.model.weight.device
         for name, velocity in self.velocity.items():
             velocity.copy_(tensors[f"velocity.{name}"].to(device))
         if "persistent_chains" in tensors:
             self.chains = tensors["persistent_chains"].long().to(device)
+        return restored
 
     def extra_config(self) -> dict:
         return {"training": asdict(self.config), "trainer": {"epoch": self.epoch}}
