@@ -79,10 +79,10 @@ def train_app():
 @option("--hidden", default=128, help="Number of hidden units.")
 @option("--epochs", default=20, help="Total number of epochs (with --resume: the total to reach).")
 @option("--batch-size", default=64, help="Strings per mini-batch.")
-@option("--lr", "learning_rate", default=0.05, help="SGD learning rate.")
-@option("--lr-decay", default=0.97, help="The learning rate is multiplied by this after every epoch.")
-@option("--momentum", default=0.5, help="SGD momentum, in [0, 1).")
-@option("--weight-cost", default=1e-4, help="L2 penalty on the weights; larger values help chains mix.")
+@option("--lr", "learning_rate", default=0.1, help="SGD learning rate.")
+@option("--lr-decay", default=0.98, help="The learning rate is multiplied by this after every epoch.")
+@option("--momentum", default=0.9, help="SGD momentum, in [0, 1).")
+@option("--weight-cost", default=1e-3, help="L2 penalty on the weights; larger values help chains mix.")
 @option("--cd-steps", default=1, help="Gibbs sweeps per update (the k of CD-k).")
 @option("--persistent/--no-persistent", default=False, help="Persistent CD: negative chains carry over between updates.")
 @option("--max-length", type=int, default=None, help="Positions per string; longer lines are skipped.  [default: the longest line]")
@@ -308,7 +308,7 @@ def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid
 
 @app.command("demo")
 @option("--out", type=click.Path(path_type=Path), default=Path("runs/demo-regions"), help="Where to keep the demo's checkpoint.")
-@option("--epochs", default=30, help="Training epochs.")
+@option("--epochs", default=60, help="Training epochs.")
 @option("--chains", default=12, help="Chains per sampling setting.")
 @option("--steps", default=1000, help="Gibbs sweeps per chain.")
 @option("--seed", default=0, help="Random seed.")
@@ -319,8 +319,8 @@ def demo_command(out, epochs, chains, steps, seed):
     if not (out / "config.json").exists():
         _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
         train_rbm.callback(
-            data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.05,
-            lr_decay=0.97, momentum=0.5, weight_cost=1e-4, cd_steps=1, persistent=True, max_length=20,
+            data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.1,
+            lr_decay=0.98, momentum=0.9, weight_cost=1e-3, cd_steps=1, persistent=False, max_length=20,
             case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05, monitor_every=0,
             seed=seed, device="auto", resume=False, quiet=True,
         )

@@ -34,10 +34,10 @@ class RBMTrainConfig:
     num_hidden: int = 128
     epochs: int = 20
     batch_size: int = 64
-    learning_rate: float = 0.05
-    lr_decay: float = 0.97  # multiplies the learning rate after every epoch
-    momentum: float = 0.5
-    weight_cost: float = 1e-4  # L2 penalty on the weights (not the biases)
+    learning_rate: float = 0.1
+    lr_decay: float = 0.98  # multiplies the learning rate after every epoch
+    momentum: float = 0.9
+    weight_cost: float = 1e-3  # L2 penalty on the weights (not the biases)
     cd_steps: int = 1
     persistent: bool = False
     validation_fraction: float = 0.05
