@@ -164,8 +164,8 @@ def test_contrastive_divergence_moves_the_model_towards_the_data(persistent):
     data = visible[draws]
     model = RBM(3, 8, 3)
     model.reset_parameters(torch.Generator().manual_seed(0))
-    config = RBMTrainConfig(num_hidden=8, epochs=15, batch_size=32, learning_rate=0.1, lr_decay=1.0,
-                            persistent=persistent, monitor_size=50, fantasy_particles=0)
+    config = RBMTrainConfig(num_hidden=8, epochs=15, batch_size=32, learning_rate=0.1, lr_decay=1.0, momentum=0.5,
+                            weight_cost=1e-4, persistent=persistent, monitor_size=50, fantasy_particles=0)
 
     def kl_to_target():
         _, p = exact_visible_distribution(model.double())

@@ -253,7 +253,7 @@ def sample_command(
 def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid, as_json, seed, device):
     """Average test log-likelihood (exact or AIS log Z) and pseudo-log-likelihood."""
     from .data.strings import read_lines
-    from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood
+    from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
 
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
@@ -271,11 +271,10 @@ def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid
         raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
     states = ckpt.codec.encode(kept).to(ckpt.model.weight.device)
     started = time.perf_counter()
-    log_z, stderr = log_partition(ckpt.model, method=method, num_runs=ais_runs, num_betas=ais_betas, seed=seed) \
-        if method != "exact" else log_partition(ckpt.model, method="exact")
+    used = resolve_method(ckpt.model, method)
+    log_z, stderr = log_partition(ckpt.model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed)
     ll = log_likelihood(ckpt.model, states, log_z)
     pll = pseudo_log_likelihood(ckpt.model, states)
-    exact = stderr == 0.0 and method != "ais"
     result = {
         "checkpoint": str(checkpoint),
         "data": data,
@@ -283,7 +282,7 @@ def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid
         "skipped": report.total - report.kept,
         "log_z": log_z,
         "log_z_stderr": stderr,
-        "log_z_method": "exact" if exact else "ais",
+        "log_z_method": used,
         "mean_log_likelihood": ll.mean().item(),
         "mean_log_likelihood_stderr": (ll.std() / len(ll) ** 0.5).item() if len(ll) > 1 else 0.0,
         "bits_per_character": -ll.sum().item() / sum(len(s) for s in kept) / 0.6931471805599453,

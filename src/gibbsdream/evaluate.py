@@ -133,12 +133,24 @@ def _beta_schedule(num_betas: int) -> torch.Tensor:
     ])
 
 
-def log_partition(model, method: str = "auto", **ais_options) -> tuple[float, float]:
-    """``(log Z, stderr)``: exact (stderr 0) when enumerable, else AIS (``method="auto"``)."""
+def is_enumerable(model) -> bool:
+    """Whether :func:`exact_log_partition` can enumerate one of the model's layers."""
+    return min(2**model.num_hidden, model.num_categories**model.num_visible) <= MAX_ENUMERATION
+
+
+def resolve_method(model, method: str = "auto") -> str:
+    """``"exact"`` or ``"ais"``: what ``log_partition(model, method)`` will do."""
     if method not in METHODS:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    enumerable = min(2**model.num_hidden, model.num_categories**model.num_visible) <= MAX_ENUMERATION
-    if method == "exact" or (method == "auto" and enumerable):
+    return "exact" if method == "exact" or (method == "auto" and is_enumerable(model)) else "ais"
+
+
+def log_partition(model, method: str = "auto", **ais_options) -> tuple[float, float]:
+    """``(log Z, stderr)``: exact by enumeration (stderr 0) or AIS; ``"auto"`` picks exact when feasible.
+
+    ``ais_options`` (``num_runs``, ``num_betas``, ``seed``) go to :func:`ais_log_partition`.
+    """
+    if resolve_method(model, method) == "exact":
         return exact_log_partition(model), 0.0
     return ais_log_partition(model, **ais_options)
 

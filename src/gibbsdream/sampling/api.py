@@ -90,6 +90,8 @@ def sample(
     if x is not None:
         x = torch.as_tensor(x, device=device).long()
         x = x.unsqueeze(0) if x.dim() == 1 else x
+        if x.dim() != 2 or x.shape[1] != model.num_visible:
+            raise UsageError(f"x has shape {tuple(x.shape)}; expected (N, {model.num_visible}) or ({model.num_visible},)")
     if num_chains is None:
         num_chains = x.shape[0] if x is not None and x.shape[0] > 1 else 100
     check_count("num_chains", num_chains)
@@ -106,6 +108,8 @@ def sample(
             raise UsageError("known= needs x= (the values of the clamped positions)")
         known = torch.as_tensor(known, device=device).bool()
         known = known.unsqueeze(0) if known.dim() == 1 else known
+        if known.dim() != 2 or known.shape[1] != model.num_visible or known.shape[0] not in (1, num_chains):
+            raise UsageError(f"known has shape {tuple(known.shape)}; expected ({num_chains}, {model.num_visible}) or ({model.num_visible},)")
         known = known.expand(num_chains, -1)
         v = torch.where(known, x.expand(num_chains, -1), v)
     elif x is not None:
