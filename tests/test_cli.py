@@ -466,3 +466,13 @@ def test_resume_on_another_kind_of_device_reseeds_with_a_note(runs):
     result = runs["resume on the CPU a run trained on a GPU"]
     assert_ok(result)
     assert "note: the checkpoint was saved on another kind of device" in result.stderr
+
+
+def test_resuming_a_checkpoint_not_written_by_train_fails_cleanly(tmp_path, corpus):
+    from gibbsdream import RBM, StringCodec
+    from gibbsdream.io import save_checkpoint
+
+    codec = StringCodec(alphabet="abc", max_length=4)
+    save_checkpoint(tmp_path / "bare", RBM(4, 3, codec.num_categories), codec=codec)
+    message = assert_clean_error(gibbsdream_here("train", "rbm", "--data", corpus, "--out", tmp_path / "bare", "--resume"))
+    assert "cannot be resumed" in message

@@ -112,7 +112,13 @@ def train_rbm(
     target = resolve_device(device)
     if resume:
         checkpoint = load_checkpoint(out, device=target, family="rbm")
-        config = RBMTrainConfig(**{**checkpoint.config["training"], "epochs": _positive("epochs", epochs)}).check()
+        saved = checkpoint.config
+        if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}) or not checkpoint.trainer:
+            raise UsageError(f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out")
+        try:
+            config = RBMTrainConfig(**{**saved["training"], "epochs": _positive("epochs", epochs)}).check()
+        except TypeError:
+            raise UsageError(f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it") from None
         trainer = RBMTrainer(
             checkpoint.model, config, checkpoint.data["train"], checkpoint.data["validation"],
             codec=checkpoint.codec, history=checkpoint.history,

@@ -79,8 +79,9 @@ def initial_states(
     # train / silhouettes
     if data is None or len(data) == 0:
         raise UsageError(f"init {kind!r} needs training strings; the checkpoint or data has none, try --init uniform")
-    rows = torch.randint(0, data.shape[0], (num_chains,), generator=generator, device=data.device)
-    states = data[rows].to(device)
+    data = data.to(device)
+    rows = torch.randint(0, data.shape[0], (num_chains,), generator=generator, device=device)
+    states = data[rows]
     if kind == "train":
         return states
     chars = _random_chars(shape, K, generator, device)
