@@ -113,6 +113,11 @@ class RBMTrainer:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
             self.chains = self.train_data[start].to(device)
 
+    @property
+    def learning_rate(self) -> float:
+        """This epoch's rate; a function of the epoch alone, so ``--resume`` needs no scheduler state."""
+        return self.config.learning_rate * self.config.lr_decay**self.epoch
+
     # ---- one update ------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -133,8 +138,7 @@ class RBMTrainer:
 
     def _step(self, gradients: dict) -> None:
         """SGD with momentum; the L2 weight cost applies to the weights only (Hinton's guide)."""
-        cfg = self.config
-        learning_rate = cfg.learning_rate * cfg.lr_decay**self.epoch
+        cfg, learning_rate = self.config, self.learning_rate
         for name, param in self.model.named_parameters():
             grad = gradients[name]
             if name == "weight" and cfg.weight_cost:
@@ -155,7 +159,7 @@ class RBMTrainer:
         data = self.train_data.to(device)
         while self.epoch < cfg.epochs:
             started = time.perf_counter()
-            learning_rate = cfg.learning_rate * cfg.lr_decay**self.epoch  # stateless, so --resume needs nothing
+            learning_rate = self.learning_rate
             order = torch.randperm(n, generator=self.shuffle_generator).to(device)
             with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
                 for i in range(batches):
