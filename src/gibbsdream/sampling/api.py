@@ -7,7 +7,7 @@ import torch
 from ..errors import UsageError
 from .init import initial_states
 from .rbm_gibbs import FINALS, gibbs_energy_model
-from .schedules import schedule_values, temperature_schedule
+from .schedules import block_schedule, schedule_values, temperature_schedule
 
 
 def make_generator(seed: int | None, device) -> torch.Generator:
@@ -43,6 +43,9 @@ def sample(
     codec=None,
     record_every: int | None = None,
     progress: bool = False,
+    sampler: str | None = None,
+    block="yao:0.9,0.1,0.7",
+    context=None,
 ):
     """Draw samples from ``model`` by running many chains in parallel.
 
@@ -67,14 +70,30 @@ def sample(
         codec: the string codec, for the ``spaces`` and ``chunks`` inits.
         record_every: keep frames of the chain every this many steps.
         progress: show a progress bar (on a terminal).
+        sampler: for conditional models: ``"gibbs"`` (Yao et al.'s blocked Gibbs, independent
+            redraws; the default), ``"ancestral-gibbs"`` (blocks redrawn one variable at a time)
+            or ``"ancestral"`` (orderless-NADE ancestral sampling).
+        block: for the Gibbs samplers: a fraction in (0, 1] or a block schedule such as
+            ``"yao:0.9,0.1,0.7"``.
+        context: passed to a conditional model's ``logits`` (e.g. a caption).
+
+    For a conditional model (``num_categories`` and ``logits(x, known, context)``), ``x`` and
+    ``known`` are ``(N, *shape)`` and required; ``energy`` is then the per-step mean
+    log-probability of the variables redrawn.
 
     Returns:
         :class:`gibbsdream.sampling.Chain` with ``samples (N, V)`` and ``energy (S + 1, N)``.
     """
     if not hasattr(model, "sample_hidden"):
-        raise UsageError(
-            f"sample() does not know how to sample a {type(model).__name__}; it needs an energy model "
-            "such as gibbsdream.RBM"
+        if not hasattr(model, "logits"):
+            raise UsageError(
+                f"sample() does not know how to sample a {type(model).__name__}; it needs an energy model "
+                "(gibbsdream.RBM) or a conditional model with num_categories and logits(x, known, context)"
+            )
+        return sample_conditional(
+            model, x, known, steps=steps, temperature=temperature, anneal=anneal, sampler=sampler or "gibbs",
+            block=block, seed=seed, generator=generator, context=context, record_every=record_every,
+            progress=progress,
         )
     steps = check_count("steps", steps)
     if final not in FINALS:
@@ -126,4 +145,41 @@ def sample(
         "final": final,
         "chains": num_chains,
     }
+    return chain
+
+
+CONDITIONAL_SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
+
+
+def sample_conditional(
+    model, x, known, *, steps, temperature, anneal, sampler, block, seed, generator, context, record_every, progress
+):
+    """The conditional-model half of :func:`sample` (see there)."""
+    from .conditional import ancestral, blocked_gibbs
+
+    if sampler not in CONDITIONAL_SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(CONDITIONAL_SAMPLERS)}")
+    if x is None or known is None:
+        raise UsageError("sampling a conditional model needs x= (N, *shape) states and known= (N, *shape) bools")
+    device = next((p.device for p in getattr(model, "parameters", lambda: iter(()))()), torch.as_tensor(x).device)
+    x, known = torch.as_tensor(x, device=device).long(), torch.as_tensor(known, device=device).bool()
+    if x.shape != known.shape:
+        raise UsageError(f"x has shape {tuple(x.shape)} but known has {tuple(known.shape)}; they must match")
+    if generator is None:
+        generator = make_generator(seed, device)
+    temperature_spec = temperature_schedule(temperature, anneal)
+    if sampler == "ancestral":
+        free = int((~known).reshape(known.shape[0], -1).sum(1).max())
+        chain = ancestral(model, x, known, schedule_values(temperature_spec, max(free, 1)), generator,
+                          context=context, record_every=record_every)
+    else:
+        steps = check_count("steps", steps)
+        fractions = schedule_values(block_schedule(block), steps)
+        chain = blocked_gibbs(
+            model, x, known, steps, schedule_values(temperature_spec, steps), fractions, generator,
+            resample="independent" if sampler == "gibbs" else "ancestral", context=context,
+            record_every=record_every, progress=progress,
+        )
+    chain.settings = {"sampler": sampler, "temperature": str(temperature_spec), "steps": steps,
+                      "block": str(block_schedule(block)), "chains": x.shape[0]}
     return chain

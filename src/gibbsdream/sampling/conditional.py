@@ -1,0 +1,149 @@
+"""Samplers for conditional models: ancestral (orderless NADE) and blocked Gibbs (Yao et al.).
+
+A *conditional model* is any object with ``num_categories`` and
+``logits(x, known, context=None) -> (N, *shape, K)``: unnormalised log-probabilities of every
+variable given the variables where ``known`` is True (what it returns for known variables is
+ignored). Orderless NADE is one such model; so is a joint probability table (see the tests).
+
+States are ``x: (N, *shape)`` long tensors; ``known: (N, *shape)`` bool marks the clamped
+variables, which no sampler ever changes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..progress import progress_bar
+from .categorical import sample_categorical
+from .chain import Chain
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _draw(model, x, given, temperature, generator, context):
+    """Logits of every variable given ``given``; returns ``(draws, log_probs)`` flattened ``(N, D)``."""
+    logits = model.logits(x, given, context)
+    logits = logits.reshape(x.shape[0], -1, logits.shape[-1])
+    draws = sample_categorical(logits, temperature, generator)
+    log_probs = torch.log_softmax(logits.float(), -1).gather(-1, draws.unsqueeze(-1)).squeeze(-1)
+    return draws, log_probs
+
+
+def _random_ranks(free: torch.Tensor, generator) -> torch.Tensor:
+    """A uniformly random order of each row's free variables: ``rank (N, D)``, free ones first."""
+    scores = torch.rand(free.shape, generator=generator, device=free.device)
+    scores = torch.where(free, scores, torch.full_like(scores, 2.0))  # clamped variables go last
+    return scores.argsort(-1).argsort(-1)
+
+
+@torch.no_grad()
+def ancestral(
+    model,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    temperatures: list[float] | None = None,
+    generator: torch.Generator | None = None,
+    per_call: int = 1,
+    order: str = "random",
+    context=None,
+    record_every: int | None = None,
+) -> Chain:
+    """Fill the unknown variables one group at a time, each given everything known so far.
+
+    Visits the unknown variables of each chain in a random order (``order="random"``, the
+    orderless NADE procedure) or lowest-entropy first (``"greedy"``), sampling ``per_call``
+    variables per model call. Step ``n`` uses ``temperatures[n]`` (default 1).
+
+    Returns:
+        a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables drawn at step n.
+    """
+    N = x.shape[0]
+    flat_x, given = _flat(x).clone(), _flat(known).clone()
+    free_count = (~given).sum(1)
+    steps = int(-(-free_count.max().item() // per_call)) if free_count.max() > 0 else 0
+    temperatures = temperatures or [1.0] * steps
+    ranks = _random_ranks(~given, generator) if order == "random" else None
+    trace = torch.full((steps + 1, N), float("nan"), device=x.device)
+    frames, frame_steps = ([x.clone()], [0]) if record_every else (None, [])
+    for step in range(steps):
+        logits = model.logits(flat_x.view_as(x), given.view_as(known), context)
+        logits = logits.reshape(N, -1, logits.shape[-1])
+        if order == "greedy":
+            entropy = -(torch.log_softmax(logits.float(), -1).exp() * torch.log_softmax(logits.float(), -1)).sum(-1)
+            ranks = torch.where(given, torch.full_like(entropy, float("inf")), entropy).argsort(-1).argsort(-1)
+            chosen = (ranks < per_call) & ~given
+        else:
+            chosen = (ranks >= step * per_call) & (ranks < (step + 1) * per_call) & ~given
+        draws = sample_categorical(logits, temperatures[step], generator)
+        log_probs = torch.log_softmax(logits.float(), -1).gather(-1, draws.unsqueeze(-1)).squeeze(-1)
+        flat_x = torch.where(chosen, draws, flat_x)
+        given = given | chosen
+        counts = chosen.sum(1)
+        trace[step + 1] = torch.where(counts > 0, (log_probs * chosen).sum(1) / counts.clamp(min=1), trace[step + 1])
+        if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
+            frames.append(flat_x.view_as(x).clone())
+            frame_steps.append(step + 1)
+    return Chain(
+        samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,
+        frames=torch.stack(frames) if frames else None, frame_steps=frame_steps,
+    )
+
+
+@torch.no_grad()
+def blocked_gibbs(
+    model,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    steps: int,
+    temperatures: list[float],
+    block_fractions: list[float],
+    generator: torch.Generator | None = None,
+    resample: str = "independent",
+    context=None,
+    record_every: int | None = None,
+    progress: bool = False,
+) -> Chain:
+    """Blocked Gibbs sampling (Yao et al. 2014) from a fill of the unknown variables.
+
+    The chain starts from one independent draw of every unknown variable given the known ones.
+    At step ``n`` a random fraction ``block_fractions[n]`` of each chain's unknown variables (at
+    least one) is hidden and redrawn given all the others: all at once and independently
+    (``resample="independent"``, Yao et al.), or one at a time in a random order
+    (``"ancestral"``). With a block of one variable this is exact single-site Gibbs sampling.
+
+    Returns:
+        a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables redrawn at
+        step n (row 0: of the initial fill).
+    """
+    N = x.shape[0]
+    flat_known = _flat(known)
+    free = ~flat_known
+    free_count = free.sum(1)
+    draws, log_probs = _draw(model, x, known, temperatures[0] if temperatures else 1.0, generator, context)
+    flat_x = torch.where(free, draws, _flat(x))
+    trace = torch.empty(steps + 1, N, device=x.device)
+    trace[0] = (log_probs * free).sum(1) / free_count.clamp(min=1)
+    frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
+    with progress_bar(steps, "sampling", enabled=progress) as advance:
+        for step in range(steps):
+            size = (block_fractions[step] * free_count).round().long().clamp(min=1)
+            block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
+            if resample == "independent":
+                draws, log_probs = _draw(model, flat_x.view_as(x), (~block).view_as(known), temperatures[step], generator, context)
+                flat_x = torch.where(block, draws, flat_x)
+                trace[step + 1] = (log_probs * block).sum(1) / block.sum(1)
+            else:
+                inner = ancestral(model, flat_x.view_as(x), (~block).view_as(known), [temperatures[step]] * int(size.max()),
+                                  generator, context=context)
+                flat_x = _flat(inner.samples)
+                trace[step + 1] = inner.energy[1:].nanmean(0)
+            if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
+                frames.append(flat_x.view_as(x).clone())
+                frame_steps.append(step + 1)
+            advance()
+    return Chain(
+        samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,
+        frames=torch.stack(frames) if frames else None, frame_steps=frame_steps,
+    )
