@@ -22,10 +22,17 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def _draw(model, x, given, temperature, generator, context):
-    """Logits of every variable given ``given``; returns ``(draws, log_probs)`` flattened ``(N, D)``."""
+def _logits(model, x, given, context) -> torch.Tensor:
+    """The model's logits for every variable given ``given``, flattened to ``(N, D, K)``."""
     logits = model.logits(x, given, context)
-    logits = logits.reshape(x.shape[0], -1, logits.shape[-1])
+    return logits.reshape(x.shape[0], -1, logits.shape[-1])
+
+
+def _draw(logits, temperature, generator):
+    """One draw per variable from ``(N, D, K)`` logits: ``(draws, log_probs)``, both ``(N, D)``.
+
+    ``log_probs`` are under the untempered conditionals (the model's own probabilities).
+    """
     draws = sample_categorical(logits, temperature, generator)
     log_probs = torch.log_softmax(logits.float(), -1).gather(-1, draws.unsqueeze(-1)).squeeze(-1)
     return draws, log_probs
@@ -68,16 +75,15 @@ def ancestral(
     trace = torch.full((steps + 1, N), float("nan"), device=x.device)
     frames, frame_steps = ([x.clone()], [0]) if record_every else (None, [])
     for step in range(steps):
-        logits = model.logits(flat_x.view_as(x), given.view_as(known), context)
-        logits = logits.reshape(N, -1, logits.shape[-1])
+        logits = _logits(model, flat_x.view_as(x), given.view_as(known), context)
         if order == "greedy":
-            entropy = -(torch.log_softmax(logits.float(), -1).exp() * torch.log_softmax(logits.float(), -1)).sum(-1)
+            log_p = torch.log_softmax(logits.float(), -1)
+            entropy = -(log_p.exp() * log_p).sum(-1)
             ranks = torch.where(given, torch.full_like(entropy, float("inf")), entropy).argsort(-1).argsort(-1)
             chosen = (ranks < per_call) & ~given
         else:
             chosen = (ranks >= step * per_call) & (ranks < (step + 1) * per_call) & ~given
-        draws = sample_categorical(logits, temperatures[step], generator)
-        log_probs = torch.log_softmax(logits.float(), -1).gather(-1, draws.unsqueeze(-1)).squeeze(-1)
+        draws, log_probs = _draw(logits, temperatures[step], generator)
         flat_x = torch.where(chosen, draws, flat_x)
         given = given | chosen
         counts = chosen.sum(1)
@@ -121,7 +127,7 @@ def blocked_gibbs(
     flat_known = _flat(known)
     free = ~flat_known
     free_count = free.sum(1)
-    draws, log_probs = _draw(model, x, known, temperatures[0] if temperatures else 1.0, generator, context)
+    draws, log_probs = _draw(_logits(model, x, known, context), temperatures[0] if temperatures else 1.0, generator)
     flat_x = torch.where(free, draws, _flat(x))
     trace = torch.empty(steps + 1, N, device=x.device)
     trace[0] = (log_probs * free).sum(1) / free_count.clamp(min=1)
@@ -131,7 +137,8 @@ def blocked_gibbs(
             size = (block_fractions[step] * free_count).round().long().clamp(min=1)
             block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
             if resample == "independent":
-                draws, log_probs = _draw(model, flat_x.view_as(x), (~block).view_as(known), temperatures[step], generator, context)
+                logits = _logits(model, flat_x.view_as(x), (~block).view_as(known), context)
+                draws, log_probs = _draw(logits, temperatures[step], generator)
                 flat_x = torch.where(block, draws, flat_x)
                 trace[step + 1] = (log_probs * block).sum(1) / block.sum(1)
             else:
