@@ -93,16 +93,14 @@ def ais_log_partition(
         else:
             log_z_base = F.softplus(base).sum() + m.num_hidden * math.log(2)
             v = sample_bernoulli(base.expand(num_runs, *base.shape), 1.0, generator).long()
-        delta_bias = m.visible_bias - base
-
-        def log_unnormalised(v, beta, pre):
-            visible = m.visible_term(v) - (1 - beta) * _bias_term(m, v, delta_bias)
-            return visible + F.softplus(beta * pre).sum(-1)
+        delta_bias = (m.visible_bias - base).reshape(-1)
 
         log_w = torch.zeros(num_runs, dtype=torch.float64, device=device)
         for prev_beta, beta in zip(betas[:-1].tolist(), betas[1:].tolist()):
             pre = m.hidden_logits(v)
-            log_w += log_unnormalised(v, beta, pre) - log_unnormalised(v, prev_beta, pre)
+            # log p*_beta(v) - log p*_prev(v): the visible terms differ only by (beta - prev) (b - a).v
+            log_w += (beta - prev_beta) * (m.one_hot(v) @ delta_bias)
+            log_w += F.softplus(beta * pre).sum(-1) - F.softplus(prev_beta * pre).sum(-1)
             # One Gibbs sweep that leaves p_beta invariant.
             h = sample_bernoulli(beta * pre, 1.0, generator)
             logits = torch.addmm(m.visible_bias.view(-1), h, m.flat_weight()).view(num_runs, *base.shape)
@@ -115,11 +113,6 @@ def ais_log_partition(
         weights = torch.exp(log_w - log_w.max())
         stderr = (weights.std() / (weights.mean() * math.sqrt(num_runs))).item()
     return (log_z_base + log_mean_w).item(), stderr
-
-
-def _bias_term(model, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``bias . onehot(v)`` for a ``(V, K)`` (or ``(V,)``) bias: ``(B,)``."""
-    return model.one_hot(v) @ bias.reshape(-1)
 
 
 def _beta_schedule(num_betas: int) -> torch.Tensor:
