@@ -1,0 +1,139 @@
+"""Orderless NADE for images: a convnet from (image, known mask) to logits for every variable.
+
+One *variable* is one pixel in one channel, with ``K`` levels. The network sees the one-hot image
+times the known mask, concatenated with the mask itself, so an unknown pixel and a known black
+pixel look different. It outputs logits over the ``K`` levels for every pixel and channel; only
+the unknown ones are used. Trained on random masks (Uria et al. 2014), it is one model of every
+conditional ``p(x_unknown_i | x_known)``, which is all the samplers in
+:mod:`gibbsdream.sampling.conditional` need.
+
+Architecture::
+
+    one-hot x (B, C, K, H, W) * known, known (B, C, H, W)
+      -> 1x1 input projection (written as an embedding lookup; see ``_embed``)
+      -> depth x residual block [ReLU, conv k x k (dilation d_i), ReLU, conv 1x1 ] (+ skip)
+      -> ReLU, 1x1 conv to C * K logits  -> (B, C, H, W, K)
+
+Dilations cycle through ``dilations`` (e.g. ``(1, 2, 4)``), so the receptive field grows fast
+enough to see across a 64x64 image with a dozen blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import UsageError
+
+
+@dataclass
+class NADEConfig:
+    """Shape of an :class:`OrderlessNADE` (saved with its checkpoint)."""
+
+    channels: int = 1  # image channels C (1 grayscale, 3 RGB)
+    num_categories: int = 17  # levels K per channel
+    width: int = 64  # feature maps in every hidden layer
+    depth: int = 6  # residual blocks
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 1, 4)  # cycled through by the blocks
+    residual: bool = True
+
+    def check(self) -> "NADEConfig":
+        for name in ("channels", "width", "depth", "kernel_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"NADE {name} must be a whole number >= 1, got {value!r}")
+        if not 2 <= self.num_categories <= 256:
+            raise UsageError(f"NADE num_categories (levels) must lie in 2..256, got {self.num_categories}")
+        if self.kernel_size % 2 == 0:
+            raise UsageError(f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}")
+        self.dilations = tuple(int(d) for d in self.dilations)
+        if not self.dilations or min(self.dilations) < 1:
+            raise UsageError(f"NADE dilations must be whole numbers >= 1, got {self.dilations}")
+        return self
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, kernel_size: int, dilation: int, residual: bool):
+        super().__init__()
+        self.spatial = nn.Conv2d(width, width, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
+        self.mix = nn.Conv2d(width, width, 1)
+        self.residual = residual
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.mix(F.relu(self.spatial(F.relu(h))))
+        return h + out if self.residual else out
+
+
+class OrderlessNADE(nn.Module):
+    """Orderless NADE convnet over ``(B, C, H, W)`` images of category indices in ``[0, K)``.
+
+    Works for any image size (it is fully convolutional); the checkpoint's codec records the size
+    it was trained on.
+    """
+
+    family = "nade"
+
+    def __init__(
+        self,
+        channels: int = 1,
+        num_categories: int = 17,
+        width: int = 64,
+        depth: int = 6,
+        kernel_size: int = 3,
+        dilations=(1, 2, 1, 4),
+        residual: bool = True,
+    ):
+        super().__init__()
+        self.settings = NADEConfig(channels, num_categories, width, depth, kernel_size, tuple(dilations), residual).check()
+        C, K = channels, num_categories
+        self.channels, self.num_categories = C, K
+        # A 1x1 convolution over the one-hot input is a sum of looked-up columns: one table row per
+        # (channel, level), plus one weight per channel for the mask.
+        self.level_embedding = nn.Embedding(C * K, width)
+        self.mask_weight = nn.Parameter(torch.zeros(C, width))
+        self.input_bias = nn.Parameter(torch.zeros(width))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, kernel_size, self.settings.dilations[i % len(self.settings.dilations)], residual)
+            for i in range(depth)
+        )
+        self.readout = nn.Conv2d(width, C * K, 1)
+        self.register_buffer("channel_offsets", torch.arange(C) * K, persistent=False)
+        nn.init.normal_(self.level_embedding.weight, std=1.0 / (C**0.5))
+        nn.init.normal_(self.mask_weight, std=1.0 / (C**0.5))
+
+    def config(self) -> dict:
+        config = asdict(self.settings)
+        config["dilations"] = list(config["dilations"])
+        return config
+
+    def _embed(self, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """The 1x1 projection of ``(one_hot(x) * known, known)``: ``(B, width, H, W)``."""
+        rows = self.level_embedding(x + self.channel_offsets.view(1, -1, 1, 1))  # (B, C, H, W, width)
+        given = known.unsqueeze(-1).to(rows.dtype)
+        features = (rows * given).sum(1) + given.squeeze(-1).movedim(1, -1) @ self.mask_weight + self.input_bias
+        return features.movedim(-1, 1)
+
+    def logits(self, x: torch.Tensor, known: torch.Tensor, context=None) -> torch.Tensor:
+        """Logits of every variable given the known ones.
+
+        Args:
+            x: ``(B, C, H, W)`` long, levels in ``[0, K)``; values where ``known`` is False are ignored.
+            known: ``(B, C, H, W)`` bool, True = given.
+            context: unused (no caption encoder in this model).
+
+        Returns:
+            ``(B, C, H, W, K)`` unnormalised log-probabilities.
+        """
+        h = self._embed(torch.where(known, x, torch.zeros_like(x)), known)
+        for block in self.blocks:
+            h = block(h)
+        out = self.readout(F.relu(h))  # (B, C*K, H, W)
+        B, _, H, W = out.shape
+        return out.view(B, self.channels, self.num_categories, H, W).movedim(2, -1)
+
+    def forward(self, x: torch.Tensor, known: torch.Tensor, context=None) -> torch.Tensor:
+        return self.logits(x, known, context)

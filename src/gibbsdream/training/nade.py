@@ -1,0 +1,340 @@
+"""Training Orderless NADE on random masks, on one process or many (DistributedDataParallel).
+
+Every update draws a fresh known-mask for each image from the mask distribution, predicts all
+variables at once and takes the loss over the unknown ones (:func:`masked_loss`). Adam, with the
+learning rate cut when the validation loss stops improving (``ReduceLROnPlateau``).
+
+Runs unchanged under ``torchrun``: when ``WORLD_SIZE`` > 1 each process trains on its share of
+every epoch's shuffled images and DDP averages the gradients (gloo on CPU, NCCL on CUDA). Rank 0
+alone writes checkpoints and draws the progress bar.
+
+Resuming is exact: the epoch's shuffle comes from ``(seed, epoch)`` and each batch's masks from
+``(seed, rank, epoch, batch)``, and a run stopped by ``max_time`` in the middle of an epoch
+records the batch to continue from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import distributed as dist
+
+from ..data.masks import training_masks
+from ..errors import UsageError
+from ..progress import progress_bar
+from ..sampling.api import check_count, make_generator
+from .losses import LOSSES, masked_loss
+
+
+@dataclass
+class NADETrainConfig:
+    """Hyper-parameters of Orderless NADE training (all have working defaults)."""
+
+    width: int = 64
+    depth: int = 6
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2, 1, 4)
+    residual: bool = True
+    epochs: int = 200
+    max_time: float | None = None  # seconds; stop cleanly and save when reached
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    lr_factor: float = 0.5  # the learning rate is multiplied by this on a plateau
+    lr_patience: int = 5  # epochs without validation improvement before a cut
+    min_lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0  # max gradient norm; 0 = no clipping
+    masks: str = "orderless"
+    loss: str = "ce"
+    rescale: bool = True  # Uria et al.'s D / (D - d + 1) weighting
+    validation_fraction: float = 0.1
+    seed: int = 0
+
+    def check(self) -> "NADETrainConfig":
+        for name in ("width", "depth", "kernel_size", "epochs", "batch_size"):
+            check_count("--" + name.replace("_", "-"), getattr(self, name))
+        check_count("--lr-patience", self.lr_patience, least=0)
+        for name in ("learning_rate", "min_lr"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise UsageError(f"--{name.replace('_', '-').replace('learning-rate', 'lr')} must be a positive number, got {value}")
+        if not 0 < self.lr_factor < 1:
+            raise UsageError(f"--lr-factor must lie in (0, 1), got {self.lr_factor}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise UsageError("--weight-decay and --grad-clip must be >= 0")
+        if self.max_time is not None and not self.max_time > 0:
+            raise UsageError(f"--max-time must be positive, got {self.max_time}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise UsageError(f"--validation-fraction must lie in (0, 1), got {self.validation_fraction}")
+        self.dilations = tuple(int(d) for d in self.dilations)
+        training_masks(self.masks)  # raises a UsageError naming the valid kinds
+        return self
+
+    def model_config(self, channels: int, levels: int) -> dict:
+        return dict(channels=channels, num_categories=levels, width=self.width, depth=self.depth,
+                    kernel_size=self.kernel_size, dilations=list(self.dilations), residual=self.residual)
+
+
+def parse_duration(text: str) -> float:
+    """``"8m"``, ``"90s"``, ``"1h30m"``, ``"2.5h"`` or plain seconds -> seconds."""
+    import re
+
+    text = str(text).strip().lower()
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+    if not text or parts is None or not any(parts.groups()):
+        raise UsageError(f"cannot read the duration {text!r}; write e.g. 90s, 8m, 1h30m or 2.5h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in parts.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"the duration {text!r} must be positive")
+    return total
+
+
+def split_images(states: torch.Tensor, holdout: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle ``(N, C, H, W)`` with ``seed`` and hold out ``holdout`` images (a count, or a fraction < 1)."""
+    n = states.shape[0]
+    count = int(round(holdout * n)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
+    if not 0 <= count < n:
+        raise UsageError(f"cannot hold out {count} of {n} images; pass a smaller --test-size")
+    order = torch.randperm(n, generator=make_generator(seed, "cpu"))
+    return states[order[: n - count]], states[order[n - count:]]
+
+
+# ---- distributed --------------------------------------------------------------------------------
+
+
+@dataclass
+class Distributed:
+    """Where this process stands in a (possibly one-process) data-parallel run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device: torch.device, init_method: str | None = None) -> Distributed:
+    """Join the process group that ``torchrun`` (or the caller) describes through the environment.
+
+    ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` come from torchrun. ``init_method`` (or the
+    ``GIBBSDREAM_INIT_METHOD`` variable, e.g. ``file:///shared/rendezvous``) overrides the default
+    ``env://`` rendezvous. A world of one needs no process group at all.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(
+            backend, init_method=init_method or os.environ.get("GIBBSDREAM_INIT_METHOD", "env://"),
+            rank=rank, world_size=world_size,
+        )
+    return Distributed(rank, world_size, local_rank)
+
+
+def _all_reduce_sum(values: torch.Tensor, where: Distributed) -> torch.Tensor:
+    if where.active:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+# ---- the trainer --------------------------------------------------------------------------------
+
+
+@dataclass
+class NADETrainer:
+    """Trains ``model`` on ``train`` images, watching the loss on ``validation``.
+
+    Args:
+        model: an :class:`~gibbsdream.models.nade.OrderlessNADE`, already on its device.
+        train, validation: ``(N, C, H, W)`` long level indices (on any device).
+    """
+
+    model: torch.nn.Module
+    config: NADETrainConfig
+    train: torch.Tensor
+    validation: torch.Tensor
+    where: Distributed = field(default_factory=Distributed)
+    history: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.device = next(self.model.parameters()).device
+        self.masks = training_masks(self.config.masks)
+        self.shape = tuple(self.train.shape[1:])
+        self.network = self.model
+        if self.where.active:
+            ids = [self.where.local_rank] if self.device.type == "cuda" else None
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate,
+                                          weight_decay=self.config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=self.config.lr_factor, patience=self.config.lr_patience, min_lr=self.config.min_lr
+        )
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # completed batches of the current epoch (non-zero only after a timed stop)
+        self.elapsed = 0.0  # training seconds over all sessions
+        self.stopped_by_time = False
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """This process's images for ``epoch``: a (seed, epoch) shuffle, split between ranks."""
+        order = torch.randperm(self.train.shape[0], generator=make_generator(self.config.seed * 100003 + epoch, "cpu"))
+        usable = order.shape[0] - order.shape[0] % self.where.world_size  # equal shares keep DDP in step
+        return order[:usable][self.where.rank :: self.where.world_size]
+
+    def _mask_generator(self) -> torch.Generator:
+        """A fresh generator for this (seed, rank, epoch, batch): masks never depend on where a run was resumed."""
+        key = f"{self.config.seed}/{self.where.rank}/{self.epoch}/{self.batch}".encode()
+        return make_generator(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "little"), self.device)
+
+    def _loss(self, network, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        return masked_loss(network(x, known), x, known, self.config.loss, self.config.rescale)
+
+    @torch.no_grad()
+    def validation_loss(self, batch_size: int = 256) -> float:
+        """Mean validation loss under masks from a fixed seed (comparable across epochs)."""
+        if self.validation.shape[0] == 0:
+            return float("nan")
+        generator = make_generator(self.config.seed + 424242, self.device)
+        self.model.eval()
+        total = torch.zeros(2, device=self.device, dtype=torch.float64)
+        shard = torch.arange(self.validation.shape[0])[self.where.rank :: self.where.world_size]
+        for start in range(0, shard.shape[0], batch_size):
+            x = self.validation[shard[start : start + batch_size]].to(self.device).long()
+            known = self.masks(x.shape[0], self.shape, generator, self.device)
+            losses = self._loss(self.model, x, known)
+            total += torch.stack([losses.sum().double(), torch.tensor(float(x.shape[0]), device=self.device, dtype=torch.float64)])
+        self.model.train()
+        total = _all_reduce_sum(total, self.where)
+        return (total[0] / total[1]).item()
+
+    def _out_of_time(self, started: float) -> bool:
+        if self.config.max_time is None:
+            return False
+        flag = torch.tensor([float(self.elapsed + time.perf_counter() - started >= self.config.max_time)], device=self.device)
+        return bool(_all_reduce_sum(flag, self.where).item() > 0)  # every rank stops at the same batch
+
+    def fit(self, progress: bool = True, on_save=None) -> "NADETrainer":
+        """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a timed stop."""
+        self.model.train()
+        started = time.perf_counter()
+        self.stopped_by_time = False
+        while self.epoch < self.config.epochs and not self.stopped_by_time:
+            order = self._epoch_order(self.epoch)
+            num_batches = -(-order.shape[0] // self.config.batch_size)
+            epoch_started = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+            seen = 0
+            with progress_bar(num_batches - self.batch, f"epoch {self.epoch + 1}", enabled=progress and self.where.is_main) as advance:
+                while self.batch < num_batches:
+                    if self._out_of_time(started):
+                        self.stopped_by_time = True
+                        break
+                    rows = order[self.batch * self.config.batch_size : (self.batch + 1) * self.config.batch_size]
+                    x = self.train[rows].to(self.device, non_blocking=True).long()
+                    known = self.masks(x.shape[0], self.shape, self._mask_generator(), self.device)
+                    loss = self._loss(self.network, x, known).mean()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.config.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                    self.optimizer.step()
+                    loss_sum += loss.detach().double() * x.shape[0]
+                    seen += x.shape[0]
+                    self.batch += 1
+                    advance(status=f"loss {loss.item():.3f}" if self.batch % 10 == 0 else "")
+            if self.stopped_by_time and self.batch < num_batches:
+                self.elapsed += time.perf_counter() - started
+                started = time.perf_counter()
+                if on_save is not None and self.where.is_main:
+                    on_save(self)
+                break
+            train_stats = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where)
+            validation = self.validation_loss()
+            self.scheduler.step(validation if math.isfinite(validation) else train_stats[0].item() / max(train_stats[1].item(), 1))
+            self.epoch += 1
+            self.batch = 0
+            self.elapsed += time.perf_counter() - started
+            started = time.perf_counter()
+            self.history.append({
+                "epoch": self.epoch,
+                "seconds": round(time.perf_counter() - epoch_started, 3),
+                "elapsed": round(self.elapsed, 3),
+                "learning_rate": self.learning_rate,
+                "train_loss": train_stats[0].item() / max(train_stats[1].item(), 1),
+                "validation_loss": validation,
+            })
+            if on_save is not None and self.where.is_main:
+                on_save(self)
+        return self
+
+    # ---- checkpoint state -----------------------------------------------------------------------
+
+    def state_tensors(self) -> dict:
+        """Optimizer moments and the mask generator, for ``trainer.safetensors``."""
+        tensors = {}
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for name, value in state.items():
+                tensors[f"adam.{index}.{name}"] = torch.as_tensor(value)
+        return tensors
+
+    def state_json(self) -> dict:
+        groups = self.optimizer.state_dict()["param_groups"]
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "elapsed": self.elapsed,
+            "optimizer_groups": json.loads(json.dumps(groups, default=list)),
+            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if isinstance(v, (int, float, str, list, type(None)))},
+        }
+
+    def load_state(self, tensors: dict, saved: dict) -> None:
+        """Restore what :meth:`state_tensors` and :meth:`state_json` saved."""
+        state: dict = {}
+        for key, value in tensors.items():
+            if key.startswith("adam."):
+                _, index, name = key.split(".", 2)
+                state.setdefault(int(index), {})[name] = value.to(self.device) if name != "step" else value
+        groups = saved["optimizer_groups"]
+        for group in groups:
+            if "betas" in group:
+                group["betas"] = tuple(group["betas"])
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        scheduler_state = self.scheduler.state_dict()
+        scheduler_state.update(saved.get("scheduler", {}))
+        self.scheduler.load_state_dict(scheduler_state)
+        self.epoch, self.batch, self.elapsed = int(saved["epoch"]), int(saved["batch"]), float(saved["elapsed"])
+
+
+def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, source: dict) -> None:
+    """Write the model, data splits, optimizer state and history into a checkpoint folder."""
+    from ..io import save_checkpoint
+
+    save_checkpoint(
+        folder, trainer.model, codec=codec,
+        data={name: tensor.to(torch.uint8) for name, tensor in data.items()},  # levels <= 256 fit a byte
+        trainer=trainer.state_tensors(),
+        extra={"training": {**asdict(trainer.config), "dilations": list(trainer.config.dilations)},
+               "trainer": trainer.state_json(), "data_source": source},
+        history=trainer.history,
+    )

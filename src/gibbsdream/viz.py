@@ -1,0 +1,238 @@
+"""Pictures of images and sampling chains: grids, PNGs and animated GIFs.
+
+Pixel layouts follow :mod:`gibbsdream.data.images`: tensors are channel-first ``(N, C, H, W)``,
+numpy arrays channel-last ``(N, H, W, C)``, and what these functions return is a numpy
+``(H', W', C)`` picture. Everything is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.images import ImageCodec, pixels_nchw, png_bytes, upscale
+from .errors import UsageError
+
+DEFAULT_PAD_VALUE = 128  # mid gray: visible between black digits' backgrounds and light shapes'
+DEFAULT_HOLE_COLOR = (255, 0, 255)  # magenta: none of the built-in shape colours or backgrounds
+MIN_GIF_SIDE = 64  # default upscaling makes each image at least this many pixels tall
+GIF_PALETTE_SIZE = 256
+
+
+def _whole(value, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise UsageError(f"{what} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _layout(n: int, columns: int | None) -> tuple[int, int]:
+    """``(rows, columns)`` for ``n`` tiles; by default as square as possible."""
+    cols = math.ceil(math.sqrt(n)) if columns is None else _whole(columns, "columns", 1)
+    cols = min(cols, n)
+    return math.ceil(n / cols), cols
+
+
+def _grid(tiles: np.ndarray, columns: int | None, pad: int, pad_value) -> np.ndarray:
+    """``(N, h, w, C)`` uint8 -> ``(rows (h + pad) + pad, cols (w + pad) + pad, C)`` uint8."""
+    n, h, w, c = tiles.shape
+    rows, cols = _layout(n, columns)
+    slots = np.empty((rows * cols, h, w, c), dtype=np.uint8)
+    slots[:n] = tiles
+    slots[n:] = pad_value  # empty places in the last row look like padding
+    canvas = np.empty((rows, h + pad, cols, w + pad, c), dtype=np.uint8)
+    canvas[...] = pad_value
+    # (rows, cols, h, w, C) -> (rows, h, cols, w, C): tile rows interleave with pixel rows.
+    canvas[:, :h, :, :w] = slots.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    grid = canvas.reshape(rows * (h + pad), cols * (w + pad), c)
+    top_left = np.empty((grid.shape[0] + pad, grid.shape[1] + pad, c), dtype=np.uint8)
+    top_left[...] = pad_value
+    top_left[pad:, pad:] = grid
+    return top_left
+
+
+def image_grid(images, columns: int | None = None, pad: int = 1, scale: int = 1,
+               pad_value: int = DEFAULT_PAD_VALUE) -> np.ndarray:
+    """Tile images into one picture.
+
+    Args:
+        images: ``uint8`` tensor ``(N, C, H, W)`` or numpy ``(N, H, W, C)`` / ``(N, H, W)``.
+        columns: images per row (default: ``ceil(sqrt(N))``, a square-ish grid).
+        pad: pixels of ``pad_value`` gray between images and around the grid (after scaling).
+        scale: integer nearest-neighbour enlargement of every image.
+
+    Returns:
+        ``(rows (H scale + pad) + pad, columns (W scale + pad) + pad, C)`` ``uint8`` numpy array.
+    """
+    tiles = pixels_nchw(images).detach().cpu().permute(0, 2, 3, 1).numpy()
+    if tiles.shape[0] == 0:
+        raise UsageError("there are no images to put in a grid")
+    pad = _whole(pad, "pad", 0)
+    pad_value = _whole(pad_value, "pad value", 0)
+    if pad_value > 255:
+        raise UsageError(f"pad value must be a gray level 0..255, got {pad_value}")
+    return _grid(upscale(tiles, scale), columns, pad, pad_value)
+
+
+def save_grid_png(path, images, codec: ImageCodec | None = None, *, columns: int | None = None,
+                  pad: int = 1, scale: int = 1, pad_value: int = DEFAULT_PAD_VALUE) -> Path:
+    """Write a grid of images as one PNG, atomically; returns the path.
+
+    ``images`` are ``uint8`` pixels as in :func:`image_grid`, or ``(N, C, H, W)`` integer states
+    with their ``codec``.
+    """
+    from .io import atomic_write_bytes
+
+    if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
+        if codec is None:
+            raise UsageError("these are image states (levels, not 8-bit pixels); pass the codec to decode them")
+        codec.check(images)
+        images = codec.decode(images)
+    picture = image_grid(images, columns=columns, pad=pad, scale=scale, pad_value=pad_value)
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(picture))
+    return path
+
+
+# ---- animated GIFs ---------------------------------------------------------------------------------
+
+
+def _rgb_keys(pixels: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 -> ``(...)`` int64 ``0xRRGGBB``."""
+    p = pixels.astype(np.int64)
+    return (p[..., 0] << 16) | (p[..., 1] << 8) | p[..., 2]
+
+
+def _palette_frames(movie: np.ndarray, colours: np.ndarray | None) -> list:
+    """``(F, H, W, C)`` uint8 pictures -> Pillow ``P`` images that all share one palette.
+
+    GIF frames hold at most 256 colours. ``colours`` (``(M, 3)``, None for grayscale) are all
+    the colours an RGB movie uses; when there are at most 256 the palette is exactly them (grayscale content always fits:
+    the palette is then the 256 grays, index = gray value), so every pixel is kept exactly.
+    Otherwise one median-cut palette is fitted to a sample of the colours and every frame is
+    mapped to its nearest entries, without dithering: dithering would make the frames of a
+    converging chain flicker.
+    """
+    from PIL import Image
+
+    if movie.shape[-1] == 1:
+        palette = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+        indices = movie[..., 0]
+        return [_p_image(frame, palette) for frame in indices]
+    keys = np.unique(_rgb_keys(colours))
+    if len(keys) <= GIF_PALETTE_SIZE:
+        palette = np.stack([(keys >> 16) & 255, (keys >> 8) & 255, keys & 255], axis=1).astype(np.uint8)
+        indices = np.searchsorted(keys, _rgb_keys(movie)).astype(np.uint8)
+        return [_p_image(frame, palette) for frame in indices]
+    rng = np.random.default_rng(0)  # a fixed sample, so the same chain gives the same GIF
+    sample = colours[rng.integers(len(colours), size=min(len(colours), 1 << 20))]
+    fitted = Image.fromarray(np.ascontiguousarray(sample[None]), mode="RGB").quantize(
+        colors=GIF_PALETTE_SIZE, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    return [Image.fromarray(frame, mode="RGB").quantize(palette=fitted, dither=Image.Dither.NONE) for frame in movie]
+
+
+def _p_image(indices: np.ndarray, palette: np.ndarray):
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(indices), mode="P")
+    img.putpalette(palette.reshape(-1).tolist())
+    return img
+
+
+def chain_gif(
+    frames: torch.Tensor,
+    codec: ImageCodec,
+    path,
+    known: torch.Tensor | None = None,
+    *,
+    duration_ms: int = 100,
+    hold_last_ms: int = 1500,
+    scale: int | None = None,
+    columns: int | None = None,
+    pad: int = 1,
+    show_hole: bool = True,
+    hole_color: tuple[int, int, int] = DEFAULT_HOLE_COLOR,
+    pad_value: int = DEFAULT_PAD_VALUE,
+) -> Path:
+    """Write an animated GIF of sampling chains (one frame per recorded step), atomically.
+
+    Args:
+        frames: ``(F, B, C, H, W)`` long states, e.g. ``Chain.frames``; every frame tiles the
+            ``B`` chains in a grid.
+        codec: the :class:`ImageCodec` of the states.
+        path: where to write the ``.gif``.
+        known: ``(B, C, H, W)`` bool, True where a pixel was given (e.g. ``Chain.known``); with
+            ``show_hole`` the first frame paints the pixels with any unknown channel in
+            ``hole_color``, to show what was to be filled in. Later frames show the states.
+        duration_ms: how long each frame shows; ``hold_last_ms``: how long the last one does.
+            GIFs count in 10 ms steps (values are rounded down to them), and most viewers show
+            delays under 20 ms slower.
+        scale: integer nearest-neighbour enlargement (default: enough for ``H`` >= 64 pixels).
+        columns: chains per row of the grid (default: a square-ish grid).
+        pad, pad_value: gray lines between the chains, as in :func:`image_grid`.
+
+    The GIF loops forever. Its colours are exact when the movie uses at most 256 (any grayscale
+    codec, or RGB with few levels); see :func:`_palette_frames`. Pillow merges consecutive
+    identical frames into one longer frame, which looks the same: a chain that stops changing
+    gives fewer GIF frames than ``F``.
+    """
+    from .io import atomic_write_bytes
+
+    frames = torch.as_tensor(frames)
+    if frames.dim() != 5:
+        raise UsageError(
+            f"chain frames must be (frames, chains, channels, height, width), got shape {tuple(frames.shape)}; "
+            "sample with frames recorded (record_every)"
+        )
+    num_frames, batch = frames.shape[:2]
+    if num_frames == 0 or batch == 0:
+        raise UsageError("the chain has no frames to animate; sample with frames recorded (record_every)")
+    codec.check(frames[0])  # every frame has frame 0's shape; decode checks the levels of all
+    duration_ms = _whole(duration_ms, "frame duration (ms)", 10)
+    hold_last_ms = _whole(hold_last_ms, "last-frame hold (ms)", 10)
+    scale = max(1, math.ceil(MIN_GIF_SIDE / codec.height)) if scale is None else _whole(scale, "scale", 1)
+    pad = _whole(pad, "pad", 0)
+    hole = None
+    if known is not None and show_hole:
+        known = torch.as_tensor(known)
+        if known.shape != frames.shape[1:] or known.dtype != torch.bool:
+            raise UsageError(
+                f"known must be a bool tensor of shape {tuple(frames.shape[1:])} (one per chain), "
+                f"got {known.dtype} {tuple(known.shape)}"
+            )
+        hole = (~known).any(dim=1).cpu().numpy()  # (B, H, W): a pixel is a hole if any channel is
+        if not hole.any():
+            hole = None
+    if len(hole_color) != 3 or not all(0 <= int(v) <= 255 for v in hole_color):
+        raise UsageError(f"hole colour must be three values 0..255 (R, G, B), got {hole_color!r}")
+
+    # (F, B, H, W, C) uint8, the decoded chains.
+    pixels = codec.decode(frames.detach().cpu().flatten(0, 1)).view(frames.shape).permute(0, 1, 3, 4, 2).numpy()
+    channels = 3 if hole is not None else codec.channels  # a coloured hole needs RGB frames
+    if channels == 3 and codec.channels == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    first = pixels[0].copy()
+    if hole is not None:
+        first[hole] = np.array(hole_color, dtype=np.uint8)
+    movie = np.stack(
+        [_grid(upscale(first if f == 0 else pixels[f], scale), columns, pad, pad_value) for f in range(num_frames)]
+    )  # (F, H', W', C)
+    colours = None
+    if channels == 3:  # grayscale needs no colour census: its palette is the 256 grays
+        pad_colour = np.full((1, 3), pad_value, dtype=np.uint8)
+        colours = np.concatenate([pixels.reshape(-1, 3), first.reshape(-1, 3), pad_colour])
+    images = _palette_frames(movie, colours)
+
+    buffer = io.BytesIO()
+    durations = [duration_ms] * (num_frames - 1) + [hold_last_ms]
+    images[0].save(
+        buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
+        optimize=False,  # keep the whole palette, so colours never shift between frames
+    )
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
