@@ -149,7 +149,9 @@ def _read_tensors(folder: Path, name: str, config: dict) -> dict:
 
 def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | None = None) -> Checkpoint:
     """Load a checkpoint folder. ``family`` (e.g. ``"rbm"``) refuses other model families."""
+    from .data.images import ImageCodec
     from .data.strings import StringCodec
+    from .models.nade import OrderlessNADE
     from .models.rbm import RBM
 
     folder = Path(folder)
@@ -158,14 +160,14 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
         raise UsageError(
             f"{folder} holds a {config.get('family')} model, but this command needs a {family} model"
         )
-    builders = {"rbm": RBM}
+    builders = {"rbm": RBM, "nade": OrderlessNADE}
     if config.get("family") not in builders:
         raise UsageError(f"{folder} holds an unknown model family {config.get('family')!r}; upgrade gibbsdream")
     if not isinstance(config.get("model"), dict):
         raise UsageError(f"checkpoint {folder} is corrupt: config.json has no model settings; retrain or restore it")
     try:
         model = builders[config["family"]](**config["model"])
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:  # UsageError is a ValueError
         raise UsageError(f"checkpoint {folder} has an unreadable model config: {err}") from None
     state = _read_tensors(folder, "model", config)
     try:
@@ -173,7 +175,13 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
     except RuntimeError:
         raise UsageError(f"checkpoint {folder} is corrupt: its weights do not fit its model config") from None
     codec_config = config.get("codec")
-    codec = StringCodec.from_dict(codec_config) if codec_config and codec_config.get("kind") == "string" else None
+    codecs = {"string": StringCodec, "image": ImageCodec}
+    codec = None
+    if isinstance(codec_config, dict) and codec_config.get("kind") in codecs:
+        try:
+            codec = codecs[codec_config["kind"]].from_dict(codec_config)
+        except (TypeError, ValueError, KeyError):
+            raise UsageError(f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it") from None
     history_path = folder / "history.jsonl"
     history = []
     if history_path.exists():

@@ -1,5 +1,6 @@
 """Models: energy models (RBM) and conditional models (Orderless NADE)."""
 
+from .nade import OrderlessNADE
 from .rbm import RBM
 
-__all__ = ["RBM"]
+__all__ = ["OrderlessNADE", "RBM"]

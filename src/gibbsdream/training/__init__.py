@@ -1,5 +1,9 @@
 """Training loops."""
 
+from .nade import NADETrainConfig, NADETrainer, parse_duration, save_nade_trainer, setup_distributed, split_images
 from .rbm import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
 
-__all__ = ["RBMTrainConfig", "RBMTrainer", "resolve_device", "save_trainer", "split_data"]
+__all__ = [
+    "NADETrainConfig", "NADETrainer", "RBMTrainConfig", "RBMTrainer", "parse_duration", "resolve_device",
+    "save_nade_trainer", "save_trainer", "setup_distributed", "split_data", "split_images",
+]
