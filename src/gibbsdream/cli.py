@@ -46,6 +46,18 @@ def _empty_states(num_visible: int):
     return torch.zeros(0, num_visible, dtype=torch.long)
 
 
+def _only_for(ctx, family: str, options: dict) -> None:
+    """Refuse options given on the command line that belong to another model family."""
+    for other, names in options.items():
+        if other == family:
+            continue
+        for name in names:
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                flag = next(p.opts[0] for p in ctx.command.params if p.name == name)
+                kind = {"rbm": "string (RBM)", "nade": "image (NADE)"}[other]
+                raise UsageError(f"{flag} applies to {kind} models only; this checkpoint holds a {family} model")
+
+
 def _positive(name: str, value: int) -> int:
     if value < 1:
         raise UsageError(f"--{name} must be >= 1, got {value}")
@@ -176,34 +188,60 @@ def train_rbm(
 
 @app.command("sample")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--chains", default=20, help="Number of parallel chains (fantasy particles).")
-@option("--steps", default=1000, help="Gibbs sweeps per chain.")
+@option("--chains", "--num-samples", "chains", default=20, help="Number of parallel chains (strings or images) to sample.")
+@option("--steps", default=None, type=int, help="Gibbs sweeps (string models) or Gibbs steps (image models).  [default: 1000 / 200]")
 @option("--temperature", "-t", default="1.0", help="Constant (1.0) or annealed start:end (1.5:0.2); 0 is argmax.")
 @option("--anneal", type=click.Choice(ANNEAL_KINDS), default="geometric", help="How an annealed temperature goes from start to end.")
-@option("--init", type=click.Choice(INIT_NAMES), default="uniform", help="Where chains start.")
-@option("--final", type=click.Choice(["sample", "argmax"]), default="sample", help="argmax: take the most likely character at the last sweep.")
-@option("--prefix", default=None, help="Clamp the start of every string (right-padded models).")
-@option("--suffix", default=None, help="Clamp the end of every string (left-padded models).")
-@option("--every", type=int, default=None, help="Also report each chain's state every this many steps.")
-@option("--dedupe", is_flag=True, help="With --every: drop a string already seen in the same chain.")
-@option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="text: aligned lines; jsonl: one JSON object per sample.")
-@option("--out", type=click.Path(path_type=Path), default=None, help="Write the samples to this file instead of stdout.")
+@option("--init", type=click.Choice(INIT_NAMES), default="uniform", help="String models: where chains start.")
+@option("--final", type=click.Choice(["sample", "argmax"]), default="sample", help="String models: argmax takes the most likely character at the last sweep.")
+@option("--prefix", default=None, help="String models: clamp the start of every string (right-padded models).")
+@option("--suffix", default=None, help="String models: clamp the end of every string (left-padded models).")
+@option("--every", type=int, default=None, help="String models: also report each chain's state every this many steps. Image models: a GIF frame every this many steps.")
+@option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
+@option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="String models: text (aligned lines) or jsonl (one JSON object per sample).")
+@option("--sampler", type=click.Choice(["gibbs", "ancestral-gibbs", "ancestral"]), default="gibbs", help="Image models: Yao et al.'s blocked Gibbs, blocks redrawn ancestrally, or one ancestral pass.")
+@option("--block", default="yao:0.9,0.1,0.7", help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
+@option("--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains.")
+@option("--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON.")
+@option("--out", type=click.Path(path_type=Path), default=None, help="String models: a file for the samples (default stdout). Image models: the folder for the PNGs (required).")
 @option("--seed", default=0, help="Random seed.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
 def sample_command(
-    checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, output_format, out,
-    seed, device, quiet,
+    ctx, checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, output_format,
+    sampler, block, gif, trace, out, seed, device, quiet,
 ):
-    """Dream up strings: run many Gibbs chains with temperature or simulated annealing."""
+    """Dream: run many chains with temperature or annealing (strings from an RBM, images from a NADE).
+
+    \b
+    Examples:
+      gibbsdream sample runs/regions --chains 50 --temperature 1.5:0.2 --init silhouettes
+      gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
+    """
     import torch
 
-    from .io import atomic_write_text
+    from .io import atomic_write_text, checkpoint_family
     from .sampling import sample
     from .summary import string_records, summarize_records
 
     _positive("chains", chains)
-    _positive("steps", steps)
+    family = checkpoint_family(checkpoint)
+    _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "output_format"),
+                            "nade": ("sampler", "block", "gif", "trace")})
+    if family == "nade":
+        from .cli_images import _load_image_model, sample_images
+
+        steps = _positive("steps", 200 if steps is None else steps)
+        if every is not None:
+            _positive("every", every)
+        sample_images(
+            _load_image_model(checkpoint, device), num_samples=chains, sampler=sampler, steps=steps,
+            temperature=temperature, anneal=anneal, block=block, seed=seed, gif=gif, every=every, trace=trace,
+            out=out, quiet=quiet,
+        )
+        return
+    steps = _positive("steps", 1000 if steps is None else steps)
     if every is not None:
         _positive("every", every)
     if dedupe and every is None:
@@ -248,19 +286,39 @@ def sample_command(
 
 @app.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--data", required=True, help="Test strings: a UTF-8 file with one per line, or builtin:NAME.")
-@option("--method", type=click.Choice(["auto", "exact", "ais"]), default="auto", help="log Z: exact enumeration when feasible (auto), or AIS.")
-@option("--ais-runs", default=100, help="Parallel AIS runs.")
-@option("--ais-betas", default=10000, help="Intermediate distributions in AIS.")
-@option("--skip-invalid", is_flag=True, help="Skip lines the model cannot encode instead of stopping.")
+@option("--data", default=None, help="String models (required): a UTF-8 file with one per line, or builtin:NAME. Image models: a folder or file of images, or heldout (the checkpoint's test split).  [default for images: heldout]")
+@option("--method", type=click.Choice(["auto", "exact", "ais"]), default="auto", help="String models: log Z by exact enumeration when feasible (auto), or AIS.")
+@option("--ais-runs", default=100, help="String models: parallel AIS runs.")
+@option("--ais-betas", default=10000, help="String models: intermediate distributions in AIS.")
+@option("--skip-invalid", is_flag=True, help="String models: skip lines the model cannot encode instead of stopping.")
+@option("--orders", default=8, help="Image models: random orders per image (the NLL is their log-mean-exp ensemble).")
+@option("--batch-size", default=1024, help="Image models: images x orders per network call.")
+@option("--max-images", type=int, default=None, help="Image models: evaluate only the first this many images.")
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@option("--seed", default=0, help="Random seed for AIS.")
+@option("--seed", default=0, help="Random seed (AIS, or the orders).")
 @option("--device", default="auto", help=DEVICE_HELP)
-def evaluate_command(checkpoint, data, method, ais_runs, ais_betas, skip_invalid, as_json, seed, device):
-    """Average test log-likelihood (exact or AIS log Z) and pseudo-log-likelihood."""
+@option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_invalid, orders, batch_size, max_images, as_json, seed, device, quiet):
+    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
     from .data.strings import read_lines
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
+    from .io import checkpoint_family
 
+    family = checkpoint_family(checkpoint)
+    _only_for(ctx, family, {"rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
+                            "nade": ("orders", "batch_size", "max_images")})
+    if family == "nade":
+        from .cli_images import _load_image_model, evaluate_images
+
+        evaluate_images(
+            _load_image_model(checkpoint, device), data=data, orders=_positive("orders", orders),
+            batch_size=_positive("batch-size", batch_size), max_images=max_images, seed=seed, as_json=as_json,
+            quiet=quiet,
+        )
+        return
+    if data is None:
+        raise UsageError("evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)")
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = _load_string_model(checkpoint, device)
@@ -355,6 +413,9 @@ def demo_command(out, epochs, chains, steps, seed):
 
 
 # ---- entry point ------------------------------------------------------------------------------
+
+from . import cli_images  # noqa: E402,F401  (registers `train nade` and `inpaint`)
+
 
 
 def main(argv: list[str] | None = None) -> int:

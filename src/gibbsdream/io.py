@@ -147,6 +147,11 @@ def _read_tensors(folder: Path, name: str, config: dict) -> dict:
         raise UsageError(f"checkpoint {folder} is corrupt: cannot read {path.name}") from None
 
 
+def checkpoint_family(folder) -> str:
+    """The model family (``"rbm"``, ``"nade"``) of a checkpoint folder, read from its config."""
+    return str(_read_config(Path(folder)).get("family"))
+
+
 def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | None = None) -> Checkpoint:
     """Load a checkpoint folder. ``family`` (e.g. ``"rbm"``) refuses other model families."""
     from .data.images import ImageCodec
