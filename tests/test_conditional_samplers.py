@@ -96,3 +96,21 @@ def test_zero_temperature_gibbs_is_deterministic_and_the_trace_is_a_mean_log_pro
     b = sample(table, x=x, known=known, sampler="gibbs", steps=10, block="yao:0.9,0.1,0.7", temperature=0, seed=0)
     assert torch.equal(a.samples, b.samples)
     assert a.energy.shape == (11, 8) and (a.energy <= 0).all()
+
+
+def test_ancestral_groups_of_variables_per_call(table):
+    """per_call=k draws k variables per model call: ceil(free / k) calls, clamps kept; with k = D
+    every variable is drawn from its marginal given the clamps alone (independently)."""
+    x, known = blank(20000)
+    x[:, 0], known[:, 0] = 1, True
+    chain = sample(table, x=x, known=known, sampler="ancestral", per_call=2, seed=3)
+    assert chain.settings["steps"] == 1 and chain.energy.shape == (2, 20000)
+    assert (chain.samples[:, 0] == 1).all()
+    joint = table.log_p.exp().view(3, 3, 3)[1]  # p(x1, x2 | x0 = 1), unnormalised
+    conditional = joint / joint.sum()
+    independent = torch.outer(conditional.sum(1), conditional.sum(0)).reshape(-1)
+    drawn = empirical(chain.samples[:, 1:])
+    assert tv(drawn, independent) < 0.03
+    assert tv(drawn, conditional.reshape(-1)) > 0.05  # the table is dependent enough to tell them apart
+    with pytest.raises(ValueError, match="order"):
+        sample(table, x=x[:4], known=known[:4], sampler="ancestral", order="sideways")

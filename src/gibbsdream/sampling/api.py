@@ -46,6 +46,8 @@ def sample(
     sampler: str | None = None,
     block="yao:0.9,0.1,0.7",
     context=None,
+    per_call: int = 1,
+    order: str = "random",
 ):
     """Draw samples from ``model`` by running many chains in parallel.
 
@@ -76,6 +78,9 @@ def sample(
         block: for the Gibbs samplers: a fraction in (0, 1] or a block schedule such as
             ``"yao:0.9,0.1,0.7"``.
         context: passed to a conditional model's ``logits`` (e.g. a caption).
+        per_call: for ``sampler="ancestral"``: variables drawn per model call (1 = exact).
+        order: for ``sampler="ancestral"``: ``"random"`` (orderless NADE) or ``"greedy"``
+            (lowest entropy first).
 
     For a conditional model (``num_categories`` and ``logits(x, known, context)``), ``x`` and
     ``known`` are ``(N, *shape)`` and required; ``energy`` is then the per-step mean
@@ -93,7 +98,7 @@ def sample(
         return sample_conditional(
             model, x, known, steps=steps, temperature=temperature, anneal=anneal, sampler=sampler or "gibbs",
             block=block, seed=seed, generator=generator, context=context, record_every=record_every,
-            progress=progress,
+            progress=progress, per_call=per_call, order=order,
         )
     steps = check_count("steps", steps)
     if final not in FINALS:
@@ -151,8 +156,12 @@ def sample(
 CONDITIONAL_SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
 
 
+ANCESTRAL_ORDERS = ("random", "greedy")
+
+
 def sample_conditional(
-    model, x, known, *, steps, temperature, anneal, sampler, block, seed, generator, context, record_every, progress
+    model, x, known, *, steps, temperature, anneal, sampler, block, seed, generator, context, record_every, progress,
+    per_call=1, order="random",
 ):
     """The conditional-model half of :func:`sample` (see there)."""
     from .conditional import ancestral, blocked_gibbs
@@ -169,9 +178,14 @@ def sample_conditional(
         generator = make_generator(seed, device)
     temperature_spec = temperature_schedule(temperature, anneal)
     if sampler == "ancestral":
+        per_call = check_count("per_call", per_call)
+        if order not in ANCESTRAL_ORDERS:
+            raise UsageError(f"unknown ancestral order {order!r}; choose one of {', '.join(ANCESTRAL_ORDERS)}")
         free = int((~known).reshape(known.shape[0], -1).sum(1).max())
-        chain = ancestral(model, x, known, schedule_values(temperature_spec, max(free, 1)), generator,
-                          context=context, record_every=record_every)
+        calls = max(-(-free // per_call), 1)
+        chain = ancestral(model, x, known, schedule_values(temperature_spec, calls), generator, per_call=per_call,
+                          order=order, context=context, record_every=record_every)
+        steps = calls
     else:
         steps = check_count("steps", steps)
         fractions = schedule_values(block_schedule(block), steps)
@@ -182,4 +196,6 @@ def sample_conditional(
         )
     chain.settings = {"sampler": sampler, "temperature": str(temperature_spec), "steps": steps,
                       "block": str(block_schedule(block)), "chains": x.shape[0]}
+    if sampler == "ancestral":
+        chain.settings.update(per_call=per_call, order=order)
     return chain
