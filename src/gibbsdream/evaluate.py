@@ -206,6 +206,8 @@ def order_log_likelihoods(
     Args:
         model: a conditional model (``logits(x, known, context) -> (B, *shape, K)``).
         x: ``(N, *shape)`` long.
+        context: passed to ``model.logits``; a tensor with one row per example is repeated for
+            every order, anything else is passed as it is.
 
     Returns:
         ``(N, num_orders)`` log-likelihoods in nats; combine them with :func:`ensemble_log_likelihood`.
@@ -216,6 +218,8 @@ def order_log_likelihoods(
     shape = x.shape[1:]
     D = math.prod(shape)
     repeated = x.repeat_interleave(num_orders, 0)  # (N * M, *shape): example-major
+    if isinstance(context, torch.Tensor) and context.shape[0] == N:
+        context = context.repeat_interleave(num_orders, 0)  # one context row per repeated example
     total = torch.zeros(repeated.shape[0], dtype=torch.float64, device=x.device)
     chunks = list(range(0, repeated.shape[0], batch_size))
     with progress_bar(len(chunks) * D, "likelihood", enabled=progress) as advance:

@@ -56,7 +56,8 @@ def masked_loss(
     """
     per_variable = _per_variable_cross_entropy(logits, x) if kind == "ce" else _per_variable_emd2(logits, x)
     unknown = (~known).reshape(known.shape[0], -1)
-    total = (per_variable.reshape(unknown.shape) * unknown).sum(1)
+    # where, not a product: a known variable's loss may be inf (0 * inf = nan) and must count for nothing
+    total = torch.where(unknown, per_variable.reshape(unknown.shape), 0.0).sum(1)
     num_unknown = unknown.sum(1).clamp(min=1).to(total.dtype)
     if rescale:
         return total * (unknown.shape[1] / num_unknown)

@@ -191,6 +191,7 @@ class NADETrainer:
         self.batch = 0  # completed batches of the current epoch (non-zero only after a timed stop)
         self.elapsed = 0.0  # training seconds over all sessions
         self.stopped_by_time = False
+        self.partial_loss = (0.0, 0)  # (loss sum, images) of an epoch interrupted by max_time
 
     @property
     def learning_rate(self) -> float:
@@ -243,8 +244,10 @@ class NADETrainer:
             order = self._epoch_order(self.epoch)
             num_batches = -(-order.shape[0] // self.config.batch_size)
             epoch_started = time.perf_counter()
-            loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-            seen = 0
+            # A resumed epoch starts from the (all-ranks) loss sum of the batches run before the stop.
+            loss_sum = torch.tensor(self.partial_loss[0] if self.where.is_main else 0.0, device=self.device, dtype=torch.float64)
+            seen = self.partial_loss[1] if self.where.is_main else 0
+            self.partial_loss = (0.0, 0)
             with progress_bar(num_batches - self.batch, f"epoch {self.epoch + 1}", enabled=progress and self.where.is_main) as advance:
                 while self.batch < num_batches:
                     if self._out_of_time(started):
@@ -264,6 +267,8 @@ class NADETrainer:
                     self.batch += 1
                     advance(status=f"loss {loss.item():.3f}" if self.batch % 10 == 0 else "")
             if self.stopped_by_time and self.batch < num_batches:
+                partial = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where)
+                self.partial_loss = (partial[0].item(), int(partial[1].item()))
                 self.elapsed += time.perf_counter() - started
                 started = time.perf_counter()
                 if on_save is not None and self.where.is_main:
@@ -304,6 +309,7 @@ class NADETrainer:
             "epoch": self.epoch,
             "batch": self.batch,
             "elapsed": self.elapsed,
+            "partial_loss": list(self.partial_loss),
             "optimizer_groups": json.loads(json.dumps(groups, default=list)),
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if isinstance(v, (int, float, str, list, type(None)))},
         }
@@ -324,6 +330,8 @@ class NADETrainer:
         scheduler_state.update(saved.get("scheduler", {}))
         self.scheduler.load_state_dict(scheduler_state)
         self.epoch, self.batch, self.elapsed = int(saved["epoch"]), int(saved["batch"]), float(saved["elapsed"])
+        loss_sum, seen = saved.get("partial_loss", (0.0, 0))
+        self.partial_loss = (float(loss_sum), int(seen))
 
 
 def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, source: dict) -> None:
