@@ -46,6 +46,22 @@ def _empty_states(num_visible: int):
     return torch.zeros(0, num_visible, dtype=torch.long)
 
 
+def _check_output(path: Path | None, flag: str, *, folder: bool) -> None:
+    """Refuse, before any work, an output path that cannot be written (an existing file where a folder
+    is meant, an existing folder where a file is meant, or a file where a parent folder must be made)."""
+    if path is None:
+        return
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, but a folder is needed here; pass a folder (created if missing)")
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; pass a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path} cannot be written: {parent} is a file, not a folder")
+            break
+
+
 def _only_for(ctx, family: str, options: dict) -> None:
     """Refuse options given on the command line that belong to another model family."""
     for other, names in options.items():
@@ -121,6 +137,7 @@ def train_rbm(
     from .sampling.api import make_generator
     from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
 
+    _check_output(out, "--out", folder=True)
     target = resolve_device(device)
     if resume:
         checkpoint = load_checkpoint(out, device=target, family="rbm")
@@ -242,6 +259,7 @@ def sample_command(
         )
         return
     steps = _positive("steps", 1000 if steps is None else steps)
+    _check_output(out, "--out", folder=False)
     if every is not None:
         _positive("every", every)
     if dedupe and every is None:
@@ -446,4 +464,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m gibbsdream.cli` runs this file as __main__, a second copy of the module: cli_images
+    # registers `train nade` and `inpaint` on the package's gibbsdream.cli.app, so run that one.
+    from gibbsdream.cli import main as package_main
+
+    package_main()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _positive, _say, app, option, train_app
+from .cli import DEVICE_HELP, _check_output, _positive, _say, app, option, train_app
 from .errors import UsageError
 
 SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
@@ -131,6 +131,7 @@ def train_nade(
     from .models import OrderlessNADE
     from .training import NADETrainConfig, NADETrainer, parse_duration, resolve_device, save_nade_trainer, setup_distributed, split_images
 
+    _check_output(out, "--out", folder=True)
     target = resolve_device(device)
     seconds = parse_duration(max_time) if max_time is not None else None
     if resume:
@@ -169,6 +170,8 @@ def train_nade(
                 held = float(test_size) if "." in str(test_size) else int(test_size)
             except ValueError:
                 raise UsageError(f"--test-size must be a count or a fraction below 1, got {test_size!r}") from None
+            if held < 0:
+                raise UsageError(f"--test-size must be >= 0 (a count, or a fraction below 1), got {test_size!r}")
         train_all, test = split_images(dataset.states, held, seed)
         train, validation = split_images(train_all, float(validation_fraction), seed + 1)
         if len(train) == 0 or len(validation) == 0:
@@ -225,7 +228,9 @@ def _read_problems(ckpt, image: str, channels_hint=None):
             n = int(count) if count else len(test)
         except ValueError:
             raise UsageError(f"--image heldout:N needs a whole number N, got {image!r}") from None
-        n = max(1, min(n, len(test)))
+        if n < 1:
+            raise UsageError(f"--image heldout:N needs N >= 1, got {image!r}")
+        n = min(n, len(test))
         return test[:n], [f"heldout-{i:04d}.png" for i in range(n)], True
     path = Path(image)
     if not path.exists():
@@ -264,6 +269,8 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     if every is not None:
         _positive("every", every)
     _check_block(block)
+    _check_output(gif, "--gif", folder=False)
+    _check_output(trace, "--trace", folder=False)
     ckpt = _load_image_model(checkpoint, device)
     codec = ckpt.codec
     states, names, many = _read_problems(ckpt, image)
@@ -272,6 +279,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
         raise UsageError(f"--out {out} looks like one image file, but this run makes {len(states) * samples} images; pass a folder")
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
+    _check_output(out, "--out", folder=many)
     mask_generator = make_generator(seed, "cpu")
     known = torch.stack([inpaint_mask(mask, codec.shape, mask_generator) for _ in range(len(states))])
     device_ = next(ckpt.model.parameters()).device
@@ -320,6 +328,9 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
         raise UsageError("sampling an image model needs --out FOLDER (the images are written there)")
     if out.suffix.lower() in IMAGE_SUFFIX_FORMATS:
         raise UsageError(f"--out {out} looks like an image file; pass a folder for the samples")
+    _check_output(out, "--out", folder=True)
+    _check_output(gif, "--gif", folder=False)
+    _check_output(trace, "--trace", folder=False)
     _check_block(block)
     codec = ckpt.codec
     device_ = next(ckpt.model.parameters()).device

@@ -162,9 +162,9 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
     folder = Path(folder)
     config = _read_config(folder)
     if family is not None and config.get("family") != family:
-        raise UsageError(
-            f"{folder} holds a {config.get('family')} model, but this command needs a {family} model"
-        )
+        names = {"rbm": "an RBM (string) model", "nade": "an Orderless NADE (image) model"}
+        held = names.get(config.get("family"), f"a {config.get('family')!r} model")
+        raise UsageError(f"{folder} holds {held}, but this command needs {names.get(family, family)}")
     builders = {"rbm": RBM, "nade": OrderlessNADE}
     if config.get("family") not in builders:
         raise UsageError(f"{folder} holds an unknown model family {config.get('family')!r}; upgrade gibbsdream")

@@ -273,7 +273,7 @@ def _pil_to_array(img, channels: int | None) -> np.ndarray:
                 img = Image.fromarray(np.ascontiguousarray(rgb[..., 0]), mode="L")
     if channels == 1 and img.mode != "L":
         img = img.convert("L")  # ITU-R 601-2 luma, as Pillow converts
-    array = np.asarray(img, dtype=np.uint8)
+    array = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on read-only arrays
     if array.ndim == 2:
         array = array[..., None]
     if channels == 3 and array.shape[-1] == 1:
