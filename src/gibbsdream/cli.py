@@ -304,7 +304,7 @@ def sample_command(
 
 @app.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--data", default=None, help="String models (required): a UTF-8 file with one per line, or builtin:NAME. Image models: a folder or file of images, or heldout (the checkpoint's test split).  [default for images: heldout]")
+@option("--data", default=None, help="String models (required): a UTF-8 file with one per line, or builtin:NAME. Image models: a folder or file of images, or heldout (the checkpoint's test split; naming the source it was trained on means the same).  [default for images: heldout]")
 @option("--method", type=click.Choice(["auto", "exact", "ais"]), default="auto", help="String models: log Z by exact enumeration when feasible (auto), or AIS.")
 @option("--ais-runs", default=100, help="String models: parallel AIS runs.")
 @option("--ais-betas", default=10000, help="String models: intermediate distributions in AIS.")
