@@ -11,19 +11,11 @@ Commands run in this process through ``gibbsdream.cli.main(argv)`` (output captu
 for a few real subprocesses that check the installed entry point behaves the same.
 """
 
-import contextlib
-import io
 import json
 import math
-import os
 import random
 import shutil
-import subprocess
-import sys
-import traceback
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,75 +23,15 @@ import pytest
 import torch
 from PIL import Image
 
-from gibbsdream.cli import main
+from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
-ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",  # tiny convolutions: more threads only add overhead
-    "MKL_NUM_THREADS": "1",
-    "CUDA_VISIBLE_DEVICES": "",
-    "PYTHONIOENCODING": "utf-8",
-}
+run = gibbsdream_here
+
 LEVELS = 4
 SIDE = 6
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)  # the 8-bit values of the 4 levels
 STEPS = 6
 BOX = "box:1,2,3,2"  # columns 1..3, rows 2..3
-
-
-@dataclass
-class Result:
-    args: list
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def gibbsdream(*args) -> Result:
-    """Run the CLI in a real subprocess."""
-    argv = [str(a) for a in args]
-    done = subprocess.run(
-        [sys.executable, "-m", "gibbsdream.cli", *argv],
-        capture_output=True, text=True, encoding="utf-8", env=ENV, timeout=300,
-    )
-    return Result(argv, done.returncode, done.stdout, done.stderr)
-
-
-def run(*args) -> Result:
-    """Run the CLI in this process, reporting what a subprocess would have shown."""
-    argv = [str(a) for a in args]
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("default")
-        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
-            warnings.filterwarnings("ignore", category=category)
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        except BaseException:  # noqa: BLE001 - an uncaught exception is what the tests look for
-            err.write(traceback.format_exc())
-            code = 1
-    stderr = err.getvalue() + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
-    return Result(argv, code, out.getvalue(), stderr)
-
-
-def assert_ok(result: Result) -> None:
-    assert result.returncode == 0, f"{result.args}: exit {result.returncode}\n{result.stderr}"
-    assert "Traceback" not in result.stderr
-
-
-def assert_clean_error(result: Result) -> str:
-    """Exit code 2, exactly one non-empty 'error: ...' line on stderr, nothing on stdout."""
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr}"
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:") and lines[0][len("error:"):].strip(), result.stderr
-    assert result.stdout == ""
-    return lines[0]
 
 
 def pixels(path: Path) -> np.ndarray:

@@ -31,7 +31,7 @@ from gibbsdream.viz import chain_gif
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = {  # name -> (folder, the command that trained it)
     "digits": ("runs/digits", "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --out runs/digits"),
-    "shapes": ("runs/shapes", "gibbsdream train nade --data builtin:shapes --levels 16 --dilations 1,2,4,8 --max-time 20m --out runs/shapes"),
+    "shapes": ("runs/shapes", "gibbsdream train nade --data builtin:shapes --size 32 --levels 16 --width 48 --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish --max-time 15m --out runs/shapes"),
 }
 TEMPERATURES = (1.0, 0.9, 0.5, 0.0)
 ALPHA_MINS = (0.1, 0.01)
