@@ -31,7 +31,7 @@ from gibbsdream.viz import chain_gif
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = {  # name -> (folder, the command that trained it)
     "digits": ("runs/digits", "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --out runs/digits"),
-    "shapes": ("runs/shapes", "gibbsdream train nade --data builtin:shapes --size 32 --levels 16 --width 48 --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish --max-time 15m --out runs/shapes"),
+    "shapes": ("runs/shapes", "gibbsdream train nade --data builtin:shapes --size 32 --levels 16 --width 48 --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish --max-time 15m --out runs/shapes`, then `gibbsdream train nade --data builtin:shapes --out runs/shapes --resume --max-time 20m"),
 }
 TEMPERATURES = (1.0, 0.9, 0.5, 0.0)
 ALPHA_MINS = (0.1, 0.01)
@@ -79,6 +79,25 @@ def _table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _trend(result: dict) -> str:
+    """One sentence of what the rows show, from the numbers: the effect of T and of eta, averaged over the rest."""
+    def mean(key, **where):
+        rows = [r for r in result["rows"] if all(r[k] == v for k, v in where.items())]
+        return sum(r[key] for r in rows) / len(rows)
+
+    hot, cold = TEMPERATURES[0], TEMPERATURES[-1]
+    slow, fast = ETAS[0], ETAS[-1]
+    return (
+        f"Averaged over the block schedules, going from T = {hot} to T = {cold} moves the last redraw's mean "
+        f"log-probability from {mean('final_mean_log_prob', temperature=hot):.3f} to "
+        f"{mean('final_mean_log_prob', temperature=cold):.3f} and the hole PSNR from "
+        f"{mean('psnr_db', temperature=hot):.1f} to {mean('psnr_db', temperature=cold):.1f} dB; averaged over "
+        f"temperatures, η = {slow} gives {mean('final_mean_log_prob', eta=slow):.3f} and "
+        f"{mean('psnr_db', eta=slow):.1f} dB, η = {fast} gives {mean('final_mean_log_prob', eta=fast):.3f} and "
+        f"{mean('psnr_db', eta=fast):.1f} dB."
+    )
+
+
 def main() -> None:
     results = [run(name, folder, command) for name, (folder, command) in CHECKPOINTS.items() if (ROOT / folder / "config.json").exists()]
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
@@ -92,6 +111,8 @@ steps, seed {SEED}, block schedule yao:0.5,α_min,η. Model trained by
 `{result['command']}` ({result['epochs_trained']} epochs).
 
 {_table(result)}
+
+{_trend(result)}
 """)
     page = f"""# Inpainting by annealed blocked Gibbs: temperature × α_min × η
 
