@@ -125,6 +125,12 @@ log-probability of the variables redrawn at the last step (higher = the chain se
 the model finds likely); "hole PSNR" compares the fill with the true image (higher = closer),
 pooled over all problems.
 
+Reading the table: a lower temperature makes the chains settle on fills the model finds likelier
+(the log p column), which is not the same as closer to the true image (the PSNR column): a cold
+chain commits to one plausible completion, and the truth is only one of them. Rows with the same
+T show the block schedule's effect: a small η drops to α_min early, so most steps redraw only a
+few pixels given all the others. The sentence under each table gives the averages for this run.
+
 {chr(10).join(sections)}
 Made by `python docs/scripts/inpainting_table.py` on {machine}.
 """
