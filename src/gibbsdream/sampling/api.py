@@ -87,7 +87,9 @@ def sample(
     log-probability of the variables redrawn.
 
     Returns:
-        :class:`gibbsdream.sampling.Chain` with ``samples (N, V)`` and ``energy (S + 1, N)``.
+        :class:`gibbsdream.sampling.Chain` with ``samples`` ``(N, V)`` (energy models) or
+        ``(N, *shape)`` (conditional models) and ``energy (S + 1, N)``; for ``sampler="ancestral"``
+        ``steps`` is ignored and S is the number of model calls.
     """
     if not hasattr(model, "sample_hidden"):
         if not hasattr(model, "logits"):

@@ -15,7 +15,8 @@ class Chain:
         samples: ``(N, *shape)`` long, the final state of every chain.
         energy: ``(S + 1, N)`` float: for energy models the free energy (at T = 1) of every chain
             before the first step and after each step; for conditional models the mean
-            log-probability of the variables resampled at each step (row 0 is NaN).
+            log-probability of the variables drawn at each step (Gibbs: row 0 is the initial fill;
+            ancestral: row 0 is NaN, nothing was drawn yet).
         temperatures: ``S`` temperatures used, one per step.
         known: ``(N, *shape)`` bool, the clamped variables (None when nothing was clamped).
         frames: ``(F, N, *shape)`` states recorded every ``record_every`` steps (None if not asked).
