@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_name
 
 from gibbsdream import __version__ as gibbsdream_version
 from gibbsdream import sample
@@ -66,12 +67,7 @@ def machine() -> dict:
     import cv2
     import skimage
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     info = {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -26,6 +26,7 @@ import time
 import numpy as np
 import sklearn
 import torch
+from common import cpu_name
 from sklearn.neural_network import BernoulliRBM
 
 from gibbsdream import RBM, sample
@@ -33,12 +34,7 @@ from gibbsdream.training import RBMTrainConfig, RBMTrainer
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
