@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from cli_harness import one_torch_thread, Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
 CHAINS, STEPS = 6, 30
@@ -188,11 +188,8 @@ IN_SUBPROCESS = (
 
 @pytest.fixture(scope="module")
 def single_thread():
-    """As the subprocesses' OMP_NUM_THREADS=1: tiny models sample 10x faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

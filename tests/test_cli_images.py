@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from cli_harness import one_torch_thread, Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 run = gibbsdream_here
 
@@ -82,11 +82,8 @@ def same_weights(a: Path, b: Path) -> bool:
 
 @pytest.fixture(scope="module", autouse=True)
 def single_thread():
-    """As the subprocesses' OMP_NUM_THREADS=1: tiny models train and sample much faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -260,7 +260,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
     import torch
 
-    from .data.masks import inpaint_mask
+    from .data.masks import inpaint_masks
     from .sampling.api import make_generator
     from .viz import chain_gif
 
@@ -281,7 +281,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
         out = out / names[0]
     _check_output(out, "--out", folder=many)
     mask_generator = make_generator(seed, "cpu")
-    known = torch.stack([inpaint_mask(mask, codec.shape, mask_generator) for _ in range(len(states))])
+    known = inpaint_masks(mask, codec.shape, len(states), mask_generator)
     device_ = next(ckpt.model.parameters()).device
     x = states.repeat_interleave(samples, 0).to(device_)
     known = known.repeat_interleave(samples, 0).to(device_)

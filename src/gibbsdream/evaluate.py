@@ -226,14 +226,17 @@ def order_log_likelihoods(
         for start in chunks:
             xs = repeated[start : start + batch_size]
             rows = torch.arange(xs.shape[0], device=x.device)
-            ranks = torch.rand(xs.shape[0], D, generator=generator, device=x.device).argsort(-1).argsort(-1)
+            order = torch.rand(xs.shape[0], D, generator=generator, device=x.device).argsort(-1)  # (n, D) variables
+            ranks = order.argsort(-1)  # when each variable is revealed
             flat = xs.reshape(xs.shape[0], D)
             ctx = context[start : start + batch_size] if isinstance(context, torch.Tensor) else context
             for step in range(D):
                 known = (ranks < step).view_as(xs)
-                log_p = torch.log_softmax(model.logits(xs, known, ctx).reshape(xs.shape[0], D, -1).float(), -1)
-                position = (ranks == step).float().argmax(-1)  # the variable revealed at this step
-                total[start : start + batch_size] += log_p[rows, position, flat[rows, position]].double()
+                position = order[:, step]  # the variable revealed at this step
+                # Only that variable's K logits need normalising, not all D of them.
+                logits = model.logits(xs, known, ctx).reshape(xs.shape[0], D, -1)[rows, position].float()
+                log_p = torch.log_softmax(logits, -1)[rows, flat[rows, position]]
+                total[start : start + batch_size] += log_p.double()
                 advance()
     return total.view(N, num_orders)
 

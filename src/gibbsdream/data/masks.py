@@ -583,6 +583,18 @@ def inpaint_mask(spec, shape, generator=None) -> torch.Tensor:
     return mask_from_array(hole, (C, H, W))
 
 
+def inpaint_masks(spec, shape, count: int, generator=None) -> torch.Tensor:
+    """One :func:`inpaint_mask` per image -> ``known: (count, C, H, W)``.
+
+    ``random:P`` draws a fresh mask for every image (in turn, from ``generator``); every other
+    spec gives the same mask for all, so it is parsed (and a mask file read) once.
+    """
+    first = inpaint_mask(spec, shape, generator)
+    if str(spec).strip().partition(":")[0].strip().lower() != "random":
+        return first.expand(count, *first.shape)
+    return torch.stack([first] + [inpaint_mask(spec, shape, generator) for _ in range(count - 1)])
+
+
 __all__ = [
     "MASK_KINDS",
     "Bernoulli",
@@ -592,6 +604,7 @@ __all__ = [
     "Orderless",
     "Squares",
     "inpaint_mask",
+    "inpaint_masks",
     "known_count",
     "mask_from_array",
     "orderless_loss_scale",
