@@ -48,6 +48,7 @@ def sample(
     context=None,
     per_call: int = 1,
     order: str = "random",
+    on_step=None,
 ):
     """Draw samples from ``model`` by running many chains in parallel.
 
@@ -81,6 +82,10 @@ def sample(
         per_call: for ``sampler="ancestral"``: variables drawn per model call (1 = exact).
         order: for ``sampler="ancestral"``: ``"random"`` (orderless NADE) or ``"greedy"``
             (lowest entropy first).
+        on_step: called as ``on_step(n, states, trace)`` with the states after step ``n``
+            (``n = 0``: where the chains start) and their row ``(N,)`` of the trace, for live
+            views; to stop a run early, raise an exception from it. It must not modify
+            ``states`` and must not draw from ``generator``.
 
     For a conditional model (``num_categories`` and ``logits(x, known, context)``), ``x`` and
     ``known`` are ``(N, *shape)`` and required; ``energy`` is then the per-step mean
@@ -100,7 +105,7 @@ def sample(
         return sample_conditional(
             model, x, known, steps=steps, temperature=temperature, anneal=anneal, sampler=sampler or "gibbs",
             block=block, seed=seed, generator=generator, context=context, record_every=record_every,
-            progress=progress, per_call=per_call, order=order,
+            progress=progress, per_call=per_call, order=order, on_step=on_step,
         )
     steps = check_count("steps", steps)
     if final not in FINALS:
@@ -143,7 +148,7 @@ def sample(
 
     chain = gibbs_energy_model(
         model, v, steps, temperatures, known=known, final=final, generator=generator,
-        record_every=record_every, progress=progress,
+        record_every=record_every, progress=progress, on_step=on_step,
     )
     chain.settings = {
         "temperature": str(schedule),
@@ -163,7 +168,7 @@ ANCESTRAL_ORDERS = ("random", "greedy")
 
 def sample_conditional(
     model, x, known, *, steps, temperature, anneal, sampler, block, seed, generator, context, record_every, progress,
-    per_call=1, order="random",
+    per_call=1, order="random", on_step=None,
 ):
     """The conditional-model half of :func:`sample` (see there)."""
     from .conditional import ancestral, blocked_gibbs
@@ -186,7 +191,7 @@ def sample_conditional(
         free = int((~known).reshape(known.shape[0], -1).sum(1).max())
         calls = max(-(-free // per_call), 1)
         chain = ancestral(model, x, known, schedule_values(temperature_spec, calls), generator, per_call=per_call,
-                          order=order, context=context, record_every=record_every)
+                          order=order, context=context, record_every=record_every, on_step=on_step)
         steps = calls
     else:
         steps = check_count("steps", steps)
@@ -194,7 +199,7 @@ def sample_conditional(
         chain = blocked_gibbs(
             model, x, known, steps, schedule_values(temperature_spec, steps), fractions, generator,
             resample="independent" if sampler == "gibbs" else "ancestral", context=context,
-            record_every=record_every, progress=progress,
+            record_every=record_every, progress=progress, on_step=on_step,
         )
     chain.settings = {"sampler": sampler, "temperature": str(temperature_spec), "steps": steps,
                       "block": str(block_schedule(block)), "chains": x.shape[0]}

@@ -56,12 +56,17 @@ def ancestral(
     order: str = "random",
     context=None,
     record_every: int | None = None,
+    on_step=None,
 ) -> Chain:
     """Fill the unknown variables one group at a time, each given everything known so far.
 
     Visits the unknown variables of each chain in a random order (``order="random"``, the
     orderless NADE procedure) or lowest-entropy first (``"greedy"``), sampling ``per_call``
     variables per model call. Step ``n`` uses ``temperatures[n]`` (default 1).
+
+    ``on_step(n, states, trace)``, when given, is called with ``n = 0`` (the starting states)
+    and after each step ``n``: ``states`` ``(N, *shape)`` (not modified later; do not modify it)
+    and ``trace`` ``(N,)``, row ``n`` of the returned trace. An exception it raises stops the run.
 
     Returns:
         a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables drawn at step n.
@@ -74,6 +79,8 @@ def ancestral(
     ranks = _random_ranks(~given, generator) if order == "random" else None
     trace = torch.full((steps + 1, N), float("nan"), device=x.device)
     frames, frame_steps = ([x.clone()], [0]) if record_every else (None, [])
+    if on_step is not None:
+        on_step(0, flat_x.view_as(x), trace[0])
     for step in range(steps):
         logits = _logits(model, flat_x.view_as(x), given.view_as(known), context)
         if order == "greedy":
@@ -91,6 +98,8 @@ def ancestral(
         if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
             frames.append(flat_x.view_as(x).clone())
             frame_steps.append(step + 1)
+        if on_step is not None:
+            on_step(step + 1, flat_x.view_as(x), trace[step + 1])
     return Chain(
         samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,
         frames=torch.stack(frames) if frames else None, frame_steps=frame_steps,
@@ -110,6 +119,7 @@ def blocked_gibbs(
     context=None,
     record_every: int | None = None,
     progress: bool = False,
+    on_step=None,
 ) -> Chain:
     """Blocked Gibbs sampling (Yao et al. 2014) from a fill of the unknown variables.
 
@@ -118,6 +128,9 @@ def blocked_gibbs(
     least one) is hidden and redrawn given all the others: all at once and independently
     (``resample="independent"``, Yao et al.), or one at a time in a random order
     (``"ancestral"``). With a block of one variable this is exact single-site Gibbs sampling.
+
+    ``on_step(n, states, trace)`` is called as in :func:`ancestral`: with ``n = 0`` after the
+    initial fill, then after every step.
 
     Returns:
         a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables redrawn at
@@ -132,6 +145,8 @@ def blocked_gibbs(
     trace = torch.empty(steps + 1, N, device=x.device)
     trace[0] = (log_probs * free).sum(1) / free_count.clamp(min=1)
     frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
+    if on_step is not None:
+        on_step(0, flat_x.view_as(x), trace[0])
     with progress_bar(steps, "sampling", enabled=progress) as advance:
         for step in range(steps):
             size = (block_fractions[step] * free_count).round().long().clamp(min=1)
@@ -149,6 +164,8 @@ def blocked_gibbs(
             if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
                 frames.append(flat_x.view_as(x).clone())
                 frame_steps.append(step + 1)
+            if on_step is not None:
+                on_step(step + 1, flat_x.view_as(x), trace[step + 1])
             advance()
     return Chain(
         samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,

@@ -25,6 +25,7 @@ def gibbs_energy_model(
     generator: torch.Generator | None = None,
     record_every: int | None = None,
     progress: bool = False,
+    on_step=None,
 ) -> Chain:
     """Run ``steps`` block Gibbs sweeps from ``v``.
 
@@ -36,6 +37,9 @@ def gibbs_energy_model(
         known: ``(N, V)`` bool or None.
         final: ``"argmax"`` makes the visible half of the last sweep deterministic.
         record_every: keep a frame of the states every this many steps (and the last).
+        on_step: called as ``on_step(n, v, energy)`` with the states ``(N, V)`` after ``n``
+            sweeps (not modified later; do not modify them) and their free energies ``(N,)``,
+            for ``n = 0 .. steps``; an exception it raises stops the run.
 
     Returns:
         a :class:`Chain` whose ``energy`` is ``(steps + 1, N)``.
@@ -47,6 +51,8 @@ def gibbs_energy_model(
         for step in range(steps):
             pre = model.hidden_logits(v)
             energy[step] = model.free_energy_from_logits(v, pre)
+            if on_step is not None:  # here, where the energy of the state after `step` sweeps is known
+                on_step(step, v, energy[step])
             temperature = temperatures[step]
             h = model.sample_hidden(pre, temperature, generator)
             visible_temperature = 0.0 if (final == "argmax" and step == steps - 1) else temperature
@@ -58,6 +64,8 @@ def gibbs_energy_model(
                 frame_steps.append(step + 1)
             advance()
     energy[steps] = model.free_energy(v)
+    if on_step is not None:
+        on_step(steps, v, energy[steps])
     return Chain(
         samples=v,
         energy=energy,
