@@ -1,0 +1,99 @@
+"""``gibbsdream sweep``: every combination of a grid of sampling settings, as a report folder.
+
+The work is in :mod:`gibbsdream.sweep` (cells) and :mod:`gibbsdream.report` (the folder's page,
+plots and ``results.json``); this file is the command line around them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import DEVICE_HELP, _check_output, _only_for, _positive, _say, app, option
+from .errors import UsageError
+
+GRID_HELP = (
+    "NAME=V1,V2,... (repeatable): a setting and the values to try. Names: temperature (1, 0.5, 1.5:0.2), anneal, "
+    "steps and, for string models, init and final; for image models, block, sampler and caption (none = no "
+    "caption). Separate values with ';' when they contain commas: block=0.5;yao:0.9,0.1,0.7. A single value "
+    "fixes that setting for every row."
+)
+
+
+@app.command("sweep")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@option("--grid", "grid", multiple=True, help=GRID_HELP)
+@option("--out", required=True, type=click.Path(path_type=Path), help="Report folder (index.html, results.json, plots, cells/); rerun the same command to resume it.")
+@option("--chains", default=100, help="String models: parallel chains per combination (all start from the same states).")
+@option("--problems", default=6, help="Image models: how many images to fill (held-out test images unless --image).")
+@option("--mask", default="centre", help="Image models: the hole: centre[:F], box:x,y,w,h, random:P, MASK.png, or blank (generate from an empty canvas).")
+@option("--image", default=None, help="Image models: an image file or folder to fill instead of the held-out images.")
+@option("--samples", default=2, help="Image models: chains per problem (2 or more measure diversity).")
+@option("--caption", default=None, help="Image models with a caption encoder: one caption for every row (or use --grid caption=...).")
+@option("--every", type=int, default=None, help="Image models: a GIF frame every this many steps.  [default: steps/50]")
+@option("--seed", default=0, help="Random seed, the same in every row.")
+@option("--workers", default=1, help="Processes running combinations at once (results do not depend on it).")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
+def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, samples, caption, every, seed, workers, device, quiet):
+    """Run the same problems under every combination of a grid of sampling settings, into a report folder.
+
+    \b
+    Examples:
+      gibbsdream sweep runs/regions --grid temperature=1,0.5,1.5:0.2 --grid anneal=geometric,linear \\
+          --chains 200 --out sweeps/regions
+      gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
+          --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
+    """
+    from .io import checkpoint_family
+    from .report import SCORES, write_report
+    from .sweep import SweepSpec, load_cells, run_sweep
+
+    family = checkpoint_family(checkpoint)
+    _only_for(ctx, family, {"rbm": ("chains",), "nade": ("problems", "mask", "image", "samples", "caption", "every")})
+    for name, value in (("chains", chains), ("problems", problems), ("samples", samples), ("workers", workers)):
+        _positive(name, value)
+    if every is not None:
+        _positive("every", every)
+    if image is not None and mask == "blank":
+        raise UsageError("--mask blank generates from empty canvases, so --image has nothing to do; drop one of them")
+    if image is not None and not Path(image).exists():
+        raise UsageError(f"--image {image} does not exist; pass an image file or a folder of images")
+    entries = list(grid)
+    if caption is not None:
+        if any(e.partition("=")[0].strip() == "caption" for e in entries):
+            raise UsageError("give the caption either by --caption or by --grid caption=..., not both")
+        entries.append(f"caption={caption.replace(';', ',')}")
+    _check_output(out, "--out", folder=True)
+    options = dict(seed=seed, device=device, every=every)
+    if family == "rbm":
+        options.update(chains=chains)
+    else:
+        options.update(problems=problems, mask=mask, image=str(Path(image).resolve()) if image else None, samples=samples)
+    spec = SweepSpec.create(checkpoint, entries, **options)
+
+    def on_start(todo, total):
+        if not quiet:
+            resumed = f" (resuming: {total - todo} already done)" if todo < total else ""
+            _say(f"sweep: {total} combinations of {', '.join(spec.grid)} -> {out}{resumed}")
+
+    def on_cell(record, done, total):
+        if not quiet and not sys.stderr.isatty():
+            _say(f"  [{done}/{total}] {record['label']}: {record['row']['seconds']:.1f}s")
+
+    command = "gibbsdream " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["sweep"] else None
+    try:
+        run_sweep(spec, out, workers=workers, progress=not quiet, on_start=on_start, on_cell=on_cell)
+    except KeyboardInterrupt:
+        _say(f"interrupted: the finished combinations are kept in {out}; run the same command again to resume")
+        sys.exit(130)
+    cells = load_cells(spec, out)
+    write_report(spec, cells, out, command=command)
+    if not quiet:
+        key, title, higher = SCORES[family]
+        best = (max if higher else min)(cells, key=lambda c: c["row"][key])
+        _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")

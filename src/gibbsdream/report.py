@@ -1,0 +1,265 @@
+"""A sweep's report folder: ``results.json``, two PNG plots and an ``index.html`` that reads offline.
+
+The page links only to files in its own folder (relative paths, no scripts, no web fonts), so the
+folder can be zipped, mailed or opened from a phone. One row per combination of the grid: its
+settings, its figures, and the chains themselves (GIFs per problem, or the strings it dreamt).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from .io import atomic_write_bytes, atomic_write_text
+
+SCORES = {  # family -> (row key, axis label, higher is better)
+    "rbm": ("mean_final_energy", "mean final free energy (T = 1)", False),
+    "nade": ("mean_final_log_prob", "mean log-probability of the last redraw", True),
+}
+DIVERSITY = {
+    "rbm": "diversity: share of unique samples",
+    "nade": "diversity: share of hole pixels where two completions differ",
+}
+TRACE_LABEL = {
+    "rbm": "mean free energy F(v) at T = 1",
+    "nade": "mean log-probability of the variables redrawn",
+}
+MAX_STRINGS = 25  # samples listed per string cell (the rest are counted)
+
+
+def write_report(spec, cells: list[dict], out, command: str | None = None) -> dict:
+    """Write ``results.json``, ``trace.png``, ``energy-diversity.png`` and ``index.html`` into ``out``.
+
+    Args:
+        spec: the :class:`gibbsdream.sweep.SweepSpec` that was run.
+        cells: its cell records, in cell order (``load_cells``).
+        command: the command line that made the sweep, shown on the page.
+
+    Returns:
+        the ``results.json`` content.
+    """
+    out = Path(out)
+    results = {
+        "checkpoint": spec.checkpoint,
+        "family": spec.family,
+        "grid": spec.grid,
+        "seed": spec.seed,
+        "problems": _problem_text(spec),
+        "command": command,
+        "rows": [cell["row"] for cell in cells],
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    _plot_traces(spec, cells, out / "trace.png")
+    _plot_score_diversity(spec, cells, out / "energy-diversity.png")
+    atomic_write_text(out / "index.html", _page(spec, cells, command))
+    return results
+
+
+def _problem_text(spec) -> str:
+    if spec.family == "rbm":
+        return f"{spec.chains} chains from the same starting states"
+    if spec.mask == "blank":
+        return f"{spec.problems} blank canvases x {spec.samples} chains each"
+    source = spec.image or "held-out test images"
+    return f"{spec.problems} problems ({source}, mask {spec.mask}) x {spec.samples} completions each"
+
+
+# ---- plots ------------------------------------------------------------------------------------
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _colours(plt, count: int):
+    cmap = plt.get_cmap("tab10" if count <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def _plot_traces(spec, cells: list[dict], path: Path) -> None:
+    """The mean trace over steps, one labelled line per combination."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    for cell, colour in zip(cells, _colours(plt, len(cells))):
+        steps = [s for s, v in enumerate(cell["mean_trace"]) if v is not None]
+        ax.plot(steps, [cell["mean_trace"][s] for s in steps], label=f"{cell['cell']}: {cell['label']}",
+                color=colour, linewidth=1.3)
+    if max((len(c["mean_trace"]) for c in cells), default=0) > 250:  # long chains: show the start too
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("step (symmetric log scale)")
+    else:
+        ax.set_xlabel("step")
+    ax.set_ylabel(TRACE_LABEL[spec.family])
+    ax.set_title("Mean trace over steps, per combination")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
+    """Final energy (or log-probability) against diversity, one labelled point per combination."""
+    plt = _figure()
+    key, score_label, _ = SCORES[spec.family]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    plotted = 0
+    for cell, colour in zip(cells, _colours(plt, len(cells))):
+        x, y = cell["row"].get("diversity"), cell["row"].get(key)
+        if x is None or y is None:
+            continue
+        ax.scatter([x], [y], color=colour, s=36, label=f"{cell['cell']}: {cell['label']}")
+        ax.annotate(str(cell["cell"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        plotted += 1
+    ax.set_xlabel(DIVERSITY[spec.family])
+    ax.set_ylabel(score_label)
+    ax.set_title("Final score against diversity, per combination")
+    if not plotted:
+        ax.text(0.5, 0.5, "no diversity to show: one completion per problem (use --samples 2 or more)",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    else:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+# ---- the page ---------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1rem; color: #1b1b1b; line-height: 1.4; }
+h1 { font-size: 1.35rem; margin: 0 0 .4rem; }
+code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; word-break: break-word; }
+.meta { color: #444; font-size: .92rem; }
+.plots img { max-width: 100%; height: auto; border: 1px solid #ddd; margin: .3rem 0; }
+.table { overflow-x: auto; -webkit-overflow-scrolling: touch; }
+table { border-collapse: collapse; font-size: .9rem; }
+th, td { border: 1px solid #d8d8d8; padding: .35rem .5rem; vertical-align: top; text-align: left; }
+th { background: #f6f6f6; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.best td { background: #fff8dc; }
+figure { display: inline-block; margin: 0 .4rem .4rem 0; text-align: center; }
+figure img { image-rendering: pixelated; max-width: 100%; height: auto; }
+figcaption { font-size: .75rem; color: #555; }
+ol.samples { margin: 0; padding-left: 1.6rem; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem; }
+ol.samples mark { background: #ffe066; }
+.seen { color: #777; font-style: italic; }
+@media (max-width: 600px) {  /* a phone: each row becomes a card, each cell a labelled line */
+  body { margin: .5rem; }
+  table, tbody, tr, td { display: block; }
+  thead { display: none; }
+  tr { border: 1px solid #ccc; border-radius: 6px; margin: 0 0 .8rem; padding: .3rem; }
+  td { border: none; padding: .15rem .2rem; text-align: left; }
+  td.num { text-align: left; }
+  td::before { content: attr(data-label) ": "; font-weight: 600; color: #333; }
+}
+"""
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.1f}"
+    return str(value)
+
+
+def _page(spec, cells: list[dict], command: str | None) -> str:
+    key, score_label, higher_better = SCORES[spec.family]
+    varying = spec.varying
+    fixed = {name: values[0] for name, values in spec.grid.items() if len(values) == 1}
+    scores = [c["row"].get(key) for c in cells if c["row"].get(key) is not None]
+    best = (max(scores) if higher_better else min(scores)) if scores else None
+    metrics = [(key, "final log p" if spec.family == "nade" else "mean final energy")]
+    if spec.family == "rbm":
+        metrics.append(("lowest_final_energy", "lowest energy"))
+    metrics += [("diversity", "diversity"), ("unique_share", "unique"), ("in_training_share", "in training data")]
+    if spec.family == "nade" and spec.mask != "blank":
+        metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
+    metrics.append(("seconds", "seconds"))
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["#", *varying]) + "".join(
+        f"<th>{html.escape(title)}</th>" for _, title in metrics) + "<th>chains</th>"
+    body = []
+    for cell in cells:
+        row = cell["row"]
+        is_best = best is not None and row.get(key) == best
+        tds = [f"<td class=num data-label=\"#\">{cell['cell']}</td>"]
+        tds += [f"<td data-label=\"{html.escape(n)}\"><code>{html.escape(_fmt(cell['settings'][n]))}</code></td>"
+                for n in varying]
+        tds += [f"<td class=num data-label=\"{html.escape(title)}\">{html.escape(_fmt(row.get(k)))}</td>"
+                for k, title in metrics]
+        tds.append(f"<td data-label=\"chains\">{_chains_html(spec, cell)}</td>")
+        body.append(f"<tr{' class=best' if is_best else ''}>{''.join(tds)}</tr>")
+    fixed_text = ", ".join(f"{n} = <code>{html.escape(_fmt(v))}</code>" for n, v in fixed.items()) or "none"
+    command_html = f"<p class=meta>Made by <code>{html.escape(command)}</code></p>" if command else ""
+    legend = ("In each cell the lowest-energy sample is highlighted; grey italics are strings already in "
+              "the training data; ×n counts repeats. " if spec.family == "rbm" else
+              "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. ")
+    best_note = ("highest" if higher_better else "lowest") + f" {html.escape(score_label)}"
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gibbsdream sweep: {html.escape(Path(spec.checkpoint).name)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>Sweep of <code>{html.escape(Path(spec.checkpoint).name)}</code> ({html.escape(spec.family)})</h1>
+{command_html}
+<p class=meta>{len(cells)} combinations; {html.escape(_problem_text(spec))}; seed {spec.seed} in every row.
+Fixed settings: {fixed_text}. The shaded row has the {best_note}.
+{legend}Figures: <a href="results.json">results.json</a>.</p>
+<div class=plots>
+<img src="trace.png" alt="mean trace over steps, one line per combination">
+<img src="energy-diversity.png" alt="final score against diversity, one point per combination">
+</div>
+<div class=table><table>
+<thead><tr>{head}</tr></thead>
+<tbody>
+{chr(10).join(body)}
+</tbody>
+</table></div>
+</body>
+</html>
+"""
+
+
+def _chains_html(spec, cell: dict) -> str:
+    if spec.family == "nade":
+        figures = []
+        for gif, name in zip(cell["gifs"], cell["problems"]):
+            alt = f"problem {name}, {cell['label']}"
+            figures.append(f'<figure><img src="{html.escape(gif)}" alt="{html.escape(alt)}" loading="lazy">'
+                           f"<figcaption>{html.escape(name)}</figcaption></figure>")
+        return "".join(figures)
+    distinct: dict[str, dict] = {}
+    for sample in cell["samples"]:
+        seen = distinct.setdefault(sample["text"], {**sample, "count": 0})
+        seen["count"] += 1
+        seen["energy"] = min(seen["energy"], sample["energy"])
+    ranked = sorted(distinct.values(), key=lambda s: s["energy"])
+    items = []
+    for i, s in enumerate(ranked[:MAX_STRINGS]):
+        text = html.escape(s["text"]).replace(" ", "&nbsp;") or "&nbsp;"
+        text = f"<mark>{text}</mark>" if i == 0 else text
+        extra = f" ×{s['count']}" if s["count"] > 1 else ""
+        seen = " class=seen title='already in the training data'" if s["in_training_data"] else ""
+        items.append(f"<li{seen}>{text} <small>{s['energy']:.2f}{extra}</small></li>")
+    more = f"<small>… and {len(ranked) - MAX_STRINGS} more distinct</small>" if len(ranked) > MAX_STRINGS else ""
+    return f"<ol class=samples>{''.join(items)}</ol>{more}"

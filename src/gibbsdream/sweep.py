@@ -1,0 +1,477 @@
+"""Sweeps: the same problems sampled under every combination of a grid of sampling settings.
+
+A sweep is what the seeds show as tables: a few inpainting problems (image models) or a set of
+chains (string models), run once per combination of, say, temperature x block schedule, with
+the same seed each time, so that rows differ only by their settings. Each finished combination
+(a *cell*) is written to ``OUT/cells/NNN.json`` at once, which makes an interrupted sweep
+resumable: a rerun of the same sweep skips the cells already on disk.
+
+    spec = SweepSpec.create(checkpoint, ["temperature=1,0.5", "steps=100"], problems=4)
+    rows = run_sweep(spec, out)           # results.json, index.html and plots come from report.py
+
+The grid is parsed and every value checked before any sampling starts, so a typo fails fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import UsageError
+
+FAMILY_NAMES = {"rbm": "string (RBM)", "nade": "image (NADE)"}
+
+# Every grid name, the families it applies to, and its default (the `sample` command's).
+GRID_NAMES = {
+    "temperature": ("rbm", "nade"),
+    "anneal": ("rbm", "nade"),
+    "steps": ("rbm", "nade"),
+    "init": ("rbm",),
+    "final": ("rbm",),
+    "block": ("nade",),
+    "sampler": ("nade",),
+    "caption": ("nade",),
+}
+DEFAULTS = {
+    "rbm": {"temperature": "1", "anneal": "geometric", "steps": 1000, "init": "uniform", "final": "sample"},
+    "nade": {"temperature": "1", "anneal": "geometric", "steps": 200, "block": "yao:0.9,0.1,0.7",
+             "sampler": "gibbs", "caption": None},
+}
+NO_CAPTION = ("none", "")
+
+
+def valid_names(family: str) -> list[str]:
+    return [name for name, families in GRID_NAMES.items() if family in families]
+
+
+def _split_values(text: str) -> list[str]:
+    """``a,b,c`` -> three values; when any ``;`` appears the values are split on ``;`` instead,
+    so values that contain commas (``yao:0.9,0.1,0.7;yao:0.5,0.01,0.1``) stay whole."""
+    separator = ";" if ";" in text else ","
+    return [part.strip() for part in text.split(separator)]
+
+
+def parse_grid(entries: list[str], family: str) -> dict[str, list]:
+    """``["temperature=1,0.5", "steps=100"]`` -> ``{"temperature": ["1", "0.5"], "steps": [100]}``.
+
+    Raises UsageError for an unknown name, a name that does not apply to ``family``, a repeated
+    name, an empty value list or a value that does not parse.
+    """
+    names = valid_names(family)
+    if not entries:
+        raise UsageError(f"the grid is empty; give at least one --grid NAME=V1,V2,... with NAME one of {', '.join(names)}")
+    grid: dict[str, list] = {}
+    for entry in entries:
+        name, sep, text = entry.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"cannot read --grid {entry!r}: expected NAME=V1,V2,... with NAME one of {', '.join(names)}")
+        if name not in GRID_NAMES:
+            raise UsageError(f"unknown grid name {name!r}; choose one of {', '.join(names)}")
+        if family not in GRID_NAMES[name]:
+            raise UsageError(
+                f"grid name {name!r} applies to {' and '.join(FAMILY_NAMES[f] for f in GRID_NAMES[name])} models, and this "
+                f"checkpoint holds a {FAMILY_NAMES[family]} model; choose one of {', '.join(names)}"
+            )
+        if name in grid:
+            raise UsageError(f"--grid {name}=... is given twice; put all its values in one list")
+        values = _split_values(text)
+        if not text.strip() or any(v == "" for v in values) and name != "caption":
+            raise UsageError(f"--grid {entry!r} has an empty value; give values like {name}={_example(name)}")
+        grid[name] = [check_value(name, v) for v in values]
+    return grid
+
+
+def _example(name: str) -> str:
+    return {"temperature": "1,0.5,1.5:0.2", "anneal": "geometric,linear", "steps": "100,1000", "init": "uniform,train",
+            "final": "sample,argmax", "block": "0.5;yao:0.9,0.1,0.7", "sampler": "gibbs,ancestral",
+            "caption": "none;a red square"}[name]
+
+
+def check_value(name: str, text: str):
+    """One grid value, checked and in its canonical form (``steps`` as an int; ``caption`` None for none)."""
+    from .sampling.api import CONDITIONAL_SAMPLERS
+    from .sampling.init import INITS
+    from .sampling.rbm_gibbs import FINALS
+    from .sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
+
+    choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": CONDITIONAL_SAMPLERS}
+    if name in choices:
+        if text not in choices[name]:
+            raise UsageError(f"unknown {name} {text!r} in the grid; choose one of {', '.join(choices[name])}")
+        return text
+    if name == "temperature":
+        temperature_schedule(text)
+        return text
+    if name == "block":
+        schedule_values(block_schedule(text), 2)  # a fraction outside (0, 1] fails here
+        return text
+    if name == "steps":
+        try:
+            steps = int(text)
+        except ValueError:
+            raise UsageError(f"grid steps {text!r} is not a whole number; give e.g. steps=100,1000") from None
+        if steps < 1:
+            raise UsageError(f"grid steps must be >= 1, got {steps}")
+        return steps
+    # caption: "none" (or nothing) means sampling without one
+    return None if text.strip().lower() in NO_CAPTION else text
+
+
+def combinations(grid: dict[str, list], family: str) -> list[dict]:
+    """Every combination of the grid, in row-major order, with the defaults filled in."""
+    names = list(grid)
+    return [{**DEFAULTS[family], **dict(zip(names, values))} for values in itertools.product(*grid.values())]
+
+
+def label(settings: dict, varying: list[str]) -> str:
+    """A short label of the settings that vary across the sweep, e.g. ``T=1.5:0.2 anneal=linear``."""
+    parts = []
+    for name in varying:
+        value = settings[name]
+        shown = {"temperature": "T"}.get(name, name)
+        parts.append(f"{shown}={'none' if value is None else value}")
+    return " ".join(parts) or "default settings"
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs: the checkpoint, the grid, the problems and the seed (JSON-able).
+
+    Two runs with equal specs compute the same cells, which is what makes resuming safe.
+    """
+
+    checkpoint: str
+    checkpoint_sha256: str
+    family: str
+    grid: dict
+    seed: int = 0
+    chains: int = 100  # string models: parallel chains per cell
+    problems: int = 6  # image models: images to fill
+    mask: str = "centre"
+    image: str | None = None
+    samples: int = 2  # image models: chains (completions) per problem
+    every: int | None = None
+    device: str = "auto"
+    cells: list = field(default_factory=list)
+
+    @classmethod
+    def create(cls, checkpoint, grid_entries: list[str], **options) -> SweepSpec:
+        from .io import _read_config, checkpoint_family
+
+        family = checkpoint_family(checkpoint)
+        if family not in DEFAULTS:
+            raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
+        grid = parse_grid(grid_entries, family)
+        checksums = _read_config(Path(checkpoint)).get("checksums", {})
+        identity = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
+        spec = cls(checkpoint=str(Path(checkpoint).resolve()), checkpoint_sha256=identity, family=family, grid=grid,
+                   **options)
+        spec.cells = combinations(grid, family)
+        return spec
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def same_work(self, other: dict) -> bool:
+        """Whether a saved spec describes the same cells (the device may differ: results are per seed)."""
+        mine, theirs = dict(self.to_dict()), dict(other)
+        mine.pop("device", None), theirs.pop("device", None)
+        return mine == theirs
+
+    @property
+    def varying(self) -> list[str]:
+        return [name for name, values in self.grid.items() if len(values) > 1]
+
+
+# ---- problems ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Problems:
+    """What every cell of one sweep samples from: the loaded checkpoint and the fixed inputs."""
+
+    ckpt: object
+    x: torch.Tensor | None = None  # images: (N * samples, C, H, W); strings: None
+    known: torch.Tensor | None = None
+    names: list = field(default_factory=list)
+    training_keys: set = field(default_factory=set)  # images: bytes of every training image; strings: texts
+
+
+def load_problems(spec: SweepSpec) -> Problems:
+    """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
+    from .io import load_checkpoint
+    from .training import resolve_device
+
+    device = resolve_device(spec.device)
+    ckpt = load_checkpoint(spec.checkpoint, device=device, family=spec.family)
+    if ckpt.codec is None:
+        raise UsageError(f"checkpoint {spec.checkpoint} has no codec, so its samples cannot be shown; retrain it")
+    ckpt.model.eval()
+    for caption in spec.grid.get("caption", []):
+        caption_context(ckpt, caption, 1)  # refuse a bad caption before any sampling
+    corpus = torch.cat([ckpt.data[k] for k in ("train", "validation") if k in ckpt.data and len(ckpt.data[k])])
+    if spec.family == "rbm":
+        return Problems(ckpt=ckpt, training_keys=set(ckpt.codec.decode(corpus)) if len(corpus) else set())
+    return _image_problems(spec, ckpt, corpus, device)
+
+
+def _image_problems(spec: SweepSpec, ckpt, corpus: torch.Tensor, device) -> Problems:
+    from .data.masks import inpaint_masks
+    from .sampling.api import make_generator
+
+    codec = ckpt.codec
+    if spec.mask == "blank":  # generation from an empty canvas: nothing is known
+        states = torch.zeros((spec.problems, *codec.shape), dtype=torch.long)
+        known = torch.zeros_like(states, dtype=torch.bool)
+        names = [f"canvas-{i:02d}" for i in range(spec.problems)]
+    else:
+        from .cli_images import _read_problems
+
+        states, names, _ = _read_problems(ckpt, spec.image or f"heldout:{spec.problems}")
+        states, names = states[: spec.problems], list(names)[: spec.problems]
+        known = inpaint_masks(spec.mask, codec.shape, len(states), make_generator(spec.seed, "cpu"))
+    training = {bytes(image.to(torch.uint8).numpy()) for image in corpus} if len(corpus) else set()
+    return Problems(
+        ckpt=ckpt,
+        x=states.repeat_interleave(spec.samples, 0).to(device),
+        known=known.repeat_interleave(spec.samples, 0).to(device),
+        names=[Path(n).stem for n in names],
+        training_keys=training,
+    )
+
+
+# ---- one cell ---------------------------------------------------------------------------------
+
+
+def frame_every(spec: SweepSpec, steps: int) -> int:
+    return spec.every or max(1, steps // 50)
+
+
+def run_cell(spec: SweepSpec, problems: Problems, index: int, out: Path) -> dict:
+    """Sample one combination of the grid; write its GIFs and ``cells/NNN.json``; return the cell record."""
+    settings = spec.cells[index]
+    started = time.perf_counter()
+    if spec.family == "rbm":
+        record = _run_string_cell(spec, problems, settings)
+    else:
+        record = _run_image_cell(spec, problems, settings, index, out)
+    record["row"]["seconds"] = round(time.perf_counter() - started, 3)
+    record = {"cell": index, "settings": settings, "label": label(settings, spec.varying), **record}
+    record["row"] = {"cell": index, "settings": settings, **record["row"]}
+    from .io import atomic_write_text
+
+    atomic_write_text(cell_path(out, index), json.dumps(record, ensure_ascii=False) + "\n")
+    return record
+
+
+def cell_path(out: Path, index: int) -> Path:
+    return Path(out) / "cells" / f"{index:03d}.json"
+
+
+def _mean_trace(chain) -> list:
+    values = chain.energy.float().nanmean(1).tolist()
+    return [None if math.isnan(v) else round(v, 5) for v in values]
+
+
+def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
+    from .sampling import sample
+    from .summary import string_records, summarize_records
+
+    ckpt = problems.ckpt
+    train = ckpt.data.get("train")
+    chain = sample(
+        ckpt.model, num_chains=spec.chains, steps=settings["steps"], temperature=settings["temperature"],
+        anneal=settings["anneal"], init=settings["init"], final=settings["final"], seed=spec.seed,
+        data=train if train is not None and len(train) else None, codec=ckpt.codec,
+    )
+    records = string_records(chain, ckpt.codec, problems.training_keys)
+    summary = summarize_records(records)
+    energies = [r["energy"] for r in records]
+    row = {
+        "mean_final_energy": round(summary["mean_energy"], 4),
+        "lowest_final_energy": round(min(energies), 4),
+        "diversity": round(summary["unique_share"], 4),
+        "unique_share": round(summary["unique_share"], 4),
+        "in_training_share": round(summary["in_training_share"], 4),
+    }
+    samples = [{"text": r["text"], "energy": r["energy"], "in_training_data": r["in_training_data"]} for r in records]
+    return {"row": row, "mean_trace": _mean_trace(chain), "samples": samples}
+
+
+def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
+    from .sampling import sample
+    from .viz import chain_gif
+
+    ckpt, codec = problems.ckpt, problems.ckpt.codec
+    context = caption_context(ckpt, settings["caption"], len(problems.x))
+    chain = sample(
+        ckpt.model, x=problems.x, known=problems.known, sampler=settings["sampler"], steps=settings["steps"],
+        temperature=settings["temperature"], anneal=settings["anneal"], block=settings["block"], seed=spec.seed,
+        context=context, record_every=frame_every(spec, settings["steps"]),
+    )
+    if not torch.equal(chain.samples[problems.known], problems.x[problems.known]):
+        raise RuntimeError("a known pixel changed during sampling")  # the samplers promise this
+    frames, known = chain.frames.cpu(), problems.known.cpu()
+    gifs = []
+    for p, name in enumerate(problems.names):
+        rows = slice(p * spec.samples, (p + 1) * spec.samples)
+        relative = Path("cells") / f"{index:03d}" / f"{p:02d}-{name}.gif"
+        chain_gif(frames[:, rows], codec, Path(out) / relative, known=known[rows], duration_ms=60,
+                  columns=spec.samples)
+        gifs.append(relative.as_posix())
+    final = chain.samples.cpu()
+    row = {
+        "mean_final_log_prob": round(float(chain.energy[-1].float().nanmean()), 5),
+        "diversity": _image_diversity(final, known, spec.samples),
+        "unique_share": round(len({bytes(s.to(torch.uint8).numpy()) for s in final}) / len(final), 4),
+        "in_training_share": round(
+            sum(bytes(s.to(torch.uint8).numpy()) in problems.training_keys for s in final) / len(final), 4),
+    }
+    if spec.mask != "blank":
+        row["hole_psnr_db"] = _psnr(codec.decode(problems.x.cpu()), codec.decode(final), ~known)
+    return {"row": row, "mean_trace": _mean_trace(chain), "gifs": gifs, "problems": problems.names}
+
+
+def _image_diversity(final: torch.Tensor, known: torch.Tensor, samples: int):
+    """Mean share of unknown variables on which two completions of the same problem differ
+    (None with one completion per problem: nothing to compare)."""
+    if samples < 2:
+        return None
+    final = final.reshape(-1, samples, *final.shape[1:]).flatten(2)
+    free = (~known).reshape(-1, samples, *known.shape[1:]).flatten(2)[:, 0]  # (P, D)
+    shares = []
+    for a, b in itertools.combinations(range(samples), 2):
+        differ = (final[:, a] != final[:, b]) & free
+        shares.append(differ.sum(1).float() / free.sum(1).clamp(min=1))
+    return round(float(torch.stack(shares).mean()), 4)
+
+
+def _psnr(original: torch.Tensor, filled: torch.Tensor, hole: torch.Tensor):
+    """PSNR in dB over the hole, pooled over all problems, in 8-bit intensities."""
+    error = (original.double() - filled.double())[hole].pow(2).mean().item()
+    return round(10 * math.log10(255**2 / error), 3) if error > 0 else None
+
+
+def caption_context(ckpt, caption: str | None, count: int):
+    """The model's context for ``caption`` repeated ``count`` times (None: no caption)."""
+    if caption is None:
+        return None
+    try:
+        from .data.captions import caption_context as encode
+    except ImportError:
+        encode = None
+    if encode is None or not getattr(ckpt.model, "caption_encoder", None):
+        raise UsageError(f"checkpoint {ckpt.path} has no caption encoder, so it cannot take a caption; "
+                         "train one on captioned data, or drop caption from the grid")
+    return encode(ckpt, [caption] * count, next(ckpt.model.parameters()).device)
+
+
+# ---- the whole sweep --------------------------------------------------------------------------
+
+
+def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
+    """Make ``out`` ready and return the cells still to run (all of them for a new sweep).
+
+    A folder that holds this very sweep resumes it; one that holds another sweep is refused.
+    """
+    from .io import atomic_write_text
+
+    out = Path(out)
+    saved = out / "sweep.json"
+    if saved.exists():
+        try:
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UsageError(f"{saved} is not valid JSON; delete {out} or choose another --out") from None
+        if not spec.same_work(previous):
+            raise UsageError(f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
+                             "choose another --out, or delete that folder to start over")
+    elif out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
+    atomic_write_text(saved, json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return [i for i in range(len(spec.cells)) if not _finished(out, i)]
+
+
+def _finished(out: Path, index: int) -> bool:
+    path = cell_path(out, index)
+    if not path.exists():
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("cell") == index
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False  # a cell file is written atomically, so this is damage from elsewhere: redo it
+
+
+def load_cells(spec: SweepSpec, out: Path) -> list[dict]:
+    return [json.loads(cell_path(out, i).read_text(encoding="utf-8")) for i in range(len(spec.cells))]
+
+
+# Worker processes keep the loaded problems between cells (loading a checkpoint once per process).
+_WORKER: dict = {}
+
+
+def _worker_start(spec_dict: dict, out: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    spec = SweepSpec(**spec_dict)
+    _WORKER.update(spec=spec, out=Path(out), problems=load_problems(spec))
+
+
+def _worker_run(index: int) -> dict:
+    return run_cell(_WORKER["spec"], _WORKER["problems"], index, _WORKER["out"])
+
+
+def run_sweep(spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, on_start=None, on_cell=None) -> list[dict]:
+    """Run every unfinished cell of ``spec`` into ``out`` (``workers`` processes); return all cell records.
+
+    ``on_start(todo, total)`` is called once the inputs are checked and the folder is ready;
+    ``on_cell(record, done, total)`` in this process as each cell finishes. Results do not depend
+    on ``workers``: each cell is seeded alone.
+    """
+    from .progress import progress_bar
+
+    out = Path(out)
+    problems = load_problems(spec)  # checks the mask, images and captions before the folder is touched
+    todo = prepare_folder(spec, out)
+    total = len(spec.cells)
+    done = total - len(todo)
+    if on_start:
+        on_start(len(todo), total)
+    with progress_bar(len(todo), "sweep", enabled=progress) as advance:
+        if workers <= 1 or len(todo) <= 1:
+            for index in todo:
+                record = run_cell(spec, problems, index, out)
+                done += 1
+                advance(status=record["label"])
+                if on_cell:
+                    on_cell(record, done, total)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(
+                max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start, initargs=(spec.to_dict(), str(out), threads),
+            ) as pool:
+                futures = [pool.submit(_worker_run, index) for index in todo]
+                try:
+                    for future in as_completed(futures):
+                        record = future.result()
+                        done += 1
+                        advance(status=record["label"])
+                        if on_cell:
+                            on_cell(record, done, total)
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    return load_cells(spec, out)

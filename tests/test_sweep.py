@@ -1,0 +1,301 @@
+"""``gibbsdream sweep``: grids, cells, the report folder, resuming, processes and bad input.
+
+Two tiny checkpoints are trained once per module (an RBM over 4-letter strings and a 6x6
+grayscale Orderless NADE with 4 levels). The checks that matter: each row really ran its own
+settings (it equals a direct ``gibbsdream.sample`` call with them and the same seed), rows do
+not depend on the number of processes, a resumed sweep redoes only the missing cells, and the
+page links only to files in its own folder.
+"""
+
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cli_harness import assert_clean_error, assert_ok, gibbsdream_here, one_torch_thread
+from gibbsdream.data.images import save_png
+from gibbsdream.errors import UsageError
+from gibbsdream.io import load_checkpoint
+from gibbsdream.report import write_report
+from gibbsdream.sampling import sample
+from gibbsdream.summary import string_records, summarize_records
+from gibbsdream.sweep import GRID_NAMES, SweepSpec, combinations, load_cells, parse_grid, run_sweep, valid_names
+
+run = gibbsdream_here
+LEVELS, SIDE = 4, 6
+EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sweep")
+
+
+@pytest.fixture(scope="module")
+def rbm(work) -> Path:
+    rng = random.Random(5)
+    corpus = work / "words.txt"
+    corpus.write_text("\n".join("".join(rng.choice("abcde") for _ in range(4)) for _ in range(60)) + "\n")
+    out = work / "rbm"
+    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 8, "--epochs", 2, "--out", out, "--quiet",
+                  "--device", "cpu"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def nade(work) -> Path:
+    rng = np.random.default_rng(3)
+    folder = work / "images"
+    for i in range(30):
+        save_png(folder / f"im{i:02d}.png", EXACT[rng.integers(0, LEVELS, (SIDE, SIDE))])
+    out = work / "nade"
+    assert_ok(run("train", "nade", "--data", folder, "--levels", LEVELS, "--width", 8, "--depth", 1, "--epochs", 1,
+                  "--test-size", 6, "--seed", 0, "--quiet", "--device", "cpu", "--out", out))
+    return out
+
+
+def _without_time(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+# ---- the grid ---------------------------------------------------------------------------------
+
+
+def test_grid_values_split_on_commas_or_on_semicolons_when_values_hold_commas():
+    grid = parse_grid(["temperature=1,0.5,1.5:0.2", "block=0.5;yao:0.9,0.1,0.7", "steps=10", "caption=none;a red square"],
+                      "nade")
+    assert grid == {"temperature": ["1", "0.5", "1.5:0.2"], "block": ["0.5", "yao:0.9,0.1,0.7"], "steps": [10],
+                    "caption": [None, "a red square"]}
+
+
+@given(st.lists(st.integers(1, 3), min_size=1, max_size=4))
+@settings(max_examples=25, deadline=None)
+def test_combinations_are_the_whole_product_with_defaults_filled_in(sizes):
+    names = ["temperature", "anneal", "steps", "init"][: len(sizes)]
+    values = {"temperature": ["1", "0.5", "2"], "anneal": ["geometric", "linear", "cosine"], "steps": [1, 2, 3],
+              "init": ["uniform", "zeros", "biases"]}
+    grid = {name: values[name][:size] for name, size in zip(names, sizes)}
+    cells = combinations(grid, "rbm")
+    assert len(cells) == int(np.prod(sizes))
+    assert len({json.dumps(c, sort_keys=True) for c in cells}) == len(cells)
+    for cell in cells:
+        assert set(cell) == set(valid_names("rbm"))
+        assert all(cell[name] in grid[name] for name in names)
+
+
+@pytest.mark.parametrize(("entries", "family", "words"), [
+    ([], "rbm", ["empty", "temperature", "init"]),
+    (["temp=1,2"], "rbm", ["unknown grid name 'temp'", "temperature, anneal, steps, init, final"]),
+    (["block=0.5"], "rbm", ["image (NADE)", "string (RBM)", "temperature"]),
+    (["init=uniform"], "nade", ["string (RBM)", "block, sampler, caption"]),
+    (["temperature="], "rbm", ["empty value"]),
+    (["temperature=1,,2"], "rbm", ["empty value"]),
+    (["temperature"], "rbm", ["NAME=V1,V2"]),
+    (["temperature=hot"], "rbm", ["temperature", "hot"]),
+    (["temperature=-1"], "rbm", ["negative"]),
+    (["steps=ten"], "rbm", ["whole number"]),
+    (["steps=0"], "rbm", [">= 1"]),
+    (["block=1.5"], "nade", ["outside (0, 1]"]),
+    (["sampler=metropolis"], "nade", ["gibbs, ancestral-gibbs, ancestral"]),
+    (["anneal=fast"], "rbm", ["geometric, linear, cosine"]),
+    (["steps=1", "steps=2"], "rbm", ["twice"]),
+])
+def test_bad_grids_name_what_is_wrong_and_the_valid_choices(entries, family, words):
+    with pytest.raises(UsageError) as caught:
+        parse_grid(entries, family)
+    message = str(caught.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_every_grid_name_applies_to_some_family():
+    assert set(valid_names("rbm")) | set(valid_names("nade")) == set(GRID_NAMES)
+
+
+# ---- string models ----------------------------------------------------------------------------
+
+
+def test_rbm_rows_are_what_sample_gives_with_the_same_settings_and_seed(rbm, tmp_path):
+    grid = ["temperature=1,2:0.3", "anneal=geometric,linear", "init=uniform,train", "steps=15"]
+    spec = SweepSpec.create(rbm, grid, chains=12, seed=4, device="cpu")
+    cells = run_sweep(spec, tmp_path / "out", progress=False)
+    assert len(cells) == 8
+    ckpt = load_checkpoint(rbm)
+    corpus = set(ckpt.codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
+    energies = set()
+    for cell in cells:
+        s = cell["settings"]
+        chain = sample(ckpt.model, num_chains=12, steps=15, temperature=s["temperature"], anneal=s["anneal"],
+                       init=s["init"], final=s["final"], seed=4, data=ckpt.data["train"], codec=ckpt.codec)
+        records = string_records(chain, ckpt.codec, corpus)
+        assert [r["text"] for r in cell["samples"]] == [r["text"] for r in records]
+        assert cell["row"]["mean_final_energy"] == pytest.approx(summarize_records(records)["mean_energy"], abs=1e-3)
+        assert cell["row"]["in_training_share"] == pytest.approx(summarize_records(records)["in_training_share"], abs=1e-4)
+        assert len(cell["mean_trace"]) == 16
+        energies.add(cell["row"]["mean_final_energy"])
+    assert len(energies) > 1  # the settings changed something
+
+
+def test_rbm_report_folder_is_complete_and_offline(rbm, tmp_path):
+    out = tmp_path / "report"
+    result = run("sweep", rbm, "--grid", "temperature=1,0.5", "--grid", "steps=10", "--chains", 6, "--out", out,
+                 "--device", "cpu")
+    assert_ok(result)
+    results = json.loads((out / "results.json").read_text())
+    assert [r["settings"]["temperature"] for r in results["rows"]] == ["1", "0.5"]
+    for row in results["rows"]:
+        assert {"mean_final_energy", "unique_share", "in_training_share", "seconds", "settings"} <= set(row)
+    page = (out / "index.html").read_text()
+    for plot in ("trace.png", "energy-diversity.png"):
+        assert Image.open(out / plot).size[0] > 300
+    _check_offline(page, out)
+    assert page.count("<mark>") == 2  # the lowest-energy sample of each row
+    assert '<meta name="viewport"' in page
+    assert "wrote" in result.stderr and "index.html" in result.stderr
+
+
+def _check_offline(page: str, folder: Path) -> None:
+    """Every link and image of the page is a relative path to a file in its folder; no scripts."""
+    links = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert links
+    for link in links:
+        assert "://" not in link and not link.startswith(("/", "//")), link
+        assert (folder / link).is_file(), link
+    assert "<script" not in page and "@import" not in page and "url(" not in page
+
+
+def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_path):
+    out = tmp_path / "resume"
+    spec = SweepSpec.create(rbm, ["temperature=1,0.7,0.4", "steps=8"], chains=5, device="cpu")
+    finished = []
+
+    def stop_after_one(record, done, total):
+        finished.append(record["cell"])
+        if len(finished) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, out, progress=False, on_cell=stop_after_one)
+    assert sorted(p.name for p in (out / "cells").glob("*.json")) == ["000.json"]
+    first = (out / "cells" / "000.json").stat().st_mtime_ns
+    again = []
+    cells = run_sweep(spec, out, progress=False, on_cell=lambda record, done, total: again.append((record["cell"], done)))
+    assert again == [(1, 2), (2, 3)]
+    assert (out / "cells" / "000.json").stat().st_mtime_ns == first
+    fresh = run_sweep(spec, tmp_path / "fresh", progress=False)
+    assert _without_time([c["row"] for c in cells]) == _without_time([c["row"] for c in fresh])
+
+
+def test_a_folder_with_another_sweep_is_refused(rbm, tmp_path):
+    out = tmp_path / "taken"
+    assert_ok(run("sweep", rbm, "--grid", "steps=3,4", "--chains", 2, "--out", out, "--quiet"))
+    message = assert_clean_error(run("sweep", rbm, "--grid", "steps=3,5", "--chains", 2, "--out", out, "--quiet"))
+    assert "different sweep" in message
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert "other files" in assert_clean_error(run("sweep", rbm, "--grid", "steps=3", "--out", other, "--quiet"))
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+# ---- image models -----------------------------------------------------------------------------
+
+
+def test_image_rows_match_sample_keep_known_pixels_and_do_not_depend_on_processes(nade, tmp_path):
+    grid = ["temperature=1,0", "block=0.5;yao:0.9,0.1,0.7", "steps=6"]
+    spec = SweepSpec.create(nade, grid, problems=3, samples=2, mask="centre", seed=2, device="cpu")
+    one = run_sweep(spec, tmp_path / "one", progress=False)
+    two = run_sweep(spec, tmp_path / "two", workers=2, progress=False)
+    assert _without_time([c["row"] for c in one]) == _without_time([c["row"] for c in two])
+    ckpt = load_checkpoint(nade)
+    x = ckpt.data["test"][:3].repeat_interleave(2, 0)
+    from gibbsdream.data.masks import inpaint_masks
+
+    known = inpaint_masks("centre", ckpt.codec.shape, 6)
+    for cell in one:
+        s = cell["settings"]
+        chain = sample(ckpt.model.eval(), x=x, known=known, sampler="gibbs", steps=6, temperature=s["temperature"],
+                       block=s["block"], seed=2)
+        assert cell["row"]["mean_final_log_prob"] == pytest.approx(chain.energy[-1].mean().item(), abs=1e-4)
+        assert len(cell["gifs"]) == 3
+        for gif in cell["gifs"]:
+            frames = Image.open(tmp_path / "one" / gif)
+            assert frames.n_frames >= 2
+        assert 0 <= cell["row"]["diversity"] <= 1 and cell["row"]["hole_psnr_db"] > 0
+    cold = [c for c in one if c["settings"]["temperature"] == "0"]
+    hot = [c for c in one if c["settings"]["temperature"] == "1"]
+    assert sum(c["row"]["mean_final_log_prob"] for c in cold) > sum(c["row"]["mean_final_log_prob"] for c in hot)
+
+
+def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
+    out = tmp_path / "blank"
+    assert_ok(run("sweep", nade, "--grid", "sampler=gibbs,ancestral", "--grid", "steps=4", "--mask", "blank",
+                  "--problems", 2, "--samples", 1, "--out", out, "--quiet"))
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["rows"]) == 2
+    for row in results["rows"]:
+        assert row["diversity"] is None and "hole_psnr_db" not in row
+    page = (out / "index.html").read_text()
+    _check_offline(page, out)
+    assert page.count(".gif") == 4  # two rows x two canvases
+
+
+def test_image_sweep_of_a_folder(nade, tmp_path, work):
+    out = tmp_path / "folder"
+    assert_ok(run("sweep", nade, "--grid", "steps=2,3", "--image", work / "images", "--problems", 2,
+                  "--mask", "box:1,1,3,3", "--out", out, "--quiet"))
+    cell = json.loads((out / "cells" / "000.json").read_text())
+    assert cell["problems"] == ["im00", "im01"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--grid", "chain=3"], ["unknown grid name 'chain'", "temperature"]),
+    (["--grid", "block=0.5"], ["image (NADE)", "init"]),
+    ([], ["grid is empty"]),
+    (["--grid", "temperature="], ["empty value"]),
+    (["--grid", "temperature=warm"], ["warm"]),
+    (["--grid", "steps=2", "--problems", 3], ["--problems applies to image (NADE) models"]),
+    (["--grid", "steps=2", "--chains", 0], ["--chains must be >= 1"]),
+])
+def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):
+    message = assert_clean_error(run("sweep", rbm, *args, "--out", tmp_path / "x"))
+    for word in words:
+        assert word in message
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--grid", "init=train"], ["string (RBM)", "block"]),
+    (["--grid", "steps=2", "--chains", 3], ["--chains applies to string (RBM) models"]),
+    (["--grid", "caption=a red square"], ["no caption encoder"]),
+    (["--grid", "steps=2", "--caption", "a cat", "--grid", "caption=none"], ["not both"]),
+    (["--grid", "steps=2", "--mask", "blank", "--image", "x.png"], ["blank"]),
+    (["--grid", "steps=2", "--image", "missing.png"], ["does not exist"]),
+    (["--grid", "steps=2", "--mask", "oval"], ["oval"]),
+])
+def test_bad_sweeps_of_image_models(nade, tmp_path, args, words):
+    message = assert_clean_error(run("sweep", nade, *args, "--out", tmp_path / "x"))
+    for word in words:
+        assert word in message
+
+
+def test_report_can_be_rewritten_from_the_cells_alone(rbm, tmp_path):
+    spec = SweepSpec.create(rbm, ["steps=3,6"], chains=3, device="cpu")
+    run_sweep(spec, tmp_path, progress=False)
+    results = write_report(spec, load_cells(spec, tmp_path), tmp_path, command="by hand")
+    assert [r["settings"]["steps"] for r in results["rows"]] == [3, 6]
+    assert "by hand" in (tmp_path / "index.html").read_text()
