@@ -18,7 +18,8 @@ attributes. Sizes are written ``WIDTHxHEIGHT``, as image tools do.
 
 Nothing here ever unpickles: a folder laid out as in the seed's class project (JPEGs in
 subfolders beside a ``*.pkl`` captions dict) is read by file suffix, and only image files are
-opened.
+opened. Captions, when asked for, come from :mod:`gibbsdream.data.captions`, whose pickle reader
+loads plain data only.
 """
 
 from __future__ import annotations
@@ -609,6 +610,7 @@ class ImageDataset:
         labels: ``(N,)`` long class labels (built-in digits), or None.
         attributes: one dict per image (built-in shapes), or None.
         source: what was loaded (a path or ``builtin:NAME``).
+        captions: one list of captions per image (``load_images(..., captions=True)``), or None.
     """
 
     states: torch.Tensor
@@ -617,6 +619,7 @@ class ImageDataset:
     labels: torch.Tensor | None = None
     attributes: list[dict] | None = None
     source: str = ""
+    captions: list[list[str]] | None = None
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -697,6 +700,7 @@ def load_images(
     count: int | None = None,
     size: int | None = None,
     seed: int | None = None,
+    captions: bool = False,
 ) -> ImageDataset:
     """Load and encode images: ``builtin:NAME``, one image file, or a folder of them.
 
@@ -710,6 +714,8 @@ def load_images(
         codec: a model's codec the images must fit (its levels are used; grayscale files are
             made RGB for an RGB model; any other mismatch raises UsageError naming the image).
         count, size, seed: options of ``builtin:shapes`` (2,000 images, 32x32, seed 0).
+        captions: also read the images' captions (see :func:`gibbsdream.data.captions.load_captions`;
+            a folder needs a ``captions.json`` or a captions pickle beside the images, read safely).
 
     Returns:
         An :class:`ImageDataset` with ``states`` ``(N, C, H, W)``.
@@ -738,7 +744,14 @@ def load_images(
         labels=None if raw.labels is None else torch.as_tensor(raw.labels, dtype=torch.long),
         attributes=raw.attributes,
         source=source,
+        captions=_captions(source, raw, seed) if captions else None,
     )
+
+
+def _captions(source: str, raw: RawImages, seed: int | None) -> list[list[str]]:
+    from .captions import load_captions
+
+    return load_captions(source, raw.names, labels=raw.labels, attributes=raw.attributes, seed=seed or 0)
 
 
 load_images.__doc__ = load_images.__doc__.format(kinds=IMAGE_KINDS)
