@@ -109,19 +109,30 @@ def _trace_json(chain) -> str:
 @option("--test-size", default=None, help="Images held out for `evaluate` (a count, or a fraction < 1).  [default: 297 for digits, else 0.1]")
 @option("--validation-fraction", default=0.1, help="Share of the remaining images used for the plateau schedule.")
 @option("--seed", default=0, help="Random seed (the split, the initial weights, the shuffles and the masks).")
+@option("--captions", is_flag=True, help="Condition on captions: builtin:digits and builtin:shapes write their own; a folder needs a captions.json (file name -> list of captions) or the class project's captions pickle beside the images.")
+@option("--caption-dropout", default=0.2, help="With --captions: chance that an example trains without its caption (so the model also works without one).")
+@option("--caption-min-count", default=2, help="With --captions: words seen fewer times in the training captions become the unknown word.")
+@option("--caption-max-length", default=24, help="With --captions: words read per caption (longer ones are cut).")
+@option("--caption-embedding", default=32, help="With --captions: word embedding size.")
+@option("--caption-hidden", default=64, help="With --captions: QRNN states per direction.")
+@option("--caption-bidirectional/--caption-unidirectional", default=True, help="With --captions: read the caption both ways.")
+@option("--caption-merge", type=click.Choice(["attention", "concat"]), default="attention", help="With --captions: attention over the caption's words, or a tiled mean caption vector concatenated to the features.")
+@option("--caption-merge-every", default=2, help="With --captions: merge the caption into the convnet after every this many blocks.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--resume", is_flag=True, help="Continue the run saved in --out (up to --epochs / --max-time more).")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_nade(
     data, out, levels, channels, size, count, width, depth, kernel_size, dilations, residual, masks, loss, rescale,
     epochs, max_time, batch_size, learning_rate, lr_factor, lr_patience, min_lr, weight_decay, grad_clip, test_size,
-    validation_fraction, seed, device, resume, quiet,
+    validation_fraction, seed, captions, caption_dropout, caption_min_count, caption_max_length, caption_embedding,
+    caption_hidden, caption_bidirectional, caption_merge, caption_merge_every, device, resume, quiet,
 ):
     """Train an Orderless NADE convnet on images with random masks (runs under torchrun too).
 
     \b
     Examples:
       gibbsdream train nade --data builtin:digits --max-time 8m --out runs/digits
+      gibbsdream train nade --data builtin:digits --captions --max-time 20m --out runs/digits-captions
       torchrun --nproc-per-node 2 -m gibbsdream train nade --data builtin:shapes --out runs/shapes
     """
     import torch
@@ -159,9 +170,17 @@ def train_nade(
             epochs=epochs, max_time=seconds, batch_size=batch_size, learning_rate=learning_rate, lr_factor=lr_factor,
             lr_patience=lr_patience, min_lr=min_lr, weight_decay=weight_decay, grad_clip=grad_clip, masks=masks,
             loss=loss, rescale=rescale, validation_fraction=validation_fraction, seed=seed,
+            captions=captions, caption_dropout=caption_dropout, caption_min_count=caption_min_count,
+            caption_max_length=caption_max_length, caption_embedding=caption_embedding, caption_hidden=caption_hidden,
+            caption_bidirectional=caption_bidirectional, caption_merge=caption_merge,
+            caption_merge_every=caption_merge_every,
         ).check()
+        if captions:
+            for name, value in (("caption-embedding", caption_embedding), ("caption-hidden", caption_hidden),
+                                ("caption-merge-every", caption_merge_every)):
+                _positive(name, value)
         options = {k: v for k, v in (("size", size), ("count", count)) if v is not None}
-        dataset = load_images(data, levels, channels=int(channels) if channels else None, **options)
+        dataset = load_images(data, levels, channels=int(channels) if channels else None, captions=captions, **options)
         codec = dataset.codec
         if test_size is None:
             held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
@@ -172,24 +191,37 @@ def train_nade(
                 raise UsageError(f"--test-size must be a count or a fraction below 1, got {test_size!r}") from None
             if held < 0:
                 raise UsageError(f"--test-size must be >= 0 (a count, or a fraction below 1), got {test_size!r}")
-        train_all, test = split_images(dataset.states, held, seed)
+        # Split image numbers rather than images, so that captions follow their images.
+        train_all, test = split_images(torch.arange(len(dataset.states)), held, seed)
         train, validation = split_images(train_all, float(validation_fraction), seed + 1)
         if len(train) == 0 or len(validation) == 0:
             raise UsageError(f"{data} has only {len(dataset.states)} images: too few to split into training and validation")
-        splits = {"train": train, "validation": validation, "test": test}
+        parts = {"train": train, "validation": validation, "test": test}
+        splits = {name: dataset.states[rows] for name, rows in parts.items()}
+        vocabulary = None
+        if captions:
+            from .data.captions import CaptionVocabulary, caption_table
+
+            vocabulary = CaptionVocabulary.fit((t for i in train.tolist() for t in dataset.captions[i]),
+                                               min_count=caption_min_count, max_length=caption_max_length)
+            table = caption_table(dataset.captions, vocabulary)
+            splits.update({f"captions.{name}": table[rows] for name, rows in parts.items()})
         with torch.random.fork_rng():  # the initial weights depend on --seed alone (same on every rank)
             torch.manual_seed(seed)
-            model = OrderlessNADE(**config.model_config(codec.channels, codec.levels))
+            model = OrderlessNADE(**config.model_config(codec.channels, codec.levels, vocabulary.size if vocabulary else 0))
+        model.caption_vocabulary = vocabulary
         source = {"source": data, "images": len(dataset.states), "levels": codec.levels, **options,
-                  "split": {k: len(v) for k, v in splits.items()}}
+                  "split": {k: len(v) for k, v in parts.items()}}
         if not quiet:
             _say(f"{data}: {len(dataset.states)} images, {codec.describe()}; train {len(train)}, "
-                 f"validation {len(validation)}, test {len(test)}")
+                 f"validation {len(validation)}, test {len(test)}"
+                 + (f"; captions with {len(vocabulary.words)} words" if vocabulary else ""))
     where = setup_distributed(target)
     if target.type == "cuda" and where.active:
         target = torch.device("cuda", where.local_rank)
     trainer = NADETrainer(model.to(target), config, splits["train"], splits["validation"], where=where,
-                          history=list(getattr(checkpoint, "history", [])) if resume else [])
+                          history=list(getattr(checkpoint, "history", [])) if resume else [],
+                          train_captions=splits.get("captions.train"), validation_captions=splits.get("captions.validation"))
     if resume:
         trainer.load_state(checkpoint.trainer, checkpoint.config["trainer"])
         if trainer.epoch >= config.epochs:

@@ -104,6 +104,9 @@ def save_checkpoint(
         "checksums": checksums,
         **(extra or {}),
     }
+    vocabulary = getattr(model, "caption_vocabulary", None)
+    if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
+        config["captions"] = vocabulary.to_dict()
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     return folder
 
@@ -179,6 +182,14 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
         model.load_state_dict(state)
     except RuntimeError:
         raise UsageError(f"checkpoint {folder} is corrupt: its weights do not fit its model config") from None
+    if getattr(model, "caption_encoder", None) is not None:
+        from .data.captions import CaptionVocabulary
+
+        if "captions" not in config:
+            raise UsageError(f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary")
+        model.caption_vocabulary = CaptionVocabulary.from_dict(config["captions"])
+        if model.caption_vocabulary.size != model.settings.caption_vocab_size:
+            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config")
     codec_config = config.get("codec")
     codecs = {"string": StringCodec, "image": ImageCodec}
     codec = None

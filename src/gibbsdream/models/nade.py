@@ -16,6 +16,12 @@ Architecture::
 
 Dilations cycle through ``dilations`` (e.g. ``(1, 2, 4)``), so the receptive field grows fast
 enough to see across a 64x64 image with a dozen blocks.
+
+With ``caption_vocab_size > 0`` the model also reads a caption: a QRNN encodes the token ids
+(:mod:`gibbsdream.models.captions`) and, after every ``caption_merge_every``-th block, a merge
+(attention, or a tiled pooled vector) adds what the caption says to the features. The
+``context`` of :meth:`OrderlessNADE.logits` is then a ``(B, T)`` or ``(1, T)`` long tensor of
+token ids (see :func:`gibbsdream.data.captions.caption_context`), or None for no caption.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UsageError
+from .captions import MERGE_CLASSES, MERGES, CaptionEncoder
 
 
 @dataclass
@@ -40,6 +47,15 @@ class NADEConfig:
     kernel_size: int = 3
     dilations: tuple[int, ...] = (1, 2, 1, 4)  # cycled through by the blocks
     residual: bool = True
+    # captions (all unused while caption_vocab_size is 0: a model without captions)
+    caption_vocab_size: int = 0  # token ids, specials included
+    caption_embedding: int = 32
+    caption_hidden: int = 64  # QRNN states per direction
+    caption_kernel: int = 2  # QRNN convolution width over time
+    caption_layers: int = 1
+    caption_bidirectional: bool = True
+    caption_merge: str = "attention"  # or "concat"
+    caption_merge_every: int = 2  # a merge after every this many blocks
 
     def check(self) -> "NADEConfig":
         for name in ("channels", "width", "depth", "kernel_size"):
@@ -53,7 +69,19 @@ class NADEConfig:
         self.dilations = tuple(int(d) for d in self.dilations)
         if not self.dilations or min(self.dilations) < 1:
             raise UsageError(f"NADE dilations must be whole numbers >= 1, got {self.dilations}")
+        if self.caption_vocab_size:
+            for name in ("caption_embedding", "caption_hidden", "caption_kernel", "caption_layers", "caption_merge_every"):
+                value = getattr(self, name)
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+            if self.caption_merge not in MERGES:
+                raise UsageError(f"--caption-merge must be one of {', '.join(MERGES)}, got {self.caption_merge!r}")
         return self
+
+    def merge_after(self) -> list[int]:
+        """The blocks after which the caption is merged in (at least the last one)."""
+        every = self.caption_merge_every
+        return [i for i in range(self.depth) if (i + 1) % every == 0] or [self.depth - 1]
 
 
 class ResidualBlock(nn.Module):
@@ -86,9 +114,11 @@ class OrderlessNADE(nn.Module):
         kernel_size: int = 3,
         dilations=(1, 2, 1, 4),
         residual: bool = True,
+        **captions,
     ):
         super().__init__()
-        self.settings = NADEConfig(channels, num_categories, width, depth, kernel_size, tuple(dilations), residual).check()
+        self.settings = NADEConfig(channels, num_categories, width, depth, kernel_size, tuple(dilations), residual,
+                                   **captions).check()
         C, K = channels, num_categories
         self.channels, self.num_categories = C, K
         # A 1x1 convolution over the one-hot input is a sum of looked-up columns: one table row per
@@ -101,6 +131,15 @@ class OrderlessNADE(nn.Module):
             for i in range(depth)
         )
         self.readout = nn.Conv2d(width, C * K, 1)
+        self.caption_encoder = None
+        self.caption_vocabulary = None  # the tokenizer's words (set by training or loading; saved as JSON)
+        if self.settings.caption_vocab_size:
+            s = self.settings
+            self.caption_encoder = CaptionEncoder(s.caption_vocab_size, s.caption_embedding, s.caption_hidden,
+                                                  s.caption_kernel, s.caption_bidirectional, s.caption_layers)
+            self._merge_slots = {block: slot for slot, block in enumerate(s.merge_after())}
+            self.merges = nn.ModuleList(MERGE_CLASSES[s.caption_merge](width, self.caption_encoder.state_size)
+                                        for _ in self._merge_slots)
         self.register_buffer("channel_offsets", torch.arange(C) * K, persistent=False)
         nn.init.normal_(self.level_embedding.weight, std=1.0 / (C**0.5))
         nn.init.normal_(self.mask_weight, std=1.0 / (C**0.5))
@@ -108,6 +147,8 @@ class OrderlessNADE(nn.Module):
     def config(self) -> dict:
         config = asdict(self.settings)
         config["dilations"] = list(config["dilations"])
+        if not self.settings.caption_vocab_size:  # a model without captions keeps its old config
+            config = {k: v for k, v in config.items() if not k.startswith("caption_")}
         return config
 
     def _embed(self, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -123,14 +164,22 @@ class OrderlessNADE(nn.Module):
         Args:
             x: ``(B, C, H, W)`` long, levels in ``[0, K)``; values where ``known`` is False are ignored.
             known: ``(B, C, H, W)`` bool, True = given.
-            context: unused (no caption encoder in this model).
+            context: for a captioned model, ``(B, T)`` or ``(1, T)`` long caption token ids
+                (PAD = 0; one row serves the whole batch), or None for no caption. Ignored by a
+                model without captions.
 
         Returns:
             ``(B, C, H, W, K)`` unnormalised log-probabilities.
         """
         h = self._embed(torch.where(known, x, torch.zeros_like(x)), known)
-        for block in self.blocks:
+        if self.caption_encoder is not None:
+            states, mask = self.caption_encoder(context, batch=x.shape[0])
+            if states.shape[0] != x.shape[0]:  # one caption for every example
+                states, mask = states.expand(x.shape[0], -1, -1), mask.expand(x.shape[0], -1)
+        for i, block in enumerate(self.blocks):
             h = block(h)
+            if self.caption_encoder is not None and i in self._merge_slots:
+                h = self.merges[self._merge_slots[i]](h, states, mask)
         out = self.readout(F.relu(h))  # (B, C*K, H, W)
         B, _, H, W = out.shape
         return out.view(B, self.channels, self.num_categories, H, W).movedim(2, -1)

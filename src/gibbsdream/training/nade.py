@@ -11,6 +11,11 @@ alone writes checkpoints and draws the progress bar.
 Resuming is exact: the epoch's shuffle comes from ``(seed, epoch)`` and each batch's masks from
 ``(seed, rank, epoch, batch)``, and a run stopped by ``max_time`` in the middle of an epoch
 records the batch to continue from.
+
+With captions (``train_captions``, a ``(N, M, T)`` table of every image's captions as token ids),
+every example draws one of its captions each time it is seen, from its own
+``(seed, rank, epoch, batch)`` generator, and trains without it with probability
+``caption_dropout``, so one model inpaints with or without a caption.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import distributed as dist
 
+from ..data.captions import draw_captions
 from ..data.masks import training_masks
 from ..errors import UsageError
 from ..progress import progress_bar
@@ -56,6 +62,18 @@ class NADETrainConfig:
     rescale: bool = True  # Uria et al.'s D / (D - d + 1) weighting
     validation_fraction: float = 0.1
     seed: int = 0
+    # captions (used when the data has them; see gibbsdream.models.captions)
+    captions: bool = False
+    caption_dropout: float = 0.2  # chance that an example trains without its caption
+    caption_min_count: int = 2  # rarer words become the unknown token
+    caption_max_length: int = 24  # words read per caption
+    caption_embedding: int = 32
+    caption_hidden: int = 64
+    caption_kernel: int = 2
+    caption_layers: int = 1
+    caption_bidirectional: bool = True
+    caption_merge: str = "attention"
+    caption_merge_every: int = 2
 
     def check(self) -> "NADETrainConfig":
         for name in ("width", "depth", "kernel_size", "epochs", "batch_size"):
@@ -77,11 +95,21 @@ class NADETrainConfig:
             raise UsageError(f"--validation-fraction must lie in (0, 1), got {self.validation_fraction}")
         self.dilations = tuple(int(d) for d in self.dilations)
         training_masks(self.masks)  # raises a UsageError naming the valid kinds
+        if not 0 <= self.caption_dropout < 1:
+            raise UsageError(f"--caption-dropout must lie in [0, 1), got {self.caption_dropout}")
+        for name in ("caption_min_count", "caption_max_length"):
+            check_count("--" + name.replace("_", "-"), getattr(self, name))
         return self
 
-    def model_config(self, channels: int, levels: int) -> dict:
-        return dict(channels=channels, num_categories=levels, width=self.width, depth=self.depth,
-                    kernel_size=self.kernel_size, dilations=list(self.dilations), residual=self.residual)
+    def model_config(self, channels: int, levels: int, caption_vocab_size: int = 0) -> dict:
+        config = dict(channels=channels, num_categories=levels, width=self.width, depth=self.depth,
+                      kernel_size=self.kernel_size, dilations=list(self.dilations), residual=self.residual)
+        if caption_vocab_size:
+            config.update(caption_vocab_size=caption_vocab_size, **{
+                name: getattr(self, name) for name in (
+                    "caption_embedding", "caption_hidden", "caption_kernel", "caption_layers",
+                    "caption_bidirectional", "caption_merge", "caption_merge_every")})
+        return config
 
 
 def parse_duration(text: str) -> float:
@@ -165,6 +193,8 @@ class NADETrainer:
     Args:
         model: an :class:`~gibbsdream.models.nade.OrderlessNADE`, already on its device.
         train, validation: ``(N, C, H, W)`` long level indices (on any device).
+        train_captions, validation_captions: for a captioned model, ``(N, M, T)`` long token ids
+            of every image's captions (:func:`gibbsdream.data.captions.caption_table`).
     """
 
     model: torch.nn.Module
@@ -173,6 +203,8 @@ class NADETrainer:
     validation: torch.Tensor
     where: Distributed = field(default_factory=Distributed)
     history: list = field(default_factory=list)
+    train_captions: torch.Tensor | None = None
+    validation_captions: torch.Tensor | None = None
 
     def __post_init__(self):
         self.device = next(self.model.parameters()).device
@@ -208,8 +240,13 @@ class NADETrainer:
         key = f"{self.config.seed}/{self.where.rank}/{self.epoch}/{self.batch}".encode()
         return make_generator(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "little"), self.device)
 
-    def _loss(self, network, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-        return masked_loss(network(x, known), x, known, self.config.loss, self.config.rescale)
+    def _caption_generator(self) -> torch.Generator:
+        """Like :meth:`_mask_generator`, for drawing (and dropping) this batch's captions."""
+        key = f"{self.config.seed}/{self.where.rank}/{self.epoch}/{self.batch}/captions".encode()
+        return make_generator(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "little"), "cpu")
+
+    def _loss(self, network, x: torch.Tensor, known: torch.Tensor, context=None) -> torch.Tensor:
+        return masked_loss(network(x, known, context), x, known, self.config.loss, self.config.rescale)
 
     @torch.no_grad()
     def validation_loss(self, batch_size: int = 256) -> float:
@@ -221,9 +258,12 @@ class NADETrainer:
         total = torch.zeros(2, device=self.device, dtype=torch.float64)
         shard = torch.arange(self.validation.shape[0])[self.where.rank :: self.where.world_size]
         for start in range(0, shard.shape[0], batch_size):
-            x = self.validation[shard[start : start + batch_size]].to(self.device).long()
+            rows = shard[start : start + batch_size]
+            x = self.validation[rows].to(self.device).long()
             known = self.masks(x.shape[0], self.shape, generator, self.device)
-            losses = self._loss(self.model, x, known)
+            # every image with its first caption: the same question every epoch
+            context = None if self.validation_captions is None else self.validation_captions[rows, 0].to(self.device)
+            losses = self._loss(self.model, x, known, context)
             total += torch.stack([losses.sum().double(), torch.tensor(float(x.shape[0]), device=self.device, dtype=torch.float64)])
         self.model.train()
         total = _all_reduce_sum(total, self.where)
@@ -256,7 +296,11 @@ class NADETrainer:
                     rows = order[self.batch * self.config.batch_size : (self.batch + 1) * self.config.batch_size]
                     x = self.train[rows].to(self.device, non_blocking=True).long()
                     known = self.masks(x.shape[0], self.shape, self._mask_generator(), self.device)
-                    loss = self._loss(self.network, x, known).mean()
+                    context = None
+                    if self.train_captions is not None:
+                        context = draw_captions(self.train_captions[rows], self.config.caption_dropout,
+                                                self._caption_generator()).to(self.device)
+                    loss = self._loss(self.network, x, known, context).mean()
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if self.config.grad_clip > 0:
@@ -340,7 +384,8 @@ def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, sou
 
     save_checkpoint(
         folder, trainer.model, codec=codec,
-        data={name: tensor.to(torch.uint8) for name, tensor in data.items()},  # levels <= 256 fit a byte
+        # levels <= 256 fit a byte; caption token ids do not
+        data={name: tensor.to(torch.int32 if name.startswith("captions.") else torch.uint8) for name, tensor in data.items()},
         trainer=trainer.state_tensors(),
         extra={"training": {**asdict(trainer.config), "dilations": list(trainer.config.dilations)},
                "trainer": trainer.state_json(), "data_source": source},
