@@ -1,0 +1,31 @@
+"""Atomic writes: the file appears whole or not at all, with the permissions a plain open() gives."""
+
+import os
+import stat
+
+import pytest
+
+from gibbsdream.io import _UMASK, atomic_write_bytes, atomic_write_text
+
+
+def test_atomic_write_gives_the_usual_permissions_not_owner_only(tmp_path):
+    path = tmp_path / "deep" / "report.html"
+    atomic_write_text(path, "<p>hi</p>")
+    plain = tmp_path / "plain.html"
+    plain.write_text("x")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~_UMASK
+    assert path.read_text() == "<p>hi</p>"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    atomic_write_bytes(path, b"old")
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write_bytes(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
