@@ -221,13 +221,14 @@ def train_rbm(
 @option("--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains.")
 @option("--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON.")
 @option("--out", type=click.Path(path_type=Path), default=None, help="String models: a file for the samples (default stdout). Image models: the folder for the PNGs (required).")
+@option("--caption", default=None, help="Image models trained with --captions: generate what this caption says, e.g. \"the digit seven\".")
 @option("--seed", default=0, help="Random seed.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def sample_command(
     ctx, checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, output_format,
-    sampler, block, gif, trace, out, seed, device, quiet,
+    sampler, block, gif, trace, out, caption, seed, device, quiet,
 ):
     """Dream: run many chains with temperature or annealing (strings from an RBM, images from a NADE).
 
@@ -245,7 +246,7 @@ def sample_command(
     _positive("chains", chains)
     family = checkpoint_family(checkpoint)
     _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "output_format"),
-                            "nade": ("sampler", "block", "gif", "trace")})
+                            "nade": ("sampler", "block", "gif", "trace", "caption")})
     if family == "nade":
         from .cli_images import _load_image_model, sample_images
 
@@ -255,7 +256,7 @@ def sample_command(
         sample_images(
             _load_image_model(checkpoint, device), num_samples=chains, sampler=sampler, steps=steps,
             temperature=temperature, anneal=anneal, block=block, seed=seed, gif=gif, every=every, trace=trace,
-            out=out, quiet=quiet,
+            out=out, quiet=quiet, caption=caption,
         )
         return
     steps = _positive("steps", 1000 if steps is None else steps)

@@ -61,13 +61,24 @@ def _frame_every(steps: int, every: int | None) -> int:
     return every if every is not None else max(1, steps // 50)
 
 
-def _sample_images(model, x, known, *, sampler, steps, temperature, anneal, block, seed, every, progress):
+def _sample_images(model, x, known, *, sampler, steps, temperature, anneal, block, seed, every, progress, context=None):
     from .sampling import sample
 
     return sample(
         model, x=x, known=known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
-        seed=seed, record_every=every, progress=progress,
+        seed=seed, record_every=every, progress=progress, context=context,
     )
+
+
+CAPTION_HELP = ("Condition on this caption (models trained with --captions), e.g. \"a red square\"; "
+                "without it the model fills in as it sees fit.")
+
+
+def _caption_context(ckpt, caption: str | None):
+    """``--caption`` -> the model's caption context (None without one); bad captions are UsageErrors."""
+    from .data.captions import caption_context
+
+    return caption_context(ckpt, None if caption is None else [caption], next(ckpt.model.parameters()).device)
 
 
 def _trace_json(chain) -> str:
@@ -286,9 +297,10 @@ def _read_problems(ckpt, image: str, channels_hint=None):
 @option("--every", type=int, default=None, help="A GIF frame every this many steps.  [default: steps/50]")
 @option("--trace", type=click.Path(path_type=Path), default=None, help="Write the per-step trace (mean log-probability of the redrawn variables) as JSON.")
 @option("--out", required=True, type=click.Path(path_type=Path), help="Output image file, or a folder (required when --image is a folder, heldout:N or --samples > 1).")
+@option("--caption", default=None, help=CAPTION_HELP)
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal, steps, samples, seed, gif, every, trace, out, device, quiet):
+def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal, steps, samples, seed, gif, every, trace, out, caption, device, quiet):
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
     import torch
 
@@ -304,6 +316,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     ckpt = _load_image_model(checkpoint, device)
+    context = _caption_context(ckpt, caption)
     codec = ckpt.codec
     states, names, many = _read_problems(ckpt, image)
     many = many or samples > 1
@@ -320,7 +333,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     started = time.perf_counter()
     chain = _sample_images(
         ckpt.model, x, known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
-        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet,
+        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet, context=context,
     )
     seconds = time.perf_counter() - started
     if not torch.equal(chain.samples[known], x[known]):  # the samplers promise this; never ship a broken result
@@ -350,7 +363,8 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
 # ---- sample / evaluate (image branches) ----------------------------------------------------------
 
 
-def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet):
+def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet,
+                  caption=None):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
     import torch
 
@@ -364,6 +378,7 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     _check_block(block)
+    context = _caption_context(ckpt, caption)
     codec = ckpt.codec
     device_ = next(ckpt.model.parameters()).device
     x = torch.zeros((num_samples, *codec.shape), dtype=torch.long, device=device_)
@@ -371,7 +386,7 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     started = time.perf_counter()
     chain = _sample_images(
         ckpt.model, x, known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
-        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet,
+        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet, context=context,
     )
     seconds = time.perf_counter() - started
     pixels = codec.decode(chain.samples.cpu())
