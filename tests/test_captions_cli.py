@@ -1,0 +1,207 @@
+"""Captions on the command line: ``train nade --captions`` end to end (a folder with a
+captions.json, exact resume), ``--caption`` on ``inpaint`` and ``sample``, and the bad input of
+the captions issue, each a one-line ``error:`` or a ``notice:``, never a traceback.
+
+The model is tiny (6x6 grayscale, 4 levels, width 8, depth 2, one epoch) and trained once per
+module, in this process."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_harness import assert_clean_error, assert_ok, gibbsdream_here, one_torch_thread
+
+run = gibbsdream_here
+EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
+TRAIN = ["--levels", 4, "--width", 8, "--depth", 2, "--caption-hidden", 6, "--caption-embedding", 5,
+         "--caption-min-count", 1, "--seed", 0, "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("captions-cli")
+
+
+@pytest.fixture(scope="module")
+def images(work) -> Path:
+    """30 6x6 images: dark ones captioned "a dark square", light ones "a light square"."""
+    folder = work / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    captions = {}
+    for i in range(30):
+        light = i % 2
+        pixels = EXACT[rng.integers(2 * light, 2 * light + 2, (6, 6))]
+        Image.fromarray(pixels).save(folder / f"im{i:02d}.png")
+        captions[f"im{i:02d}.png"] = [f"a {'light' if light else 'dark'} square", "a square" if i % 3 else "square"]
+    (folder / "captions.json").write_text(json.dumps(captions))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(work, images) -> Path:
+    out = work / "model"
+    assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--epochs", 1, "--out", out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain(work, images) -> Path:
+    out = work / "plain"
+    assert_ok(run("train", "nade", "--data", images, *TRAIN, "--epochs", 1, "--out", out))
+    return out
+
+
+def history(folder):
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines() if line]
+
+
+def test_training_with_captions_saves_the_vocabulary_and_the_caption_tables(model):
+    from gibbsdream.data.captions import has_captions
+    from gibbsdream.io import load_checkpoint
+
+    config = json.loads((model / "config.json").read_text())
+    assert set(config["captions"]["words"]) == {"a", "dark", "light", "square"}
+    assert config["model"]["caption_vocab_size"] == 6 and config["training"]["captions"] is True
+    ckpt = load_checkpoint(model)
+    assert has_captions(ckpt) and ckpt.model.caption_vocabulary.words == config["captions"]["words"]
+    tables = {k: v for k, v in ckpt.data.items() if k.startswith("captions.")}
+    assert {k: v.shape[0] for k, v in tables.items()} == {
+        f"captions.{k}": ckpt.data[k].shape[0] for k in ("train", "validation", "test")}
+    assert all(v.shape[1] == 2 for v in tables.values())  # two captions per image
+
+
+def test_resume_with_captions_is_exact(work, images, model):
+    resumed = Path(shutil.copytree(model, work / "resumed"))
+    assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--epochs", 2, "--out", resumed, "--resume"))
+    straight = work / "straight"
+    assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--epochs", 2, "--out", straight))
+    from safetensors.torch import load_file
+
+    a, b = load_file(resumed / "model.safetensors"), load_file(straight / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert [r["validation_loss"] for r in history(resumed)] == [r["validation_loss"] for r in history(straight)]
+
+
+def test_training_with_the_concat_merge(work, images):
+    out = work / "concat"
+    assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--caption-merge", "concat",
+                  "--caption-unidirectional", "--epochs", 1, "--out", out))
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["caption_merge"] == "concat" and config["caption_bidirectional"] is False
+    assert_ok(run("sample", out, "--num-samples", 2, "--steps", 3, "--caption", "a light square",
+                  "--out", work / "concat-samples", "--quiet", "--device", "cpu"))
+
+
+def test_inpaint_and_sample_with_a_caption(work, model):
+    out = work / "inpainted"
+    for caption in ("a light square", None):
+        args = ["--caption", caption] if caption else []
+        result = run("inpaint", model, "--image", "heldout:3", "--steps", 4, "--out", out / str(caption), "--device", "cpu", *args)
+        assert_ok(result)
+        assert result.stderr.count("notice") == 0
+        assert len(list((out / str(caption)).glob("*.png"))) == 3
+    result = run("sample", model, "--num-samples", 3, "--steps", 4, "--caption", "a dark square", "--out",
+                 work / "samples", "--quiet", "--device", "cpu")
+    assert_ok(result)
+    assert (work / "samples" / "grid.png").exists()
+
+
+def test_a_caption_changes_the_samples_and_the_same_seed_repeats_them(work, model):
+    def sampled(name, *args):
+        assert_ok(run("sample", model, "--num-samples", 4, "--steps", 4, "--seed", 5, "--out", work / name,
+                      "--quiet", "--device", "cpu", *args))
+        return [np.asarray(Image.open(p)) for p in sorted((work / name).glob("sample-*.png"))]
+
+    light = sampled("s-light", "--caption", "a light square")
+    again = sampled("s-light-again", "--caption", "A LIGHT square.")
+    none = sampled("s-none")
+    assert all((a == b).all() for a, b in zip(light, again))
+    assert not all((a == b).all() for a, b in zip(light, none))
+
+
+def test_long_and_partly_unknown_captions_are_notices(work, model):
+    long = " ".join(["a light square"] * 20)
+    result = run("inpaint", model, "--image", "heldout:1", "--steps", 2, "--caption", long, "--out",
+                 work / "long", "--quiet", "--device", "cpu")
+    assert_ok(result)
+    assert result.stderr.splitlines() == ["notice: the caption has 60 words; the model reads only the first 24"]
+    result = run("sample", model, "--num-samples", 1, "--steps", 2, "--caption", "a light zébra square",
+                 "--out", work / "zebra", "--quiet", "--device", "cpu")
+    assert_ok(result)
+    assert result.stderr.splitlines() == ["notice: the model does not know 'zébra'; read as unknown words"]
+
+
+@pytest.mark.parametrize("caption, message", [
+    ("", "has no words"),
+    ("  ...  ", "has no words"),
+    ("zebra giraffe", "none of the words"),
+    ("一个红色的方块", "none of the words"),
+    ("ünknown wörds", "none of the words"),
+])
+@pytest.mark.parametrize("command", ["inpaint", "sample"])
+def test_bad_captions_are_one_line_errors_and_write_nothing(work, model, command, caption, message):
+    out = work / "never"
+    args = ["--image", "heldout:1"] if command == "inpaint" else ["--num-samples", 1]
+    line = assert_clean_error(run(command, model, *args, "--steps", 2, "--caption", caption, "--out", out, "--device", "cpu"))
+    assert message in line
+    assert not out.exists()
+
+
+def test_a_caption_for_a_model_without_captions_or_a_string_model(work, plain):
+    line = assert_clean_error(run("sample", plain, "--num-samples", 1, "--caption", "a square", "--out", work / "x"))
+    assert "trained without captions" in line
+    line = assert_clean_error(run("inpaint", plain, "--image", "heldout:1", "--caption", "a square", "--out", work / "x.png"))
+    assert "trained without captions" in line
+    corpus = work / "corpus.txt"
+    corpus.write_text("abcd\nbcda\ncdab\ndabc\n" * 5)
+    rbm = work / "rbm"
+    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", rbm, "--quiet", "--device", "cpu"))
+    line = assert_clean_error(run("sample", rbm, "--caption", "a square"))
+    assert "--caption applies to image (NADE) models only" in line
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("missing file", "names 'gone.png' and 1 more, which is not an image"),
+    ("invalid json", "not valid JSON"),
+    ("no captions", "has no captions.json"),
+    ("no words", "none of the 4 images"),
+])
+def test_bad_caption_files_when_training(work, setup, message):
+    folder = work / f"bad-{setup.replace(' ', '-')}"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(EXACT[np.full((6, 6), i % 4)]).save(folder / f"im{i}.png")
+    contents = {
+        "missing file": json.dumps({"im0.png": ["a"], "gone.png": ["b"], "zz.png": ["c"]}),
+        "invalid json": '{"im0.png": ["a square"]',
+        "no words": json.dumps({f"im{i}.png": ["?!"] for i in range(4)}),
+    }
+    if setup in contents:
+        (folder / "captions.json").write_text(contents[setup])
+    out = work / f"out-{setup.replace(' ', '-')}"
+    line = assert_clean_error(run("train", "nade", "--data", folder, "--captions", *TRAIN, "--epochs", 1, "--out", out))
+    assert message in line
+    assert not out.exists()
+
+
+def test_bad_caption_training_settings(work, images):
+    for args, message in [(["--caption-dropout", "1"], "--caption-dropout must lie in [0, 1)"),
+                          (["--caption-min-count", "0"], "--caption-min-count must be"),
+                          (["--caption-hidden", "0"], "--caption-hidden must be"),
+                          (["--caption-min-count", "1000"], "no caption word occurs 1000 or more times")]:
+        line = assert_clean_error(run("train", "nade", "--data", images, "--captions", *TRAIN, *args, "--out", work / "nope"))
+        assert message in line, line
+    line = assert_clean_error(run("train", "nade", "--data", "builtin:digits", "--captions", "--channels", "1",
+                                  "--out", work / "nope", "--caption-merge-every", "0"))
+    assert "caption-merge-every" in line
