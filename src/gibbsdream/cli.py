@@ -434,6 +434,7 @@ def demo_command(out, epochs, chains, steps, seed):
 # ---- entry point ------------------------------------------------------------------------------
 
 from . import cli_images  # noqa: E402,F401  (registers `train nade` and `inpaint`)
+from . import cli_serve  # noqa: E402,F401  (registers `serve`)
 from . import cli_sweep  # noqa: E402,F401  (registers `sweep`)
 
 

@@ -1,0 +1,619 @@
+"""The local web page: one hand-written HTML page and a small JSON API (FastAPI).
+
+Nothing the page loads comes from elsewhere (no CDN, fonts or analytics): the HTML, script and
+style sheet are package files, and every response carries a Content-Security-Policy that lets
+the browser talk to this server only, so the page works offline and cannot leak a request.
+
+API (JSON in and out; errors are ``{"error": "one line"}`` with a 4xx status):
+
+* ``GET  /api/models``: the served models and the server's limits.
+* ``GET  /api/models/{name}/images``: built-in images of an image model (its held-out split).
+* ``POST /api/models/{name}/upload``: ``{"data": "data:image/...;base64,..."}`` -> the image
+  converted to the model's size, channels and levels, as a PNG data URL.
+* ``POST /api/models/{name}/mask``: ``{"spec": "centre"|"box:x,y,w,h"|"random:P", "seed"}`` ->
+  ``{"hole": H x W list of 0/1}``.
+* ``POST /api/jobs``: start a job (an inpainting or a string sampling run) -> ``{"id"}``.
+* ``GET  /api/jobs/{id}?since=K``: state, step, trace rows from step K on, the current frame
+  (image jobs) or samples (string jobs); ``result`` when done.
+* ``POST /api/jobs/{id}/cancel``; ``GET /api/jobs/{id}/result.png``; ``GET /api/jobs/{id}/chain.gif``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastapi import Request  # at module level: the endpoints' annotations are resolved here
+
+from ..errors import UsageError
+from .jobs import Job, JobManager, ServerBusy
+
+STATIC = Path(__file__).parent / "static"
+SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
+ANNEALS = ("geometric", "linear", "cosine")
+FINALS = ("sample", "argmax")
+GALLERY_SIZE = 24  # built-in images offered per image model
+MAX_SEED = 2**63 - 1
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class NotFound(Exception):
+    """An unknown model or job (HTTP 404)."""
+
+
+@dataclass
+class Limits:
+    """What one request may ask for; beyond these a request is refused with a message."""
+
+    max_jobs: int = 2  # jobs running or queued at once, over all visitors
+    max_steps: int = 2000  # Gibbs steps or sweeps (and model calls of ancestral sampling)
+    max_chains: int = 256  # parallel chains of a string job
+    max_upload_bytes: int = 8 * 2**20  # size of an uploaded image file
+    max_upload_side: int = 4096  # width and height of an uploaded image, in pixels
+    max_prefix: int = 200  # characters of a clamped prefix (longer never fits a model anyway)
+
+
+@dataclass
+class ServedModel:
+    """A loaded checkpoint under the name the page shows."""
+
+    name: str
+    checkpoint: object  # gibbsdream.io.Checkpoint
+    _corpus: set | None = None  # training and validation strings, made on first use
+
+    @property
+    def family(self) -> str:
+        return self.checkpoint.family
+
+    @property
+    def model(self):
+        return self.checkpoint.model
+
+    @property
+    def codec(self):
+        return self.checkpoint.codec
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def has_caption(self) -> bool:
+        # Caption encoders are on their way; a model has one when it says so.
+        return getattr(self.model, "caption_encoder", None) is not None
+
+    def gallery(self) -> tuple[str, torch.Tensor]:
+        """``(split name, (M, C, H, W) states)``: the images offered to start from."""
+        for split in ("test", "validation", "train"):
+            states = self.checkpoint.data.get(split)
+            if states is not None and len(states):
+                return split, states
+        return "test", torch.zeros((0, *self.codec.shape), dtype=torch.long)
+
+    def describe(self) -> dict:
+        about = {"name": self.name, "family": self.family, "path": str(self.checkpoint.path)}
+        if self.family == "nade":
+            c = self.codec
+            split, states = self.gallery()
+            about.update(
+                kind="image", channels=c.channels, height=c.height, width=c.width, levels=c.levels,
+                description=c.describe(), caption=self.has_caption(), gallery=min(len(states), GALLERY_SIZE),
+                gallery_split=split,
+            )
+        else:
+            from ..sampling.init import INITS
+
+            c = self.codec
+            about.update(
+                kind="strings", positions=c.max_length, alphabet=c.alphabet, pad_side=c.pad_side,
+                clamp="prefix" if c.pad_side == "right" else "suffix", inits=list(INITS),
+                hidden=self.model.num_hidden,
+            )
+        return about
+
+
+def load_models(paths, device="auto") -> list[ServedModel]:
+    """Load checkpoint folders (image NADEs and string RBMs) under distinct short names."""
+    from ..io import checkpoint_family
+
+    served, names = [], set()
+    for path in paths:
+        path = Path(path)
+        family = checkpoint_family(path)
+        if family == "nade":
+            from ..cli_images import _load_image_model
+
+            checkpoint = _load_image_model(path, device)
+        elif family == "rbm":
+            from ..cli import _load_string_model
+
+            checkpoint = _load_string_model(path, device)
+        else:
+            raise UsageError(f"{path} holds a {family!r} model, which the web page cannot show")
+        checkpoint.model.eval()
+        base = path.resolve().name or "model"
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.add(name)
+        served.append(ServedModel(name, checkpoint))
+    return served
+
+
+# ---- request checking ---------------------------------------------------------------------------
+
+
+def _whole(body: dict, key: str, default: int, low: int, high: int | None, what: str) -> int:
+    value = body.get(key, default)
+    if value is None:
+        value = default
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{what} must be a whole number, got {value!r}")
+    if value < low:
+        raise UsageError(f"{what} must be at least {low}, got {value}")
+    if high is not None and value > high:
+        raise UsageError(f"{what} is {value}, above this server's limit of {high}; ask for fewer")
+    return value
+
+
+def _text(body: dict, key: str, default: str, what: str, limit: int = 200) -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise UsageError(f"{what} must be text, got {value!r}")
+    value = str(value).strip()
+    if len(value) > limit:
+        raise UsageError(f"{what} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def _choice(body: dict, key: str, default: str, choices, what: str) -> str:
+    value = _text(body, key, default, what)
+    if value not in choices:
+        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _schedules(body: dict, steps: int | None):
+    """Check the temperature (and block) settings; returns ``(temperature, anneal, block)``."""
+    from ..sampling.schedules import block_schedule, schedule_values, temperature_schedule
+
+    temperature = _text(body, "temperature", "1.0", "temperature", 100) or "1.0"
+    anneal = _choice(body, "anneal", "geometric", ANNEALS, "anneal")
+    temperature_schedule(temperature, anneal)
+    block = _text(body, "block", "yao:0.9,0.1,0.7", "block schedule", 100) or "yao:0.9,0.1,0.7"
+    schedule_values(block_schedule(block), 2)
+    return temperature, anneal, block
+
+
+def decode_data_url(data, limits: Limits) -> bytes:
+    """The bytes of a ``data:...;base64,...`` URL (or bare base64), within the upload limit."""
+    if not isinstance(data, str) or not data:
+        raise UsageError("the image must be a data URL (data:image/png;base64,...) of a PNG, JPEG, GIF or BMP file")
+    _, comma, payload = data.partition(",") if data.startswith("data:") else ("", ",", data)
+    if not comma:
+        raise UsageError("the image data URL has no comma; expected data:image/png;base64,...")
+    if len(payload) > limits.max_upload_bytes * 4 // 3 + 4:
+        raise UsageError(f"the image file is larger than this server's limit of {limits.max_upload_bytes // 2**20} MB; shrink it first")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError("the image data is not valid base64") from None
+
+
+def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor, str]:
+    """An image file's bytes -> ``((1, C, H, W) states, note)`` in the model's size and levels.
+
+    The picture is cropped about its centre to the model's aspect ratio, resized (Lanczos) and
+    converted to the model's channels; ``note`` says what was done, for the page.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(payload)) as img:
+            width, height = img.size
+            if max(width, height) > limits.max_upload_side:
+                raise UsageError(
+                    f"the image is {width}x{height} pixels; this server takes at most {limits.max_upload_side} "
+                    "on a side: shrink it first"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except UnidentifiedImageError:
+        raise UsageError("that file is not an image this server can read (PNG, JPEG, GIF or BMP)") from None
+    except Image.DecompressionBombError:
+        raise UsageError("that image is too large to open; shrink it first") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise UsageError(f"cannot read that image ({err}); it may be damaged: re-save it") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent parts show as white, as most viewers draw them.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    img = img.convert("L" if codec.channels == 1 else "RGB")
+    notes = []
+    if img.size != (codec.width, codec.height):
+        notes.append(f"resized from {img.width}x{img.height} to {codec.width}x{codec.height}")
+        img = ImageOps.fit(img, (codec.width, codec.height), method=Image.Resampling.LANCZOS)
+    array = np.array(img, dtype=np.uint8)
+    array = array[None, ..., None] if array.ndim == 2 else array[None]
+    states = codec.encode(array)
+    if not np.array_equal(codec.decode(states).permute(0, 2, 3, 1).numpy(), array):
+        notes.append(f"rounded to {codec.levels} levels per channel")
+    return states, "; ".join(notes) or "used as it is"
+
+
+def png_data_url(hwc: np.ndarray) -> str:
+    from ..data.images import png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(hwc)).decode("ascii")
+
+
+def states_png(codec, states: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` states -> ``(H, W, C)`` uint8 pixels."""
+    return codec.decode(states.detach().cpu()[None])[0].permute(1, 2, 0).numpy()
+
+
+def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
+    """The request's mask -> ``known: (C, H, W)`` bool (True = keep)."""
+    from ..data.masks import inpaint_mask, mask_from_array
+    from ..sampling.api import make_generator
+
+    codec = served.codec
+    mask = body.get("mask", "centre")
+    if isinstance(mask, list):
+        rows = mask
+        if len(rows) != codec.height or not all(isinstance(r, list) and len(r) == codec.width for r in rows):
+            raise UsageError(f"the painted mask must be {codec.height} rows of {codec.width} zeros and ones (1 = hole)")
+        if not all(v in (0, 1) and not isinstance(v, float) for r in rows for v in r):
+            raise UsageError("the painted mask must hold only 0 (keep) and 1 (hole)")
+        return mask_from_array(torch.tensor(rows, dtype=torch.bool), codec.shape)
+    if not isinstance(mask, str):
+        raise UsageError("mask must be a spec (centre, box:x,y,w,h, random:P) or rows of 0/1 (1 = hole)")
+    spec = mask.strip()
+    if spec.partition(":")[0].strip().lower() not in ("centre", "center", "box", "random"):
+        # inpaint_mask would also read a file path, which a web request must never name.
+        raise UsageError(f"unknown mask {mask!r}; give centre[:F], box:x,y,w,h, random:P or paint one")
+    return inpaint_mask(spec, codec.shape, make_generator(seed, "cpu"))
+
+
+# ---- jobs ---------------------------------------------------------------------------------------
+
+
+def _finite(values) -> list:
+    return [None if (v is None or (isinstance(v, float) and not math.isfinite(v))) else round(v, 5) for v in values]
+
+
+def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobManager) -> Job:
+    """Check an inpainting request and queue it."""
+    codec = served.codec
+    seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
+    sampler = _choice(body, "sampler", "gibbs", SAMPLERS, "sampler")
+    steps = _whole(body, "steps", 200, 1, limits.max_steps, "steps")
+    temperature, anneal, block = _schedules(body, steps)
+    caption = _text(body, "caption", "", "caption", 500)
+    if caption and not served.has_caption():
+        raise UsageError(f"model {served.name} has no caption encoder; leave the caption empty")
+    image = body.get("image")
+    if isinstance(image, str) and ":" in image and not image.startswith("data:"):
+        split, _, index = image.partition(":")
+        states = served.checkpoint.data.get(split)
+        if split not in ("test", "validation", "train") or states is None or not index.isdigit() or int(index) >= len(states):
+            raise UsageError(f"no built-in image {image!r}; pick one from the gallery or upload one")
+        x = states[int(index)][None]
+    elif image is None:
+        raise UsageError("no image: pick a built-in image or upload one")
+    else:
+        x, _ = image_to_states(decode_data_url(image, limits), codec, limits)
+    known = _hole(served, body, seed)[None]
+    if sampler == "ancestral":
+        calls = int((~known).sum())
+        if calls > limits.max_steps:
+            raise UsageError(
+                f"ancestral sampling of this hole takes {calls} model calls, above this server's limit of "
+                f"{limits.max_steps}; make the hole smaller or use the gibbs sampler"
+            )
+        steps = calls
+    every = max(1, steps // 50)  # about 50 GIF frames, as the command line makes
+    job = Job("image", served.name, steps, inputs={"x": x, "known": known, "seed": seed})
+    context = None
+    if caption:
+        # Provisional until captioned models land: a model with a caption encoder gets the text.
+        encode = getattr(served.model, "encode_captions", None)
+        context = encode([caption]) if callable(encode) else [caption]
+
+    def work(job: Job) -> dict:
+        from ..sampling import sample
+
+        device = served.device
+        chain = sample(
+            served.model, x=x.to(device), known=known.to(device), sampler=sampler, steps=steps,
+            temperature=temperature, anneal=anneal, block=block, seed=seed, record_every=every,
+            context=context, on_step=job.on_step,
+        )
+        samples, kept = chain.samples.cpu(), known
+        if not torch.equal(samples[kept], x[kept]):  # the samplers promise this; never show a broken result
+            raise RuntimeError("a known pixel changed during sampling")
+        return {"samples": samples, "frames": chain.frames.cpu(), "settings": chain.settings}
+
+    return jobs.submit(job, work)
+
+
+def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobManager) -> Job:
+    """Check a string-sampling request and queue it."""
+    from ..sampling.init import INITS
+
+    codec = served.codec
+    seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
+    chains = _whole(body, "chains", 20, 1, limits.max_chains, "chains")
+    steps = _whole(body, "steps", 1000, 1, limits.max_steps, "steps")
+    temperature, anneal, _ = _schedules(body, steps)
+    init = _choice(body, "init", "uniform", tuple(INITS), "init")
+    final = _choice(body, "final", "sample", FINALS, "final")
+    if _text(body, "caption", "", "caption"):
+        raise UsageError(f"model {served.name} is a string model; it takes no caption")
+    x = known = None
+    for what in ("prefix", "suffix"):
+        text = _text(body, what, "", what, limits.max_prefix)
+        if text:
+            x, known = codec.clamp_prefix(text) if what == "prefix" else codec.clamp_suffix(text)
+    train = served.checkpoint.data["train"]
+    if init in ("train", "silhouettes") and not len(train):
+        raise UsageError(f"model {served.name} keeps no training strings, so init {init!r} cannot be used")
+    job = Job("strings", served.name, steps, inputs={"seed": seed})
+
+    def work(job: Job) -> dict:
+        from ..sampling import sample
+
+        chain = sample(
+            served.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal, init=init,
+            x=x, known=known, final=final, seed=seed, data=train if len(train) else None, codec=codec,
+            on_step=job.on_step,
+        )
+        return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
+
+    return jobs.submit(job, work)
+
+
+def training_strings(served: ServedModel) -> set:
+    """The strings a string model was trained (and validated) on, to mark samples it memorised."""
+    if served._corpus is None:
+        data = served.checkpoint.data
+        served._corpus = set(served.codec.decode(torch.cat([data["train"], data["validation"]])))
+    return served._corpus
+
+
+def job_status(job: Job, served: ServedModel, since: int) -> dict:
+    """What a poll sees: state, progress, trace rows from ``since`` on, and the current picture."""
+    status = {
+        "id": job.id, "kind": job.kind, "model": job.model, "state": job.state, "step": max(job.step, 0),
+        "steps": job.steps, "seconds": job.seconds, "error": job.error,
+    }
+    rows = job.trace[since:]
+    if rows:
+        table = torch.stack(rows).float().cpu()  # (R, N)
+        status["trace"] = {
+            "start": since, "mean": _finite(table.nanmean(1).tolist()),
+            "low": _finite(table.nan_to_num(float("inf")).min(1).values.tolist()),
+            "high": _finite(table.nan_to_num(float("-inf")).max(1).values.tolist()),
+        }
+    else:
+        status["trace"] = {"start": since, "mean": [], "low": [], "high": []}
+    latest = job.latest
+    if job.state == "done":
+        states, values = job.result["samples"], job.result.get("energy")
+    elif latest is not None:
+        states, values = latest[0].cpu(), latest[1].cpu()
+    else:
+        states = values = None
+    if states is not None and job.kind == "image":
+        status["frame"] = png_data_url(states_png(served.codec, states[0]))
+    elif states is not None:
+        corpus = training_strings(served)
+        texts = served.codec.decode(states)
+        status["samples"] = [
+            {"chain": i, "text": t, "energy": _finite([float(e)])[0], "in_training_data": t in corpus}
+            for i, (t, e) in enumerate(zip(texts, values.tolist()))
+        ]
+    if job.state == "done":
+        status["result"] = {"settings": job.result["settings"]}
+        if job.kind == "image":
+            status["result"].update(png=f"/api/jobs/{job.id}/result.png", gif=f"/api/jobs/{job.id}/chain.gif")
+    return status
+
+
+def chain_gif_bytes(job: Job, served: ServedModel) -> bytes:
+    from ..viz import chain_gif
+
+    if "gif" not in job.cache:
+        with tempfile.TemporaryDirectory(prefix="gibbsdream-") as folder:
+            path = Path(folder) / "chain.gif"
+            chain_gif(job.result["frames"], served.codec, path, known=job.inputs["known"])
+            job.cache["gif"] = path.read_bytes()
+    return job.cache["gif"]
+
+
+# ---- the app ------------------------------------------------------------------------------------
+
+
+def create_app(models: list[ServedModel], limits: Limits | None = None):
+    """The FastAPI application serving ``models`` (see the module docstring for the API)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    limits = limits or Limits()
+    jobs = JobManager(limits.max_jobs)
+    by_name = {m.name: m for m in models}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        jobs.shutdown()
+
+    # No /docs or /openapi.json: FastAPI's docs pages load their scripts from a CDN.
+    app = FastAPI(title="gibbsdream", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.jobs, app.state.limits, app.state.models = jobs, limits, by_name
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    @app.exception_handler(UsageError)
+    async def usage_error(request, err):
+        return error(400, str(err))
+
+    @app.exception_handler(ServerBusy)
+    async def busy(request, err):
+        return error(429, str(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request, err):
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'query')}: {e.get('msg', 'invalid')}" for e in err.errors()]
+        return error(400, "bad request parameter " + "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, err):
+        return error(err.status_code, str(err.detail))
+
+    def model(name: str) -> ServedModel:
+        if name not in by_name:
+            raise NotFound(f"no model named {name!r}; this server has {', '.join(by_name) or 'none'}")
+        return by_name[name]
+
+    def job_of(job_id: str) -> Job:
+        job = jobs.get(job_id)
+        if job is None:
+            raise NotFound("no such job (finished jobs are forgotten after a while, and when the server restarts)")
+        return job
+
+    @app.exception_handler(NotFound)
+    async def not_found(request, err):
+        return error(404, str(err))
+
+    async def body_of(request: Request) -> dict:
+        raw = await request.body()
+        if len(raw) > limits.max_upload_bytes * 4 // 3 + 65536:
+            raise UsageError(f"the request is larger than this server's limit ({limits.max_upload_bytes // 2**20} MB of image)")
+        import json
+
+        try:
+            body = json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError("the request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise UsageError("the request body must be a JSON object")
+        return body
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    @app.get("/api/models")
+    def list_models():
+        return {"models": [m.describe() for m in models], "limits": asdict(limits)}
+
+    @app.get("/api/models/{name}/images")
+    def gallery(name: str):
+        served = model(name)
+        if served.family != "nade":
+            raise UsageError(f"model {name} is a string model; it has no images")
+        split, states = served.gallery()
+        images = [
+            {"id": f"{split}:{i}", "png": png_data_url(states_png(served.codec, states[i]))}
+            for i in range(min(len(states), GALLERY_SIZE))
+        ]
+        return {"split": split, "images": images}
+
+    @app.post("/api/models/{name}/upload")
+    async def upload(name: str, request: Request):
+        served = model(name)
+        if served.family != "nade":
+            raise UsageError(f"model {name} is a string model; it takes no images")
+        body = await body_of(request)
+        payload = decode_data_url(body.get("data"), limits)
+        states, note = await run_in_threadpool(image_to_states, payload, served.codec, limits)
+        return {"png": png_data_url(states_png(served.codec, states[0])), "note": note}
+
+    @app.post("/api/models/{name}/mask")
+    async def mask(name: str, request: Request):
+        served = model(name)
+        if served.family != "nade":
+            raise UsageError(f"model {name} is a string model; it takes no mask")
+        body = await body_of(request)
+        seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
+        known = _hole(served, {"mask": body.get("spec", "centre")}, seed)
+        return {"hole": (~known).any(0).int().tolist()}
+
+    @app.post("/api/jobs")
+    async def start(request: Request):
+        body = await body_of(request)
+        served = model(_text(body, "model", "", "model"))
+        start_job = start_image_job if served.family == "nade" else start_string_job
+        job = await run_in_threadpool(start_job, served, body, limits, jobs)
+        return {"id": job.id, "steps": job.steps}
+
+    @app.get("/api/jobs/{job_id}")
+    def poll(job_id: str, since: int = 0):
+        job = job_of(job_id)
+        return job_status(job, by_name[job.model], max(0, since))
+
+    @app.post("/api/jobs/{job_id}/cancel")
+    def cancel(job_id: str):
+        job_of(job_id)
+        job = jobs.cancel(job_id)
+        return {"id": job.id, "state": job.state}
+
+    def finished(job_id: str) -> Job:
+        job = job_of(job_id)
+        if job.kind != "image":
+            raise UsageError("only image jobs have pictures to download")
+        if job.state != "done":
+            raise UsageError(f"the job is {job.state}; its picture is ready when it is done")
+        return job
+
+    @app.get("/api/jobs/{job_id}/result.png")
+    def result_png(job_id: str):
+        from ..data.images import png_bytes
+
+        job = finished(job_id)
+        pixels = states_png(by_name[job.model].codec, job.result["samples"][0])
+        headers = {"Content-Disposition": f'inline; filename="inpainted-{job.inputs["seed"]}.png"'}
+        return Response(png_bytes(pixels), media_type="image/png", headers=headers)
+
+    @app.get("/api/jobs/{job_id}/chain.gif")
+    def result_gif(job_id: str):
+        job = finished(job_id)
+        headers = {"Content-Disposition": f'inline; filename="chain-{job.inputs["seed"]}.gif"'}
+        return Response(chain_gif_bytes(job, by_name[job.model]), media_type="image/gif", headers=headers)
+
+    return app
