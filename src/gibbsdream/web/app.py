@@ -88,8 +88,9 @@ class ServedModel:
         return next(self.model.parameters()).device
 
     def has_caption(self) -> bool:
-        # Caption encoders are on their way; a model has one when it says so.
-        return getattr(self.model, "caption_encoder", None) is not None
+        from ..data.captions import has_captions
+
+        return has_captions(self.model)
 
     def gallery(self) -> tuple[str, torch.Tensor]:
         """``(split name, (M, C, H, W) states)``: the images offered to start from."""
@@ -109,6 +110,9 @@ class ServedModel:
                 description=c.describe(), caption=self.has_caption(), gallery=min(len(states), GALLERY_SIZE),
                 gallery_split=split,
             )
+            if self.has_caption():  # a few words the model knows, as a hint on the page
+                words = [w for w in self.model.caption_vocabulary.words if w.isalpha()]
+                about["caption_words"] = words[:12]
         else:
             from ..sampling.init import INITS
 
@@ -300,7 +304,8 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     codec = served.codec
     seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
     sampler = _choice(body, "sampler", "gibbs", SAMPLERS, "sampler")
-    steps = _whole(body, "steps", 200, 1, limits.max_steps, "steps")
+    # Ancestral sampling ignores steps: the size of the hole sets its length (checked below).
+    steps = _whole(body, "steps", 200, 1, None if sampler == "ancestral" else limits.max_steps, "steps")
     temperature, anneal, block = _schedules(body, steps)
     caption = _text(body, "caption", "", "caption", 500)
     if caption and not served.has_caption():
@@ -329,9 +334,9 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     job = Job("image", served.name, steps, inputs={"x": x, "known": known, "seed": seed})
     context = None
     if caption:
-        # Provisional until captioned models land: a model with a caption encoder gets the text.
-        encode = getattr(served.model, "encode_captions", None)
-        context = encode([caption]) if callable(encode) else [caption]
+        from ..data.captions import caption_context
+
+        context = caption_context(served.model, [caption], served.device)
 
     def work(job: Job) -> dict:
         from ..sampling import sample

@@ -99,6 +99,7 @@ async function chooseModel(name) {
     $("model-about").textContent = `Orderless NADE, ${m.description}`;
     $("caption-row").hidden = !m.caption;
     if (!m.caption) $("i-caption").value = "";
+    $("i-caption").placeholder = m.caption_words ? `e.g. ${m.caption_words.slice(0, 4).join(" ")}` : "";
     await showGallery(m);
   } else {
     $("model-about").textContent = `RBM over ${m.positions} characters, ${m.hidden} hidden units`;
