@@ -3,7 +3,8 @@
 Layout of a checkpoint folder::
 
     config.json        format, library version, model family and config, codec, training
-                       config, trainer position, and the SHA-256 of every tensor file
+                       config, trainer position, and the SHA-256 of every tensor file; for a
+                       captioned model also its caption vocabulary (``"captions"``)
     model.safetensors  the model's parameters
     data.safetensors   the encoded training (and validation) data, for inits and novelty checks
     trainer.safetensors  optimizer buffers, persistent chains and RNG states, for --resume
