@@ -110,9 +110,6 @@ class ServedModel:
                 description=c.describe(), caption=self.has_caption(), gallery=min(len(states), GALLERY_SIZE),
                 gallery_split=split,
             )
-            if self.has_caption():  # a few words the model knows, as a hint on the page
-                words = [w for w in self.model.caption_vocabulary.words if w.isalpha()]
-                about["caption_words"] = words[:12]
         else:
             from ..sampling.init import INITS
 

@@ -4,7 +4,6 @@
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 150;
-const HOLE_RGBA = [224, 55, 154, 0.82];
 
 const state = {
   models: [],
@@ -99,7 +98,6 @@ async function chooseModel(name) {
     $("model-about").textContent = `Orderless NADE, ${m.description}`;
     $("caption-row").hidden = !m.caption;
     if (!m.caption) $("i-caption").value = "";
-    $("i-caption").placeholder = m.caption_words ? `e.g. ${m.caption_words.slice(0, 4).join(" ")}` : "";
     await showGallery(m);
   } else {
     $("model-about").textContent = `RBM over ${m.positions} characters, ${m.hidden} hidden units`;
@@ -200,6 +198,28 @@ async function setMask(spec) {
   }
 }
 
+let stripes = null;
+
+function holePattern(ctx) {
+  // Diagonal magenta and white stripes: unlike a flat colour, they cannot be mistaken for pixels.
+  if (!stripes) {
+    stripes = document.createElement("canvas");
+    stripes.width = stripes.height = 8;
+    const s = stripes.getContext("2d");
+    s.fillStyle = "rgba(255, 255, 255, 0.85)";
+    s.fillRect(0, 0, 8, 8);
+    s.strokeStyle = "rgb(214, 36, 150)";
+    s.lineWidth = 2.5;
+    for (const offset of [-8, 0, 8]) {
+      s.beginPath();
+      s.moveTo(offset, 8);
+      s.lineTo(offset + 8, 0);
+      s.stroke();
+    }
+  }
+  return ctx.createPattern(stripes, "repeat");
+}
+
 function paintScale() {
   const m = state.model;
   return Math.max(1, Math.ceil(320 / Math.max(m.width, m.height)));
@@ -218,8 +238,7 @@ function drawPaint() {
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(state.source.canvas, 0, 0, canvas.width, canvas.height);
-  const [r, g, b, a] = HOLE_RGBA;
-  ctx.fillStyle = `rgba(${r}, ${g}, ${b}, ${a})`;
+  ctx.fillStyle = holePattern(ctx);
   let count = 0;
   for (let y = 0; y < m.height; y++) {
     for (let x = 0; x < m.width; x++) {
@@ -527,7 +546,9 @@ function plot(canvas, trace, label) {
   for (const v of [hi - pad, (hi + lo) / 2, lo + pad]) ctx.fillText(v.toFixed(1), left - 6, ys(v) + 4);
   ctx.textAlign = "center";
   ctx.fillText("0", xs(0), H - bottom + 16);
-  ctx.fillText(String(n - 1), xs(n - 1), H - bottom + 16);
+  ctx.textAlign = "right";
+  ctx.fillText(String(n - 1), W - right, H - bottom + 16);
+  ctx.textAlign = "center";
   ctx.fillText("step", (left + W - right) / 2, H - bottom + 16);
   ctx.textAlign = "left";
   // lowest-to-highest band, then the mean
