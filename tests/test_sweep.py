@@ -281,7 +281,7 @@ def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):
 @pytest.mark.parametrize(("args", "words"), [
     (["--grid", "init=train"], ["string (RBM)", "block"]),
     (["--grid", "steps=2", "--chains", 3], ["--chains applies to string (RBM) models"]),
-    (["--grid", "caption=a red square"], ["no caption encoder"]),
+    (["--grid", "caption=a red square"], ["without captions"]),
     (["--grid", "steps=2", "--caption", "a cat", "--grid", "caption=none"], ["not both"]),
     (["--grid", "steps=2", "--mask", "blank", "--image", "x.png"], ["blank"]),
     (["--grid", "steps=2", "--image", "missing.png"], ["does not exist"]),

@@ -73,7 +73,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
     if family == "rbm":
         options.update(chains=chains)
     else:
-        options.update(problems=problems, mask=mask, image=str(Path(image).resolve()) if image else None, samples=samples)
+        options.update(problems=problems, mask=mask, image=image, samples=samples)
     spec = SweepSpec.create(checkpoint, entries, **options)
 
     def on_start(todo, total):

@@ -92,18 +92,27 @@ def _colours(plt, count: int):
 
 def _plot_traces(spec, cells: list[dict], path: Path) -> None:
     """The mean trace over steps, one labelled line per combination."""
+    import numpy as np
+
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    longest = max((len(c["mean_trace"]) for c in cells), default=0)
+    # Image traces average a new random block each step and jump about; a running mean shows the trend.
+    window = max(1, longest // 25) if spec.family == "nade" else 1
     for cell, colour in zip(cells, _colours(plt, len(cells))):
-        steps = [s for s, v in enumerate(cell["mean_trace"]) if v is not None]
-        ax.plot(steps, [cell["mean_trace"][s] for s in steps], label=f"{cell['cell']}: {cell['label']}",
-                color=colour, linewidth=1.3)
-    if max((len(c["mean_trace"]) for c in cells), default=0) > 250:  # long chains: show the start too
+        trace = np.array([np.nan if v is None else v for v in cell["mean_trace"]], dtype=float)
+        steps = np.flatnonzero(~np.isnan(trace))
+        values = trace[steps]
+        if window > 1 and len(values) >= window:
+            values = np.convolve(values, np.ones(window) / window, mode="valid")
+            steps = steps[window - 1:]
+        ax.plot(steps, values, label=f"{cell['cell']}: {cell['label']}", color=colour, linewidth=1.3)
+    if longest > 250:  # long chains: show the start too
         ax.set_xscale("symlog", linthresh=10)
         ax.set_xlabel("step (symmetric log scale)")
     else:
         ax.set_xlabel("step")
-    ax.set_ylabel(TRACE_LABEL[spec.family])
+    ax.set_ylabel(TRACE_LABEL[spec.family] + (f"\n(running mean over {window} steps)" if window > 1 else ""))
     ax.set_title("Mean trace over steps, per combination")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)

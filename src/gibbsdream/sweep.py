@@ -173,7 +173,7 @@ class SweepSpec:
         grid = parse_grid(grid_entries, family)
         checksums = _read_config(Path(checkpoint)).get("checksums", {})
         identity = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
-        spec = cls(checkpoint=str(Path(checkpoint).resolve()), checkpoint_sha256=identity, family=family, grid=grid,
+        spec = cls(checkpoint=str(checkpoint), checkpoint_sha256=identity, family=family, grid=grid,
                    **options)
         spec.cells = combinations(grid, family)
         return spec
@@ -217,7 +217,7 @@ def load_problems(spec: SweepSpec) -> Problems:
         raise UsageError(f"checkpoint {spec.checkpoint} has no codec, so its samples cannot be shown; retrain it")
     ckpt.model.eval()
     for caption in spec.grid.get("caption", []):
-        caption_context(ckpt, caption, 1)  # refuse a bad caption before any sampling
+        caption_context(ckpt, caption)  # refuse a bad caption before any sampling
     corpus = torch.cat([ckpt.data[k] for k in ("train", "validation") if k in ckpt.data and len(ckpt.data[k])])
     if spec.family == "rbm":
         return Problems(ckpt=ckpt, training_keys=set(ckpt.codec.decode(corpus)) if len(corpus) else set())
@@ -312,7 +312,7 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     from .viz import chain_gif
 
     ckpt, codec = problems.ckpt, problems.ckpt.codec
-    context = caption_context(ckpt, settings["caption"], len(problems.x))
+    context = caption_context(ckpt, settings["caption"])
     chain = sample(
         ckpt.model, x=problems.x, known=problems.known, sampler=settings["sampler"], steps=settings["steps"],
         temperature=settings["temperature"], anneal=settings["anneal"], block=settings["block"], seed=spec.seed,
@@ -361,18 +361,11 @@ def _psnr(original: torch.Tensor, filled: torch.Tensor, hole: torch.Tensor):
     return round(10 * math.log10(255**2 / error), 3) if error > 0 else None
 
 
-def caption_context(ckpt, caption: str | None, count: int):
-    """The model's context for ``caption`` repeated ``count`` times (None: no caption)."""
-    if caption is None:
-        return None
-    try:
-        from .data.captions import caption_context as encode
-    except ImportError:
-        encode = None
-    if encode is None or not getattr(ckpt.model, "caption_encoder", None):
-        raise UsageError(f"checkpoint {ckpt.path} has no caption encoder, so it cannot take a caption; "
-                         "train one on captioned data, or drop caption from the grid")
-    return encode(ckpt, [caption] * count, next(ckpt.model.parameters()).device)
+def caption_context(ckpt, caption: str | None):
+    """The model's context for ``caption`` (None: no caption); one row serves every chain."""
+    from .data.captions import caption_context as encode
+
+    return None if caption is None else encode(ckpt, [caption])
 
 
 # ---- the whole sweep --------------------------------------------------------------------------
