@@ -299,3 +299,20 @@ def test_report_can_be_rewritten_from_the_cells_alone(rbm, tmp_path):
     results = write_report(spec, load_cells(spec, tmp_path), tmp_path, command="by hand")
     assert [r["settings"]["steps"] for r in results["rows"]] == [3, 6]
     assert "by hand" in (tmp_path / "index.html").read_text()
+
+
+def test_a_caption_grid_steers_a_captioned_model(work, tmp_path):
+    model = work / "captioned"
+    assert_ok(run("train", "nade", "--data", "builtin:shapes", "--size", 16, "--count", 40, "--levels", 4, "--captions",
+                  "--width", 8, "--depth", 1, "--caption-hidden", 8, "--caption-embedding", 8, "--epochs", 1,
+                  "--quiet", "--device", "cpu", "--out", model))
+    out = tmp_path / "captions"
+    assert_ok(run("sweep", model, "--grid", "caption=none;a red square;a blue circle", "--grid", "steps=3",
+                  "--problems", 2, "--out", out, "--quiet"))
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["settings"]["caption"] for r in rows] == [None, "a red square", "a blue circle"]
+    assert len({r["mean_final_log_prob"] for r in rows}) == 3  # the caption reaches the model
+    assert "a red square" in (out / "index.html").read_text()
+    message = assert_clean_error(run("sweep", model, "--grid", "caption=zzz qqq", "--out", tmp_path / "bad"))
+    assert "zzz qqq" in message or "unknown" in message
+    assert not (tmp_path / "bad").exists()
