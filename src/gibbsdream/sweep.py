@@ -86,7 +86,10 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
         values = _split_values(text)
         if not text.strip() or any(v == "" for v in values) and name != "caption":
             raise UsageError(f"--grid {entry!r} has an empty value; give values like {name}={_example(name)}")
-        grid[name] = [check_value(name, v) for v in values]
+        try:
+            grid[name] = [check_value(name, v) for v in values]
+        except UsageError as err:
+            raise UsageError(f"--grid {name}: {err} (e.g. {name}={_example(name)})") from None
     return grid
 
 
@@ -106,7 +109,7 @@ def check_value(name: str, text: str):
     choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": CONDITIONAL_SAMPLERS}
     if name in choices:
         if text not in choices[name]:
-            raise UsageError(f"unknown {name} {text!r} in the grid; choose one of {', '.join(choices[name])}")
+            raise UsageError(f"unknown {name} {text!r}; choose one of {', '.join(choices[name])}")
         return text
     if name == "temperature":
         temperature_schedule(text)
@@ -118,9 +121,9 @@ def check_value(name: str, text: str):
         try:
             steps = int(text)
         except ValueError:
-            raise UsageError(f"grid steps {text!r} is not a whole number; give e.g. steps=100,1000") from None
+            raise UsageError(f"steps {text!r} is not a whole number") from None
         if steps < 1:
-            raise UsageError(f"grid steps must be >= 1, got {steps}")
+            raise UsageError(f"steps must be >= 1, got {steps}")
         return steps
     # caption: "none" (or nothing) means sampling without one
     return None if text.strip().lower() in NO_CAPTION else text
