@@ -197,7 +197,9 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     metrics = [(key, "final log p" if spec.family == "nade" else "mean final energy")]
     if spec.family == "rbm":
         metrics.append(("lowest_final_energy", "lowest energy"))
-    metrics += [("diversity", "diversity"), ("unique_share", "unique"), ("in_training_share", "in training data")]
+    if spec.family == "nade":  # for strings diversity is the unique share, shown next
+        metrics.append(("diversity", "diversity"))
+    metrics += [("unique_share", "unique"), ("in_training_share", "in training data")]
     if spec.family == "nade" and spec.mask != "blank":
         metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
     metrics.append(("seconds", "seconds"))
