@@ -319,6 +319,30 @@ def test_an_uploaded_image_is_fitted_to_the_model(client):
     assert client.post("/api/models/pixels/upload", json={"data": data_url(exact)}).json()["note"] == "used as it is"
 
 
+def test_uploads_are_read_as_image_files_are(client, tmp_path):
+    """16-bit gray and RGBA files give the pixels `gibbsdream inpaint --image FILE` would read."""
+    from gibbsdream.data.images import ImageCodec, load_image_file
+
+    codec = ImageCodec(LEVELS, 1, SIDE, SIDE)
+    rng = np.random.default_rng(2)
+    wide = Image.fromarray(rng.integers(0, 65536, (SIDE, SIDE), dtype=np.uint16))
+    rgba = Image.fromarray(rng.integers(0, 256, (SIDE, SIDE, 4), dtype=np.uint8))
+    for name, picture in (("wide.png", wide), ("rgba.png", rgba)):
+        picture.save(tmp_path / name)
+        url = "data:image/png;base64," + base64.b64encode((tmp_path / name).read_bytes()).decode()
+        answer = client.post("/api/models/pixels/upload", json={"data": url})
+        assert answer.status_code == 200, answer.text
+        expected = codec.decode(codec.encode(load_image_file(tmp_path / name, channels=1)[None]))[0, 0].numpy()
+        assert np.array_equal(data_url_pixels(answer.json()["png"]), expected), name
+
+
+def test_a_request_beyond_the_size_limit_is_refused_before_it_is_read(image_model):
+    with make_client([image_model], max_upload_bytes=1000) as c:
+        body = b'{"data": "' + b"A" * 200_000 + b'"}'
+        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}))
+        assert "larger than this server's limit (1 KB of image)" in message
+
+
 @pytest.mark.parametrize("body, words", [
     ({"data": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "not an image"),
     ({"data": "data:image/png;base64,@@@"}, "not valid base64"),

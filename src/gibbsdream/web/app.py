@@ -199,6 +199,10 @@ def _schedules(body: dict, steps: int | None):
     return temperature, anneal, block
 
 
+def _amount(size: int) -> str:
+    return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 1024:.0f} KB"
+
+
 def decode_data_url(data, limits: Limits) -> bytes:
     """The bytes of a ``data:...;base64,...`` URL (or bare base64), within the upload limit."""
     if not isinstance(data, str) or not data:
@@ -207,7 +211,7 @@ def decode_data_url(data, limits: Limits) -> bytes:
     if not comma:
         raise UsageError("the image data URL has no comma; expected data:image/png;base64,...")
     if len(payload) > limits.max_upload_bytes * 4 // 3 + 4:
-        raise UsageError(f"the image file is larger than this server's limit of {limits.max_upload_bytes // 2**20} MB; shrink it first")
+        raise UsageError(f"the image file is larger than this server's limit of {_amount(limits.max_upload_bytes)}; shrink it first")
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -238,11 +242,11 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
         raise UsageError("that image is too large to open; shrink it first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise UsageError(f"cannot read that image ({err}); it may be damaged: re-save it") from None
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        # Transparent parts show as white, as most viewers draw them.
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    img = img.convert("L" if codec.channels == 1 else "RGB")
+    from ..data.images import _pil_to_array
+
+    # The same reading as `gibbsdream inpaint --image FILE` (16-bit gray scaled, alpha dropped, ...).
+    array = _pil_to_array(img, codec.channels)
+    img = Image.fromarray(array[..., 0] if codec.channels == 1 else array)
     notes = []
     if img.size != (codec.width, codec.height):
         notes.append(f"resized from {img.width}x{img.height} to {codec.width}x{codec.height}")
@@ -517,9 +521,13 @@ def create_app(models: list[ServedModel], limits: Limits | None = None):
         return error(404, str(err))
 
     async def body_of(request: Request) -> dict:
+        most = limits.max_upload_bytes * 4 // 3 + 65536  # an image as base64, and the settings
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > most:  # refuse before reading it all
+            raise UsageError(f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)")
         raw = await request.body()
-        if len(raw) > limits.max_upload_bytes * 4 // 3 + 65536:
-            raise UsageError(f"the request is larger than this server's limit ({limits.max_upload_bytes // 2**20} MB of image)")
+        if len(raw) > most:
+            raise UsageError(f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)")
         import json
 
         try:
