@@ -543,7 +543,9 @@ function plot(canvas, trace, label) {
   ctx.stroke();
   ctx.fillStyle = "#667085";
   ctx.textAlign = "right";
-  for (const v of [hi - pad, (hi + lo) / 2, lo + pad]) ctx.fillText(v.toFixed(1), left - 6, ys(v) + 4);
+  const span = hi - lo - 2 * pad;
+  const digits = span >= 10 ? 0 : span >= 1 ? 1 : span >= 0.1 ? 2 : 3; // enough to tell the ticks apart
+  for (const v of [hi - pad, (hi + lo) / 2, lo + pad]) ctx.fillText(v.toFixed(digits), left - 6, ys(v) + 4);
   ctx.textAlign = "center";
   ctx.fillText("0", xs(0), H - bottom + 16);
   ctx.textAlign = "right";
