@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -311,7 +312,7 @@ def write_page(result: dict) -> None:
             "",
             f"The {s['images']} held-out 16x16 shape images whose shape sits at the centre, with the centre "
             f"{HOLE.split(':')[1]} of each side hidden (so only background is known), are filled "
-            f"{s['samples_per_image']} times each with each caption. A hole pixel counts as the nearest of the "
+            f"{s['samples_per_image']} time(s) each with each caption. A hole pixel counts as the nearest of the "
             "seven shape colours or the image's own background; the hole's colour is its most common shape colour "
             "and its shape is what a logistic regression fitted on the training images' foreground masks (cropped to "
             f"their bounding box, 8x8) says; it names the shape of {_pct(s['shape_classifier_test_accuracy'])} of the real "
@@ -356,6 +357,16 @@ def write_page(result: dict) -> None:
     atomic_write_text(ROOT / "docs" / "captions.md", "\n".join(lines))
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--digits", type=Path, default=ROOT / "runs" / "digits-captions")
@@ -368,7 +379,7 @@ def main() -> None:
     IMG.mkdir(parents=True, exist_ok=True)
     data_path = ROOT / "docs" / "data" / "captions.json"
     result = json.loads(data_path.read_text()) if data_path.exists() else {}
-    result["machine"] = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
+    result["machine"] = (f"{_cpu_name()}, {os.cpu_count()} cores, sampling on {torch.get_num_threads()} thread(s), "
                          f"torch {torch.__version__}")
     if args.skip != "digits":
         result["digits"] = digits(args.digits, args.per_class, args.seed)
