@@ -12,7 +12,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cli_harness import one_torch_thread
 from gibbsdream.data.captions import (
     FIRST_WORD,
     PAD,
@@ -33,12 +32,6 @@ from gibbsdream.data.images import generate_shapes
 from gibbsdream.errors import UsageError
 from gibbsdream.models.captions import AttentionMerge, CaptionEncoder, ConcatMerge, QRNNDirection, fo_pool
 from gibbsdream.models.nade import OrderlessNADE
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 WORDS = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=8)

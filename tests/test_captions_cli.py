@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_harness import assert_clean_error, assert_ok, gibbsdream_here, one_torch_thread
+from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 
 run = gibbsdream_here
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
 TRAIN = ["--levels", 4, "--width", 8, "--depth", 2, "--caption-hidden", 6, "--caption-embedding", 5,
          "--caption-min-count", 1, "--seed", 0, "--quiet", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_harness import one_torch_thread, Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
 CHAINS, STEPS = 6, 30
@@ -184,12 +184,6 @@ IN_SUBPROCESS = (
     "truncated weights: evaluate",
     "bad --temperature with an existing --out",
 )
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

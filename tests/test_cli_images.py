@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cli_harness import one_torch_thread, Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 run = gibbsdream_here
 
@@ -78,12 +78,6 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

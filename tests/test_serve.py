@@ -12,7 +12,6 @@ nothing here asserts how fast anything is.
 
 import base64
 import io
-import os
 import random
 import subprocess
 import sys
@@ -74,12 +73,6 @@ def string_model(serve_work) -> Path:
         assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--quiet",
                                   "--device", "cpu", "--out", out))
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 def make_client(paths, **limits) -> TestClient:

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cli_harness import one_torch_thread
 from test_serve import EXACT, SIDE, image_model, serve_work, string_model  # noqa: F401  (shared fixtures)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -34,12 +33,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs the system's chromium and chromedriver (apt-get install chromium chromium-driver)",
 )
 WAIT = 120  # seconds the browser may take for anything before the test gives up (not a speed check)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

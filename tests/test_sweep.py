@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cli_harness import assert_clean_error, assert_ok, gibbsdream_here, one_torch_thread
+from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 from gibbsdream.data.images import save_png
 from gibbsdream.errors import UsageError
 from gibbsdream.io import load_checkpoint
@@ -31,12 +31,6 @@ from gibbsdream.sweep import GRID_NAMES, SweepSpec, combinations, load_cells, pa
 run = gibbsdream_here
 LEVELS, SIDE = 4, 6
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    with one_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")
