@@ -53,6 +53,12 @@ SAMPLER = dict(sampler="gibbs", steps=200, temperature=1.0, block="yao:0.9,0.1,0
 DIGIT_WORDINGS = ("the digit {word}", "a handwritten {digit}")
 SHAPE_CAPTIONS = {"a red square": ("red", "square"), "a blue circle": ("blue", "circle"), None: (None, None)}
 HOLE = "centre:0.75"
+# Other samplers for the shapes, one fill per image: do they change the shape picture?
+SHAPE_SAMPLER_VARIANTS = (
+    dict(sampler="ancestral", steps=200, temperature=1.0, block="yao:0.9,0.1,0.7"),
+    dict(sampler="ancestral", steps=200, temperature=0.3, block="yao:0.9,0.1,0.7"),
+    dict(sampler="gibbs", steps=200, temperature=0.3, block="yao:0.9,0.1,0.7"),
+)
 
 
 def _shown(path: Path) -> str:
@@ -212,11 +218,10 @@ def shapes(path: Path, samples: int, seed: int) -> dict:
               "shape_classifier_test_accuracy": shape_accuracy,
               "reference_fill_ratio": reference, "captions": {}}
     hole = ~known[:, 0].numpy()
-    for caption, (colour, shape) in SHAPE_CAPTIONS.items():
-        context = caption_context(model, None if caption is None else [caption])
-        chain = sample(model, x=states, known=known, context=context, seed=seed, record_every=4, **SAMPLER)
+
+    def measure(chain):
         pixels = codec.decode(chain.samples).permute(0, 2, 3, 1).numpy()
-        labels = _label_pixels(pixels, ~hole, palette)
+        labels = _label_pixels(pixels, ~hole[: len(pixels)], palette)
         hole_colours, shapes_seen, fills, mean_rgb = [], [], [], []
         for i in range(len(pixels)):
             in_hole = labels[i][hole[i]]
@@ -227,6 +232,12 @@ def shapes(path: Path, samples: int, seed: int) -> dict:
             fills.append(_fill_ratio(fg))
             if fg.any():
                 mean_rgb.append(pixels[i][fg].mean(0))
+        return pixels, hole_colours, shapes_seen, fills, mean_rgb
+
+    for caption, (colour, shape) in SHAPE_CAPTIONS.items():
+        context = caption_context(model, None if caption is None else [caption])
+        chain = sample(model, x=states, known=known, context=context, seed=seed, record_every=4, **SAMPLER)
+        pixels, hole_colours, shapes_seen, fills, mean_rgb = measure(chain)
         key = caption or "no caption"
         result["captions"][key] = {
             "colour_counts": {c: hole_colours.count(c) for c in [*colour_names, "none"] if hole_colours.count(c)},
@@ -245,6 +256,40 @@ def shapes(path: Path, samples: int, seed: int) -> dict:
         name = (caption or "no-caption").replace(" ", "-")
         shown = slice(0, min(8, len(pixels)) * samples, samples)  # one chain per image
         chain_gif(chain.frames[:, shown], codec, IMG / f"shapes-{name}.gif", known=known[shown], columns=8, scale=6)
+
+    once = slice(0, len(states), samples)  # one fill per image
+    result["sampler_variants"] = []
+    for variant in SHAPE_SAMPLER_VARIANTS:
+        row = {"sampler": variant}
+        for caption, (colour, shape) in SHAPE_CAPTIONS.items():
+            if caption is None:
+                continue
+            chain = sample(model, x=states[once], known=known[once], context=caption_context(model, [caption]),
+                           seed=seed, **variant)
+            _, hole_colours, shapes_seen, _, _ = measure(chain)
+            row[caption] = {"asked_colour_share": hole_colours.count(colour) / len(hole_colours),
+                            "asked_shape_share": shapes_seen.count(shape) / len(shapes_seen)}
+        result["sampler_variants"].append(row)
+        print(f"shapes, variant {row}")
+
+    # Does the shape word inform the model at all? For each centre square or circle, score the true
+    # hole under "a <its colour> square" and "a <its colour> circle" (sum of the one-pass
+    # conditionals log p(x_i | border, caption) over the hole) and see which caption scores higher.
+    picked = []
+    with torch.no_grad():
+        for r in test_rows:
+            a = raw.attributes[r]
+            if a["shape"] not in ("square", "circle"):
+                continue
+            x = codec.encode(raw.pixels[[r]])
+            scores = {}
+            for word in ("square", "circle"):
+                logits = model.logits(x, known[:1], caption_context(model, [f"a {a['colour']} {word}"]))
+                log_p = torch.log_softmax(logits, -1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+                scores[word] = log_p[~known[:1]].sum().item()
+            picked.append(max(scores, key=scores.get) == a["shape"])
+    result["true_shape_word_preferred"] = {"images": len(picked), "share": float(np.mean(picked))}
+    print(f"shapes, true shape word preferred: {result['true_shape_word_preferred']}")
     return result
 
 
@@ -328,13 +373,31 @@ def write_page(result: dict) -> None:
                          f"{row['mean_foreground_rgb']} |")
         lines += [
             "",
+            "Other samplers, one fill per image (share of fills with the asked colour / the asked shape):",
+            "",
+            "| sampler | \"a red square\" | \"a blue circle\" |",
+            "|---|---|---|",
+        ]
+        for row in s["sampler_variants"]:
+            v = row["sampler"]
+            lines.append(f"| {v['sampler']}, T = {v['temperature']} | {_pct(row['a red square']['asked_colour_share'])} / "
+                         f"{_pct(row['a red square']['asked_shape_share'])} | {_pct(row['a blue circle']['asked_colour_share'])} / "
+                         f"{_pct(row['a blue circle']['asked_shape_share'])} |")
+        t = s["true_shape_word_preferred"]
+        lines += [
+            "",
+            f"Does the shape word inform the model at all? For the {t['images']} centre squares and circles among the "
+            "test images, the true hole was scored under \"a ‹its colour› square\" and \"a ‹its colour› circle\" (the sum "
+            "over the hole of the one-pass conditionals log p(x_i | border, caption)): the caption with the true shape "
+            f"scored higher for {_pct(t['share'])} of them (50% is chance).",
+            "",
             "\"a red square\" · \"a blue circle\" · no caption (first frame: the hole in magenta):",
             "",
             "![red square](img/captions/shapes-a-red-square.gif) ![blue circle](img/captions/shapes-a-blue-circle.gif) "
             "![no caption](img/captions/shapes-no-caption.gif)",
             "",
             f"Checkpoint: `{s['checkpoint']}`, {s['epochs']} epochs in {s['training_seconds']} s of training "
-            "(the command at the top of the script).",
+            f"({' then '.join('`' + c + '`' for c in s.get('commands', [])) or 'the command at the top of the script'}).",
             "",
         ]
     lines += [
@@ -375,6 +438,8 @@ def main() -> None:
     parser.add_argument("--shape-samples", type=int, default=3, help="fills per shape image and caption")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", choices=["digits", "shapes"], default=None)
+    parser.add_argument("--shapes-command", action="append", default=None,
+                        help="the training command(s) of the shapes checkpoint, for the page (repeatable)")
     args = parser.parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
     data_path = ROOT / "docs" / "data" / "captions.json"
@@ -385,6 +450,8 @@ def main() -> None:
         result["digits"] = digits(args.digits, args.per_class, args.seed)
     if args.skip != "shapes":
         result["shapes"] = shapes(args.shapes, args.shape_samples, args.seed)
+        if args.shapes_command:
+            result["shapes"]["commands"] = args.shapes_command
     atomic_write_text(data_path, json.dumps(result, indent=2) + "\n")
     write_page(result)
 
