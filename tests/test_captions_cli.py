@@ -17,8 +17,8 @@ from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 
 run = gibbsdream_here
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
-TRAIN = ["--levels", 4, "--width", 8, "--depth", 2, "--caption-hidden", 6, "--caption-embedding", 5,
-         "--caption-min-count", 1, "--seed", 0, "--quiet", "--device", "cpu"]
+BASE = ["--levels", 4, "--width", 8, "--depth", 2, "--seed", 0, "--quiet", "--device", "cpu"]
+TRAIN = [*BASE, "--caption-hidden", 6, "--caption-embedding", 5, "--caption-min-count", 1]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def model(work, images) -> Path:
 @pytest.fixture(scope="module")
 def plain(work, images) -> Path:
     out = work / "plain"
-    assert_ok(run("train", "nade", "--data", images, *TRAIN, "--epochs", 1, "--out", out))
+    assert_ok(run("train", "nade", "--data", images, *BASE, "--epochs", 1, "--out", out))
     return out
 
 
@@ -196,6 +196,8 @@ def test_bad_caption_training_settings(work, images):
                           (["--caption-min-count", "1000"], "no caption word occurs 1000 or more times")]:
         line = assert_clean_error(run("train", "nade", "--data", images, "--captions", *TRAIN, *args, "--out", work / "nope"))
         assert message in line, line
+    line = assert_clean_error(run("train", "nade", "--data", images, "--caption-dropout", "0.5", "--out", work / "nope"))
+    assert "--caption-dropout applies only with --captions" in line
     line = assert_clean_error(run("train", "nade", "--data", "builtin:digits", "--captions", "--channels", "1",
                                   "--out", work / "nope", "--caption-merge-every", "0"))
     assert "caption-merge-every" in line

@@ -190,6 +190,12 @@ def train_nade(
             for name, value in (("caption-embedding", caption_embedding), ("caption-hidden", caption_hidden),
                                 ("caption-merge-every", caption_merge_every)):
                 _positive(name, value)
+        else:
+            ctx = click.get_current_context()
+            given = [p.opts[0] for p in ctx.command.params if p.name.startswith("caption_")
+                     and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+            if given:
+                raise UsageError(f"{given[0]} applies only with --captions; add --captions or leave it out")
         options = {k: v for k, v in (("size", size), ("count", count)) if v is not None}
         dataset = load_images(data, levels, channels=int(channels) if channels else None, captions=captions, **options)
         codec = dataset.codec
