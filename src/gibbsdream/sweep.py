@@ -185,9 +185,11 @@ class SweepSpec:
         return asdict(self)
 
     def same_work(self, other: dict) -> bool:
-        """Whether a saved spec describes the same cells (the device may differ: results are per seed)."""
+        """Whether a saved spec describes the same cells. The device may differ (results are per
+        seed), and so may the spelling of the checkpoint's path: its checksum says which model it is."""
         mine, theirs = dict(self.to_dict()), dict(other)
-        mine.pop("device", None), theirs.pop("device", None)
+        for key in ("device", "checkpoint"):
+            mine.pop(key, None), theirs.pop(key, None)
         return mine == theirs
 
     @property
