@@ -418,6 +418,11 @@ _WORKER: dict = {}
 
 
 def _worker_start(spec_dict: dict, out: str, threads: int) -> None:
+    import signal
+
+    # Ctrl+C reaches every process of the terminal's group; the parent alone handles it (it
+    # stops the workers), so the workers print no tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     spec = SweepSpec(**spec_dict)
     _WORKER.update(spec=spec, out=Path(out), problems=load_problems(spec))
@@ -453,23 +458,21 @@ def run_sweep(spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, 
                     on_cell(record, done, total)
         else:
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
 
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(
-                max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_start, initargs=(spec.to_dict(), str(out), threads),
-            ) as pool:
-                futures = [pool.submit(_worker_run, index) for index in todo]
-                try:
-                    for future in as_completed(futures):
-                        record = future.result()
-                        done += 1
-                        advance(status=record["label"])
-                        if on_cell:
-                            on_cell(record, done, total)
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+            pool = multiprocessing.get_context("spawn").Pool(
+                min(workers, len(todo)), initializer=_worker_start, initargs=(spec.to_dict(), str(out), threads),
+            )
+            try:
+                for record in pool.imap_unordered(_worker_run, todo):
+                    done += 1
+                    advance(status=record["label"])
+                    if on_cell:
+                        on_cell(record, done, total)
+                pool.close()
+            except BaseException:
+                pool.terminate()  # an interrupt or a failed cell: stop the others now (finished cells stay)
+                raise
+            finally:
+                pool.join()
     return load_cells(spec, out)
