@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from gibbsdream.cli import train_rbm  # noqa: E402
 from gibbsdream.io import load_checkpoint  # noqa: E402
 from gibbsdream.sampling import sample  # noqa: E402
-from gibbsdream.summary import string_records, summarize_records  # noqa: E402
+from gibbsdream.summary import string_records, summarize_records, training_strings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "runs" / "docs-regions"
@@ -53,7 +53,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - started
     ckpt = load_checkpoint(CHECKPOINT, family="rbm")
     codec = ckpt.codec
-    corpus = set(codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
+    corpus = training_strings(ckpt)
     rows = []
     for label, temperature, anneal, final in SCHEDULES:
         t0 = time.perf_counter()

@@ -237,11 +237,10 @@ def sample_command(
       gibbsdream sample runs/regions --chains 50 --temperature 1.5:0.2 --init silhouettes
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
-    import torch
 
     from .io import atomic_write_text, checkpoint_family
     from .sampling import sample
-    from .summary import string_records, summarize_records
+    from .summary import string_records, summarize_records, training_strings
 
     _positive("chains", chains)
     family = checkpoint_family(checkpoint)
@@ -280,7 +279,7 @@ def sample_command(
         init=init, x=x, known=known, final=final, seed=seed, data=train_states, codec=codec,
         record_every=every, progress=not quiet,
     )
-    corpus = set(codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
+    corpus = training_strings(ckpt)
     records = string_records(chain, codec, corpus, dedupe=dedupe)
     if output_format == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -408,13 +407,12 @@ def demo_command(out, epochs, chains, steps, seed):
         )
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
-    import torch
 
     from .sampling import sample
-    from .summary import string_records, summarize_records
+    from .summary import string_records, summarize_records, training_strings
 
     ckpt = load_checkpoint(out, family="rbm")
-    corpus = set(ckpt.codec.decode(torch.cat([ckpt.data["train"], ckpt.data["validation"]])))
+    corpus = training_strings(ckpt)
     columns = []
     for label, temperature in (("plain Gibbs, T = 1", "1.0"), ("annealed, T 1.5 -> 0.2", "1.5:0.2")):
         chain = sample(ckpt.model, num_chains=chains, steps=steps, temperature=temperature, init="uniform", seed=seed)

@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def training_strings(ckpt) -> set[str]:
+    """The decoded training and validation strings of a string-model checkpoint, for novelty checks."""
+    parts = [ckpt.data[k] for k in ("train", "validation") if k in ckpt.data and len(ckpt.data[k])]
+    return set(ckpt.codec.decode(torch.cat(parts))) if parts else set()
+
+
 def string_records(chain, codec, training_strings: set[str] | frozenset = frozenset(), dedupe: bool = False) -> list[dict]:
     """One record per sample: ``{"chain", "step", "text", "energy", "in_training_data"}``.
 

@@ -168,13 +168,14 @@ class SweepSpec:
 
     @classmethod
     def create(cls, checkpoint, grid_entries: list[str], **options) -> SweepSpec:
-        from .io import _read_config, checkpoint_family
+        from .io import _read_config
 
-        family = checkpoint_family(checkpoint)
+        config = _read_config(Path(checkpoint))
+        family = str(config.get("family"))
         if family not in DEFAULTS:
             raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
         grid = parse_grid(grid_entries, family)
-        checksums = _read_config(Path(checkpoint)).get("checksums", {})
+        checksums = config.get("checksums", {})
         identity = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
         spec = cls(checkpoint=str(checkpoint), checkpoint_sha256=identity, family=family, grid=grid,
                    **options)
@@ -223,13 +224,14 @@ def load_problems(spec: SweepSpec) -> Problems:
     ckpt.model.eval()
     for caption in spec.grid.get("caption", []):
         caption_context(ckpt, caption)  # refuse a bad caption before any sampling
-    corpus = torch.cat([ckpt.data[k] for k in ("train", "validation") if k in ckpt.data and len(ckpt.data[k])])
     if spec.family == "rbm":
-        return Problems(ckpt=ckpt, training_keys=set(ckpt.codec.decode(corpus)) if len(corpus) else set())
-    return _image_problems(spec, ckpt, corpus, device)
+        from .summary import training_strings
+
+        return Problems(ckpt=ckpt, training_keys=training_strings(ckpt))
+    return _image_problems(spec, ckpt, device)
 
 
-def _image_problems(spec: SweepSpec, ckpt, corpus: torch.Tensor, device) -> Problems:
+def _image_problems(spec: SweepSpec, ckpt, device) -> Problems:
     from .data.masks import inpaint_masks
     from .sampling.api import make_generator
 
@@ -244,7 +246,7 @@ def _image_problems(spec: SweepSpec, ckpt, corpus: torch.Tensor, device) -> Prob
         states, names, _ = _read_problems(ckpt, spec.image or f"heldout:{spec.problems}")
         states, names = states[: spec.problems], list(names)[: spec.problems]
         known = inpaint_masks(spec.mask, codec.shape, len(states), make_generator(spec.seed, "cpu"))
-    training = {bytes(image.to(torch.uint8).numpy()) for image in corpus} if len(corpus) else set()
+    training = {bytes(image.to(torch.uint8).numpy()) for k in ("train", "validation") for image in ckpt.data.get(k, ())}
     return Problems(
         ckpt=ckpt,
         x=states.repeat_interleave(spec.samples, 0).to(device),

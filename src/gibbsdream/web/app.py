@@ -33,6 +33,7 @@ import torch
 from fastapi import Request  # at module level: the endpoints' annotations are resolved here
 
 from ..errors import UsageError
+from ..summary import training_strings as summary_training_strings
 from .jobs import Job, JobManager, ServerBusy
 
 STATIC = Path(__file__).parent / "static"
@@ -395,8 +396,7 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
 def training_strings(served: ServedModel) -> set:
     """The strings a string model was trained (and validated) on, to mark samples it memorised."""
     if served._corpus is None:
-        data = served.checkpoint.data
-        served._corpus = set(served.codec.decode(torch.cat([data["train"], data["validation"]])))
+        served._corpus = summary_training_strings(served.checkpoint)
     return served._corpus
 
 
