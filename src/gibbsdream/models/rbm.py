@@ -126,9 +126,13 @@ class RBM(nn.Module):
             return torch.addmm(self.hidden_bias, v.to(self.weight.dtype), self.flat_weight_t())
         return F.embedding_bag(v + self.position_offsets, self.flat_weight_t(), mode="sum").add_(self.hidden_bias)
 
-    def visible_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """``(B, H)`` hidden states -> ``(B, V, K)`` visible logits (``(B, V)`` log-odds if Bernoulli)."""
-        flat = torch.addmm(self.visible_bias.view(-1), h, self.flat_weight())
+    def visible_logits(self, h: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """``(B, H)`` hidden states -> ``(B, V, K)`` visible logits (``(B, V)`` log-odds if Bernoulli).
+
+        ``scale`` multiplies the logits inside the product (``1 / T`` for temperature ``T``),
+        which saves a pass over the largest tensor of a sweep.
+        """
+        flat = torch.addmm(self.visible_bias.view(-1), h, self.flat_weight(), beta=scale, alpha=scale)
         return flat.view(h.shape[0], *self.visible_bias.shape)
 
     def visible_term(self, v: torch.Tensor) -> torch.Tensor:
@@ -179,7 +183,7 @@ class RBM(nn.Module):
             visible = torch.cat([v_model, v_data]).to(self.weight.dtype)
             grad_flat_t = visible.t() @ signed_hidden
             grad_visible = visible[:n_model].mean(0) - visible[n_model:].mean(0)
-        grad_hidden = h_model.mean(0) - h_data.mean(0)
+        grad_hidden = signed_hidden.sum(0)
         return grad_flat_t.t().view(self.weight.shape), grad_visible, grad_hidden
 
     # ---- block Gibbs conditionals ----------------------------------------------------------
@@ -194,7 +198,10 @@ class RBM(nn.Module):
         self, h: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Draw ``v ~ p_T(v | h)``: ``(B, H)`` -> ``(B, V)`` long category indices."""
-        logits = self.visible_logits(h)
+        if temperature == 0:  # the argmax of the untempered logits
+            logits = self.visible_logits(h)
+        else:
+            logits, temperature = self.visible_logits(h, 1.0 / temperature), 1.0
         if self.categorical:
             return sample_categorical(logits, temperature, generator)
         return sample_bernoulli(logits, temperature, generator).long()

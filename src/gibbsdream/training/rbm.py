@@ -123,28 +123,40 @@ class RBMTrainer:
     @torch.no_grad()
     def update(self, v_data: torch.Tensor) -> None:
         """One CD-k / PCD-k step on a batch ``(B, V)`` of training states."""
-        model = self.model
-        data_hidden = torch.sigmoid(model.hidden_logits(v_data))
-        v = v_data if self.chains is None else self.chains
-        hidden_probs = data_hidden if self.chains is None else torch.sigmoid(model.hidden_logits(v))
+        model, num_data = self.model, v_data.shape[0]
+        if self.chains is None:
+            v = v_data
+            data_hidden = hidden_probs = torch.sigmoid(model.hidden_logits(v_data))
+        else:
+            # The data and the persistent chains share one gather and one sigmoid.
+            v = self.chains
+            both = torch.sigmoid(model.hidden_logits(torch.cat([v_data, v])))
+            data_hidden, hidden_probs = both[:num_data], both[num_data:]
         for _ in range(self.config.cd_steps):
             h = bernoulli_from_probs(hidden_probs, self.generator)
             v = model.sample_visible(h, 1.0, self.generator)
             hidden_probs = torch.sigmoid(model.hidden_logits(v))
         if self.chains is not None:
             self.chains = v
-        gradients = model.contrastive_gradients(v_data, data_hidden, v, hidden_probs)
-        self._step(dict(zip(("weight", "visible_bias", "hidden_bias"), gradients)))
+        self._step(model.contrastive_gradients(v_data, data_hidden, v, hidden_probs))
 
-    def _step(self, gradients: dict) -> None:
-        """SGD with momentum; the L2 weight cost applies to the weights only (Hinton's guide)."""
-        cfg, learning_rate = self.config, self.learning_rate
-        for name, param in self.model.named_parameters():
-            grad = gradients[name]
-            if name == "weight" and cfg.weight_cost:
-                grad = grad.add(param, alpha=cfg.weight_cost)
-            velocity = self.velocity[name].mul_(cfg.momentum).add_(grad)
-            param.data.add_(velocity, alpha=-learning_rate)
+    def _step(self, gradients: tuple) -> None:
+        """SGD with momentum (torch.optim.SGD's rule); the L2 weight cost applies to the weights only.
+
+        One fused ``_foreach`` call per stage instead of a few small operations per parameter:
+        at batch 64 the update is a tenth of a CD step's time, most of it call overhead.
+        """
+        cfg = self.config
+        params = [self.model.weight, self.model.visible_bias, self.model.hidden_bias]
+        grads = list(gradients)  # fresh tensors, so they may be changed in place
+        if cfg.weight_cost:
+            grads[0].add_(params[0], alpha=cfg.weight_cost)
+        if cfg.momentum:
+            velocity = [self.velocity[name] for name in ("weight", "visible_bias", "hidden_bias")]
+            torch._foreach_mul_(velocity, cfg.momentum)
+            torch._foreach_add_(velocity, grads)
+            grads = velocity
+        torch._foreach_add_(params, grads, alpha=-self.learning_rate)
 
     # ---- epochs ------------------------------------------------------------------------------
 
@@ -160,10 +172,10 @@ class RBMTrainer:
         while self.epoch < cfg.epochs:
             started = time.perf_counter()
             learning_rate = self.learning_rate
-            order = torch.randperm(n, generator=self.shuffle_generator).to(device)
+            shuffled = data[torch.randperm(n, generator=self.shuffle_generator).to(device)]
             with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
                 for i in range(batches):
-                    self.update(data[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]])
+                    self.update(shuffled[i * cfg.batch_size : (i + 1) * cfg.batch_size])
                     advance()
             seconds = time.perf_counter() - started
             self.epoch += 1
