@@ -29,3 +29,10 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_json_numbers_turns_what_json_cannot_hold_into_null():
+    from gibbsdream.io import json_numbers
+
+    values = [1.23456789, float("nan"), float("inf"), float("-inf"), None, -2.0, 3]
+    assert json_numbers(values, 3) == [1.235, None, None, None, None, -2.0, 3]

@@ -83,11 +83,10 @@ def _caption_context(ckpt, caption: str | None):
 
 def _trace_json(chain) -> str:
     """The per-step trace: mean log-probability of the variables redrawn at each step, per image."""
-    import math
+    from .io import json_numbers
 
     rows = chain.energy.T.tolist()  # (N, S+1)
-    clean = [[None if (isinstance(v, float) and math.isnan(v)) else round(v, 6) for v in row] for row in rows]
-    return json.dumps({"settings": chain.settings, "mean_log_prob": clean}) + "\n"
+    return json.dumps({"settings": chain.settings, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
 
 
 # ---- train nade ----------------------------------------------------------------------------------
@@ -264,30 +263,6 @@ def train_nade(
 # ---- inpaint ------------------------------------------------------------------------------------
 
 
-def _read_problems(ckpt, image: str, channels_hint=None):
-    """``--image`` -> (states (N, C, H, W), names, folder_in): a file, a folder, or heldout[:N]."""
-    from .data.images import load_images
-
-    if image.startswith("heldout"):
-        _, _, count = image.partition(":")
-        test = ckpt.data.get("test")
-        if test is None or len(test) == 0:
-            raise UsageError(f"checkpoint {ckpt.path} keeps no held-out images; pass --image FILE or FOLDER")
-        try:
-            n = int(count) if count else len(test)
-        except ValueError:
-            raise UsageError(f"--image heldout:N needs a whole number N, got {image!r}") from None
-        if n < 1:
-            raise UsageError(f"--image heldout:N needs N >= 1, got {image!r}")
-        n = min(n, len(test))
-        return test[:n], [f"heldout-{i:04d}.png" for i in range(n)], True
-    path = Path(image)
-    if not path.exists():
-        raise UsageError(f"--image {image} does not exist; pass an image file, a folder of images, or heldout:N")
-    dataset = load_images(str(path), codec=ckpt.codec)
-    return dataset.states, list(dataset.names), path.is_dir()
-
-
 @app.command("inpaint")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--image", required=True, help="An image file, a folder of images (one result per image), or heldout:N (the checkpoint's held-out test images).")
@@ -310,6 +285,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
     import torch
 
+    from .data.images import images_to_fill
     from .data.masks import inpaint_masks
     from .sampling.api import make_generator
     from .viz import chain_gif
@@ -324,7 +300,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     ckpt = _load_image_model(checkpoint, device)
     context = _caption_context(ckpt, caption)
     codec = ckpt.codec
-    states, names, many = _read_problems(ckpt, image)
+    states, names, many = images_to_fill(ckpt, image)
     many = many or samples > 1
     if many and out.suffix.lower() in IMAGE_SUFFIX_FORMATS:
         raise UsageError(f"--out {out} looks like one image file, but this run makes {len(states) * samples} images; pass a folder")

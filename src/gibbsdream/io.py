@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -43,6 +44,11 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+
+
+def json_numbers(values, digits: int) -> list:
+    """Numbers rounded to ``digits`` places for JSON, with NaN, infinities and None as null."""
+    return [None if v is None or not math.isfinite(v) else round(v, digits) for v in values]
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:

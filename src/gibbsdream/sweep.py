@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .errors import UsageError
+from .io import json_numbers
 
 FAMILY_NAMES = {"rbm": "string (RBM)", "nade": "image (NADE)"}
 
@@ -241,9 +242,9 @@ def _image_problems(spec: SweepSpec, ckpt, device) -> Problems:
         known = torch.zeros_like(states, dtype=torch.bool)
         names = [f"canvas-{i:02d}" for i in range(spec.problems)]
     else:
-        from .cli_images import _read_problems
+        from .data.images import images_to_fill
 
-        states, names, _ = _read_problems(ckpt, spec.image or f"heldout:{spec.problems}")
+        states, names, _ = images_to_fill(ckpt, spec.image or f"heldout:{spec.problems}")
         states, names = states[: spec.problems], list(names)[: spec.problems]
         known = inpaint_masks(spec.mask, codec.shape, len(states), make_generator(spec.seed, "cpu"))
     training = {bytes(image.to(torch.uint8).numpy()) for k in ("train", "validation") for image in ckpt.data.get(k, ())}
@@ -285,8 +286,7 @@ def cell_path(out: Path, index: int) -> Path:
 
 
 def _mean_trace(chain) -> list:
-    values = chain.energy.float().nanmean(1).tolist()
-    return [None if math.isnan(v) else round(v, 5) for v in values]
+    return json_numbers(chain.energy.float().nanmean(1).tolist(), 5)
 
 
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:

@@ -755,3 +755,26 @@ def _captions(source: str, raw: RawImages, seed: int | None) -> list[list[str]]:
 
 
 load_images.__doc__ = load_images.__doc__.format(kinds=IMAGE_KINDS)
+
+
+def images_to_fill(ckpt, image: str) -> tuple[torch.Tensor, list[str], bool]:
+    """``--image`` of ``inpaint`` and ``sweep``: a file, a folder, or ``heldout[:N]`` (the
+    checkpoint's held-out test images) -> (states ``(N, C, H, W)``, names, whether many)."""
+    if image.startswith("heldout"):
+        _, _, count = image.partition(":")
+        test = ckpt.data.get("test")
+        if test is None or len(test) == 0:
+            raise UsageError(f"checkpoint {ckpt.path} keeps no held-out images; pass --image FILE or FOLDER")
+        try:
+            n = int(count) if count else len(test)
+        except ValueError:
+            raise UsageError(f"--image heldout:N needs a whole number N, got {image!r}") from None
+        if n < 1:
+            raise UsageError(f"--image heldout:N needs N >= 1, got {image!r}")
+        n = min(n, len(test))
+        return test[:n], [f"heldout-{i:04d}.png" for i in range(n)], True
+    path = Path(image)
+    if not path.exists():
+        raise UsageError(f"--image {image} does not exist; pass an image file, a folder of images, or heldout:N")
+    dataset = load_images(str(path), codec=ckpt.codec)
+    return dataset.states, list(dataset.names), path.is_dir()

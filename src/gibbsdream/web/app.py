@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from fastapi import Request  # at module level: the endpoints' annotations are resolved here
 
 from ..errors import UsageError
+from ..io import json_numbers
 from ..summary import training_strings as summary_training_strings
 from .jobs import Job, JobManager, ServerBusy
 
@@ -297,10 +297,6 @@ def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
 # ---- jobs ---------------------------------------------------------------------------------------
 
 
-def _finite(values) -> list:
-    return [None if (v is None or (isinstance(v, float) and not math.isfinite(v))) else round(v, 5) for v in values]
-
-
 def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobManager) -> Job:
     """Check an inpainting request and queue it."""
     codec = served.codec
@@ -410,9 +406,9 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
     if rows:
         table = torch.stack(rows).float().cpu()  # (R, N)
         status["trace"] = {
-            "start": since, "mean": _finite(table.nanmean(1).tolist()),
-            "low": _finite(table.nan_to_num(float("inf")).min(1).values.tolist()),
-            "high": _finite(table.nan_to_num(float("-inf")).max(1).values.tolist()),
+            "start": since, "mean": json_numbers(table.nanmean(1).tolist(), 5),
+            "low": json_numbers(table.nan_to_num(float("inf")).min(1).values.tolist(), 5),
+            "high": json_numbers(table.nan_to_num(float("-inf")).max(1).values.tolist(), 5),
         }
     else:
         status["trace"] = {"start": since, "mean": [], "low": [], "high": []}
@@ -429,7 +425,7 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
         corpus = training_strings(served)
         texts = served.codec.decode(states)
         status["samples"] = [
-            {"chain": i, "text": t, "energy": _finite([float(e)])[0], "in_training_data": t in corpus}
+            {"chain": i, "text": t, "energy": json_numbers([float(e)], 5)[0], "in_training_data": t in corpus}
             for i, (t, e) in enumerate(zip(texts, values.tolist()))
         ]
     if job.state == "done":
