@@ -201,3 +201,36 @@ def test_bad_caption_training_settings(work, images):
     line = assert_clean_error(run("train", "nade", "--data", "builtin:digits", "--captions", "--channels", "1",
                                   "--out", work / "nope", "--caption-merge-every", "0"))
     assert "caption-merge-every" in line
+
+
+def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain):
+    import torch
+
+    from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
+    from gibbsdream.io import load_checkpoint
+    from gibbsdream.sampling.api import make_generator
+
+    result = run("evaluate", model, "--orders", 2, "--seed", 3, "--json", "--device", "cpu")
+    assert_ok(result)
+    own = json.loads(result.stdout)
+    assert own["caption"] == "each image's own first caption" and own["images"] == 3
+    assert own["caption_gain_nats"] == pytest.approx(own["nll_nats_without_caption"] - own["nll_nats"])
+    # Both runs see the same orders: the uncaptioned figure is the plain order ensemble, recomputed here.
+    ckpt = load_checkpoint(model)
+    test = ckpt.data["test"]
+    with_own = order_log_likelihoods(ckpt.model, test, num_orders=2, generator=make_generator(3, "cpu"),
+                                     context=ckpt.data["captions.test"][:, 0])
+    without = order_log_likelihoods(ckpt.model, test, num_orders=2, generator=make_generator(3, "cpu"))
+    assert own["nll_nats"] == pytest.approx(-ensemble_log_likelihood(with_own).mean().item(), rel=1e-6)
+    assert own["nll_nats_without_caption"] == pytest.approx(-ensemble_log_likelihood(without).mean().item(), rel=1e-6)
+    assert not torch.equal(with_own, without)
+
+    result = run("evaluate", model, "--orders", 2, "--seed", 3, "--caption", "a light square", "--device", "cpu", "--quiet")
+    assert_ok(result)
+    assert "caption: a light square" in result.stdout and "the caption is worth" in result.stdout
+    # A model without captions reports one NLL and refuses --caption.
+    result = run("evaluate", plain, "--orders", 1, "--json", "--device", "cpu")
+    assert_ok(result)
+    assert json.loads(result.stdout)["caption"] is None and "caption_gain_nats" not in json.loads(result.stdout)
+    assert "trained without captions" in assert_clean_error(run("evaluate", plain, "--caption", "a square"))
+    assert "none of the words" in assert_clean_error(run("evaluate", model, "--caption", "zebra giraffe"))

@@ -312,12 +312,13 @@ def sample_command(
 @option("--orders", default=8, help="Image models: random orders per image (the NLL is their log-mean-exp ensemble).")
 @option("--batch-size", default=1024, help="Image models: images x orders per network call.")
 @option("--max-images", type=int, default=None, help="Image models: evaluate only the first this many images.")
+@option("--caption", default=None, help="Image models trained with --captions: evaluate every image with this caption, and without one.  [default for held-out images: each image's own first caption]")
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @option("--seed", default=0, help="Random seed (AIS, or the orders).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_invalid, orders, batch_size, max_images, as_json, seed, device, quiet):
+def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_invalid, orders, batch_size, max_images, caption, as_json, seed, device, quiet):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
     from .data.strings import read_lines
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
@@ -325,14 +326,14 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
 
     family = checkpoint_family(checkpoint)
     _only_for(ctx, family, {"rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
-                            "nade": ("orders", "batch_size", "max_images")})
+                            "nade": ("orders", "batch_size", "max_images", "caption")})
     if family == "nade":
         from .cli_images import _load_image_model, evaluate_images
 
         evaluate_images(
             _load_image_model(checkpoint, device), data=data, orders=_positive("orders", orders),
-            batch_size=_positive("batch-size", batch_size), max_images=max_images, seed=seed, as_json=as_json,
-            quiet=quiet,
+            batch_size=_positive("batch-size", batch_size), max_images=max_images, caption=caption, seed=seed,
+            as_json=as_json, quiet=quiet,
         )
         return
     if data is None:

@@ -386,16 +386,23 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
              f"in {seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else ""))
 
 
-def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet):
-    """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders."""
+def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):
+    """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders.
+
+    A captioned model is evaluated twice with the same orders, with captions (``caption`` for
+    every image, else each held-out image's own first caption) and without, so the difference
+    is what the caption is worth in nats per image.
+    """
     import math
 
+    from .data.captions import has_captions
     from .data.images import load_images
     from .evaluate import ensemble_log_likelihood, order_log_likelihoods
     from .sampling.api import make_generator
 
     source = ckpt.config.get("data_source", {}).get("source")
-    if data in (None, "heldout") or data == source:
+    held_out = data in (None, "heldout") or data == source
+    if held_out:
         states = ckpt.data.get("test")
         if states is None or len(states) == 0:
             raise UsageError(f"checkpoint {ckpt.path} keeps no held-out images; pass --data FOLDER")
@@ -406,11 +413,24 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
     if max_images is not None:
         states = states[: _positive("max-images", max_images)]
     device_ = next(ckpt.model.parameters()).device
+    context, caption_label = None, None
+    if caption is not None:
+        context, caption_label = _caption_context(ckpt, caption), caption
+    elif has_captions(ckpt.model) and held_out and "captions.test" in ckpt.data:
+        context = ckpt.data["captions.test"][: len(states), 0].to(device_)  # (N, T): each image's first caption
+        caption_label = "each image's own first caption"
+
+    def log_likelihoods(context):
+        return order_log_likelihoods(
+            ckpt.model, states.to(device_), num_orders=orders, generator=make_generator(seed, device_),
+            batch_size=batch_size, context=context, progress=not quiet and not as_json,
+        ).cpu()
+
+    def stderr(values):
+        return (values.std() / len(values) ** 0.5).item() if len(values) > 1 else 0.0
+
     started = time.perf_counter()
-    values = order_log_likelihoods(
-        ckpt.model, states.to(device_), num_orders=orders, generator=make_generator(seed, device_),
-        batch_size=batch_size, progress=not quiet and not as_json,
-    ).cpu()
+    values = log_likelihoods(context)
     ensemble = ensemble_log_likelihood(values)
     dims = math.prod(states.shape[1:])
     nll = -ensemble.mean().item()
@@ -420,19 +440,35 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
         "images": len(states),
         "dimensions": dims,
         "orders": orders,
+        "caption": caption_label,
         "nll_nats": nll,
-        "nll_nats_stderr": (ensemble.std() / len(ensemble) ** 0.5).item() if len(ensemble) > 1 else 0.0,
+        "nll_nats_stderr": stderr(ensemble),
         "bits_per_dim": nll / (dims * math.log(2)),
         "single_order_nll_nats": -values.mean().item(),
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    if context is not None:
+        # The same seed gives the same orders, so the two runs differ only by the caption.
+        plain = ensemble_log_likelihood(log_likelihoods(None))
+        result.update(
+            nll_nats_without_caption=-plain.mean().item(),
+            caption_gain_nats=(ensemble - plain).mean().item(),
+            caption_gain_nats_stderr=stderr(ensemble - plain),
+        )
+    result["seconds"] = round(time.perf_counter() - started, 3)
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(
-        f"{result['images']} images ({label}), {orders} random orders each\n"
-        f"NLL (order ensemble)  {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image\n"
-        f"bits per dimension    {result['bits_per_dim']:.4f}\n"
-        f"single-order NLL      {result['single_order_nll_nats']:.3f} nats per image (mean over orders)"
-    )
+    lines = [
+        f"{result['images']} images ({label}), {orders} random orders each"
+        + (f"; caption: {caption_label}" if caption_label else ""),
+        f"NLL (order ensemble)  {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image",
+        f"bits per dimension    {result['bits_per_dim']:.4f}",
+        f"single-order NLL      {result['single_order_nll_nats']:.3f} nats per image (mean over orders)",
+    ]
+    if context is not None:
+        lines.append(
+            f"without a caption     {result['nll_nats_without_caption']:.3f} nats per image: the caption is worth "
+            f"{result['caption_gain_nats']:.3f} ± {result['caption_gain_nats_stderr']:.3f} nats per image"
+        )
+    click.echo("\n".join(lines))
     sys.stdout.flush()
