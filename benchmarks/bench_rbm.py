@@ -11,7 +11,11 @@ measured float32 matrix-multiply rate. A sweep of the dense one-hot formulation 
 gather of V rows per chain (it exploits the one-hot structure), so its "dense-equivalent" rate
 can exceed what its matmuls alone would do, and both figures are printed.
 
-Run:  python benchmarks/bench_rbm.py [--json results.json]
+Run:  python benchmarks/bench_rbm.py [--json results.json] [--profile]
+
+``--profile`` also prints where the time goes (torch profiler: the operators of one training
+epoch and of the sampling sweeps, by self time), which is how docs/benchmarks.md's breakdown
+is made.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true", help="also print the top operators by self time")
     args = parser.parse_args()
     N, V, K, H, B = args.strings, args.positions, args.symbols, args.hidden, args.batch_size
 
@@ -146,6 +151,21 @@ def main() -> None:
     print(f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s")
     print(f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = {s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate")
     print(f"  gibbsdream, flops performed:  {s['performed_gflops']:.1f} GFLOP/s = {s['performed_fraction_of_matmul']:.0%} of matmul rate")
+    if args.profile:
+        from torch.profiler import profile
+
+        for what, fn, per in (("one training epoch", ours_epoch, (N + B - 1) // B),
+                              (f"{S} sampling sweeps", lambda: sample(model, num_chains=C, steps=S, seed=0), S)):
+            with profile() as prof:
+                fn()
+            per_name = "update" if "training" in what else "sweep"
+            print(f"\nwhere the time goes, {what} (self time per {per_name}, top operators):")
+            events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+            total = sum(e.self_cpu_time_total for e in events)
+            for e in events[:12]:
+                print(f"  {e.key:32s} {e.self_cpu_time_total / per:9.1f} us  {e.self_cpu_time_total / total:5.1%}  "
+                      f"({e.count / per:.1f} calls)")
+            print(f"  {'all operators':32s} {total / per:9.1f} us")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
