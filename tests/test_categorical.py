@@ -51,3 +51,16 @@ def test_zero_temperature_is_the_argmax_and_bernoulli_matches_its_probability():
     draws = sample_bernoulli(x, 1.0, torch.Generator().manual_seed(3))
     assert abs(draws.mean().item() - 0.7) < 0.004
     assert torch.equal(sample_bernoulli(torch.tensor([-1.0, 0.5]), 0.0), torch.tensor([0.0, 1.0]))
+
+
+def test_bernoulli_draws_are_float_zeros_and_ones_never_one_at_p_zero_always_one_at_p_one():
+    from gibbsdream.sampling.categorical import bernoulli_from_probs
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        probs = torch.tensor([0.0, 1.0, 2.0**-30, 1 - 2.0**-24], dtype=dtype).repeat(500_000, 1)
+        draws = bernoulli_from_probs(probs, g)
+        assert draws.dtype == dtype and set(draws.unique().tolist()) <= {0.0, 1.0}
+        assert draws[:, 0].sum() == 0 and draws[:, 1].all()
+        # Within one grid step (2^-24 for float32) of p: at most a handful of ones at p = 2^-30.
+        assert draws[:, 2].sum() <= 5 and draws[:, 3].sum() >= 500_000 - 5

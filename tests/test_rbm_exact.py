@@ -220,3 +220,29 @@ def test_contrastive_gradients_equal_autograd_of_the_free_energy_difference(num_
     for e, g_ in zip(expected, got):
         assert g_.shape == e.shape
         assert torch.allclose(g_, e, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum, weight_cost", [(0.0, 0.0), (0.9, 1e-3)])
+def test_the_training_step_is_torch_optim_sgd_with_weight_cost_on_the_weights_only(momentum, weight_cost):
+    from gibbsdream.training import RBMTrainConfig, RBMTrainer
+
+    ours = small_rbm(num_visible=4, num_hidden=5, num_categories=3, seed=1)
+    reference = small_rbm(num_visible=4, num_hidden=5, num_categories=3, seed=1)
+    config = RBMTrainConfig(num_hidden=5, learning_rate=0.3, lr_decay=0.5, momentum=momentum, weight_cost=weight_cost)
+    data = torch.zeros(4, 4, dtype=torch.long)
+    trainer = RBMTrainer(ours, config, data, data[:0])
+    trainer.epoch = 1  # the rate is learning_rate * lr_decay ** epoch
+    optimizer = torch.optim.SGD([
+        {"params": [reference.weight], "weight_decay": weight_cost},
+        {"params": [reference.visible_bias, reference.hidden_bias], "weight_decay": 0.0},
+    ], lr=0.3 * 0.5, momentum=momentum)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        grads = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in (ours.weight, ours.visible_bias, ours.hidden_bias)]
+        for p, grad in zip((reference.weight, reference.visible_bias, reference.hidden_bias), grads):
+            p.grad = grad.clone()
+        optimizer.step()
+        with torch.no_grad():
+            trainer._step(tuple(grad.clone() for grad in grads))
+    for name, p in ours.named_parameters():
+        assert torch.allclose(p, dict(reference.named_parameters())[name], atol=1e-12), name
