@@ -37,10 +37,11 @@ from gibbsdream import RBM, sample
 from gibbsdream.training import RBMTrainConfig, RBMTrainer
 
 
-def machine() -> dict:
+def machine(device: torch.device) -> dict:
     cpu = cpu_name()
     return {
         "cpu": cpu,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -50,13 +51,19 @@ def machine() -> dict:
     }
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, device: torch.device = torch.device("cpu")) -> float:
     """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -72,10 +79,12 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=1024)
     parser.add_argument("--sweeps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="where gibbsdream runs (cpu or cuda); scikit-learn always runs on the CPU")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--profile", action="store_true", help="also print the top operators by self time")
+    parser.add_argument("--profile", action="store_true", help="also print the top operators by CPU self time")
     args = parser.parse_args()
     N, V, K, H, B = args.strings, args.positions, args.symbols, args.hidden, args.batch_size
+    device = torch.device(args.device)
 
     rng = np.random.default_rng(0)
     states = rng.integers(0, K, size=(N, V))
@@ -90,6 +99,7 @@ def main() -> None:
     def ours_epoch():
         model = RBM(V, H, K)
         model.reset_parameters(torch.Generator().manual_seed(0))
+        model.to(device)
         config = RBMTrainConfig(
             num_hidden=H, epochs=1, batch_size=B, learning_rate=args.learning_rate, lr_decay=1.0, momentum=0.0,
             weight_cost=0.0, cd_steps=1, persistent=True, validation_fraction=0.0, monitor_every=0,
@@ -97,18 +107,19 @@ def main() -> None:
         RBMTrainer(model, config, states, states[:0]).fit(progress=False)
 
     t_sklearn = timed(sklearn_epoch, args.repeats)
-    t_ours = timed(ours_epoch, args.repeats)
+    t_ours = timed(ours_epoch, args.repeats, device)
 
     # ---- sampling: sweeps per second at many chains --------------------------------------------
     C, S = args.chains, args.sweeps
     model = RBM(V, H, K)
     model.reset_parameters(torch.Generator().manual_seed(0), std=0.1)
-    t_sample = timed(lambda: sample(model, num_chains=C, steps=S, seed=0), args.repeats) / S
-
     peer = BernoulliRBM(n_components=H, random_state=0)
     peer.components_ = model.flat_weight().detach().numpy().copy()
     peer.intercept_hidden_ = model.hidden_bias.detach().numpy().copy()
     peer.intercept_visible_ = model.visible_bias.detach().numpy().reshape(-1).copy()
+    model.to(device)
+    t_sample = timed(lambda: sample(model, num_chains=C, steps=S, seed=0), args.repeats, device) / S
+
     peer.random_state_ = np.random.RandomState(0)
     v0 = one_hot[:C].copy()
 
@@ -119,14 +130,14 @@ def main() -> None:
 
     t_peer_sample = timed(peer_sweeps, args.repeats) / S
 
-    a = torch.randn(C, V * K)
-    w = torch.randn(V * K, H)
-    t_mm = timed(lambda: [torch.mm(a, w) for _ in range(20)], args.repeats) / 20
+    a = torch.randn(C, V * K, device=device)
+    w = torch.randn(V * K, H, device=device)
+    t_mm = timed(lambda: [torch.mm(a, w) for _ in range(20)], args.repeats, device) / 20
     matmul_rate = 2 * C * V * K * H / t_mm
     dense_flops = 4 * C * V * K * H
     performed_flops = 2 * C * V * K * H + C * V * H  # visible matmul + hidden gather-and-sum
     results = {
-        "machine": machine(),
+        "machine": machine(device),
         "settings": vars(args),
         "train_epoch_seconds": {"gibbsdream": t_ours, "sklearn": t_sklearn, "speedup": t_sklearn / t_ours},
         "sampling": {
@@ -141,7 +152,8 @@ def main() -> None:
     }
     m = results["machine"]
     s = results["sampling"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), scikit-learn {m['scikit-learn']}")
+    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), scikit-learn {m['scikit-learn']}"
+          + (f"; gibbsdream on {m['device']}" if device.type == "cuda" else ""))
     print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} (median of {args.repeats}):")
     print(f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s")
     print(f"  gibbsdream RBM             {t_ours:8.3f} s   -> {t_sklearn / t_ours:.2f}x faster")
