@@ -51,21 +51,37 @@ def machine(device: torch.device) -> dict:
     }
 
 
-def timed(fn, repeats: int, device: torch.device = torch.device("cpu")) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs, after one warm-up run."""
+SETTLE_SECONDS = 0.5
+
+
+def interleaved(functions: dict, repeats: int, device: torch.device = torch.device("cpu")) -> dict:
+    """Wall times of each function over ``repeats`` rounds, every round running each function once
+    in turn (after one warm-up run of each), so that a slow spell of a shared machine falls on all
+    of them alike; ratios are then taken round by round. Returns name -> list of seconds.
+
+    Each run starts after a pause of SETTLE_SECONDS: BLAS and OpenMP worker threads keep spinning
+    for a while after a call, and NumPy's and PyTorch's pools would otherwise slow each other
+    down (measured here: a PyTorch matmul right after scikit-learn's sweeps ran at half speed)."""
     def synchronize():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    fn()
-    times = []
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
+    for fn in functions.values():
         fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            synchronize()
+            time.sleep(SETTLE_SECONDS)
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def spread(values: list) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:
@@ -106,8 +122,9 @@ def main() -> None:
         )
         RBMTrainer(model, config, states, states[:0]).fit(progress=False)
 
-    t_sklearn = timed(sklearn_epoch, args.repeats)
-    t_ours = timed(ours_epoch, args.repeats, device)
+    train = interleaved({"sklearn": sklearn_epoch, "gibbsdream": ours_epoch}, args.repeats, device)
+    t_sklearn, t_ours = statistics.median(train["sklearn"]), statistics.median(train["gibbsdream"])
+    train_speedup = spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream"])])
 
     # ---- sampling: sweeps per second at many chains --------------------------------------------
     C, S = args.chains, args.sweeps
@@ -117,10 +134,8 @@ def main() -> None:
     peer.components_ = model.flat_weight().detach().numpy().copy()
     peer.intercept_hidden_ = model.hidden_bias.detach().numpy().copy()
     peer.intercept_visible_ = model.visible_bias.detach().numpy().reshape(-1).copy()
-    model.to(device)
-    t_sample = timed(lambda: sample(model, num_chains=C, steps=S, seed=0), args.repeats, device) / S
-
     peer.random_state_ = np.random.RandomState(0)
+    model.to(device)
     v0 = one_hot[:C].copy()
 
     def peer_sweeps():
@@ -128,40 +143,60 @@ def main() -> None:
         for _ in range(S):
             v = peer.gibbs(v)
 
-    t_peer_sample = timed(peer_sweeps, args.repeats) / S
-
     a = torch.randn(C, V * K, device=device)
     w = torch.randn(V * K, H, device=device)
-    t_mm = timed(lambda: [torch.mm(a, w) for _ in range(20)], args.repeats, device) / 20
-    matmul_rate = 2 * C * V * K * H / t_mm
+    matmuls = 20
+    sampling = interleaved({
+        "gibbsdream": lambda: sample(model, num_chains=C, steps=S, seed=0),
+        "sklearn": peer_sweeps,
+        "matmul": lambda: [torch.mm(a, w) for _ in range(matmuls)],
+    }, args.repeats, device)
+    per_sweep = {name: [t / S for t in sampling[name]] for name in ("gibbsdream", "sklearn")}
+    per_matmul = [t / matmuls for t in sampling["matmul"]]
+    t_sample, t_peer_sample = statistics.median(per_sweep["gibbsdream"]), statistics.median(per_sweep["sklearn"])
+    matmul_flops = 2 * C * V * K * H
     dense_flops = 4 * C * V * K * H
     performed_flops = 2 * C * V * K * H + C * V * H  # visible matmul + hidden gather-and-sum
+    # The fraction of the matmul rate, round by round: flops per second over the matmul's, same round.
+    dense_fraction = spread([dense_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
+    performed_fraction = spread([performed_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
+    matmul_rate = matmul_flops / statistics.median(per_matmul)
     results = {
         "machine": machine(device),
         "settings": vars(args),
-        "train_epoch_seconds": {"gibbsdream": t_ours, "sklearn": t_sklearn, "speedup": t_sklearn / t_ours},
+        "train_epoch_seconds": {"gibbsdream": t_ours, "sklearn": t_sklearn, "speedup": train_speedup["median"],
+                                "speedup_range": [train_speedup["min"], train_speedup["max"]], "rounds": train},
         "sampling": {
             "chains": C,
-            "sweep_seconds": {"gibbsdream": t_sample, "sklearn": t_peer_sample, "speedup": t_peer_sample / t_sample},
+            "sweep_seconds": {"gibbsdream": t_sample, "sklearn": t_peer_sample,
+                              "speedup": statistics.median([b / a for a, b in zip(per_sweep["gibbsdream"], per_sweep["sklearn"])]),
+                              "rounds": per_sweep},
             "matmul_gflops": matmul_rate / 1e9,
+            "matmul_gflops_range": [matmul_flops / max(per_matmul) / 1e9, matmul_flops / min(per_matmul) / 1e9],
             "dense_equivalent_gflops": dense_flops / t_sample / 1e9,
-            "dense_equivalent_fraction_of_matmul": dense_flops / t_sample / matmul_rate,
+            "dense_equivalent_fraction_of_matmul": dense_fraction["median"],
+            "dense_equivalent_fraction_range": [dense_fraction["min"], dense_fraction["max"]],
             "performed_gflops": performed_flops / t_sample / 1e9,
-            "performed_fraction_of_matmul": performed_flops / t_sample / matmul_rate,
+            "performed_fraction_of_matmul": performed_fraction["median"],
         },
     }
     m = results["machine"]
     s = results["sampling"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), scikit-learn {m['scikit-learn']}"
           + (f"; gibbsdream on {m['device']}" if device.type == "cuda" else ""))
-    print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} (median of {args.repeats}):")
+    print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} "
+          f"(median of {args.repeats} interleaved rounds):")
     print(f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s")
-    print(f"  gibbsdream RBM             {t_ours:8.3f} s   -> {t_sklearn / t_ours:.2f}x faster")
+    print(f"  gibbsdream RBM             {t_ours:8.3f} s   -> {train_speedup['median']:.2f}x faster "
+          f"(rounds: {train_speedup['min']:.2f}-{train_speedup['max']:.2f}x)")
     print(f"\nGibbs sampling, {C} chains x {S} sweeps:")
     print(f"  scikit-learn .gibbs        {t_peer_sample * 1e3:8.2f} ms/sweep")
-    print(f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {t_peer_sample / t_sample:.2f}x faster")
-    print(f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s")
-    print(f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = {s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate")
+    print(f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {s['sweep_seconds']['speedup']:.2f}x faster")
+    print(f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s "
+          f"(rounds: {s['matmul_gflops_range'][0]:.0f}-{s['matmul_gflops_range'][1]:.0f})")
+    print(f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = "
+          f"{s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate "
+          f"(rounds: {dense_fraction['min']:.0%}-{dense_fraction['max']:.0%})")
     print(f"  gibbsdream, flops performed:  {s['performed_gflops']:.1f} GFLOP/s = {s['performed_fraction_of_matmul']:.0%} of matmul rate")
     if args.profile:
         from torch.profiler import profile
