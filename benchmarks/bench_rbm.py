@@ -201,12 +201,13 @@ def main() -> None:
     if args.profile:
         from torch.profiler import profile
 
-        for what, fn, per in (("one training epoch", ours_epoch, (N + B - 1) // B),
-                              (f"{S} sampling sweeps", lambda: sample(model, num_chains=C, steps=S, seed=0), S)):
+        for what, fn, per, unit in (
+            ("one training epoch", ours_epoch, (N + B - 1) // B, "update"),
+            (f"{S} sampling sweeps", lambda: sample(model, num_chains=C, steps=S, seed=0), S, "sweep"),
+        ):
             with profile() as prof:
                 fn()
-            per_name = "update" if "training" in what else "sweep"
-            print(f"\nwhere the time goes, {what} (self time per {per_name}, top operators):")
+            print(f"\nwhere the time goes, {what} (self time per {unit}, top operators):")
             events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
             total = sum(e.self_cpu_time_total for e in events)
             for e in events[:12]:
