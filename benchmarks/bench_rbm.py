@@ -2,7 +2,9 @@
 
 Training: one epoch over random strings (default 50,000 strings of 20 positions x 28 symbols,
 one-hot encoded for scikit-learn), 256 hidden units, batch 64, float32, PCD-1 for both (that is
-what BernoulliRBM does), no momentum or weight cost (BernoulliRBM has neither).
+what BernoulliRBM does), no momentum or weight cost (BernoulliRBM has neither). gibbsdream runs
+with its default engine (on a CPU: the compiled numba loops) and, as a second row, with its
+PyTorch engine (``--engine torch``), the one a GPU uses.
 
 Sampling: Gibbs sweeps per second at 1,024 parallel chains, for gibbsdream.sample and for
 BernoulliRBM.gibbs, and gibbsdream's rate in floating-point operations against this machine's
@@ -47,8 +49,17 @@ def machine(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
+        "numba": _numba_version(),
         "scikit-learn": sklearn.__version__,
     }
+
+
+def _numba_version() -> str | None:
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba.__version__
 
 
 SETTLE_SECONDS = 0.5
@@ -112,19 +123,28 @@ def main() -> None:
     def sklearn_epoch():
         BernoulliRBM(n_components=H, learning_rate=args.learning_rate, batch_size=B, n_iter=1, random_state=0).fit(one_hot)
 
-    def ours_epoch():
+    engines = {}
+
+    def ours_epoch(engine="auto"):
         model = RBM(V, H, K)
         model.reset_parameters(torch.Generator().manual_seed(0))
         model.to(device)
         config = RBMTrainConfig(
             num_hidden=H, epochs=1, batch_size=B, learning_rate=args.learning_rate, lr_decay=1.0, momentum=0.0,
-            weight_cost=0.0, cd_steps=1, persistent=True, validation_fraction=0.0, monitor_every=0,
+            weight_cost=0.0, cd_steps=1, persistent=True, validation_fraction=0.0, monitor_every=0, engine=engine,
         )
-        RBMTrainer(model, config, states, states[:0]).fit(progress=False)
+        trainer = RBMTrainer(model, config, states, states[:0])
+        engines[engine] = trainer.engine
+        trainer.fit(progress=False)
 
-    train = interleaved({"sklearn": sklearn_epoch, "gibbsdream": ours_epoch}, args.repeats, device)
+    contenders = {"sklearn": sklearn_epoch, "gibbsdream": ours_epoch}
+    if device.type == "cpu":  # on a GPU the default engine is the torch engine already
+        contenders["gibbsdream_torch"] = lambda: ours_epoch("torch")
+    train = interleaved(contenders, args.repeats, device)
     t_sklearn, t_ours = statistics.median(train["sklearn"]), statistics.median(train["gibbsdream"])
     train_speedup = spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream"])])
+    torch_speedup = (spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream_torch"])])
+                     if "gibbsdream_torch" in train else None)
 
     # ---- sampling: sweeps per second at many chains --------------------------------------------
     C, S = args.chains, args.sweeps
@@ -161,11 +181,19 @@ def main() -> None:
     dense_fraction = spread([dense_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
     performed_fraction = spread([performed_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
     matmul_rate = matmul_flops / statistics.median(per_matmul)
+    if torch_speedup:
+        results_torch = {"gibbsdream_torch": statistics.median(train["gibbsdream_torch"]),
+                         "speedup_torch": torch_speedup["median"],
+                         "speedup_torch_range": [torch_speedup["min"], torch_speedup["max"]]}
+    else:
+        results_torch = {}
     results = {
         "machine": machine(device),
         "settings": vars(args),
-        "train_epoch_seconds": {"gibbsdream": t_ours, "sklearn": t_sklearn, "speedup": train_speedup["median"],
-                                "speedup_range": [train_speedup["min"], train_speedup["max"]], "rounds": train},
+        "train_epoch_seconds": {"gibbsdream": t_ours, "engine": engines["auto"], "sklearn": t_sklearn,
+                                "speedup": train_speedup["median"],
+                                "speedup_range": [train_speedup["min"], train_speedup["max"]], **results_torch,
+                                "rounds": train},
         "sampling": {
             "chains": C,
             "sweep_seconds": {"gibbsdream": t_sample, "sklearn": t_peer_sample,
@@ -187,8 +215,11 @@ def main() -> None:
     print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} "
           f"(median of {args.repeats} interleaved rounds):")
     print(f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s")
-    print(f"  gibbsdream RBM             {t_ours:8.3f} s   -> {train_speedup['median']:.2f}x faster "
+    print(f"  gibbsdream RBM ({engines['auto']:5s})     {t_ours:8.3f} s   -> {train_speedup['median']:.2f}x faster "
           f"(rounds: {train_speedup['min']:.2f}-{train_speedup['max']:.2f}x)")
+    if torch_speedup:
+        print(f"  gibbsdream RBM (torch)     {statistics.median(train['gibbsdream_torch']):8.3f} s   -> "
+              f"{torch_speedup['median']:.2f}x faster (rounds: {torch_speedup['min']:.2f}-{torch_speedup['max']:.2f}x)")
     print(f"\nGibbs sampling, {C} chains x {S} sweeps:")
     print(f"  scikit-learn .gibbs        {t_peer_sample * 1e3:8.2f} ms/sweep")
     print(f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {s['sweep_seconds']['speedup']:.2f}x faster")
@@ -202,7 +233,8 @@ def main() -> None:
         from torch.profiler import profile
 
         for what, fn, per, unit in (
-            ("one training epoch", ours_epoch, (N + B - 1) // B, "update"),
+            ("one training epoch (torch engine; the numba engine's loops are not operators)",
+             lambda: ours_epoch("torch"), (N + B - 1) // B, "update"),
             (f"{S} sampling sweeps", lambda: sample(model, num_chains=C, steps=S, seed=0), S, "sweep"),
         ):
             with profile() as prof:

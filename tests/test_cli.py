@@ -140,6 +140,7 @@ BAD_INPUT = {
                                           "--out", c.out("latin1")),
     "--hidden 0": lambda c: c.train("--data", c.corpus, "--out", c.out("hidden"), "--hidden", 0),
     "--epochs -1": lambda c: c.train("--data", c.corpus, "--out", c.out("epochs"), "--epochs", -1),
+    "--engine fortran": lambda c: c.train("--data", c.corpus, "--out", c.out("engine"), "--engine", "fortran"),
     "--steps 0": lambda c: ["sample", c.model, "--steps", 0],
     "--chains 0": lambda c: ["sample", c.model, "--chains", 0],
     "--temperature -1": lambda c: ["sample", c.model, "--temperature", -1],
@@ -208,6 +209,8 @@ def runs(work, corpus, model, single_thread) -> dict:
         "evaluate skip invalid": ["evaluate", model, "--data", here.file("mixed.txt", "abc\nxyz\nABC!\n\nhello\n"),
                                   "--skip-invalid", "--json"],
         "resume": here.train("--data", corpus, "--out", here.copy("resume"), "--resume", "--epochs", 3),
+        "resume with the torch engine": here.train("--data", corpus, "--out", here.copy("resume-torch"), "--resume",
+                                                   "--epochs", 3, "--engine", "torch"),
         **{name: build(here) for name, build in BAD_INPUT.items()},
         **{name: build(here) for name, build in CRASHING.items()},
     }
@@ -244,6 +247,19 @@ def test_resume_continues_to_the_new_total(runs, model):
     before = [json.loads(line) for line in (model / "history.jsonl").read_text().splitlines()]
     assert history[:2] == before
     assert json.loads((folder / "config.json").read_text())["trainer"]["epoch"] == 3
+
+
+def test_the_engine_is_saved_and_can_be_changed_on_resume(runs, model):
+    assert json.loads((model / "config.json").read_text())["training"]["engine"] == "auto"
+    result = runs["resume with the torch engine"]
+    assert_ok(result)
+    folder = runs["here"].dir / "resume-torch"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["training"]["engine"] == "torch" and config["trainer"]["epoch"] == 3
+    # the same random numbers in the same order: the third epoch's fantasy strings match the numba run's
+    numba_run = [json.loads(line) for line in (runs["here"].dir / "resume" / "history.jsonl").read_text().splitlines()]
+    torch_run = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert torch_run[2]["fantasy"] == numba_run[2]["fantasy"]
 
 
 # ---- sample ---------------------------------------------------------------------------------------------

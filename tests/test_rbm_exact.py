@@ -154,8 +154,9 @@ def test_pseudo_log_likelihood_is_the_sum_of_exact_full_conditionals():
         assert torch.allclose(pseudo_log_likelihood(model, v), expected, atol=1e-9)
 
 
+@pytest.mark.parametrize("engine", ["torch", "numba"])
 @pytest.mark.parametrize("persistent", [False, True])
-def test_contrastive_divergence_moves_the_model_towards_the_data(persistent):
+def test_contrastive_divergence_moves_the_model_towards_the_data(persistent, engine):
     from gibbsdream.training import RBMTrainConfig, RBMTrainer
 
     target_model = small_rbm(num_visible=3, num_hidden=4, num_categories=3, scale=1.5, seed=9)
@@ -165,7 +166,7 @@ def test_contrastive_divergence_moves_the_model_towards_the_data(persistent):
     model = RBM(3, 8, 3)
     model.reset_parameters(torch.Generator().manual_seed(0))
     config = RBMTrainConfig(num_hidden=8, epochs=15, batch_size=32, learning_rate=0.1, lr_decay=1.0, momentum=0.5,
-                            weight_cost=1e-4, persistent=persistent, monitor_size=50, fantasy_particles=0)
+                            weight_cost=1e-4, persistent=persistent, monitor_size=50, fantasy_particles=0, engine=engine)
 
     def kl_to_target():
         _, p = exact_visible_distribution(model.double())
@@ -178,7 +179,8 @@ def test_contrastive_divergence_moves_the_model_towards_the_data(persistent):
     assert after < 0.5 * before and after < 0.05
 
 
-def test_resumed_training_equals_uninterrupted_training(tmp_path):
+@pytest.mark.parametrize("engine", ["torch", "numba"])
+def test_resumed_training_equals_uninterrupted_training(tmp_path, engine):
     from gibbsdream.io import load_checkpoint
     from gibbsdream.training import RBMTrainConfig, RBMTrainer, save_trainer
 
@@ -187,7 +189,8 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     def fresh(epochs):
         model = RBM(6, 10, 5)
         model.reset_parameters(torch.Generator().manual_seed(0))
-        config = RBMTrainConfig(num_hidden=10, epochs=epochs, persistent=True, monitor_size=20, fantasy_particles=2)
+        config = RBMTrainConfig(num_hidden=10, epochs=epochs, persistent=True, monitor_size=20, fantasy_particles=2,
+                                engine=engine)
         return RBMTrainer(model, config, data[:380], data[380:])
 
     straight = fresh(3)

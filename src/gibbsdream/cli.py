@@ -122,12 +122,16 @@ def train_app():
 @option("--monitor-every", default=1, help="Epochs between pseudo-likelihood / free-energy-gap checks (0: never).")
 @option("--seed", default=0, help="Random seed (same seed, same device: same model).")
 @option("--device", default="auto", help=DEVICE_HELP)
+@option("--engine", type=click.Choice(["auto", "torch", "numba"]), default="auto",
+        help="How updates run: numba (compiled CPU loops, categorical models on the CPU), torch (any device), "
+             "or auto (numba where it applies and is installed). Same random numbers, same samples; the "
+             "parameters differ only by float rounding.")
 @option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_rbm(
     data, out, hidden, epochs, batch_size, learning_rate, lr_decay, momentum, weight_cost, cd_steps, persistent,
-    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, monitor_every, seed, device, resume,
-    quiet,
+    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, monitor_every, seed, device, engine,
+    resume, quiet,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
 
@@ -145,7 +149,10 @@ def train_rbm(
         if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}) or not checkpoint.trainer:
             raise UsageError(f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out")
         try:
-            config = RBMTrainConfig(**{**saved["training"], "epochs": _positive("epochs", epochs)}).check()
+            overrides = {"epochs": _positive("epochs", epochs)}
+            if click.get_current_context().get_parameter_source("engine") == click.core.ParameterSource.COMMANDLINE:
+                overrides["engine"] = engine
+            config = RBMTrainConfig(**{**saved["training"], **overrides}).check()
         except TypeError:
             raise UsageError(f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it") from None
         trainer = RBMTrainer(
@@ -165,6 +172,7 @@ def train_rbm(
             num_hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             lr_decay=lr_decay, momentum=momentum, weight_cost=weight_cost, cd_steps=cd_steps,
             persistent=persistent, validation_fraction=validation_fraction, monitor_every=monitor_every, seed=seed,
+            engine=engine,
         ).check()
         lines = read_lines(data)
         codec, kept, report = StringCodec.fit(

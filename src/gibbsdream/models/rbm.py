@@ -176,9 +176,10 @@ class RBM(nn.Module):
             rows = torch.cat([v_model, v_data]) + self.position_offsets
             grad_flat_t = torch.zeros_like(self.flat_weight_t())
             grad_flat_t.index_add_(0, rows.view(-1), signed_hidden.repeat_interleave(self.num_visible, 0))
-            counts = torch.bincount(rows[:n_model].view(-1), minlength=grad_flat_t.shape[0]) / n_model
-            counts -= torch.bincount(rows[n_model:].view(-1), minlength=grad_flat_t.shape[0]) / n_data
-            grad_visible = counts.to(self.visible_bias.dtype).view_as(self.visible_bias)
+            dtype = self.visible_bias.dtype  # not bincount's default float: a float64 model keeps float64
+            counts = torch.bincount(rows[:n_model].view(-1), minlength=grad_flat_t.shape[0]).to(dtype) / n_model
+            counts -= torch.bincount(rows[n_model:].view(-1), minlength=grad_flat_t.shape[0]).to(dtype) / n_data
+            grad_visible = counts.view_as(self.visible_bias)
         else:
             visible = torch.cat([v_model, v_data]).to(self.weight.dtype)
             grad_flat_t = visible.t() @ signed_hidden

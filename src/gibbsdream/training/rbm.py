@@ -5,6 +5,12 @@ estimates the model term from k Gibbs sweeps started at the data, PCD from chain
 across updates. The gradients come from the sufficient statistics (hidden probabilities times
 one-hot visibles, :meth:`RBM.contrastive_gradients`); the step is SGD with momentum and an L2
 weight cost on the weights only, as in Hinton's practical guide.
+
+Two engines run the same algorithm: ``torch`` (any device, any RBM) and ``numba`` (categorical
+RBMs on the CPU), which does the categorical draws and the parameter step in compiled loops
+(:mod:`gibbsdream.training.rbm_kernels`) because eager PyTorch spends most of a small-batch update
+on per-operation overhead there. Both draw the same random numbers in the same order; their
+parameters differ only by float rounding (the step adds the statistics in another order).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -45,6 +52,7 @@ class RBMTrainConfig:
     fantasy_particles: int = 8  # decoded into the history each epoch
     monitor_every: int = 1  # epochs between pseudo-log-likelihood / free-energy gap / fantasy checks; 0 = never
     seed: int = 0
+    engine: str = "auto"  # "auto" (numba for categorical RBMs on the CPU when installed, else torch), "torch", "numba"
 
     def check(self) -> "RBMTrainConfig":
         """Raise UsageError (naming the command-line flag) for an impossible setting."""
@@ -62,7 +70,39 @@ class RBMTrainConfig:
             raise UsageError(f"--weight-cost must be >= 0, got {self.weight_cost}")
         if not 0 <= self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must lie in [0, 1), got {self.validation_fraction}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         return self
+
+
+ENGINES = ("auto", "torch", "numba")
+
+
+def _kernels():
+    """The compiled training loops, or None when numba cannot be imported here."""
+    try:
+        from . import rbm_kernels
+    except ImportError:
+        return None
+    return rbm_kernels
+
+
+def resolve_engine(engine: str, model) -> str:
+    """``"torch"`` or ``"numba"`` for training ``model`` where its parameters are now.
+
+    ``"auto"`` takes numba for a categorical RBM on the CPU when numba is installed, torch
+    otherwise; asking for numba where it cannot run is a UsageError saying why.
+    """
+    fits = model.categorical and model.weight.device.type == "cpu" and model.flat_weight_t().is_contiguous()
+    if engine == "torch" or (engine == "auto" and not fits):
+        return "torch"
+    if engine == "numba" and not fits:
+        raise UsageError("--engine numba trains categorical RBMs on the CPU only; use --engine torch (or auto)")
+    if _kernels() is None:
+        if engine == "numba":
+            raise UsageError("--engine numba needs the numba package (python -m pip install numba); or use --engine torch")
+        return "torch"
+    return "numba"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -108,6 +148,8 @@ class RBMTrainer:
         # Written out because torch.optim's per-step overhead measured ~150 µs here, a sixth of
         # a whole CD update at batch 64.
         self.velocity = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        self.engine = resolve_engine(cfg.engine, model)
+        self._loops = _kernels() if self.engine == "numba" else None
         self.chains = None
         if cfg.persistent:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
@@ -123,6 +165,8 @@ class RBMTrainer:
     @torch.no_grad()
     def update(self, v_data: torch.Tensor) -> None:
         """One CD-k / PCD-k step on a batch ``(B, V)`` of training states."""
+        if self.engine == "numba":
+            return self._compiled_update(v_data)
         model, num_data = self.model, v_data.shape[0]
         if self.chains is None:
             v = v_data
@@ -139,6 +183,55 @@ class RBMTrainer:
         if self.chains is not None:
             self.chains = v
         self._step(model.contrastive_gradients(v_data, data_hidden, v, hidden_probs))
+
+    def _compiled_update(self, v_data: torch.Tensor) -> None:
+        """:meth:`update` with the gathers, the categorical draws and the step in compiled loops
+        (:mod:`.rbm_kernels`). The same random numbers are drawn in the same order as the torch
+        engine's, and the categorical draws follow the same float64 rule."""
+        cfg, model, loops = self.config, self.model, self._loops
+        arrays = self._numpy_views()
+        v_data = v_data.contiguous()
+        num_data, num_categories = v_data.shape[0], model.num_categories
+        weight_t, hidden_bias = arrays[0], arrays[2]
+        chains = self.chains if self.chains is not None else v_data[:0]
+        preactivations = torch.empty(num_data + len(chains), model.num_hidden, dtype=model.weight.dtype)
+        loops.hidden_preactivations(v_data.numpy(), chains.numpy(), num_categories, weight_t, hidden_bias, preactivations.numpy())
+        both = torch.sigmoid(preactivations)
+        data_hidden = both[:num_data]
+        hidden_probs = data_hidden if self.chains is None else both[num_data:]
+        for _ in range(cfg.cd_steps):
+            h = bernoulli_from_probs(hidden_probs, self.generator)
+            probs = torch.softmax(model.visible_logits(h), -1)
+            uniforms = torch.rand(probs.shape[:-1], generator=self.generator, dtype=torch.float64)
+            v = torch.empty(probs.shape[:-1], dtype=torch.long)
+            preactivations = torch.empty(len(v), model.num_hidden, dtype=model.weight.dtype)
+            loops.draw_and_gather(probs.numpy(), uniforms.numpy(), weight_t, hidden_bias, v.numpy(), preactivations.numpy())
+            hidden_probs = torch.sigmoid(preactivations)
+        if self.chains is not None:
+            self.chains = v
+        coefficients = np.array(
+            [self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / len(v), -1.0 / num_data], dtype=weight_t.dtype,
+        )
+        loops.sgd_update(v.numpy(), hidden_probs.numpy(), v_data.numpy(), data_hidden.numpy(), coefficients,
+                         num_categories, *arrays)
+
+    def _numpy_views(self) -> list:
+        """NumPy views of the parameters and velocities in the loops' layout: ``weight_t (V*K, H)``,
+        ``visible_bias (V*K,)``, ``hidden_bias (H,)``, then the three velocities alike; rebuilt
+        when the parameters' memory changes."""
+        model = self.model
+        key = model.weight.data_ptr()
+        if getattr(self, "_views_key", None) != key:
+            if self.config.momentum:
+                velocity = self.velocity
+            else:  # torch.optim.SGD keeps no velocity without momentum; a weight cost still needs a buffer
+                velocity = {name: torch.zeros_like(v) for name, v in self.velocity.items()}
+            tensors = [model.flat_weight_t(), model.visible_bias.view(-1), model.hidden_bias]
+            tensors += [velocity["weight"].reshape(model.num_hidden, -1).t(), velocity["visible_bias"].view(-1),
+                        velocity["hidden_bias"]]
+            self._views = [t.detach().numpy() for t in tensors]
+            self._views_key = key
+        return self._views
 
     def _step(self, gradients: tuple) -> None:
         """SGD with momentum (torch.optim.SGD's rule); the L2 weight cost applies to the weights only.
