@@ -413,3 +413,10 @@ def test_resuming_a_checkpoint_not_written_by_train_fails_cleanly(tmp_path, corp
     save_checkpoint(tmp_path / "bare", RBM(4, 3, codec.num_categories), codec=codec)
     message = assert_clean_error(gibbsdream_here("train", "rbm", "--data", corpus, "--out", tmp_path / "bare", "--resume"))
     assert "cannot be resumed" in message
+
+
+def test_demo_trains_and_shows_plain_and_annealed_samples(tmp_path, single_thread):
+    result = gibbsdream_here("demo", "--out", tmp_path / "demo", "--epochs", 1, "--chains", 2, "--steps", 5)
+    assert_ok(result)
+    assert (tmp_path / "demo" / "config.json").is_file()
+    assert "1.5" in result.stdout and result.stdout.count("\n") >= 4

@@ -114,7 +114,7 @@ def main() -> None:
         "",
         "```",
         "gibbsdream train rbm --data builtin:regions --case-fold --max-length 20 --min-char-count 20 \\",
-        "    --hidden 256 --epochs 100 --monitor-every 10 --out runs/docs-regions",
+        "    --hidden 256 --epochs 100 --monitor-every 10 --engine torch --out runs/docs-regions",
         f"gibbsdream sample runs/docs-regions --chains {CHAINS} --steps {STEPS} --temperature 1.5:0.2 --anneal geometric",
         "```",
         "",

@@ -26,7 +26,7 @@ SWEEPS = {  # name -> (sweep arguments, how the checkpoint was trained)
         ["runs/docs-regions", "--grid", "temperature=1,0.5,1.5:0.2,2:0.5,1:0.1", "--grid", "init=uniform,silhouettes",
          "--grid", "steps=1000", "--chains", "200"],
         "python docs/scripts/rbm_annealing.py (train rbm --data builtin:regions --case-fold --max-length 20 "
-        "--min-char-count 20 --hidden 256 --epochs 100)",
+        "--min-char-count 20 --hidden 256 --epochs 100 --engine torch)",
     ),
     "inpaint-digits": (
         ["runs/digits", *INPAINT_GRID],

@@ -412,7 +412,7 @@ def demo_command(out, epochs, chains, steps, seed):
             data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.1,
             lr_decay=0.98, momentum=0.9, weight_cost=1e-3, cd_steps=1, persistent=False, max_length=20,
             case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05, monitor_every=0,
-            seed=seed, device="auto", resume=False, quiet=True,
+            seed=seed, device="auto", engine="auto", resume=False, quiet=True,
         )
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
