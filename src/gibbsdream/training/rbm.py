@@ -7,7 +7,7 @@ one-hot visibles, :meth:`RBM.contrastive_gradients`); the step is SGD with momen
 weight cost on the weights only, as in Hinton's practical guide.
 
 Two engines run the same algorithm: ``torch`` (any device, any RBM) and ``numba`` (categorical
-RBMs on the CPU), which does the categorical draws and the parameter step in compiled loops
+RBMs on the CPU), which does the gathers, the categorical draws and the parameter step in compiled loops
 (:mod:`gibbsdream.training.rbm_kernels`) because eager PyTorch spends most of a small-batch update
 on per-operation overhead there. Both draw the same random numbers in the same order; their
 parameters differ only by float rounding (the step adds the statistics in another order).
