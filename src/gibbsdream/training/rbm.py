@@ -150,6 +150,7 @@ class RBMTrainer:
         self.velocity = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
         self.engine = resolve_engine(cfg.engine, model)
         self._loops = _kernels() if self.engine == "numba" else None
+        self._views, self._views_key = [], None  # see _numpy_views
         self.chains = None
         if cfg.persistent:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
@@ -221,7 +222,7 @@ class RBMTrainer:
         when the parameters' memory changes."""
         model = self.model
         key = model.weight.data_ptr()
-        if getattr(self, "_views_key", None) != key:
+        if self._views_key != key:
             if self.config.momentum:
                 velocity = self.velocity
             else:  # torch.optim.SGD keeps no velocity without momentum; a weight cost still needs a buffer

@@ -53,12 +53,10 @@ def hidden_preactivations(first, second, num_categories, weight_t, hidden_bias, 
     ``first (n1, V)``, ``second (n2, V)`` int64 categories (``n2`` may be 0), ``weight_t (V*K, H)``,
     ``hidden_bias (H,)``; ``out (n1 + n2, H)`` receives ``c + W v`` of every string.
     """
-    num_first = first.shape[0]
-    for b in range(num_first + second.shape[0]):
-        if b < num_first:
-            _gather(first, b, num_categories, weight_t, hidden_bias, out, b)
-        else:
-            _gather(second, b - num_first, num_categories, weight_t, hidden_bias, out, b)
+    for b in range(first.shape[0]):
+        _gather(first, b, num_categories, weight_t, hidden_bias, out, b)
+    for b in range(second.shape[0]):
+        _gather(second, b, num_categories, weight_t, hidden_bias, out, first.shape[0] + b)
 
 
 @njit(**_COMPILE)
