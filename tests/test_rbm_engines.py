@@ -1,10 +1,16 @@
 """The compiled (numba) training engine against the PyTorch one.
 
 Both engines draw the same random numbers in the same order and use the same float64 rule for
-categorical draws, so from the same state they must draw the same chains; the parameters may
-differ only by float rounding, because the compiled step adds the statistics in another order.
+categorical draws, so from the same state they draw the same chains (their probabilities differ
+in the last bits, which could flip a draw about once in ten million: not in runs this small); the
+parameters differ only by float rounding. The compiled engine splits the hidden units among
+threads, so each test runs it with one thread and with several.
 """
 
+import os
+import threading
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -18,12 +24,14 @@ from gibbsdream.training.rbm import resolve_engine
 rbm_kernels = pytest.importorskip("gibbsdream.training.rbm_kernels")
 
 
-def trainer(engine, data, dtype=torch.float32, num_categories=5, **settings):
+def trainer(engine, data, dtype=torch.float32, num_categories=5, threads=1, **settings):
     model = RBM(data.shape[1], 10, num_categories).to(dtype)
     model.reset_parameters(torch.Generator().manual_seed(0), std=0.3)
     model.init_visible_bias_from_data(data)
     config = RBMTrainConfig(num_hidden=10, engine=engine, monitor_size=20, fantasy_particles=2, **settings)
-    return RBMTrainer(model, config, data[:380], data[380:])
+    result = RBMTrainer(model, config, data[:380], data[380:])
+    result.threads = threads
+    return result
 
 
 def corpus(num_categories=5, positions=6, seed=0):
@@ -54,9 +62,10 @@ def test_auto_takes_numba_for_categorical_models_on_the_cpu_and_torch_otherwise(
     {"persistent": True, "momentum": 0.0, "weight_cost": 1e-3, "batch_size": 48},  # weight cost alone
     {"persistent": False, "batch_size": 100, "learning_rate": 0.5},
 ])
-def test_compiled_updates_draw_the_same_chains_and_reach_the_same_parameters(settings):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_compiled_updates_draw_the_same_chains_and_reach_the_same_parameters(settings, threads):
     data = corpus()
-    ours, reference = trainer("numba", data, **settings), trainer("torch", data, **settings)
+    ours, reference = trainer("numba", data, threads=threads, **settings), trainer("torch", data, **settings)
     batch = ours.config.batch_size
     for start in range(0, 380, batch):  # the last batch is a short one
         ours.update(ours.train_data[start:start + batch])
@@ -74,7 +83,8 @@ def test_compiled_updates_draw_the_same_chains_and_reach_the_same_parameters(set
 
 def test_float64_models_train_in_float64():
     data = corpus()
-    ours, reference = trainer("numba", data, torch.float64, persistent=True), trainer("torch", data, torch.float64, persistent=True)
+    ours = trainer("numba", data, torch.float64, threads=2, persistent=True)
+    reference = trainer("torch", data, torch.float64, persistent=True)
     for start in range(0, 380, 64):
         ours.update(ours.train_data[start:start + 64])
         reference.update(reference.train_data[start:start + 64])
@@ -87,7 +97,7 @@ def test_whole_runs_of_the_two_engines_agree():
     data = corpus(num_categories=7, positions=9, seed=1)
     runs = {}
     for engine in ("numba", "torch"):
-        t = trainer(engine, data, num_categories=7, epochs=3, persistent=True)
+        t = trainer(engine, data, num_categories=7, epochs=3, persistent=True, threads=2)
         t.fit(progress=False)
         runs[engine] = t
     assert torch.equal(runs["numba"].chains, runs["torch"].chains)
@@ -102,7 +112,7 @@ def test_whole_runs_of_the_two_engines_agree():
     chains=st.integers(1, 9), positions=st.integers(1, 11), categories=st.integers(3, 30),
     spread=st.floats(0.0, 40.0), seed=st.integers(0, 2**31 - 1), on_boundaries=st.booleans(),
 )
-def test_draw_and_gather_is_the_float64_inverse_cdf_then_the_hidden_preactivations(
+def test_draws_are_the_float64_inverse_cdf_and_gathers_the_hidden_preactivations(
     chains, positions, categories, spread, seed, on_boundaries,
 ):
     g = torch.Generator().manual_seed(seed)
@@ -117,19 +127,77 @@ def test_draw_and_gather_is_the_float64_inverse_cdf_then_the_hidden_preactivatio
         u = torch.rand(chains, positions, generator=g, dtype=torch.float64)
     expected = (cdf <= (u.unsqueeze(-1) * cdf[..., -1:])).sum(-1).clamp(max=categories - 1)
 
+    states = torch.empty(chains, positions, dtype=torch.long)
+    scratch = np.empty((4, categories))
+    for c in range(chains):
+        rbm_kernels.draw_categories(probs[c].reshape(-1).numpy(), u[c].numpy(), categories, scratch, states[c].numpy())
+    assert torch.equal(states, expected)
+
     model = RBM(positions, 7, categories)
     model.reset_parameters(g, std=1.0)
     with torch.no_grad():
         model.hidden_bias.normal_(generator=g)
-    states = torch.empty(chains, positions, dtype=torch.long)
-    preactivations = torch.empty(chains, 7)
+        reference = model.hidden_logits(states)
     weight_t, hidden_bias = model.flat_weight_t().detach().numpy(), model.hidden_bias.detach().numpy()
-    rbm_kernels.draw_and_gather(probs.numpy(), u.numpy(), weight_t, hidden_bias, states.numpy(), preactivations.numpy())
-    assert torch.equal(states, expected)
-    with torch.no_grad():
-        assert torch.allclose(preactivations, model.hidden_logits(states), atol=1e-5, rtol=0)
+    for first, last in ((0, 7), (2, 5)):  # all hidden units, and some of them
+        out = np.empty(chains * (last - first), np.float32)
+        rbm_kernels.hidden_preactivations(states.numpy(), categories, weight_t, hidden_bias, first, last, out)
+        assert np.allclose(out.reshape(chains, -1), reference[:, first:last].numpy(), atol=1e-5, rtol=0)
 
-    both = torch.empty(2 * chains, 7)
-    rbm_kernels.hidden_preactivations(states.numpy(), expected.flip(0).numpy(), categories, weight_t, hidden_bias, both.numpy())
-    with torch.no_grad():
-        assert torch.allclose(both, model.hidden_logits(torch.cat([states, expected.flip(0)])), atol=1e-5, rtol=0)
+
+def test_the_compiled_exp_and_sigmoid_are_within_a_few_ulp_of_the_exact_values():
+    x = torch.cat([torch.linspace(-87, 88, 200_001), torch.randn(10_000) * 5, torch.tensor([0.0, -1e-30, 1e-30])])
+    ours = x.numpy().copy()
+    rbm_kernels._exp(ours, 0, len(ours), np.empty(len(ours), np.int32))
+    reference = torch.exp(x.double())
+    assert ((torch.from_numpy(ours).double() - reference).abs() / reference).max() < 2 * 2**-24
+    both_ends = np.array([-200.0, -88.5, 88.5, 200.0], np.float32)
+    rbm_kernels._exp(both_ends, 0, 4, np.empty(4, np.int32))
+    assert np.all(np.isfinite(both_ends)) and both_ends[0] > 0  # clamped to [-87, 88]: no inf, no 0
+
+    probs = (x * 0.3).numpy().copy()
+    rbm_kernels.sigmoid(probs, len(probs), np.empty(len(probs), np.int32))
+    exact = torch.sigmoid((x * 0.3).double()).numpy()
+    ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(probs - exact) <= 3 * ulp)  # PyTorch's own sigmoid is 2.2 ulp off at worst here
+    float64 = x.double().numpy().copy()
+    rbm_kernels._exp(float64, 0, len(float64), np.empty(len(float64), np.int32))
+    assert np.allclose(float64, reference.numpy(), rtol=1e-15, atol=0)
+
+
+def test_a_failing_worker_calls_the_run_off_instead_of_leaving_the_others_waiting():
+    ours = trainer("numba", corpus(), threads=2, persistent=True)
+    original = ours._scratch
+
+    def broken(thread, *args):  # the second thread gets a scratch array of the wrong size
+        arrays = list(original(thread, *args))
+        if thread == 1:
+            arrays[2] = np.empty(1, arrays[2].dtype)
+        return tuple(arrays)
+
+    ours._scratch = broken
+    outcome = {}
+
+    def run():
+        try:
+            ours.update(ours.train_data[:64])
+        except ValueError as error:
+            outcome["error"] = error
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive() and "error" in outcome
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_workers_are_kept_apart_only_while_they_run():
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("needs two CPUs")
+    cpu = rbm_kernels.current_cpu()
+    with rbm_kernels.kept_apart(0, cpu):
+        assert os.sched_getaffinity(0) == {cpu}
+    with rbm_kernels.kept_apart(1, cpu):
+        assert os.sched_getaffinity(0) == allowed - {cpu}
+    assert os.sched_getaffinity(0) == allowed

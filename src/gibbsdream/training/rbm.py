@@ -16,6 +16,7 @@ parameters differ only by float rounding (the step adds the statistics in anothe
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -105,6 +106,30 @@ def resolve_engine(engine: str, model) -> str:
     return "numba"
 
 
+UPDATES_PER_CALL = 32  # updates per call of the numba engine's threads: the progress bar moves between calls
+
+
+def default_threads(num_hidden: int) -> int:
+    """Threads of the numba engine: PyTorch's intra-op thread count, but at least 64 hidden units
+    each, because every thread does a share of each matrix product and the threads meet twice
+    per Gibbs step, so thin shares cost more in meetings than they save."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), cpus, num_hidden // 64))
+
+
+_pool = None
+
+
+def _worker_pool(size: int):
+    """A process-wide pool of threads for the numba engine's workers 1..T-1."""
+    global _pool
+    if _pool is None or _pool._max_workers < size:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gibbsdream-rbm")
+    return _pool
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU."""
     if str(device) == "auto":
@@ -150,7 +175,9 @@ class RBMTrainer:
         self.velocity = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
         self.engine = resolve_engine(cfg.engine, model)
         self._loops = _kernels() if self.engine == "numba" else None
-        self._views, self._views_key = [], None  # see _numpy_views
+        self._views, self._views_key = [], None  # see _parameter_arrays
+        self._scratch_arrays = {}
+        self.threads = default_threads(model.num_hidden)
         self.chains = None
         if cfg.persistent:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
@@ -164,10 +191,18 @@ class RBMTrainer:
     # ---- one update ------------------------------------------------------------------------
 
     @torch.no_grad()
+    def _updates(self, data: torch.Tensor, batch_size: int) -> None:
+        """One update per ``batch_size`` rows of ``data``, in order."""
+        if self.engine == "numba":
+            return self._compiled_updates(data, batch_size)
+        for start in range(0, len(data), batch_size):
+            self.update(data[start : start + batch_size])
+
+    @torch.no_grad()
     def update(self, v_data: torch.Tensor) -> None:
         """One CD-k / PCD-k step on a batch ``(B, V)`` of training states."""
         if self.engine == "numba":
-            return self._compiled_update(v_data)
+            return self._compiled_updates(v_data, len(v_data))
         model, num_data = self.model, v_data.shape[0]
         if self.chains is None:
             v = v_data
@@ -185,39 +220,74 @@ class RBMTrainer:
             self.chains = v
         self._step(model.contrastive_gradients(v_data, data_hidden, v, hidden_probs))
 
-    def _compiled_update(self, v_data: torch.Tensor) -> None:
-        """:meth:`update` with the gathers, the categorical draws and the step in compiled loops
-        (:mod:`.rbm_kernels`). The same random numbers are drawn in the same order as the torch
-        engine's, and the categorical draws follow the same float64 rule."""
-        cfg, model, loops = self.config, self.model, self._loops
-        arrays = self._numpy_views()
-        v_data = v_data.contiguous()
-        num_data, num_categories = v_data.shape[0], model.num_categories
-        weight_t, hidden_bias = arrays[0], arrays[2]
-        chains = self.chains if self.chains is not None else v_data[:0]
-        preactivations = torch.empty(num_data + len(chains), model.num_hidden, dtype=model.weight.dtype)
-        loops.hidden_preactivations(v_data.numpy(), chains.numpy(), num_categories, weight_t, hidden_bias, preactivations.numpy())
-        both = torch.sigmoid(preactivations)
-        data_hidden = both[:num_data]
-        hidden_probs = data_hidden if self.chains is None else both[num_data:]
-        for _ in range(cfg.cd_steps):
-            h = bernoulli_from_probs(hidden_probs, self.generator)
-            probs = torch.softmax(model.visible_logits(h), -1)
-            uniforms = torch.rand(probs.shape[:-1], generator=self.generator, dtype=torch.float64)
-            v = torch.empty(probs.shape[:-1], dtype=torch.long)
-            preactivations = torch.empty(len(v), model.num_hidden, dtype=model.weight.dtype)
-            loops.draw_and_gather(probs.numpy(), uniforms.numpy(), weight_t, hidden_bias, v.numpy(), preactivations.numpy())
-            hidden_probs = torch.sigmoid(preactivations)
-        if self.chains is not None:
-            self.chains = v
-        coefficients = np.array(
-            [self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / len(v), -1.0 / num_data], dtype=weight_t.dtype,
-        )
-        loops.sgd_update(v.numpy(), hidden_probs.numpy(), v_data.numpy(), data_hidden.numpy(), coefficients,
-                         num_categories, *arrays)
+    def _compiled_updates(self, data: torch.Tensor, batch_size: int) -> None:
+        """``len(data) // batch_size`` updates, batch after batch of ``data (U * batch_size, V)``, by
+        the compiled loop (:func:`.rbm_kernels.train_worker`) on ``self.threads`` threads.
 
-    def _numpy_views(self) -> list:
-        """NumPy views of the parameters and velocities in the loops' layout: ``weight_t (V*K, H)``,
+        The random numbers are drawn here first, from the trainer's generator in the torch
+        engine's order (per update and Gibbs step: the hidden uniforms, then the visible ones).
+        """
+        cfg, model, loops = self.config, self.model, self._loops
+        data = data.contiguous()
+        num_updates = len(data) // batch_size
+        num_chains = len(self.chains) if self.chains is not None else batch_size
+        dtype = model.weight.dtype
+        hidden_uniforms = torch.empty(num_updates, cfg.cd_steps, num_chains, model.num_hidden, dtype=dtype)
+        visible_uniforms = torch.empty(num_updates, cfg.cd_steps, num_chains, model.num_visible, dtype=torch.float64)
+        for u in range(num_updates):
+            for s in range(cfg.cd_steps):
+                hidden_uniforms[u, s].uniform_(generator=self.generator)
+                visible_uniforms[u, s].uniform_(generator=self.generator)
+        chains = self.chains if self.chains is not None else torch.empty(num_chains, model.num_visible, dtype=torch.long)
+        coefficients = np.array([self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size],
+                                dtype=self._parameter_arrays[0].dtype)
+        shared = (data.numpy(), batch_size, self.chains is not None, model.num_categories, hidden_uniforms.numpy(),
+                  visible_uniforms.numpy(), chains.numpy(), coefficients, *self._parameter_arrays)
+        threads = self.threads
+        partials = np.empty((threads, num_chains, model.num_visible * model.num_categories), coefficients.dtype)
+        flags = loops.flags_for(threads)
+        main_cpu = loops.current_cpu() if threads > 1 else -1
+
+        def work(thread):
+            try:
+                with loops.kept_apart(thread, main_cpu):
+                    loops.train_worker(thread, threads, *self._columns(thread), *shared, partials, flags,
+                                       *self._scratch(thread, batch_size, num_chains))
+            except BaseException:
+                flags[-1] = 1  # call the run off, so that no other thread waits for this one forever
+                raise
+
+        helpers = [_worker_pool(threads - 1).submit(work, t) for t in range(1, threads)]
+        try:
+            work(0)
+        finally:
+            for helper in helpers:
+                helper.result()
+
+    def _columns(self, thread: int) -> tuple[int, int]:
+        """The hidden units ``[first, last)`` that ``thread`` owns."""
+        h = self.model.num_hidden
+        return thread * h // self.threads, (thread + 1) * h // self.threads
+
+    def _scratch(self, thread: int, batch_size: int, num_chains: int) -> tuple:
+        """Working arrays of one thread (see :func:`.rbm_kernels.train_worker`), kept between calls."""
+        key = (self._columns(thread), batch_size, num_chains)
+        if key not in self._scratch_arrays:
+            model, dtype = self.model, self._parameter_arrays[0].dtype
+            first, last = self._columns(thread)
+            width, rows = last - first, model.num_visible * model.num_categories
+            self._scratch_arrays[key] = (
+                np.empty((rows, width), dtype), np.empty((rows, width), dtype), np.empty(width, dtype), np.empty(width, dtype),
+                np.empty((batch_size + num_chains) * width, dtype), np.empty(num_chains * width, dtype),
+                np.empty((num_chains, width), dtype), np.empty(max((batch_size + num_chains) * width, rows), np.int32),
+                np.empty(rows, dtype), np.empty((4, model.num_categories), np.float64),
+                np.empty(self._loops.GEMM_INTS, np.int32), np.empty(2, dtype), np.empty(2, np.uint8),
+            )
+        return self._scratch_arrays[key]
+
+    @property
+    def _parameter_arrays(self) -> list:
+        """NumPy views of the parameters and velocities in the loop's layout: ``weight_t (V*K, H)``,
         ``visible_bias (V*K,)``, ``hidden_bias (H,)``, then the three velocities alike; rebuilt
         when the parameters' memory changes."""
         model = self.model
@@ -268,9 +338,15 @@ class RBMTrainer:
             started = time.perf_counter()
             learning_rate = self.learning_rate
             shuffled = data[torch.randperm(n, generator=self.shuffle_generator).to(device)]
+            full_batches, size = n // cfg.batch_size, cfg.batch_size
+            per_call = UPDATES_PER_CALL if self.engine == "numba" else 1
             with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
-                for i in range(batches):
-                    self.update(shuffled[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+                for first in range(0, full_batches, per_call):
+                    count = min(per_call, full_batches - first)
+                    self._updates(shuffled[first * size : (first + count) * size], size)
+                    advance(count)
+                if n % size:  # the short last batch
+                    self._updates(shuffled[full_batches * size :], n % size)
                     advance()
             seconds = time.perf_counter() - started
             self.epoch += 1
