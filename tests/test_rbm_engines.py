@@ -55,6 +55,16 @@ def test_auto_takes_numba_for_categorical_models_on_the_cpu_and_torch_otherwise(
         RBMTrainConfig(engine="fortran").check()
 
 
+def test_without_the_compiled_loop_auto_takes_torch_and_numba_says_why(monkeypatch):
+    import gibbsdream.training.rbm as training
+
+    monkeypatch.setattr(training, "_kernels", lambda: ImportError("sgemm_ is not exported here"))
+    categorical = RBM(6, 4, 5)
+    assert resolve_engine("auto", categorical) == "torch"
+    with pytest.raises(UsageError, match=r"cannot run here \(sgemm_ is not exported here\); use --engine torch"):
+        resolve_engine("numba", categorical)
+
+
 @pytest.mark.parametrize("settings", [
     {"persistent": True, "momentum": 0.0, "weight_cost": 0.0},  # the step goes straight into the rows
     {"persistent": True},  # momentum 0.9 and weight cost: the dense step

@@ -123,9 +123,9 @@ def train_app():
 @option("--seed", default=0, help="Random seed (same seed, same device: same model).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--engine", type=click.Choice(["auto", "torch", "numba"]), default="auto",
-        help="How updates run: numba (compiled CPU loops, categorical models on the CPU), torch (any device), "
-             "or auto (numba where it applies and is installed). Same random numbers, same samples; the "
-             "parameters differ only by float rounding.")
+        help="How updates run: numba (a compiled loop on several CPU threads, for categorical models on the "
+             "CPU; needs numba and a PyTorch built with MKL), torch (any device), or auto (numba where it can "
+             "run). Same random numbers; results differ only by float rounding.")
 @option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_rbm(

@@ -7,10 +7,10 @@ one-hot visibles, :meth:`RBM.contrastive_gradients`); the step is SGD with momen
 weight cost on the weights only, as in Hinton's practical guide.
 
 Two engines run the same algorithm: ``torch`` (any device, any RBM) and ``numba`` (categorical
-RBMs on the CPU), which does the gathers, the categorical draws and the parameter step in compiled loops
-(:mod:`gibbsdream.training.rbm_kernels`) because eager PyTorch spends most of a small-batch update
-on per-operation overhead there. Both draw the same random numbers in the same order; their
-parameters differ only by float rounding (the step adds the statistics in another order).
+RBMs on the CPU, with a PyTorch built with MKL), which runs whole batches of updates as one compiled
+loop on several threads, each owning a block of hidden units (:mod:`gibbsdream.training.rbm_kernels`),
+because eager PyTorch spends most of a small-batch update on per-operation overhead there. Both
+draw the same random numbers in the same order; they differ only by float rounding.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class RBMTrainConfig:
     fantasy_particles: int = 8  # decoded into the history each epoch
     monitor_every: int = 1  # epochs between pseudo-log-likelihood / free-energy gap / fantasy checks; 0 = never
     seed: int = 0
-    engine: str = "auto"  # "auto" (numba for categorical RBMs on the CPU when installed, else torch), "torch", "numba"
+    engine: str = "auto"  # "auto" (numba for categorical RBMs on the CPU where it can run, else torch), "torch", "numba"
 
     def check(self) -> "RBMTrainConfig":
         """Raise UsageError (naming the command-line flag) for an impossible setting."""
@@ -80,28 +80,30 @@ ENGINES = ("auto", "torch", "numba")
 
 
 def _kernels():
-    """The compiled training loops, or None when numba cannot be imported here."""
+    """The compiled training loop, or the ImportError saying why it cannot run here (numba missing,
+    or a PyTorch without MKL's ``sgemm``)."""
     try:
         from . import rbm_kernels
-    except ImportError:
-        return None
+    except ImportError as error:
+        return error
     return rbm_kernels
 
 
 def resolve_engine(engine: str, model) -> str:
     """``"torch"`` or ``"numba"`` for training ``model`` where its parameters are now.
 
-    ``"auto"`` takes numba for a categorical RBM on the CPU when numba is installed, torch
-    otherwise; asking for numba where it cannot run is a UsageError saying why.
+    ``"auto"`` takes numba for a categorical RBM on the CPU when the compiled loop can run here,
+    torch otherwise; asking for numba where it cannot run is a UsageError saying why.
     """
     fits = model.categorical and model.weight.device.type == "cpu" and model.flat_weight_t().is_contiguous()
     if engine == "torch" or (engine == "auto" and not fits):
         return "torch"
     if engine == "numba" and not fits:
         raise UsageError("--engine numba trains categorical RBMs on the CPU only; use --engine torch (or auto)")
-    if _kernels() is None:
+    kernels = _kernels()
+    if isinstance(kernels, ImportError):
         if engine == "numba":
-            raise UsageError("--engine numba needs the numba package (python -m pip install numba); or use --engine torch")
+            raise UsageError(f"--engine numba cannot run here ({kernels}); use --engine torch (or auto)")
         return "torch"
     return "numba"
 
@@ -126,6 +128,8 @@ def _worker_pool(size: int):
     if _pool is None or _pool._max_workers < size:
         from concurrent.futures import ThreadPoolExecutor
 
+        if _pool is not None:
+            _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gibbsdream-rbm")
     return _pool
 
