@@ -211,3 +211,19 @@ def test_workers_are_kept_apart_only_while_they_run():
     with rbm_kernels.kept_apart(1, cpu):
         assert os.sched_getaffinity(0) == allowed - {cpu}
     assert os.sched_getaffinity(0) == allowed
+
+
+def test_two_runs_at_once_in_one_process_finish_and_match_runs_alone():
+    data = corpus()
+    alone = trainer("numba", data, threads=3, persistent=True, epochs=2, monitor_every=0)
+    alone.fit(progress=False)
+    together = [trainer("numba", data, threads=3, persistent=True, epochs=2, monitor_every=0) for _ in range(2)]
+    runners = [threading.Thread(target=t.fit, kwargs={"progress": False}, daemon=True) for t in together]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(timeout=120)
+    assert not any(runner.is_alive() for runner in runners)
+    for t in together:
+        assert t.epoch == 2 and torch.equal(t.chains, alone.chains)
+        assert_same_parameters(t, alone, atol=0)

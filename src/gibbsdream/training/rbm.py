@@ -119,21 +119,6 @@ def default_threads(num_hidden: int) -> int:
     return max(1, min(torch.get_num_threads(), cpus, num_hidden // 64))
 
 
-_pool = None
-
-
-def _worker_pool(size: int):
-    """A process-wide pool of threads for the numba engine's workers 1..T-1."""
-    global _pool
-    if _pool is None or _pool._max_workers < size:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="gibbsdream-rbm")
-    return _pool
-
-
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU."""
     if str(device) == "auto":
@@ -180,7 +165,7 @@ class RBMTrainer:
         self.engine = resolve_engine(cfg.engine, model)
         self._loops = _kernels() if self.engine == "numba" else None
         self._views, self._views_key = [], None  # see _parameter_arrays
-        self._scratch_arrays = {}
+        self._scratch_arrays, self._pool = {}, None
         self.threads = default_threads(model.num_hidden)
         self.chains = None
         if cfg.persistent:
@@ -261,12 +246,24 @@ class RBMTrainer:
                 flags[-1] = 1  # call the run off, so that no other thread waits for this one forever
                 raise
 
-        helpers = [_worker_pool(threads - 1).submit(work, t) for t in range(1, threads)]
+        helpers = [self._helpers(threads - 1).submit(work, t) for t in range(1, threads)]
         try:
             work(0)
         finally:
             for helper in helpers:
                 helper.result()
+
+    def _helpers(self, count: int):
+        """This trainer's threads for the compiled loop's workers 1..T-1 (the calling thread is
+        worker 0). Each trainer has its own: with one pool for all, two runs in one process could
+        each hold some of its threads while waiting for the rest."""
+        if self._pool is None or self._pool._max_workers < count:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="gibbsdream-rbm")
+        return self._pool
 
     def _columns(self, thread: int) -> tuple[int, int]:
         """The hidden units ``[first, last)`` that ``thread`` owns."""

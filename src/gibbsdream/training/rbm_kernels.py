@@ -117,6 +117,8 @@ FLAG_STRIDE = 16  # int64s between two threads' counters: one 128-byte span each
 def flags_for(num_threads: int) -> np.ndarray:
     """The meeting counters of ``num_threads`` threads, and last the call-off flag."""
     return np.zeros(num_threads * FLAG_STRIDE + 1, np.int64)
+
+
 GEMM_INTS = 6  # per-thread scratch: m, n, k, lda, ldb, ldc for the Fortran BLAS call
 
 # Cephes' single-precision exp: exp(x) = 2^n * exp(r), x = n log 2 + r, |r| <= log(2) / 2.
