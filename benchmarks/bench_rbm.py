@@ -176,7 +176,11 @@ def main() -> None:
 
     a = torch.randn(C, V * K, device=device)
     w = torch.randn(V * K, H, device=device)
-    matmuls = 20
+    # As many products as take about as long as the sweeps (a sweep costs about two of them): a run
+    # of 20 (3.4 ms) was too short on the development VM, where the first parallel operation
+    # after an idle pause can wait milliseconds for the second core, and the reference rate then
+    # swung between 34 and 180 GFLOP/s from round to round (measured).
+    matmuls = 2 * S
     sampling = interleaved({
         "gibbsdream": lambda: sample(model, num_chains=C, steps=S, seed=0),
         "sklearn": peer_sweeps,

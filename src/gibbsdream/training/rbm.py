@@ -108,7 +108,7 @@ def resolve_engine(engine: str, model) -> str:
     return "numba"
 
 
-UPDATES_PER_CALL = 32  # updates per call of the numba engine's threads: the progress bar moves between calls
+UPDATES_PER_CHUNK = 32  # the numba engine draws random numbers for this many updates at a time
 
 
 def default_threads(num_hidden: int) -> int:
@@ -180,12 +180,13 @@ class RBMTrainer:
     # ---- one update ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _updates(self, data: torch.Tensor, batch_size: int) -> None:
-        """One update per ``batch_size`` rows of ``data``, in order."""
+    def _updates(self, data: torch.Tensor, batch_size: int, advance) -> None:
+        """One update per ``batch_size`` rows of ``data``, in order; ``advance(n)`` after each ``n``."""
         if self.engine == "numba":
-            return self._compiled_updates(data, batch_size)
+            return self._compiled_updates(data, batch_size, advance)
         for start in range(0, len(data), batch_size):
             self.update(data[start : start + batch_size])
+            advance(1)
 
     @torch.no_grad()
     def update(self, v_data: torch.Tensor) -> None:
@@ -209,24 +210,25 @@ class RBMTrainer:
             self.chains = v
         self._step(model.contrastive_gradients(v_data, data_hidden, v, hidden_probs))
 
-    def _compiled_updates(self, data: torch.Tensor, batch_size: int) -> None:
-        """``len(data) // batch_size`` updates, batch after batch of ``data (U * batch_size, V)``, by
-        the compiled loop (:func:`.rbm_kernels.train_worker`) on ``self.threads`` threads.
+    def _compiled_updates(self, data: torch.Tensor, batch_size: int, advance=None) -> None:
+        """``len(data) // batch_size`` updates, batch after batch of ``data (N * batch_size, V)``, by
+        the compiled loop (:func:`.rbm_kernels.train_worker`) on ``self.threads`` threads, this one
+        and ``threads - 1`` helpers; ``advance(n)`` is called as updates finish (a progress bar).
 
-        The random numbers are drawn here first, from the trainer's generator in the torch
-        engine's order (per update and Gibbs step: the hidden uniforms, then the visible ones).
+        This thread draws the random numbers a chunk of updates at a time, from the trainer's
+        generator in the torch engine's order (per update and Gibbs step: the hidden uniforms,
+        then the visible ones), then runs its share of that chunk. The helpers run all the updates
+        in one call and spin between chunks: a helper that went to sleep there took milliseconds
+        to wake on the development VM (epochs measured at 0.28 to 0.43 s with sleeping helpers).
         """
         cfg, model, loops = self.config, self.model, self._loops
         data = data.contiguous()
         num_updates = len(data) // batch_size
         num_chains = len(self.chains) if self.chains is not None else batch_size
-        dtype = model.weight.dtype
-        hidden_uniforms = torch.empty(num_updates, cfg.cd_steps, num_chains, model.num_hidden, dtype=dtype)
-        visible_uniforms = torch.empty(num_updates, cfg.cd_steps, num_chains, model.num_visible, dtype=torch.float64)
-        for u in range(num_updates):
-            for s in range(cfg.cd_steps):
-                hidden_uniforms[u, s].uniform_(generator=self.generator)
-                visible_uniforms[u, s].uniform_(generator=self.generator)
+        per_chunk = min(UPDATES_PER_CHUNK, num_updates)
+        shape = (per_chunk, cfg.cd_steps, num_chains)
+        hidden_uniforms = torch.empty(*shape, model.num_hidden, dtype=model.weight.dtype)
+        visible_uniforms = torch.empty(*shape, model.num_visible, dtype=torch.float64)
         chains = self.chains if self.chains is not None else torch.empty(num_chains, model.num_visible, dtype=torch.long)
         coefficients = np.array([self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size],
                                 dtype=self._parameter_arrays[0].dtype)
@@ -236,22 +238,39 @@ class RBMTrainer:
         partials = np.empty((threads, num_chains, model.num_visible * model.num_categories), coefficients.dtype)
         flags = loops.flags_for(threads)
         main_cpu = loops.current_cpu() if threads > 1 else -1
+        failures = []
 
-        def work(thread):
+        def work(thread, first_update, last_update):
             try:
                 with loops.kept_apart(thread, main_cpu):
-                    loops.train_worker(thread, threads, *self._columns(thread), *shared, partials, flags,
-                                       *self._scratch(thread, batch_size, num_chains))
-            except BaseException:
+                    loops.train_worker(thread, threads, *self._columns(thread), first_update, last_update, *shared,
+                                       partials, flags, *self._scratch(thread, batch_size, num_chains))
+            except BaseException as error:  # noqa: BLE001 - raised again in the calling thread below
                 flags[-1] = 1  # call the run off, so that no other thread waits for this one forever
-                raise
+                failures.append(error)
 
-        helpers = [self._helpers(threads - 1).submit(work, t) for t in range(1, threads)]
+        helpers = [self._helpers(threads - 1).submit(work, t, 0, num_updates) for t in range(1, threads)]
         try:
-            work(0)
+            for start in range(0, num_updates, per_chunk):
+                stop = min(start + per_chunk, num_updates)
+                for u in range(stop - start):  # the helpers are past the previous chunk's draws
+                    for s in range(cfg.cd_steps):
+                        hidden_uniforms[u, s].uniform_(generator=self.generator)
+                        visible_uniforms[u, s].uniform_(generator=self.generator)
+                flags[loops.ready_index(threads)] = stop
+                work(0, start, stop)
+                if failures:
+                    break
+                if advance is not None:
+                    advance(stop - start)
+        except BaseException:
+            flags[-1] = 1
+            raise
         finally:
             for helper in helpers:
                 helper.result()
+        if failures:
+            raise failures[0]
 
     def _helpers(self, count: int):
         """This trainer's threads for the compiled loop's workers 1..T-1 (the calling thread is
@@ -340,15 +359,11 @@ class RBMTrainer:
             learning_rate = self.learning_rate
             shuffled = data[torch.randperm(n, generator=self.shuffle_generator).to(device)]
             full_batches, size = n // cfg.batch_size, cfg.batch_size
-            per_call = UPDATES_PER_CALL if self.engine == "numba" else 1
             with progress_bar(batches, f"epoch {self.epoch + 1}/{cfg.epochs}", enabled=progress) as advance:
-                for first in range(0, full_batches, per_call):
-                    count = min(per_call, full_batches - first)
-                    self._updates(shuffled[first * size : (first + count) * size], size)
-                    advance(count)
+                if full_batches:
+                    self._updates(shuffled[: full_batches * size], size, advance)
                 if n % size:  # the short last batch
-                    self._updates(shuffled[full_batches * size :], n % size)
-                    advance()
+                    self._updates(shuffled[full_batches * size :], n % size, advance)
             seconds = time.perf_counter() - started
             self.epoch += 1
             row = {"epoch": self.epoch, "seconds": round(seconds, 3), "learning_rate": learning_rate}

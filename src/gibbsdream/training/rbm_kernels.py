@@ -19,8 +19,9 @@ of the ``(V*K, H)`` weights, and runs whole mini-batch updates on it (:func:`tra
    added straight into the weight rows that the batch uses.
 
 The weights a thread writes are the ones it reads, so they stay in its core's cache; the threads
-meet twice per Gibbs step. The random numbers are drawn beforehand by the trainer from its
-PyTorch generator, in the PyTorch engine's order, so the two engines use the same numbers.
+meet twice per Gibbs step. The random numbers are drawn by the calling thread from the trainer's
+PyTorch generator, a chunk of updates at a time and in the PyTorch engine's order, so the two
+engines use the same numbers; the other threads wait for each chunk (``flags[ready_index]``).
 
 Rounding: ``exp`` is a Cephes-style polynomial (within 2 ulp of the exact value, checked by the
 tests) written so that LLVM vectorises it, and the logits are summed in another order than
@@ -29,11 +30,11 @@ differ about once in 23 million categorical draws and once in several billion hi
 (measured on random logits); the parameters themselves drift apart by float rounding (the step
 adds the statistics in another order), so over a long run the chains of the two engines part.
 
-The threads meet by spinning on per-thread counters (:func:`_wait_for_all`): each thread writes
-only its own counter, and a call to ``sched_yield``, opaque to the compiler, stands before and
-after each meeting so that no store is moved past it or load above it; x86's store order does
-the rest. Nothing here checks its inputs and nothing allocates: :class:`~gibbsdream.training.RBMTrainer`
-prepares every array, so that a worker cannot stop early and leave the others waiting.
+The threads wait by spinning on counters (:func:`_wait_until`): each counter has one writer, and
+a call to ``sched_yield``, opaque to the compiler, stands before each write and after each wait
+so that no store is moved past it or load above it; x86's store order does the rest. Nothing
+here checks its inputs and nothing allocates: :class:`~gibbsdream.training.RBMTrainer` prepares
+every array, and a thread that fails all the same sets the call-off flag that ends every wait.
 
 Importing this module raises ImportError when numba is missing or PyTorch's library does not
 export MKL's ``sgemm_`` (PyTorch builds without MKL); the trainer then uses the PyTorch engine.
@@ -115,8 +116,14 @@ FLAG_STRIDE = 16  # int64s between two threads' counters: one 128-byte span each
 
 
 def flags_for(num_threads: int) -> np.ndarray:
-    """The meeting counters of ``num_threads`` threads, and last the call-off flag."""
-    return np.zeros(num_threads * FLAG_STRIDE + 1, np.int64)
+    """Counters shared by the workers of one run, each on its own 128 bytes: every worker's
+    meeting count, then the number of updates whose random numbers are ready
+    (:func:`ready_index`); last the call-off flag."""
+    return np.zeros((num_threads + 1) * FLAG_STRIDE + 1, np.int64)
+
+
+def ready_index(num_threads: int) -> int:
+    return num_threads * FLAG_STRIDE
 
 
 GEMM_INTS = 6  # per-thread scratch: m, n, k, lda, ldb, ldc for the Fortran BLAS call
@@ -238,17 +245,26 @@ def draw_categories(weights, uniforms, num_categories, cdf, out):  # pragma: no 
 
 
 @njit(**_COMPILE)
+def _wait_until(flags, index, count):  # pragma: no cover - compiled
+    """Wait until ``flags[index] >= count``; False when the run was called off instead
+    (``flags[-1]`` set, by a thread that failed)."""
+    while flags[index] < count:
+        if flags[flags.shape[0] - 1]:
+            return False
+        _yield()  # an opaque call: the counter is read afresh each time, and others may run
+    _yield()  # no load after the wait is moved above it
+    return True
+
+
+@njit(**_COMPILE)
 def _wait_for_all(flags, thread, num_threads, count):  # pragma: no cover - compiled
     """Mark this thread's arrival at meeting number ``count`` and wait for the others; False when
-    the run was called off instead (``flags[-1]`` set, by a thread that failed)."""
+    the run was called off instead."""
     _yield()  # an opaque call: every store before it is done before the counter is written
     flags[thread * FLAG_STRIDE] = count
     for other in range(num_threads):
-        while flags[other * FLAG_STRIDE] < count:
-            if flags[flags.shape[0] - 1]:
-                return False
-            _yield()
-    _yield()  # and no load after the meeting is moved above it
+        if not _wait_until(flags, other * FLAG_STRIDE, count):
+            return False
     return True
 
 
@@ -348,18 +364,22 @@ def _copy_columns(source, first, last, destination, back):  # pragma: no cover -
 
 @njit(**_COMPILE)
 def train_worker(
-    thread, num_threads, first, last, data, batch_size, persistent, num_categories, hidden_uniforms,
+    thread, num_threads, first, last, first_update, last_update, data, batch_size, persistent, num_categories,
+    hidden_uniforms,
     visible_uniforms, chains, coefficients, weight_t, visible_bias, hidden_bias, velocity_t, velocity_visible,
     velocity_hidden, partials, flags, own_weight_t, own_velocity_t, own_hidden_bias, own_velocity_hidden, probs,
     model_hidden, samples, exponents, logits, cdf, gemm_ints, gemm_scalars, gemm_chars,
 ):  # pragma: no cover - compiled
-    """Thread ``thread`` of ``num_threads``: CD-k / PCD-k updates on hidden units ``[first, last)``.
+    """Thread ``thread`` of ``num_threads``: updates ``[first_update, last_update)`` of CD-k / PCD-k
+    on hidden units ``[first, last)``.
 
-    Shapes (``U`` updates, ``S`` Gibbs steps, ``C`` chains, ``n`` = ``batch_size`` strings a batch,
-    ``w = last - first``, ``R = V*K``), all arrays in the parameters' dtype unless said:
+    Shapes (``U`` updates a chunk, ``S`` Gibbs steps, ``C`` chains, ``n`` =
+    ``batch_size`` strings a batch, ``w = last - first``, ``R = V*K``), all arrays in the
+    parameters' dtype unless said:
 
-    * shared by all threads: ``data (U*n, V)`` int64, batch ``u`` is rows ``[u*n, (u+1)*n)``;
-      ``hidden_uniforms (U, S, C, H)``; ``visible_uniforms (U, S, C, V)`` float64; ``chains (C, V)``
+    * shared by all threads: ``data (N*n, V)`` int64, batch ``g`` is rows ``[g*n, (g+1)*n)``;
+      ``hidden_uniforms (U, S, C, H)`` and ``visible_uniforms (U, S, C, V)`` float64, one chunk of
+      updates: update ``g`` uses ``[g % U]`` once ``flags[ready_index] > g``; ``chains (C, V)``
       int64, the persistent chains (updated in place) or, for CD (``persistent`` False, ``C = n``),
       scratch; ``coefficients (5,)`` = [learning rate, momentum, weight cost, 1/C, -1/n];
       ``weight_t (R, H)``, ``visible_bias (R,)``, ``hidden_bias (H,)`` and their three velocities;
@@ -381,16 +401,19 @@ def train_worker(
     those of the data. Chains ``[thread*C//T, (thread+1)*C//T)`` are drawn by this thread.
     """
     previous_blas_threads = _set_blas_threads(1)
-    num_updates, num_steps, num_chains = hidden_uniforms.shape[0], hidden_uniforms.shape[1], hidden_uniforms.shape[2]
+    per_chunk, num_steps, num_chains = hidden_uniforms.shape[0], hidden_uniforms.shape[1], hidden_uniforms.shape[2]
     width, rows = last - first, weight_t.shape[0]
     my_first_chain, my_last_chain = thread * num_chains // num_threads, (thread + 1) * num_chains // num_threads
     _copy_columns(weight_t, first, last, own_weight_t, False)
     _copy_columns(velocity_t, first, last, own_velocity_t, False)
     own_hidden_bias[:] = hidden_bias[first:last]
     own_velocity_hidden[:] = velocity_hidden[first:last]
-    meeting = 0
-    for u in range(num_updates):
-        batch = data[u * batch_size:(u + 1) * batch_size]
+    meeting = 2 * num_steps * first_update  # two meetings per Gibbs step, counted from the first update
+    for g in range(first_update, last_update):
+        if not _wait_until(flags, num_threads * FLAG_STRIDE, g + 1):
+            return
+        u = g % per_chunk
+        batch = data[g * batch_size:(g + 1) * batch_size]
         hidden_preactivations(batch, num_categories, own_weight_t, own_hidden_bias, 0, width, probs)
         chain_probs = probs[:batch_size * width]  # CD starts its chains at the data
         if persistent:
