@@ -218,8 +218,9 @@ class RBMTrainer:
         This thread draws the random numbers a chunk of updates at a time, from the trainer's
         generator in the torch engine's order (per update and Gibbs step: the hidden uniforms,
         then the visible ones), then runs its share of that chunk. The helpers run all the updates
-        in one call and spin between chunks: a helper that went to sleep there took milliseconds
-        to wake on the development VM (epochs measured at 0.28 to 0.43 s with sleeping helpers).
+        in one call and spin between chunks rather than sleep, so that no chunk waits for a thread
+        to be woken: on the development VM that could cost milliseconds (a parallel ``zeros_like``
+        of 143,000 floats took 7.8 ms after a pause and 0.1 ms right after other work).
         """
         cfg, model, loops = self.config, self.model, self._loops
         data = data.contiguous()
