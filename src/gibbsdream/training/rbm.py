@@ -246,7 +246,7 @@ class RBMTrainer:
                 with loops.kept_apart(thread, main_cpu):
                     loops.train_worker(thread, threads, *self._columns(thread), first_update, last_update, *shared,
                                        partials, flags, *self._scratch(thread, batch_size, num_chains))
-            except BaseException as error:  # noqa: BLE001 - raised again in the calling thread below
+            except BaseException as error:  # raised again in the calling thread below
                 flags[-1] = 1  # call the run off, so that no other thread waits for this one forever
                 failures.append(error)
 
@@ -292,9 +292,10 @@ class RBMTrainer:
 
     def _scratch(self, thread: int, batch_size: int, num_chains: int) -> tuple:
         """Working arrays of one thread (see :func:`.rbm_kernels.train_worker`), kept between calls."""
-        key = (self._columns(thread), batch_size, num_chains)
+        dtype = self._parameter_arrays[0].dtype
+        key = (self._columns(thread), batch_size, num_chains, dtype)
         if key not in self._scratch_arrays:
-            model, dtype = self.model, self._parameter_arrays[0].dtype
+            model = self.model
             first, last = self._columns(thread)
             width, rows = last - first, model.num_visible * model.num_categories
             self._scratch_arrays[key] = (
