@@ -54,13 +54,19 @@ from numba import njit, types
 
 
 def _library_symbols() -> dict:
-    """Addresses of the BLAS and libc functions the loop calls, registered with LLVM by name."""
+    """Addresses of the BLAS and libc functions the loop calls, registered with LLVM by name.
+
+    The BLAS is the MKL that PyTorch's x86 builds link statically and export, with its LP64
+    Fortran interface (32-bit integers, every argument by address)."""
     folder = os.path.join(os.path.dirname(torch.__file__), "lib")
     paths = [os.path.join(folder, name) for name in ("libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll")]
     path = next((p for p in paths if os.path.exists(p)), None)
     if path is None:
         raise ImportError("PyTorch's CPU library was not found")
-    torch_cpu, libc = ctypes.CDLL(path), ctypes.CDLL(None)
+    try:
+        torch_cpu, libc = ctypes.CDLL(path), ctypes.CDLL(None)  # CDLL(None): the C library (POSIX only)
+    except (OSError, TypeError) as error:
+        raise ImportError(f"the libraries the numba engine calls cannot be loaded here ({error})") from None
     wanted = {"sgemm": (torch_cpu, "sgemm_"), "dgemm": (torch_cpu, "dgemm_"),
               "set_blas_threads": (torch_cpu, "MKL_Set_Num_Threads_Local"), "yield": (libc, "sched_yield")}
     addresses = {}
@@ -83,7 +89,7 @@ _yield = types.ExternalFunction("gibbsdream_yield", types.int32())
 
 _COMPILE = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
 
-_sched_getcpu = getattr(ctypes.CDLL(None), "sched_getcpu", None)
+_sched_getcpu = getattr(ctypes.CDLL(None), "sched_getcpu", None)  # glibc and musl have it
 
 
 def current_cpu() -> int:
