@@ -149,9 +149,10 @@ def test_draws_are_the_float64_inverse_cdf_and_gathers_the_hidden_preactivations
         model.hidden_bias.normal_(generator=g)
         reference = model.hidden_logits(states)
     weight_t, hidden_bias = model.flat_weight_t().detach().numpy(), model.hidden_bias.detach().numpy()
-    for first, last in ((0, 7), (2, 5)):  # all hidden units, and some of them
+    for first, last in ((0, 7), (2, 5)):  # all hidden units, and a block of them
         out = np.empty(chains * (last - first), np.float32)
-        rbm_kernels.hidden_preactivations(states.numpy(), categories, weight_t, hidden_bias, first, last, out)
+        block = np.ascontiguousarray(weight_t[:, first:last])
+        rbm_kernels.hidden_preactivations(states.numpy(), categories, block, hidden_bias[first:last], out)
         assert np.allclose(out.reshape(chains, -1), reference[:, first:last].numpy(), atol=1e-5, rtol=0)
 
 

@@ -181,32 +181,31 @@ def sigmoid(values, count, exponents):  # pragma: no cover - compiled
 
 
 @njit(**_COMPILE)
-def _gather(states, b, num_categories, weight_t, hidden_bias, first, last, out):  # pragma: no cover
-    """``out[j - first] = c_j + sum_i weight_t[i*K + states[b, i], j]`` for ``j`` in ``[first, last)``:
-    summed in ``torch.nn.functional.embedding_bag``'s order, then the bias.
+def _gather(states, b, num_categories, weight_t, hidden_bias, out):  # pragma: no cover - compiled
+    """``out[j] = c_j + sum_i weight_t[i*K + states[b, i], j]``: summed in
+    ``torch.nn.functional.embedding_bag``'s order, then the bias.
 
-    Here and below the loops run over slices rather than offset indices (``a[first + j]``): numba
-    cannot tell that such an index is never negative, and its wrap-around test kept LLVM from
-    vectorising the loop (measured: 10x slower)."""
-    width = last - first
+    Here and below the loops run over slices (``row = weight_t[r]``, ``row[j]``) rather than
+    offset indices (``a[offset + j]``): numba cannot tell that such an index is never negative,
+    and its wrap-around test kept LLVM from vectorising the loop (measured: 10x slower)."""
+    width = weight_t.shape[1]
     for j in range(width):
         out[j] = 0
     for i in range(states.shape[1]):
-        row = weight_t[i * num_categories + states[b, i], first:last]
+        row = weight_t[i * num_categories + states[b, i]]
         for j in range(width):
             out[j] += row[j]
-    bias = hidden_bias[first:last]
     for j in range(width):
-        out[j] += bias[j]
+        out[j] += hidden_bias[j]
 
 
 @njit(**_COMPILE)
-def hidden_preactivations(states, num_categories, weight_t, hidden_bias, first, last, out):  # pragma: no cover
-    """``(n, V)`` int64 categories -> ``out`` flat ``(n * (last - first),)``: ``c + W v`` of every
-    string, hidden units ``[first, last)`` only (``weight_t (V*K, H)``, ``hidden_bias (H,)``)."""
-    width = last - first
+def hidden_preactivations(states, num_categories, weight_t, hidden_bias, out):  # pragma: no cover - compiled
+    """``(n, V)`` int64 categories -> ``out`` flat ``(n * w,)``: ``c + W v`` of every string
+    (``weight_t (V*K, w)`` contiguous, ``hidden_bias (w,)``: all hidden units or a block of them)."""
+    width = weight_t.shape[1]
     for b in range(states.shape[0]):
-        _gather(states, b, num_categories, weight_t, hidden_bias, first, last, out[b * width:(b + 1) * width])
+        _gather(states, b, num_categories, weight_t, hidden_bias, out[b * width:(b + 1) * width])
 
 
 @njit(**_COMPILE)
@@ -275,20 +274,20 @@ def _wait_for_all(flags, thread, num_threads, count):  # pragma: no cover - comp
 
 
 @njit(**_COMPILE)
-def _visible_product(samples, weight_t, first, last, out, gemm_ints, gemm_scalars, gemm_chars):  # pragma: no cover
-    """``out (C, V*K) = samples (C, last - first) @ weight_t[:, first:last].T`` by the Fortran BLAS.
+def _visible_product(samples, weight_t, out, gemm_ints, gemm_scalars, gemm_chars):  # pragma: no cover - compiled
+    """``out (C, V*K) = samples (C, w) @ weight_t.T`` by the Fortran BLAS (``weight_t (V*K, w)``).
 
-    Row-major ``out`` is the column-major ``(V*K, C)`` product ``W_own (V*K, k) @ samples.T``;
-    ``weight_t``'s rows read column-major are ``W.T`` with leading dimension H, hence 'T', 'N'.
+    Row-major ``out`` is the column-major ``(V*K, C)`` product ``weight_t @ samples.T``;
+    ``weight_t``'s rows read column-major are ``weight_t.T`` with leading dimension w, hence 'T', 'N'.
     """
-    rows, chains, width = weight_t.shape[0], samples.shape[0], last - first
+    rows, chains, width = weight_t.shape[0], samples.shape[0], weight_t.shape[1]
     gemm_ints[0], gemm_ints[1], gemm_ints[2] = rows, chains, width
-    gemm_ints[3], gemm_ints[4], gemm_ints[5] = weight_t.shape[1], width, rows
+    gemm_ints[3], gemm_ints[4], gemm_ints[5] = width, width, rows
     gemm_scalars[0], gemm_scalars[1] = 1, 0
     gemm_chars[0], gemm_chars[1] = 84, 78  # 'T', 'N'
     size = weight_t.itemsize
     ints, scalars, chars = gemm_ints.ctypes.data, gemm_scalars.ctypes.data, gemm_chars.ctypes.data
-    args = (chars, chars + 1, ints, ints + 4, ints + 8, scalars, weight_t.ctypes.data + first * size, ints + 12,
+    args = (chars, chars + 1, ints, ints + 4, ints + 8, scalars, weight_t.ctypes.data, ints + 12,
             samples.ctypes.data, ints + 16, scalars + size, out.ctypes.data, ints + 20)
     if size == 4:
         _sgemm(*args)
@@ -297,61 +296,58 @@ def _visible_product(samples, weight_t, first, last, out, gemm_ints, gemm_scalar
 
 
 @njit(**_COMPILE)
-def _add_statistics(states, hidden, scale, num_categories, first, last, weight_t, visible_bias, hidden_bias,
+def _add_statistics(states, hidden, scale, num_categories, weight_t, visible_bias, hidden_bias,
                     with_visible):  # pragma: no cover - compiled
-    """``scale * hidden[b]`` into the weight row of every (string ``b``, position) of the batch,
-    columns ``[first, last)``; into the hidden biases; and ``scale`` into the rows' visible
-    biases when ``with_visible`` (one thread does those). ``hidden`` is flat ``(n * width,)``."""
-    width = last - first
+    """``scale * hidden[b]`` into the weight row of every (string ``b``, position) of the batch
+    (``weight_t (V*K, w)``) and into the hidden biases; ``scale`` into the rows' visible biases
+    when ``with_visible`` (one thread does those). ``hidden`` is flat ``(n * w,)``."""
+    width = weight_t.shape[1]
     for i in range(states.shape[1]):
         for b in range(states.shape[0]):
             row = i * num_categories + states[b, i]
             if with_visible:
                 visible_bias[row] += scale
-            weights, statistics = weight_t[row, first:last], hidden[b * width:(b + 1) * width]
+            weights, statistics = weight_t[row], hidden[b * width:(b + 1) * width]
             for j in range(width):
                 weights[j] += scale * statistics[j]
-    bias = hidden_bias[first:last]
     for b in range(states.shape[0]):
         statistics = hidden[b * width:(b + 1) * width]
         for j in range(width):
-            bias[j] += scale * statistics[j]
+            hidden_bias[j] += scale * statistics[j]
 
 
 @njit(**_COMPILE)
-def _sgd_step(model_states, model_hidden, data_states, data_hidden, coefficients, num_categories, first, last,
-              with_visible, weight_t, visible_bias, hidden_bias, velocity_t, velocity_visible,
-              velocity_hidden):  # pragma: no cover - compiled
-    """SGD with momentum on this thread's columns (torch.optim.SGD's rule, see :func:`train_worker`)."""
+def _sgd_step(model_states, model_hidden, data_states, data_hidden, coefficients, num_categories, with_visible,
+              weight_t, visible_bias, hidden_bias, velocity_t, velocity_visible, velocity_hidden):  # pragma: no cover
+    """SGD with momentum on a thread's block of hidden units (torch.optim.SGD's rule, see
+    :func:`train_worker`); the visible biases too when ``with_visible``."""
     learning_rate, momentum, weight_cost, model_scale, data_scale = coefficients
     if momentum == 0 and weight_cost == 0:  # straight into the rows the batch uses
-        _add_statistics(model_states, model_hidden, -learning_rate * model_scale, num_categories, first, last,
+        _add_statistics(model_states, model_hidden, -learning_rate * model_scale, num_categories,
                         weight_t, visible_bias, hidden_bias, with_visible)
-        _add_statistics(data_states, data_hidden, -learning_rate * data_scale, num_categories, first, last,
+        _add_statistics(data_states, data_hidden, -learning_rate * data_scale, num_categories,
                         weight_t, visible_bias, hidden_bias, with_visible)
         return
-    width = last - first
+    width = weight_t.shape[1]
     for r in range(weight_t.shape[0]):
-        weights, velocity = weight_t[r, first:last], velocity_t[r, first:last]
+        weights, velocity = weight_t[r], velocity_t[r]
         for j in range(width):
             velocity[j] = momentum * velocity[j] + weight_cost * weights[j]
-    own_velocity_hidden = velocity_hidden[first:last]
     for j in range(width):
-        own_velocity_hidden[j] *= momentum
+        velocity_hidden[j] *= momentum
     if with_visible:
         for r in range(velocity_visible.shape[0]):
             velocity_visible[r] *= momentum
-    _add_statistics(model_states, model_hidden, model_scale, num_categories, first, last,
+    _add_statistics(model_states, model_hidden, model_scale, num_categories,
                     velocity_t, velocity_visible, velocity_hidden, with_visible)
-    _add_statistics(data_states, data_hidden, data_scale, num_categories, first, last,
+    _add_statistics(data_states, data_hidden, data_scale, num_categories,
                     velocity_t, velocity_visible, velocity_hidden, with_visible)
     for r in range(weight_t.shape[0]):
-        weights, velocity = weight_t[r, first:last], velocity_t[r, first:last]
+        weights, velocity = weight_t[r], velocity_t[r]
         for j in range(width):
             weights[j] -= learning_rate * velocity[j]
-    own_hidden_bias = hidden_bias[first:last]
     for j in range(width):
-        own_hidden_bias[j] -= learning_rate * own_velocity_hidden[j]
+        hidden_bias[j] -= learning_rate * velocity_hidden[j]
     if with_visible:
         for r in range(visible_bias.shape[0]):
             visible_bias[r] -= learning_rate * velocity_visible[r]
@@ -420,18 +416,18 @@ def train_worker(
             return
         u = g % per_chunk
         batch = data[g * batch_size:(g + 1) * batch_size]
-        hidden_preactivations(batch, num_categories, own_weight_t, own_hidden_bias, 0, width, probs)
+        hidden_preactivations(batch, num_categories, own_weight_t, own_hidden_bias, probs)
         chain_probs = probs[:batch_size * width]  # CD starts its chains at the data
         if persistent:
             chain_probs = probs[batch_size * width:(batch_size + num_chains) * width]
-            hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, 0, width, chain_probs)
+            hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, chain_probs)
         sigmoid(probs, (batch_size + (num_chains if persistent else 0)) * width, exponents)
         for s in range(num_steps):
             for c in range(num_chains):
                 uniforms, chain, sample = hidden_uniforms[u, s, c, first:last], chain_probs[c * width:(c + 1) * width], samples[c]
                 for j in range(width):
                     sample[j] = 1 if uniforms[j] < chain[j] else 0
-            _visible_product(samples, own_weight_t, 0, width, partials[thread], gemm_ints, gemm_scalars, gemm_chars)
+            _visible_product(samples, own_weight_t, partials[thread], gemm_ints, gemm_scalars, gemm_chars)
             meeting += 1
             if not _wait_for_all(flags, thread, num_threads, meeting):
                 return
@@ -454,10 +450,10 @@ def train_worker(
             meeting += 1
             if not _wait_for_all(flags, thread, num_threads, meeting):
                 return
-            hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, 0, width, model_hidden)
+            hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, model_hidden)
             sigmoid(model_hidden, num_chains * width, exponents)
             chain_probs = model_hidden
-        _sgd_step(chains, model_hidden, batch, probs, coefficients, num_categories, 0, width, thread == 0,
+        _sgd_step(chains, model_hidden, batch, probs, coefficients, num_categories, thread == 0,
                   own_weight_t, visible_bias, own_hidden_bias, own_velocity_t, velocity_visible, own_velocity_hidden)
     _copy_columns(weight_t, first, last, own_weight_t, True)
     _copy_columns(velocity_t, first, last, own_velocity_t, True)
