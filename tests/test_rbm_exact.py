@@ -68,11 +68,13 @@ def test_parameter_shapes_follow_the_documented_layout():
     assert softmax.free_energy(torch.zeros(2, 5, dtype=torch.long)).shape == (2,)
 
 
-@pytest.mark.parametrize("num_categories,temperature", [(3, 1.0), (3, 0.5), (2, 1.0), (2, 0.5)])
-def test_gibbs_samples_match_the_exact_distribution(num_categories, temperature):
+@pytest.mark.parametrize("num_categories,temperature,engine", [
+    (3, 1.0, "torch"), (3, 1.0, "numba"), (3, 0.5, "torch"), (3, 0.5, "numba"), (2, 1.0, "torch"), (2, 0.5, "torch"),
+])
+def test_gibbs_samples_match_the_exact_distribution(num_categories, temperature, engine):
     model = small_rbm(num_visible=3 if num_categories == 3 else 4, num_categories=num_categories)
     _, exact = exact_visible_distribution(model, temperature)
-    chain = sample(model, num_chains=20000, steps=60, temperature=temperature, seed=1)
+    chain = sample(model, num_chains=20000, steps=60, temperature=temperature, seed=1, engine=engine)
     empirical = empirical_distribution(chain.samples, num_categories)
     assert total_variation(empirical, exact) < 0.03
     # The check has teeth: the other temperature's distribution is far from these samples.
@@ -80,13 +82,18 @@ def test_gibbs_samples_match_the_exact_distribution(num_categories, temperature)
     assert total_variation(empirical, other) > 0.06
 
 
-def test_clamped_positions_never_change_and_the_rest_follow_the_conditional():
+@pytest.mark.parametrize("engine", ["torch", "numba"])
+def test_clamped_positions_never_change_and_the_rest_follow_the_conditional(engine):
     model = small_rbm(num_visible=3, num_categories=3)
     visible, exact = exact_visible_distribution(model)
     x = torch.tensor([2, 0, 0])
     known = torch.tensor([True, False, False])
-    chain = sample(model, num_chains=20000, steps=60, x=x, known=known, seed=2, record_every=7)
-    assert (chain.frames[:, :, 0] == 2).all()
+    if engine == "torch":  # with frames, to see every recorded state
+        chain = sample(model, num_chains=20000, steps=60, x=x, known=known, seed=2, record_every=7)
+        assert (chain.frames[:, :, 0] == 2).all()
+    else:
+        chain = sample(model, num_chains=20000, steps=60, x=x, known=known, seed=2, engine=engine)
+        assert (chain.samples[:, 0] == 2).all()
     conditional = torch.where(visible[:, 0] == 2, exact, torch.zeros_like(exact))
     conditional /= conditional.sum()
     assert total_variation(empirical_distribution(chain.samples, 3), conditional) < 0.03

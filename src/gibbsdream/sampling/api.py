@@ -6,7 +6,9 @@ import torch
 
 from ..errors import UsageError
 from .init import initial_states
-from .rbm_gibbs import FINALS, gibbs_energy_model
+from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
+
+SAMPLING_ENGINES = ("auto", "torch", "numba")
 from .schedules import block_schedule, schedule_values, temperature_schedule
 
 
@@ -49,6 +51,7 @@ def sample(
     per_call: int = 1,
     order: str = "random",
     on_step=None,
+    engine: str = "auto",
 ):
     """Draw samples from ``model`` by running many chains in parallel.
 
@@ -86,6 +89,11 @@ def sample(
             (``n = 0``: where the chains start) and their row ``(N,)`` of the trace, for live
             views; to stop a run early, raise an exception from it. It must not modify
             ``states`` and must not draw from ``generator``.
+        engine: for energy models: ``"numba"`` runs the sweeps as one compiled loop on several
+            CPU threads (categorical RBMs on the CPU, without ``record_every`` or ``on_step``),
+            ``"torch"`` as PyTorch operations (anywhere), ``"auto"`` (default) the first where it
+            applies. Both draw the same random numbers; their samples differ only where float
+            rounding flips a draw, about once in tens of millions.
 
     For a conditional model (``num_categories`` and ``logits(x, known, context)``), ``x`` and
     ``known`` are ``(N, *shape)`` and required; ``energy`` is then the per-step mean
@@ -146,10 +154,20 @@ def sample(
     elif x is not None:
         v = x.expand(num_chains, -1).clone()
 
-    chain = gibbs_energy_model(
-        model, v, steps, temperatures, known=known, final=final, generator=generator,
-        record_every=record_every, progress=progress, on_step=on_step,
-    )
+    if engine not in SAMPLING_ENGINES:
+        raise UsageError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}")
+    compiled = engine != "torch" and record_every is None and on_step is None and compiled_sampler_fits(model)
+    if engine == "numba" and not compiled:
+        raise UsageError("engine='numba' samples categorical RBMs on the CPU, without record_every or on_step, "
+                         "where numba and a PyTorch with MKL are installed; use engine='torch' (or 'auto')")
+    if compiled:
+        chain = gibbs_compiled(model, v, steps, temperatures, known=known, final=final, generator=generator,
+                               progress=progress)
+    else:
+        chain = gibbs_energy_model(
+            model, v, steps, temperatures, known=known, final=final, generator=generator,
+            record_every=record_every, progress=progress, on_step=on_step,
+        )
     chain.settings = {
         "temperature": str(schedule),
         "init": init if isinstance(init, str) else "given",

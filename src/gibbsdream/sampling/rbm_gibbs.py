@@ -6,6 +6,7 @@ energy of every chain is read off the hidden pre-activations that the sweep comp
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .chain import Chain
@@ -74,3 +75,90 @@ def gibbs_energy_model(
         frames=torch.stack(frames) if frames else None,
         frame_steps=frame_steps,
     )
+
+
+SWEEPS_PER_CHUNK = 8  # the compiled sampler draws random numbers for this many sweeps at a time
+
+
+def compiled_sampler_fits(model) -> bool:
+    """Whether :func:`gibbs_compiled` can run ``model`` here: a categorical RBM on the CPU with
+    contiguous weights, and the compiled loops importable (numba, a PyTorch with MKL)."""
+    if not (getattr(model, "categorical", False) and model.weight.device.type == "cpu"
+            and model.flat_weight_t().is_contiguous()):
+        return False
+    from ..training.rbm import _kernels
+
+    return not isinstance(_kernels(), ImportError)
+
+
+@torch.no_grad()
+def gibbs_compiled(
+    model, v: torch.Tensor, steps: int, temperatures: list[float], known: torch.Tensor | None = None,
+    final: str = "sample", generator: torch.Generator | None = None, progress: bool = False,
+    threads: int | None = None,
+) -> Chain:
+    """:func:`gibbs_energy_model` without frames or ``on_step``, for a categorical RBM on the CPU,
+    as one compiled loop on several threads (:func:`gibbsdream.training.rbm_kernels.sample_worker`).
+
+    It draws the same random numbers in the same order from ``generator`` and follows the same
+    rules, so it returns the same chains but for float rounding: its ``exp`` and its sums of the
+    logits differ from PyTorch's in the last bits, which flips a draw about once in tens of
+    millions. ``threads`` defaults to :func:`gibbsdream.training.rbm.default_threads`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..training.rbm import _kernels, default_threads
+
+    loops = _kernels()
+    num_chains, num_visible = v.shape
+    num_hidden, num_categories = model.num_hidden, model.num_categories
+    rows = num_visible * num_categories
+    threads = threads or default_threads(num_hidden)
+    states = v.clone().contiguous()
+    if known is not None:
+        known_flags, clamped = known.to(torch.uint8).contiguous().numpy(), v.contiguous().numpy()
+    else:
+        known_flags, clamped = np.zeros((0, 0), np.uint8), np.zeros((0, 0), np.int64)
+    hidden_temperatures = np.asarray(temperatures, np.float64)
+    visible_temperatures = hidden_temperatures.copy()
+    if final == "argmax":
+        visible_temperatures[-1] = 0.0
+    per_chunk = min(SWEEPS_PER_CHUNK, steps)
+    dtype = model.weight.dtype
+    hidden_uniforms = torch.empty(per_chunk, num_chains, num_hidden, dtype=dtype)
+    visible_uniforms = torch.empty(per_chunk, num_chains, num_visible, dtype=torch.float64)
+
+    def feed(start, stop):  # in sample_hidden's and sample_visible's order; nothing at T = 0
+        for step in range(start, stop):
+            if hidden_temperatures[step] != 0:
+                hidden_uniforms[step - start].uniform_(generator=generator)
+            if visible_temperatures[step] != 0:
+                visible_uniforms[step - start].uniform_(generator=generator)
+
+    energy = torch.empty(steps + 1, num_chains, dtype=dtype)
+    weight_t = model.flat_weight_t().detach().numpy()
+    float_type = weight_t.dtype
+    shared = (states.numpy(), known_flags, clamped, hidden_temperatures, visible_temperatures, num_categories,
+              hidden_uniforms.numpy(), visible_uniforms.numpy(), weight_t,
+              model.visible_bias.detach().reshape(-1).numpy(), model.hidden_bias.detach().numpy(), energy.numpy(),
+              np.empty((threads, num_chains, rows), float_type), np.zeros((threads, num_chains)))
+    flags = loops.flags_for(threads)
+
+    def columns(thread):
+        return thread * num_hidden // threads, (thread + 1) * num_hidden // threads
+
+    def arguments(thread):
+        first, last = columns(thread)
+        width = last - first
+        return (*shared, flags, np.empty((rows, width), float_type), np.empty(width, float_type),
+                np.empty(num_chains * width, float_type), np.empty(num_chains * width, float_type),
+                np.empty(max(num_chains * width, rows), np.int32), np.empty((num_chains, width), float_type),
+                np.empty(rows, float_type), np.empty((4, num_categories)), np.empty(loops.GEMM_INTS, np.int32),
+                np.empty(2, float_type), np.empty(2, np.uint8))
+
+    with progress_bar(steps, "sampling", enabled=progress) as advance, \
+            ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="gibbsdream-sample") as pool:
+        loops.run_workers(loops.sample_worker, threads, columns, steps, per_chunk, feed, arguments, flags, pool,
+                          advance)
+    return Chain(samples=states, energy=energy, temperatures=list(temperatures), known=known, frames=None,
+                 frame_steps=[])

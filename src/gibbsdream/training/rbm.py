@@ -215,12 +215,9 @@ class RBMTrainer:
         the compiled loop (:func:`.rbm_kernels.train_worker`) on ``self.threads`` threads, this one
         and ``threads - 1`` helpers; ``advance(n)`` is called as updates finish (a progress bar).
 
-        This thread draws the random numbers a chunk of updates at a time, from the trainer's
-        generator in the torch engine's order (per update and Gibbs step: the hidden uniforms,
-        then the visible ones), then runs its share of that chunk. The helpers run all the updates
-        in one call and spin between chunks rather than sleep, so that no chunk waits for a thread
-        to be woken: on the development VM that could cost milliseconds (a parallel ``zeros_like``
-        of 143,000 floats took 7.8 ms after a pause and 0.1 ms right after other work).
+        The random numbers are drawn a chunk of updates at a time (:func:`.rbm_kernels.run_workers`),
+        from the trainer's generator in the torch engine's order (per update and Gibbs step: the
+        hidden uniforms, then the visible ones).
         """
         cfg, model, loops = self.config, self.model, self._loops
         data = data.contiguous()
@@ -238,40 +235,18 @@ class RBMTrainer:
         threads = self.threads
         partials = np.empty((threads, num_chains, model.num_visible * model.num_categories), coefficients.dtype)
         flags = loops.flags_for(threads)
-        main_cpu = loops.current_cpu() if threads > 1 else -1
-        failures = []
 
-        def work(thread, first_update, last_update):
-            try:
-                with loops.kept_apart(thread, main_cpu):
-                    loops.train_worker(thread, threads, *self._columns(thread), first_update, last_update, *shared,
-                                       partials, flags, *self._scratch(thread, batch_size, num_chains))
-            except BaseException as error:  # raised again in the calling thread below
-                flags[-1] = 1  # call the run off, so that no other thread waits for this one forever
-                failures.append(error)
+        def feed(start, stop):
+            for u in range(stop - start):
+                for s in range(cfg.cd_steps):
+                    hidden_uniforms[u, s].uniform_(generator=self.generator)
+                    visible_uniforms[u, s].uniform_(generator=self.generator)
 
-        helpers = [self._helpers(threads - 1).submit(work, t, 0, num_updates) for t in range(1, threads)]
-        try:
-            for start in range(0, num_updates, per_chunk):
-                stop = min(start + per_chunk, num_updates)
-                for u in range(stop - start):  # the helpers are past the previous chunk's draws
-                    for s in range(cfg.cd_steps):
-                        hidden_uniforms[u, s].uniform_(generator=self.generator)
-                        visible_uniforms[u, s].uniform_(generator=self.generator)
-                flags[loops.ready_index(threads)] = stop
-                work(0, start, stop)
-                if failures:
-                    break
-                if advance is not None:
-                    advance(stop - start)
-        except BaseException:
-            flags[-1] = 1
-            raise
-        finally:
-            for helper in helpers:
-                helper.result()
-        if failures:
-            raise failures[0]
+        def arguments(thread):
+            return (*shared, partials, flags, *self._scratch(thread, batch_size, num_chains))
+
+        loops.run_workers(loops.train_worker, threads, self._columns, num_updates, per_chunk, feed, arguments, flags,
+                          self._helpers(threads - 1), advance)
 
     def _helpers(self, count: int):
         """This trainer's threads for the compiled loop's workers 1..T-1 (the calling thread is
