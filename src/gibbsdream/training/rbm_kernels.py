@@ -251,6 +251,48 @@ def draw_categories(weights, uniforms, num_categories, cdf, out):  # pragma: no 
 
 
 @njit(**_COMPILE)
+def _bernoulli(uniforms, probs, first, last, samples):  # pragma: no cover - compiled
+    """``samples[c, j] = 1 if uniforms[c, first + j] < probs[c*w + j] else 0``: this thread's hidden
+    units of every chain (``uniforms (C, H)``, ``probs`` flat ``(C * w,)``, ``samples (C, w)``)."""
+    width = last - first
+    for c in range(samples.shape[0]):
+        row, chain, sample = uniforms[c, first:last], probs[c * width:(c + 1) * width], samples[c]
+        for j in range(width):
+            sample[j] = 1 if row[j] < chain[j] else 0
+
+
+@njit(**_COMPILE)
+def _summed_logits(c, visible_bias, partials, logits):  # pragma: no cover - compiled
+    """``logits (R,)`` of chain ``c``: the visible biases plus every thread's share ``partials[t, c]``."""
+    for r in range(logits.shape[0]):
+        logits[r] = visible_bias[r]
+    for t in range(partials.shape[0]):
+        share = partials[t, c]
+        for r in range(logits.shape[0]):
+            logits[r] += share[r]
+
+
+@njit(**_COMPILE)
+def _draw_softmax(logits, scale, uniforms, num_categories, exponents, cdf, out):  # pragma: no cover - compiled
+    """Draw every position of one chain from ``softmax(scale * logits)`` (``scale = 1 / T``):
+    unnormalised weights ``exp(scale * z - max)`` per position, then :func:`draw_categories`.
+    ``logits`` is overwritten."""
+    rows = logits.shape[0]
+    if scale != 1:
+        for r in range(rows):
+            logits[r] = logits[r] * scale
+    for i in range(rows // num_categories):
+        base = i * num_categories
+        largest = logits[base]
+        for k in range(1, num_categories):
+            largest = max(largest, logits[base + k])
+        for k in range(num_categories):
+            logits[base + k] -= largest
+    _exp(logits, 0, rows, exponents)
+    draw_categories(logits, uniforms, num_categories, cdf, out)
+
+
+@njit(**_COMPILE)
 def _wait_until(flags, index, count):  # pragma: no cover - compiled
     """Wait until ``flags[index] >= count``; False when the run was called off instead
     (``flags[-1]`` set, by a thread that failed)."""
@@ -424,30 +466,14 @@ def train_worker(
             hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, chain_probs)
         sigmoid(probs, (batch_size + (num_chains if persistent else 0)) * width, exponents)
         for s in range(num_steps):
-            for c in range(num_chains):
-                uniforms, chain, sample = hidden_uniforms[u, s, c, first:last], chain_probs[c * width:(c + 1) * width], samples[c]
-                for j in range(width):
-                    sample[j] = 1 if uniforms[j] < chain[j] else 0
+            _bernoulli(hidden_uniforms[u, s], chain_probs, first, last, samples)
             _visible_product(samples, own_weight_t, partials[thread], gemm_ints, gemm_scalars, gemm_chars)
             meeting += 1
             if not _wait_for_all(flags, thread, num_threads, meeting):
                 return
             for c in range(my_first_chain, my_last_chain):
-                for r in range(rows):
-                    logits[r] = visible_bias[r]
-                for t in range(num_threads):
-                    share = partials[t, c]
-                    for r in range(rows):
-                        logits[r] += share[r]
-                for i in range(rows // num_categories):  # softmax weights, unnormalised
-                    base = i * num_categories
-                    largest = logits[base]
-                    for k in range(1, num_categories):
-                        largest = max(largest, logits[base + k])
-                    for k in range(num_categories):
-                        logits[base + k] -= largest
-                _exp(logits, 0, rows, exponents)
-                draw_categories(logits, visible_uniforms[u, s, c], num_categories, cdf, chains[c])
+                _summed_logits(c, visible_bias, partials, logits)
+                _draw_softmax(logits, 1.0, visible_uniforms[u, s, c], num_categories, exponents, cdf, chains[c])
             meeting += 1
             if not _wait_for_all(flags, thread, num_threads, meeting):
                 return
@@ -567,10 +593,7 @@ def sample_worker(
                     chain[j] = chain[j] / temperature
         if temperature != 0:
             sigmoid(pre, num_chains * width, exponents)
-            for c in range(num_chains):
-                uniforms, chain, sample = hidden_uniforms[u, c, first:last], pre[c * width:(c + 1) * width], samples[c]
-                for j in range(width):
-                    sample[j] = 1 if uniforms[j] < chain[j] else 0
+            _bernoulli(hidden_uniforms[u], pre, first, last, samples)
         _visible_product(samples, own_weight_t, partials[thread], gemm_ints, gemm_scalars, gemm_chars)
         meeting += 1
         if not _wait_for_all(flags, thread, num_threads, meeting):
@@ -578,12 +601,7 @@ def sample_worker(
         visible_temperature = visible_temperatures[step]
         for c in range(my_first_chain, my_last_chain):
             energy[step, c] = _free_energy(states, c, num_categories, visible_bias, energy_partials)
-            for r in range(rows):
-                logits[r] = visible_bias[r]
-            for t in range(num_threads):
-                share = partials[t, c]
-                for r in range(rows):
-                    logits[r] += share[r]
+            _summed_logits(c, visible_bias, partials, logits)
             chain = states[c]
             if visible_temperature == 0:  # the argmax of the untempered logits, the first on ties
                 for i in range(rows // num_categories):
@@ -593,18 +611,8 @@ def sample_worker(
                             best = k
                     chain[i] = best
             else:
-                scale = 1 / visible_temperature
-                for r in range(rows):
-                    logits[r] = logits[r] * scale
-                for i in range(rows // num_categories):  # softmax weights, unnormalised
-                    base = i * num_categories
-                    largest = logits[base]
-                    for k in range(1, num_categories):
-                        largest = max(largest, logits[base + k])
-                    for k in range(num_categories):
-                        logits[base + k] -= largest
-                _exp(logits, 0, rows, exponents)
-                draw_categories(logits, visible_uniforms[u, c], num_categories, cdf, chain)
+                _draw_softmax(logits, 1 / visible_temperature, visible_uniforms[u, c], num_categories, exponents, cdf,
+                              chain)
             if clamping:
                 for i in range(chain.shape[0]):
                     if known[c, i]:
