@@ -141,6 +141,7 @@ BAD_INPUT = {
     "--hidden 0": lambda c: c.train("--data", c.corpus, "--out", c.out("hidden"), "--hidden", 0),
     "--epochs -1": lambda c: c.train("--data", c.corpus, "--out", c.out("epochs"), "--epochs", -1),
     "--engine fortran": lambda c: c.train("--data", c.corpus, "--out", c.out("engine"), "--engine", "fortran"),
+    "sample --engine numba with --every": lambda c: ["sample", c.model, "--engine", "numba", "--every", 5],
     "--steps 0": lambda c: ["sample", c.model, "--steps", 0],
     "--chains 0": lambda c: ["sample", c.model, "--chains", 0],
     "--temperature -1": lambda c: ["sample", c.model, "--temperature", -1],
@@ -201,6 +202,7 @@ def runs(work, corpus, model, single_thread) -> dict:
     }
     jobs = {
         "sample text again": [*sample, "--device", "cpu"],
+        "sample with the torch engine": [*sample, "--engine", "torch"],
         "sample out": [*sample, "--device", "cpu", "--out", here.dir / "samples" / "out.txt"],
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
         "sample every dedupe": ["sample", model, "--chains", 4, "--steps", 60, "--every", 10, "--dedupe",
@@ -280,6 +282,14 @@ def test_sample_text(runs):
 def test_same_seed_gives_the_same_samples(runs):
     assert_ok(runs["sample text again"])
     assert runs["sample text again"].stdout == runs["sample text"].stdout
+
+
+def test_both_sampling_engines_give_the_same_strings(runs):
+    assert_ok(runs["sample with the torch engine"])
+    ours, reference = runs["sample text"].stdout.splitlines(), runs["sample with the torch engine"].stdout.splitlines()
+    assert [line.split()[1:] for line in ours] == [line.split()[1:] for line in reference]  # the same strings
+    assert [float(line.split()[0]) for line in ours] == pytest.approx([float(line.split()[0]) for line in reference],
+                                                                       abs=0.011)  # energies to the printed digits
 
 
 def test_sample_out_file(runs):

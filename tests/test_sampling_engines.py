@@ -102,7 +102,7 @@ def test_engine_settings_that_cannot_work_are_usage_errors():
     rbm = model()
     with pytest.raises(UsageError, match="engine must be one of auto, torch, numba"):
         sample(rbm, num_chains=2, steps=2, engine="fortran")
-    with pytest.raises(UsageError, match="without record_every or on_step"):
+    with pytest.raises(UsageError, match="without frames"):
         sample(rbm, num_chains=2, steps=2, engine="numba", record_every=1)
-    with pytest.raises(UsageError, match="categorical RBMs on the CPU"):
+    with pytest.raises(UsageError, match="runs categorical RBMs on the CPU"):
         sample(RBM(5, 4, 2), num_chains=2, steps=2, engine="numba")

@@ -223,6 +223,10 @@ def train_rbm(
 @option("--suffix", default=None, help="String models: clamp the end of every string (left-padded models).")
 @option("--every", type=int, default=None, help="String models: also report each chain's state every this many steps. Image models: a GIF frame every this many steps.")
 @option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
+@option("--engine", type=click.Choice(["auto", "torch", "numba"]), default="auto",
+        help="String models: numba (a compiled loop on several CPU threads; categorical models on the CPU, "
+             "not with --every), torch (any device), or auto (numba where it applies). Same random numbers; "
+             "samples differ only where float rounding flips a draw.")
 @option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="String models: text (aligned lines) or jsonl (one JSON object per sample).")
 @option("--sampler", type=click.Choice(["gibbs", "ancestral-gibbs", "ancestral"]), default="gibbs", help="Image models: Yao et al.'s blocked Gibbs, blocks redrawn ancestrally, or one ancestral pass.")
 @option("--block", default="yao:0.9,0.1,0.7", help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
@@ -235,8 +239,8 @@ def train_rbm(
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def sample_command(
-    ctx, checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, output_format,
-    sampler, block, gif, trace, out, caption, seed, device, quiet,
+    ctx, checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, engine,
+    output_format, sampler, block, gif, trace, out, caption, seed, device, quiet,
 ):
     """Dream: run many chains with temperature or annealing (strings from an RBM, images from a NADE).
 
@@ -252,7 +256,7 @@ def sample_command(
 
     _positive("chains", chains)
     family = checkpoint_family(checkpoint)
-    _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "output_format"),
+    _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "engine", "output_format"),
                             "nade": ("sampler", "block", "gif", "trace", "caption")})
     if family == "nade":
         from .cli_images import _load_image_model, sample_images
@@ -285,7 +289,7 @@ def sample_command(
     chain = sample(
         ckpt.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal,
         init=init, x=x, known=known, final=final, seed=seed, data=train_states, codec=codec,
-        record_every=every, progress=not quiet,
+        record_every=every, progress=not quiet, engine=engine,
     )
     corpus = training_strings(ckpt)
     records = string_records(chain, codec, corpus, dedupe=dedupe)

@@ -158,8 +158,9 @@ def sample(
         raise UsageError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}")
     compiled = engine != "torch" and record_every is None and on_step is None and compiled_sampler_fits(model)
     if engine == "numba" and not compiled:
-        raise UsageError("engine='numba' samples categorical RBMs on the CPU, without record_every or on_step, "
-                         "where numba and a PyTorch with MKL are installed; use engine='torch' (or 'auto')")
+        raise UsageError("the numba sampling engine runs categorical RBMs on the CPU without frames (--every, "
+                         "record_every) or on_step, where numba and a PyTorch with MKL are installed; "
+                         "use the torch engine (--engine torch, engine='torch') or auto")
     if compiled:
         chain = gibbs_compiled(model, v, steps, temperatures, known=known, final=final, generator=generator,
                                progress=progress)
