@@ -7,9 +7,9 @@ import torch
 from ..errors import UsageError
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
+from .schedules import block_schedule, schedule_values, temperature_schedule
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
-from .schedules import block_schedule, schedule_values, temperature_schedule
 
 
 def make_generator(seed: int | None, device) -> torch.Generator:

@@ -81,14 +81,13 @@ SWEEPS_PER_CHUNK = 8  # the compiled sampler draws random numbers for this many 
 
 
 def compiled_sampler_fits(model) -> bool:
-    """Whether :func:`gibbs_compiled` can run ``model`` here: a categorical RBM on the CPU with
-    contiguous weights, and the compiled loops importable (numba, a PyTorch with MKL)."""
-    if not (getattr(model, "categorical", False) and model.weight.device.type == "cpu"
-            and model.flat_weight_t().is_contiguous()):
+    """Whether :func:`gibbs_compiled` can run ``model`` here: where the training loop could (a
+    categorical RBM on the CPU, numba and a PyTorch with MKL installed)."""
+    if not hasattr(model, "categorical"):
         return False
-    from ..training.rbm import _kernels
+    from ..training.rbm import resolve_engine
 
-    return not isinstance(_kernels(), ImportError)
+    return resolve_engine("auto", model) == "numba"
 
 
 @torch.no_grad()
@@ -145,16 +144,20 @@ def gibbs_compiled(
     flags = loops.flags_for(threads)
 
     def columns(thread):
-        return thread * num_hidden // threads, (thread + 1) * num_hidden // threads
+        return loops.column_block(thread, threads, num_hidden)
 
-    def arguments(thread):
+    def own_arrays(thread):
         first, last = columns(thread)
         width = last - first
-        return (*shared, flags, np.empty((rows, width), float_type), np.empty(width, float_type),
+        return (np.empty((rows, width), float_type), np.empty(width, float_type),
                 np.empty(num_chains * width, float_type), np.empty(num_chains * width, float_type),
                 np.empty(max(num_chains * width, rows), np.int32), np.empty((num_chains, width), float_type),
-                np.empty(rows, float_type), np.empty((4, num_categories)), np.empty(loops.GEMM_INTS, np.int32),
-                np.empty(2, float_type), np.empty(2, np.uint8))
+                np.empty(rows, float_type), np.empty((4, num_categories)), *loops.blas_scratch(float_type))
+
+    scratch = [own_arrays(t) for t in range(threads)]  # made once: worker 0 is called chunk after chunk
+
+    def arguments(thread):
+        return (*shared, flags, *scratch[thread])
 
     with progress_bar(steps, "sampling", enabled=progress) as advance, \
             ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="gibbsdream-sample") as pool:

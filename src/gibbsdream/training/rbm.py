@@ -262,8 +262,7 @@ class RBMTrainer:
 
     def _columns(self, thread: int) -> tuple[int, int]:
         """The hidden units ``[first, last)`` that ``thread`` owns."""
-        h = self.model.num_hidden
-        return thread * h // self.threads, (thread + 1) * h // self.threads
+        return self._loops.column_block(thread, self.threads, self.model.num_hidden)
 
     def _scratch(self, thread: int, batch_size: int, num_chains: int) -> tuple:
         """Working arrays of one thread (see :func:`.rbm_kernels.train_worker`), kept between calls."""
@@ -278,7 +277,7 @@ class RBMTrainer:
                 np.empty((batch_size + num_chains) * width, dtype), np.empty(num_chains * width, dtype),
                 np.empty((num_chains, width), dtype), np.empty(max((batch_size + num_chains) * width, rows), np.int32),
                 np.empty(rows, dtype), np.empty((4, model.num_categories), np.float64),
-                np.empty(self._loops.GEMM_INTS, np.int32), np.empty(2, dtype), np.empty(2, np.uint8),
+                *self._loops.blas_scratch(dtype),
             )
         return self._scratch_arrays[key]
 

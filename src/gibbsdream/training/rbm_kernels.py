@@ -135,6 +135,16 @@ def ready_index(num_threads: int) -> int:
 
 GEMM_INTS = 6  # per-thread scratch: m, n, k, lda, ldb, ldc for the Fortran BLAS call
 
+
+def column_block(thread: int, num_threads: int, num_hidden: int) -> tuple[int, int]:
+    """The hidden units ``[first, last)`` that worker ``thread`` of ``num_threads`` owns."""
+    return thread * num_hidden // num_threads, (thread + 1) * num_hidden // num_threads
+
+
+def blas_scratch(dtype) -> tuple:
+    """A worker's arguments for the Fortran BLAS call: integers, scalars (``dtype``), and characters."""
+    return np.empty(GEMM_INTS, np.int32), np.empty(2, dtype), np.empty(2, np.uint8)
+
 # Cephes' single-precision exp: exp(x) = 2^n * exp(r), x = n log 2 + r, |r| <= log(2) / 2.
 _F = np.float32
 _LOG2E, _LN2_HIGH, _LN2_LOW = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
