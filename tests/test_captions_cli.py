@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gibbsdream.io import checkpoint_file
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 
 run = gibbsdream_here
@@ -82,7 +83,7 @@ def test_resume_with_captions_is_exact(work, images, model):
     assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--epochs", 2, "--out", straight))
     from safetensors.torch import load_file
 
-    a, b = load_file(resumed / "model.safetensors"), load_file(straight / "model.safetensors")
+    a, b = load_file(checkpoint_file(resumed, "model")), load_file(checkpoint_file(straight, "model"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert [r["validation_loss"] for r in history(resumed)] == [r["validation_loss"] for r in history(straight)]
 

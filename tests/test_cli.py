@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gibbsdream.io import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
@@ -78,14 +79,14 @@ class Cases:
 
 def _truncated(cases: Cases, name: str) -> Path:
     folder = cases.copy(name)
-    weights = folder / "model.safetensors"
+    weights = checkpoint_file(folder, "model")
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     return folder
 
 
 def _flipped(cases: Cases, name: str) -> Path:
     folder = cases.copy(name)
-    weights = folder / "model.safetensors"
+    weights = checkpoint_file(folder, "model")
     payload = bytearray(weights.read_bytes())
     payload[len(payload) // 2] ^= 0xFF  # same size, one weight changed
     weights.write_bytes(bytes(payload))
@@ -117,12 +118,12 @@ def _trainer_state_from_a_gpu(cases: Cases, name: str) -> Path:
     from safetensors.torch import load_file, save
 
     folder = cases.copy(name)
-    tensors = load_file(folder / "trainer.safetensors")
+    tensors = load_file(checkpoint_file(folder, "trainer"))
     tensors["generator_state"] = torch.zeros(16, dtype=torch.uint8)
     payload = save(tensors)
-    (folder / "trainer.safetensors").write_bytes(payload)
+    checkpoint_file(folder, "trainer").write_bytes(payload)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config["checksums"]["trainer"] = hashlib.sha256(payload).hexdigest()
+    config["files"]["trainer"].update(sha256=hashlib.sha256(payload).hexdigest(), bytes=len(payload))
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder
 
@@ -231,7 +232,9 @@ def runs(work, corpus, model, single_thread) -> dict:
 
 
 def test_train_writes_a_checkpoint(model):
-    for name in ("config.json", "model.safetensors", "data.safetensors", "trainer.safetensors", "history.jsonl"):
+    for name in ("model", "data", "trainer"):
+        assert checkpoint_file(model, name).is_file(), name
+    for name in ("config.json", "history.jsonl"):
         assert (model / name).is_file(), name
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["family"] == "rbm" and config["trainer"]["epoch"] == 2
@@ -387,7 +390,7 @@ def test_failed_train_leaves_no_output_folder(runs, case):
 def test_failed_train_keeps_the_existing_checkpoint(runs, model):
     assert_clean_error(runs["train into an existing checkpoint"])
     folder = runs["here"].dir / "existing-ckpt"
-    for name in ("config.json", "model.safetensors", "history.jsonl"):
+    for name in ("config.json", checkpoint_file(model, "model").name, "history.jsonl"):
         assert (folder / name).read_bytes() == (model / name).read_bytes()
 
 

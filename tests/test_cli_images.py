@@ -23,6 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gibbsdream.io import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 run = gibbsdream_here
@@ -69,7 +70,7 @@ def history(folder: Path) -> list[dict]:
 def weights(folder: Path) -> dict:
     from safetensors.torch import load_file
 
-    return load_file(folder / "model.safetensors")
+    return load_file(checkpoint_file(folder, "model"))
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -141,7 +142,7 @@ def subprocess_runs(work, model, images):
 
 
 def test_train_writes_an_image_checkpoint(model):
-    for name in ("config.json", "model.safetensors", "data.safetensors", "trainer.safetensors", "history.jsonl"):
+    for name in ("config.json", *(checkpoint_file(model, n).name for n in ("model", "data", "trainer")), "history.jsonl"):
         assert (model / name).is_file(), name
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["family"] == "nade"
@@ -247,7 +248,7 @@ def test_inpaint_heldout(work, model):
     out = work / "heldout"
     assert_ok(inpaint(model, "--image", "heldout:3", "--mask", BOX, "--out", out))
     assert sorted(p.name for p in out.iterdir()) == [f"heldout-{i:04d}.png" for i in range(3)]
-    test = load_file(model / "data.safetensors")["test"].long().numpy()  # (N, 1, H, W) levels
+    test = load_file(checkpoint_file(model, "data"))["test"].long().numpy()  # (N, 1, H, W) levels
     for i in range(3):
         expected = (test[i, 0] * 85).astype(np.uint8)
         np.testing.assert_array_equal(pixels(out / f"heldout-{i:04d}.png")[box_known()], expected[box_known()])

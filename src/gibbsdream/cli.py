@@ -7,7 +7,11 @@ on stderr and exit code 2, never a traceback, and never a half-written output fi
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -15,7 +19,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import UsageError
+from .errors import Terminated, UsageError
 
 option = partial(click.option, show_default=True)
 ANNEAL_KINDS = ("geometric", "linear", "cosine")
@@ -60,6 +64,39 @@ def _check_output(path: Path | None, flag: str, *, folder: bool) -> None:
             if not parent.is_dir():
                 raise UsageError(f"{flag} {path} cannot be written: {parent} is a file, not a folder")
             break
+
+
+_invocation: dict = {"argv": [], "out": None}  # this command's arguments, and the checkpoint it writes
+
+
+def _hold_checkpoint(out: Path, resume: bool) -> None:
+    """Hold the writer lock of the checkpoint folder ``out`` until the command ends (a second run
+    writing it is refused), and let an interrupted run say how to continue."""
+    from .io import _read_config, checkpoint_lock
+
+    if resume:
+        _read_config(out)  # a missing or foreign --out is refused before the lock makes its folder
+
+    ctx = click.get_current_context(silent=True)  # None when a script calls the command's callback
+    if ctx is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+        ctx.with_resource(checkpoint_lock(out))
+    _invocation["out"] = out
+
+
+def _interrupted_message() -> str:
+    out = _invocation["out"]
+    if out is None:
+        return ""
+    if not (out / "config.json").exists():
+        return f"; nothing was saved in {out} yet"
+    argv = list(_invocation["argv"])
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return f"; {out} holds the last saved state: continue with `gibbsdream {shlex.join(argv)}`"
+
+
+def _stop_on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def _only_for(ctx, family: str, options: dict) -> None:
@@ -143,6 +180,7 @@ def train_rbm(
 
     _check_output(out, "--out", folder=True)
     target = resolve_device(device)
+    _hold_checkpoint(out, resume)
     if resume:
         checkpoint = load_checkpoint(out, device=target, family="rbm")
         saved = checkpoint.config
@@ -452,6 +490,9 @@ from . import cli_sweep  # noqa: E402,F401  (registers `sweep`)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input gives one line on stderr and exit code 2."""
+    _invocation.update(argv=list(sys.argv[1:] if argv is None else argv), out=None)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)  # like Ctrl+C: saves finish, exit 143
     try:
         result = app.main(args=argv, prog_name="gibbsdream", standalone_mode=False)
     except UsageError as err:
@@ -469,9 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         _say("aborted")
         sys.exit(130)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        terminated = isinstance(err, Terminated)
+        _say(("terminated" if terminated else "interrupted") + _interrupted_message())
+        sys.exit(143 if terminated else 130)
     except BrokenPipeError:
         sys.exit(0)
     sys.exit(result if isinstance(result, int) else 0)

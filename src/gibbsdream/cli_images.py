@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _check_output, _positive, _say, app, option, train_app
+from .cli import DEVICE_HELP, _check_output, _hold_checkpoint, _positive, _say, app, option, train_app
 from .errors import UsageError
 
 SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
@@ -155,6 +155,7 @@ def train_nade(
     _check_output(out, "--out", folder=True)
     target = resolve_device(device)
     seconds = parse_duration(max_time) if max_time is not None else None
+    _hold_checkpoint(out, resume)
     if resume:
         checkpoint = load_checkpoint(out, device="cpu", family="nade")
         saved = checkpoint.config

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .cli import DEVICE_HELP, _check_output, _only_for, _positive, _say, app, option
-from .errors import UsageError
+from .errors import Terminated, UsageError
 
 GRID_HELP = (
     "NAME=V1,V2,... (repeatable): a setting and the values to try. Names: temperature (1, 0.5, 1.5:0.2), anneal, "
@@ -49,7 +49,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from .io import checkpoint_family
+    from .io import checkpoint_family, checkpoint_lock
     from .report import SCORES, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
@@ -69,6 +69,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
             raise UsageError("give the caption either by --caption or by --grid caption=..., not both")
         entries.append(f"caption={caption.replace(';', ',')}")
     _check_output(out, "--out", folder=True)
+    ctx.with_resource(checkpoint_lock(out))  # one sweep at a time writes a report folder
     options = dict(seed=seed, device=device, every=every)
     if family == "rbm":
         options.update(chains=chains)
@@ -88,9 +89,9 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
     command = "gibbsdream " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["sweep"] else None
     try:
         run_sweep(spec, out, workers=workers, progress=not quiet, on_start=on_start, on_cell=on_cell)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         _say(f"interrupted: the finished combinations are kept in {out}; run the same command again to resume")
-        sys.exit(130)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:

@@ -9,3 +9,7 @@ propagate (it is a ``ValueError``, so ``except ValueError`` keeps working).
 
 class UsageError(ValueError):
     """Bad input from the user; the message says what was wrong and how to fix it."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM): handled like Ctrl+C, with exit code 143."""

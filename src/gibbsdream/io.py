@@ -1,40 +1,74 @@
 """Checkpoints: a folder of safetensors files plus ``config.json`` and ``history.jsonl``.
 
-Layout of a checkpoint folder::
+Layout of a checkpoint folder (format 2)::
 
-    config.json        format, library version, model family and config, codec, training
-                       config, trainer position, and the SHA-256 of every tensor file; for a
-                       captioned model also its caption vocabulary (``"captions"``)
-    model.safetensors  the model's parameters
-    data.safetensors   the encoded training (and validation) data, for inits and novelty checks
-    trainer.safetensors  optimizer buffers, persistent chains and RNG states, for --resume
-    history.jsonl      one JSON object per epoch
+    config.json                      format, library version, model family and config, codec,
+                                     training config, trainer position, and the name, size and
+                                     SHA-256 of every file it vouches for; for a captioned model
+                                     also its caption vocabulary (``"captions"``)
+    model.<sha256[:16]>.safetensors  the model's parameters
+    data.<sha256[:16]>.safetensors   the encoded training (and validation) data
+    trainer.<sha256[:16]>.safetensors  optimizer buffers, persistent chains and RNG states (--resume)
+    history.jsonl                    one JSON object per epoch (config.json vouches for a prefix)
+    .lock                            held (flock) by the process writing the folder
 
-Nothing is pickled, so loading a checkpoint never runs code. Every file is written to a
-temporary name and renamed into place, and ``config.json`` (written last) records the checksums
-of the tensor files, so a crash mid-save is detected on load rather than silently mixing states.
+Use :func:`checkpoint_file` for a tensor file's path. Nothing is pickled, so loading never runs
+code.
+
+**Saving is one atomic commit.** Tensor files are written under names derived from their content,
+so a save never overwrites a file the current ``config.json`` names: each new file is written to a
+temporary name, flushed, fsynced and renamed; ``history.jsonl`` only ever grows by whole rows, and
+``config.json`` records how many bytes of it belong to the checkpoint; then ``config.json`` itself
+is replaced by one rename, which is the commit point, and the folder is fsynced. Only then are the
+files no longer named removed. A process killed at any instant (or a full disk) leaves either the
+old checkpoint or the new one, plus leftovers that loading ignores and the next save removes.
+Ctrl+C and SIGTERM during a save are held until it is done (a second one abandons it).
+
+**Loading trusts nothing.** ``config.json`` is read with a size bound and validated before
+anything is allocated; the model is first built on PyTorch's ``meta`` device (no memory), and each
+tensor file's header (names, shapes, dtypes) is checked against it before the data is read; files
+must be regular files inside the folder (no symbolic links, devices or FIFOs); checksums, value
+ranges of stored states and finiteness of weights are checked before any model code sees them.
+Every failure is a :class:`~gibbsdream.errors.UsageError` saying what is wrong and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
+import signal
+import stat
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from . import __version__
 from .errors import UsageError
 
+try:  # POSIX only; elsewhere the writer lock is skipped
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
 FORMAT = "gibbsdream-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # format 1: fixed tensor file names, "checksums" in config.json
 TENSOR_FILES = ("model", "data", "trainer")
+LOCK_NAME = ".lock"
+HISTORY_NAME = "history.jsonl"
+_MANAGED = re.compile(r"^(model|data|trainer)(\.[0-9a-f]{16})?\.safetensors$")
+_LEFTOVER = re.compile(r"^\..+\.tmp$")  # temporary files of an interrupted write (atomic_write_bytes)
+MAX_BYTES_VARIABLE = "GIBBSDREAM_MAX_CHECKPOINT_BYTES"
 
 
 def _read_umask() -> int:
@@ -51,8 +85,57 @@ def json_numbers(values, digits: int) -> list:
     return [None if v is None or not math.isfinite(v) else round(v, digits) for v in values]
 
 
+def finite_json(value):
+    """``value`` with every non-finite float replaced by None, so ``json.dumps`` writes valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
+
+# ---- fault injection (tests) ------------------------------------------------------------------
+
+_fault_calls = 0
+
+
+def _fault_point() -> None:
+    """A test hook after every file operation of a write: with ``GIBBSDREAM_FAULT_AFTER=N`` in the
+    environment the process sends itself ``GIBBSDREAM_FAULT_SIGNAL`` (KILL, INT or TERM; KILL by
+    default) at the N-th point, so tests can stop a save after each of its operations in turn."""
+    global _fault_calls
+    target = os.environ.get("GIBBSDREAM_FAULT_AFTER")
+    if not target:
+        return
+    _fault_calls += 1
+    if _fault_calls == int(target):
+        name = os.environ.get("GIBBSDREAM_FAULT_SIGNAL", "KILL")
+        os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and a rename."""
+    """Write ``payload`` to ``path``: a temporary file in the same folder, flushed and fsynced, then
+    renamed over ``path`` and the folder fsynced. Readers see the old file or the new one, never a
+    part; on any error (a full disk) the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -61,15 +144,356 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
+            _fault_point()
             os.fsync(f.fileno())
+        _fault_point()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fault_point()
+    _fsync_folder(path.parent)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+_held_locks: dict[str, list] = {}  # real path -> [fd, depth]: the locks this process holds
+_held_guard = threading.Lock()
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            pid = f.read(32).strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid.isdigit() else "another process"
+
+
+@contextlib.contextmanager
+def checkpoint_lock(folder):
+    """Hold the writer lock of a checkpoint folder (created if missing) for the ``with`` block.
+
+    One process at a time may write a folder: another one gets a UsageError naming the PID that
+    holds it. The lock is an ``flock`` on ``folder/.lock``, so the kernel releases it when its
+    process dies: a lock left by a killed run is simply taken over. Re-entrant within a process.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    with _held_guard:
+        held = _held_locks.get(key)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield
+        finally:
+            with _held_guard:
+                held[1] -= 1
+        return
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
+    except OSError as err:
+        raise UsageError(f"cannot lock {folder} for writing ({path}: {err.strerror}); check that the folder is writable") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise UsageError(
+                f"{folder} is being written by {_lock_holder(path)}; wait for that run to finish (or stop it), "
+                "or pass another --out"
+            ) from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass  # the PID is only for the message another process shows
+    with _held_guard:
+        _held_locks[key] = [fd, 1]
+    try:
+        yield
+    finally:
+        with _held_guard:
+            del _held_locks[key]
+        if created and [entry.name for entry in os.scandir(folder)] == [LOCK_NAME]:
+            with contextlib.suppress(OSError):  # a run that failed before saving leaves no folder
+                os.unlink(path)
+                os.rmdir(folder)
+        os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM until the block is done, then deliver them; a second one arriving in
+    the block is not held (the user insists): it interrupts at once, and the save is abandoned."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {}
+
+    def hold(signum, frame):
+        if pending:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            signal.raise_signal(signum)
+            return
+        pending.append(signum)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(number)
+        if handler is not None:  # None: installed outside Python; leave it alone
+            previous[number] = handler
+            signal.signal(number, hold)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def checkpoint_file(folder, name: str) -> Path:
+    """The path of tensor file ``name`` (``"model"``, ``"data"``, ``"trainer"``) of a checkpoint."""
+    folder = Path(folder)
+    config = _read_config(folder)
+    entry = _file_entries(folder, config).get(name)
+    if entry is None:
+        raise UsageError(f"checkpoint {folder} has no {name} tensors")
+    return folder / entry["file"]
+
+
+def save_checkpoint(
+    folder,
+    model,
+    *,
+    codec=None,
+    data: dict | None = None,
+    trainer: dict | None = None,
+    extra: dict | None = None,
+    history: list | None = None,
+) -> Path:
+    """Write a checkpoint folder as one atomic commit (see the module's docstring).
+
+    On a write error (a full disk, a read-only folder) the previous checkpoint stays as it was and
+    a UsageError says what failed.
+    """
+    folder = Path(folder)
+    try:
+        with checkpoint_lock(folder), _signals_held():
+            _commit(folder, model, codec, data, trainer, extra, history)
+    except OSError as err:
+        where = err.filename or folder
+        raise UsageError(
+            f"could not save the checkpoint in {folder} ({where}: {err.strerror or err}); the previous checkpoint "
+            "there, if any, is intact: free space or fix the folder, then run again (with --resume to continue)"
+        ) from None
+    return folder
+
+
+def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
+    files = {}
+    for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
+        if not tensors:
+            continue
+        payload = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+        digest = hashlib.sha256(payload).hexdigest()
+        entry = {"file": f"{name}.{digest[:16]}.safetensors", "bytes": len(payload), "sha256": digest}
+        target = folder / entry["file"]
+        # Named by content: a file already there under this name holds these bytes (it was renamed
+        # into place only once complete), so unchanged tensors (the data) are not written again.
+        if not (target.is_file() and not target.is_symlink() and target.stat().st_size == len(payload)):
+            atomic_write_bytes(target, payload)
+        files[name] = entry
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "family": model.family,
+        "model": model.config(),
+        "codec": codec.to_dict() if codec is not None else None,
+        "files": files,
+        **finite_json(extra or {}),
+    }
+    if history is not None:
+        # Rows are only ever appended, so the file written here starts with the rows the current
+        # config.json vouches for: a crash before the commit below leaves that checkpoint whole.
+        text = "".join(json.dumps(finite_json(row), ensure_ascii=False) + "\n" for row in history).encode("utf-8")
+        atomic_write_bytes(folder / HISTORY_NAME, text)
+        config["history"] = {"rows": len(history), "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+    vocabulary = getattr(model, "caption_vocabulary", None)
+    if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
+        config["captions"] = vocabulary.to_dict()
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False))
+    # Committed. What the new config does not name is an older generation or a leftover.
+    named = {entry["file"] for entry in files.values()}
+    for entry in os.scandir(folder):
+        if (_MANAGED.match(entry.name) and entry.name not in named) or _LEFTOVER.match(entry.name):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+            _fault_point()
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """How much a checkpoint may make loading read or allocate. The tensor budget can be raised
+    with the environment variable ``GIBBSDREAM_MAX_CHECKPOINT_BYTES`` (bytes, e.g. ``64e9``)."""
+
+    config_bytes: int = 64 * 2**20
+    history_bytes: int = 256 * 2**20
+    tensor_bytes: int = 16 * 2**30  # all tensor files together, and the model built from config.json
+
+    @classmethod
+    def from_environment(cls) -> "LoadLimits":
+        text = os.environ.get(MAX_BYTES_VARIABLE)
+        if not text:
+            return cls()
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and value >= 1):
+            raise UsageError(f"{MAX_BYTES_VARIABLE} must be a number of bytes (e.g. 64e9), got {text!r}")
+        return cls(tensor_bytes=int(value))
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB"
+
+
+def _open_plain_file(path: Path, folder: Path, what: str) -> int:
+    """Open ``path`` for reading if it is a regular file (not a symbolic link, folder or FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise _Missing(path) from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UsageError(f"checkpoint {folder}: {path.name} is a symbolic link; a checkpoint holds plain files only "
+                             "(copy the file into the folder)") from None
+        raise UsageError(f"checkpoint {folder}: cannot read {path.name} ({err.strerror}); check its permissions") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"checkpoint {folder}: {path.name} is not a regular file; restore the checkpoint's {what}")
+    return fd
+
+
+def _read_bounded(path: Path, folder: Path, limit: int, what: str, *, prefix: int | None = None) -> bytes:
+    """The bytes of a plain file (or its first ``prefix`` bytes), refused beyond ``limit`` bytes."""
+    fd = _open_plain_file(path, folder, what)
+    try:
+        size = os.fstat(fd).st_size
+        want = size if prefix is None else prefix
+        if want > limit:
+            raise UsageError(f"checkpoint {folder}: {path.name} is {_gb(want)}, more than a {what} may be "
+                             f"({_gb(limit)}); it is not a gibbsdream checkpoint or it is damaged")
+        chunks, left = [], want
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class _Missing(Exception):
+    """A file named by config.json is not there (perhaps removed by a save that committed since)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+
+def _read_config(folder: Path, limits: LoadLimits | None = None) -> dict:
+    return _parse_config(folder, _config_bytes(folder, limits or LoadLimits.from_environment()))
+
+
+def _config_bytes(folder: Path, limits: LoadLimits) -> bytes:
+    if not folder.exists():
+        raise UsageError(f"checkpoint {folder} does not exist; pass the --out folder of `gibbsdream train`")
+    config_path = folder / "config.json" if folder.is_dir() else folder
+    if config_path.name != "config.json" or not config_path.parent.is_dir():
+        raise UsageError(
+            f"{folder} is not a gibbsdream checkpoint (no config.json); pass the --out folder of `gibbsdream train`"
+        )
+    try:
+        return _read_bounded(config_path, folder, limits.config_bytes, "config.json")
+    except _Missing:
+        raise UsageError(
+            f"{folder} is not a gibbsdream checkpoint (no config.json); pass the --out folder of `gibbsdream train`"
+        ) from None
+
+
+def _parse_config(folder: Path, payload: bytes) -> dict:
+    config_path = folder / "config.json" if folder.is_dir() else folder
+    try:
+        config = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise UsageError(f"{config_path} is corrupt (not valid JSON); retrain or restore the checkpoint") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise UsageError(f"{folder} is not a gibbsdream checkpoint (its config.json is from something else)")
+    if config.get("format_version") not in READABLE_FORMATS:
+        raise UsageError(
+            f"{folder} uses checkpoint format {config.get('format_version')!r} (library "
+            f"{config.get('library_version')!r}); this gibbsdream {__version__} reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: install a matching version"
+        )
+    return config
+
+
+def _file_entries(folder: Path, config: dict) -> dict:
+    """name -> {"file", "sha256"[, "bytes"]} for the tensor files config.json vouches for."""
+    corrupt = f"checkpoint {folder} is corrupt: config.json's list of files is damaged; retrain or restore it"
+    if config.get("format_version") == 1:
+        checksums = config.get("checksums", {})
+        if not isinstance(checksums, dict):
+            raise UsageError(corrupt)
+        entries = {name: {"file": f"{name}.safetensors", "sha256": digest} for name, digest in checksums.items()}
+    else:
+        entries = config.get("files")
+        if not isinstance(entries, dict):
+            raise UsageError(corrupt)
+    for name, entry in entries.items():
+        if (
+            name not in TENSOR_FILES
+            or not isinstance(entry, dict)
+            or not isinstance(entry.get("file"), str)
+            or not _MANAGED.match(entry["file"])
+            or not entry["file"].startswith(name + ".")
+            or not isinstance(entry.get("sha256"), str)
+            or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+            or not isinstance(entry.get("bytes", 0), int)
+        ):
+            raise UsageError(corrupt)
+    return entries
+
+
+def checkpoint_identity(folder) -> str:
+    """A hash of the tensors a checkpoint vouches for (the same for format 1 and 2 of one save)."""
+    config = _read_config(Path(folder))
+    digests = {name: entry["sha256"] for name, entry in _file_entries(Path(folder), config).items()}
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest()
+
+
+def checkpoint_family(folder) -> str:
+    """The model family (``"rbm"``, ``"nade"``) of a checkpoint folder, read from its config."""
+    return str(_read_config(Path(folder)).get("family"))
 
 
 @dataclass
@@ -89,142 +513,276 @@ class Checkpoint:
         return self.config["family"]
 
 
-def save_checkpoint(
-    folder,
-    model,
-    *,
-    codec=None,
-    data: dict | None = None,
-    trainer: dict | None = None,
-    extra: dict | None = None,
-    history: list | None = None,
-) -> Path:
-    """Write a checkpoint folder (atomically, file by file; ``config.json`` last)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    checksums = {}
-    for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
-        if not tensors:
-            continue
-        payload = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-        atomic_write_bytes(folder / f"{name}.safetensors", payload)
-        checksums[name] = hashlib.sha256(payload).hexdigest()
-    if history is not None:
-        atomic_write_text(folder / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "family": model.family,
-        "model": model.config(),
-        "codec": codec.to_dict() if codec is not None else None,
-        "checksums": checksums,
-        **(extra or {}),
-    }
-    vocabulary = getattr(model, "caption_vocabulary", None)
-    if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
-        config["captions"] = vocabulary.to_dict()
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
-    return folder
-
-
-def _read_config(folder: Path) -> dict:
-    if not folder.exists():
-        raise UsageError(f"checkpoint {folder} does not exist; pass the --out folder of `gibbsdream train`")
-    config_path = folder / "config.json" if folder.is_dir() else folder
-    if not config_path.exists() or config_path.name != "config.json":
-        raise UsageError(
-            f"{folder} is not a gibbsdream checkpoint (no config.json); pass the --out folder of `gibbsdream train`"
-        )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UsageError(f"{config_path} is corrupt (not valid JSON); retrain or restore the checkpoint") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise UsageError(f"{folder} is not a gibbsdream checkpoint (its config.json is from something else)")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise UsageError(
-            f"{folder} uses checkpoint format {config.get('format_version')} (library "
-            f"{config.get('library_version')}); this gibbsdream {__version__} reads format {FORMAT_VERSION}: "
-            "install a matching version"
-        )
-    return config
-
-
-def _read_tensors(folder: Path, name: str, config: dict) -> dict:
-    path = folder / f"{name}.safetensors"
-    expected = config.get("checksums", {}).get(name)
-    if expected is None:
-        return {}
-    if not path.exists():
-        raise UsageError(f"checkpoint {folder} is incomplete: {path.name} is missing; retrain or restore it")
-    payload = path.read_bytes()
-    if hashlib.sha256(payload).hexdigest() != expected:
-        raise UsageError(f"checkpoint {folder} is corrupt: {path.name} does not match config.json; retrain or restore it")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError):
-        raise UsageError(f"checkpoint {folder} is corrupt: cannot read {path.name}") from None
-
-
-def checkpoint_family(folder) -> str:
-    """The model family (``"rbm"``, ``"nade"``) of a checkpoint folder, read from its config."""
-    return str(_read_config(Path(folder)).get("family"))
+FAMILY_NAMES = {"rbm": "an RBM (string) model", "nade": "an Orderless NADE (image) model"}
 
 
 def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | None = None) -> Checkpoint:
-    """Load a checkpoint folder. ``family`` (e.g. ``"rbm"``) refuses other model families."""
-    from .data.images import ImageCodec
-    from .data.strings import StringCodec
+    """Load a checkpoint folder. ``family`` (e.g. ``"rbm"``) refuses other model families.
+
+    A save committed by another process while this one reads is tolerated: when a file named by
+    the config.json just read has gone, the folder is read again from its new config.json.
+    """
+    folder = Path(folder)
+    limits = LoadLimits.from_environment()
+    previous = None
+    for _ in range(5):
+        payload = _config_bytes(folder, limits)
+        try:
+            return _load(folder, _parse_config(folder, payload), limits, device, family)
+        except _Missing as missing:
+            if payload == previous or _config_bytes(folder, limits) == payload:
+                raise UsageError(f"checkpoint {folder} is incomplete: {missing.path.name} is missing; "
+                                 "retrain or restore it") from None
+            previous = payload
+    raise UsageError(f"checkpoint {folder} kept changing while it was read; stop the run writing it, or try again")
+
+
+def _model_class(family: str):
     from .models.nade import OrderlessNADE
     from .models.rbm import RBM
 
-    folder = Path(folder)
-    config = _read_config(folder)
-    if family is not None and config.get("family") != family:
-        names = {"rbm": "an RBM (string) model", "nade": "an Orderless NADE (image) model"}
-        held = names.get(config.get("family"), f"a {config.get('family')!r} model")
-        raise UsageError(f"{folder} holds {held}, but this command needs {names.get(family, family)}")
-    builders = {"rbm": RBM, "nade": OrderlessNADE}
-    if config.get("family") not in builders:
-        raise UsageError(f"{folder} holds an unknown model family {config.get('family')!r}; upgrade gibbsdream")
+    return {"rbm": RBM, "nade": OrderlessNADE}.get(family)
+
+
+def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | None) -> Checkpoint:
+    held = config.get("family")
+    if family is not None and held != family:
+        what = FAMILY_NAMES.get(held, f"a {held!r} model")
+        raise UsageError(f"{folder} holds {what}, but this command needs {FAMILY_NAMES.get(family, family)}")
+    builder = _model_class(held) if isinstance(held, str) else None
+    if builder is None:
+        raise UsageError(f"{folder} holds an unknown model family {held!r}; upgrade gibbsdream")
     if not isinstance(config.get("model"), dict):
         raise UsageError(f"checkpoint {folder} is corrupt: config.json has no model settings; retrain or restore it")
+    # The model is built on the meta device first: its sizes are checked (against the limits and
+    # the tensor file's header) before a byte is allocated for them.
     try:
-        model = builders[config["family"]](**config["model"])
-    except (TypeError, ValueError) as err:  # UsageError is a ValueError
+        with torch.device("meta"):
+            skeleton = builder(**config["model"])
+    except (TypeError, ValueError, OverflowError, RuntimeError) as err:  # UsageError is a ValueError
         raise UsageError(f"checkpoint {folder} has an unreadable model config: {err}") from None
-    state = _read_tensors(folder, "model", config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise UsageError(f"checkpoint {folder} is corrupt: its weights do not fit its model config") from None
+    expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
+    needed = sum(math.prod(shape) * 4 for shape, _ in expected.values())
+    if needed > limits.tensor_bytes:
+        raise UsageError(f"checkpoint {folder}: its model config asks for {_gb(needed)} of weights, more than the "
+                         f"{_gb(limits.tensor_bytes)} allowed; raise {MAX_BYTES_VARIABLE} if you trust it")
+    entries = _file_entries(folder, config)
+    if "model" not in entries:
+        raise UsageError(f"checkpoint {folder} is corrupt: config.json names no model weights; retrain or restore it")
+    codec = _codec(folder, config, skeleton)
+    budget = [limits.tensor_bytes]
+    state = _read_tensors(folder, entries, "model", budget, _weights_rule(expected))
+    model = builder(**config["model"])
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UsageError(f"checkpoint {folder} is corrupt: its weights hold NaN or infinite values ({name}); "
+                             "the run diverged or the file is damaged: retrain or restore an earlier copy")
+    model.load_state_dict(state)
     if getattr(model, "caption_encoder", None) is not None:
         from .data.captions import CaptionVocabulary
 
-        if "captions" not in config:
+        if not isinstance(config.get("captions"), dict):
             raise UsageError(f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary")
-        model.caption_vocabulary = CaptionVocabulary.from_dict(config["captions"])
+        try:
+            model.caption_vocabulary = CaptionVocabulary.from_dict(config["captions"])
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable") from None
         if model.caption_vocabulary.size != model.settings.caption_vocab_size:
             raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config")
+    data = {k: v.long() for k, v in _read_tensors(folder, entries, "data", budget, _data_rule(model, codec)).items()}
+    trainer = _read_tensors(folder, entries, "trainer", budget, _trainer_rule(expected, model))
+    return Checkpoint(model=model.to(device), config=config, codec=codec, data=data, trainer=trainer,
+                      history=_read_history(folder, config, limits), path=folder)
+
+
+def _codec(folder: Path, config: dict, model):
+    """The codec saved with the model, checked to describe the model's variables."""
+    from .data.images import ImageCodec
+    from .data.strings import StringCodec
+
     codec_config = config.get("codec")
     codecs = {"string": StringCodec, "image": ImageCodec}
-    codec = None
-    if isinstance(codec_config, dict) and codec_config.get("kind") in codecs:
+    if not (isinstance(codec_config, dict) and codec_config.get("kind") in codecs):
+        return None
+    try:
+        codec = codecs[codec_config["kind"]].from_dict(codec_config)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise UsageError(f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it") from None
+    if codec_config["kind"] == "string":
+        fits = model.family == "rbm" and codec.num_categories == model.num_categories and codec.max_length == model.num_visible
+    else:
+        fits = (model.family == "nade" and codec.channels == model.channels and codec.levels == model.num_categories
+                and 1 <= codec.height <= 2**14 and 1 <= codec.width <= 2**14)
+    if not fits:
+        raise UsageError(f"checkpoint {folder} is corrupt: its codec does not describe its model "
+                         f"({codec_config['kind']} codec on {FAMILY_NAMES.get(model.family, model.family)}); restore it")
+    return codec
+
+
+_FLOATS = {torch.float32, torch.float64, torch.float16, torch.bfloat16}
+_INTEGERS = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+
+
+def _weights_rule(expected: dict):
+    def rule(name, shape, dtype):
+        if name not in expected:
+            return f"holds an unexpected tensor {name!r}"
+        if shape != expected[name][0]:
+            return f"{name} has shape {list(shape)} where the model config needs {list(expected[name][0])}"
+        if dtype not in _FLOATS:
+            return f"{name} has dtype {dtype}, not a float type"
+        return None
+
+    rule.complete = set(expected)
+    return rule
+
+
+def _data_rule(model, codec):
+    """Encoded states: integer tensors of one state per row, values checked after loading."""
+    shape = tuple(model.shape) if model.family == "rbm" else (model.channels, codec.height, codec.width) if codec else None
+
+    def rule(name, tensor_shape, dtype):
+        if dtype not in _INTEGERS:
+            return f"{name} has dtype {dtype}, not an integer type"
+        if name.startswith("captions."):
+            return None if len(tensor_shape) == 3 else f"{name} has shape {list(tensor_shape)}, not (images, captions, words)"
+        if shape is not None and tuple(tensor_shape[1:]) != shape:
+            return f"{name} has shape {list(tensor_shape)} where the model needs (N, {', '.join(map(str, shape))})"
+        return None
+
+    def values(name, tensor):
+        captions = getattr(getattr(model, "settings", None), "caption_vocab_size", 0)
+        top = captions if name.startswith("captions.") else model.num_categories
+        if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= max(top, 1)):
+            return f"{name} holds values outside [0, {top})"
+        return None
+
+    rule.values = values
+    return rule
+
+
+def _trainer_rule(expected: dict, model):
+    """Training state: momentum (RBM) or Adam (NADE) buffers shaped like the weights, persistent
+    chains of the model's states, generator states."""
+    parameters = [shape for shape, _ in expected.values()]  # the models have no persistent buffers
+
+    def rule(name, shape, dtype):
+        if name.startswith("velocity."):
+            parameter = name.removeprefix("velocity.")
+            return None if parameter in expected and shape == expected[parameter][0] else f"{name} does not fit the weights"
+        if name.startswith("adam."):
+            _, index, kind = (name.split(".", 2) + ["", ""])[:3]
+            if not index.isdigit() or int(index) >= len(parameters):
+                return f"{name} names no weight of the model"
+            wanted = () if kind == "step" else parameters[int(index)]
+            return None if shape == wanted and dtype in _FLOATS else f"{name} does not fit the weights"
+        if name in ("generator_state", "shuffle_generator_state"):
+            ok = dtype == torch.uint8 and len(shape) == 1 and shape[0] <= 1 << 20
+            return None if ok else f"{name} is not a generator state"
+        if name == "persistent_chains":
+            ok = dtype in _INTEGERS and len(shape) == 2 and tuple(shape[1:]) == tuple(model.shape)
+            return None if ok else f"{name} has shape {list(shape)} and dtype {dtype}, not (chains, positions) integers"
+        return f"holds an unexpected tensor {name!r}"
+
+    def values(name, tensor):
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return f"{name} holds NaN or infinite values"
+        if name == "persistent_chains" and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= model.num_categories):
+            return f"{name} holds values outside [0, {model.num_categories})"
+        return None
+
+    rule.values = values
+    return rule
+
+
+def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) -> dict:
+    """Read one tensor file: plain file, size within ``budget``, header within ``rule``, checksum,
+    then the data, then the values within ``rule``. Raises UsageError naming the problem."""
+    entry = entries.get(name)
+    if entry is None:
+        return {}
+    path = folder / entry["file"]
+    damaged = f"checkpoint {folder} is corrupt: {path.name}"
+    fd = _open_plain_file(path, folder, f"{name} tensors")
+    try:
+        size = os.fstat(fd).st_size
+        if size > budget[0]:
+            raise UsageError(f"checkpoint {folder}: {path.name} is {_gb(size)}, more than the {_gb(budget[0])} left of "
+                             f"the loading budget; raise {MAX_BYTES_VARIABLE} if you trust it")
+        if "bytes" in entry and size != entry["bytes"]:
+            raise UsageError(f"{damaged} does not match config.json (its size differs); retrain or restore it")
+        budget[0] -= size
+        try:  # the header alone (safetensors maps the file; nothing is read until a tensor is asked for)
+            with safe_open(str(path), framework="pt") as f:
+                header = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            raise UsageError(f"{damaged} cannot be read as safetensors; retrain or restore it") from None
+        for key, (shape, dtype_name) in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(dtype_name)
+            problem = "has an unknown dtype" if dtype is None else rule(key, shape, dtype)
+            if problem:
+                raise UsageError(f"{damaged} {problem}; retrain or restore it")
+        missing = getattr(rule, "complete", set()) - set(header)
+        if missing:
+            raise UsageError(f"{damaged} lacks {', '.join(sorted(missing))}; retrain or restore it")
+        digest = hashlib.sha256()
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+    finally:
+        os.close(fd)
+    if digest.hexdigest() != entry["sha256"]:
+        raise UsageError(f"{damaged} does not match config.json; retrain or restore it")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        raise UsageError(f"{damaged} cannot be read; retrain or restore it") from None
+    check = getattr(rule, "values", None)
+    for key, tensor in tensors.items():
+        problem = check(key, tensor) if check else None
+        if problem:
+            raise UsageError(f"{damaged}: {problem}; retrain or restore it")
+    return tensors
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _read_history(folder: Path, config: dict, limits: LoadLimits) -> list:
+    """The rows of history.jsonl that config.json vouches for (format 2), or all of them (format 1)."""
+    path = folder / HISTORY_NAME
+    vouched = config.get("history")
+    damaged = f"checkpoint {folder} is corrupt: {HISTORY_NAME}"
+    if config.get("format_version") == 1:
         try:
-            codec = codecs[codec_config["kind"]].from_dict(codec_config)
-        except (TypeError, ValueError, KeyError):
-            raise UsageError(f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it") from None
-    history_path = folder / "history.jsonl"
-    history = []
-    if history_path.exists():
-        history = [json.loads(line) for line in history_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return Checkpoint(
-        model=model.to(device),
-        config=config,
-        codec=codec,
-        data={k: v.long() for k, v in _read_tensors(folder, "data", config).items()},
-        trainer=_read_tensors(folder, "trainer", config),
-        history=history,
-        path=folder,
-    )
+            payload = _read_bounded(path, folder, limits.history_bytes, "training history")
+        except _Missing:
+            return []
+    elif vouched is None:
+        return []
+    else:
+        if not (isinstance(vouched, dict) and isinstance(vouched.get("bytes"), int) and vouched["bytes"] >= 0
+                and isinstance(vouched.get("rows"), int) and isinstance(vouched.get("sha256"), str)):
+            raise UsageError(f"checkpoint {folder} is corrupt: config.json's history entry is damaged; restore it")
+        payload = _read_bounded(path, folder, limits.history_bytes, "training history", prefix=vouched["bytes"])
+        if len(payload) != vouched["bytes"] or hashlib.sha256(payload).hexdigest() != vouched["sha256"]:
+            raise UsageError(f"{damaged} does not match config.json; restore it (or delete it and the "
+                             "\"history\" entry of config.json to keep the model without its history)")
+    rows = []
+    try:
+        for number, line in enumerate(payload.decode("utf-8").splitlines(), 1):
+            if line.strip():
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError
+                rows.append(row)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise UsageError(f"{damaged} (line {number}) is not a JSON object per line; restore it, or delete the file "
+                         "to keep the model without its history") from None
+    if vouched is not None and len(rows) != vouched["rows"]:
+        raise UsageError(f"{damaged} does not match config.json; restore it")
+    return rows

@@ -14,7 +14,6 @@ The grid is parsed and every value checked before any sampling starts, so a typo
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -169,15 +168,14 @@ class SweepSpec:
 
     @classmethod
     def create(cls, checkpoint, grid_entries: list[str], **options) -> SweepSpec:
-        from .io import _read_config
+        from .io import _read_config, checkpoint_identity
 
         config = _read_config(Path(checkpoint))
         family = str(config.get("family"))
         if family not in DEFAULTS:
             raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
         grid = parse_grid(grid_entries, family)
-        checksums = config.get("checksums", {})
-        identity = hashlib.sha256(json.dumps(checksums, sort_keys=True).encode()).hexdigest()
+        identity = checkpoint_identity(checkpoint)
         spec = cls(checkpoint=str(checkpoint), checkpoint_sha256=identity, family=family, grid=grid,
                    **options)
         spec.cells = combinations(grid, family)
@@ -383,7 +381,7 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
 
     A folder that holds this very sweep resumes it; one that holds another sweep is refused.
     """
-    from .io import atomic_write_text
+    from .io import LOCK_NAME, atomic_write_text
 
     out = Path(out)
     saved = out / "sweep.json"
@@ -395,7 +393,7 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
         if not spec.same_work(previous):
             raise UsageError(f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
                              "choose another --out, or delete that folder to start over")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise UsageError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
     atomic_write_text(saved, json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return [i for i in range(len(spec.cells)) if not _finished(out, i)]

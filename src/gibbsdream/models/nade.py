@@ -36,6 +36,11 @@ from ..errors import UsageError
 from .captions import MERGE_CLASSES, MERGES, CaptionEncoder
 
 
+MAX_DEPTH = 1024  # residual blocks (and QRNN layers)
+MAX_KERNEL = 63
+MAX_DILATION = 4096
+
+
 @dataclass
 class NADEConfig:
     """Shape of an :class:`OrderlessNADE` (saved with its checkpoint)."""
@@ -62,18 +67,25 @@ class NADEConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"NADE {name} must be a whole number >= 1, got {value!r}")
+        # Bounds on what loops or pads (the sizes of tensors are bounded by the loading budget):
+        # a damaged config must not make building the model hang.
+        for name, most in (("depth", MAX_DEPTH), ("kernel_size", MAX_KERNEL)):
+            if getattr(self, name) > most:
+                raise UsageError(f"NADE {name} must be at most {most}, got {getattr(self, name)}")
         if not 2 <= self.num_categories <= 256:
             raise UsageError(f"NADE num_categories (levels) must lie in 2..256, got {self.num_categories}")
         if self.kernel_size % 2 == 0:
             raise UsageError(f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}")
         self.dilations = tuple(int(d) for d in self.dilations)
-        if not self.dilations or min(self.dilations) < 1:
-            raise UsageError(f"NADE dilations must be whole numbers >= 1, got {self.dilations}")
+        if not self.dilations or min(self.dilations) < 1 or max(self.dilations) > MAX_DILATION:
+            raise UsageError(f"NADE dilations must be whole numbers in 1..{MAX_DILATION}, got {self.dilations}")
         if self.caption_vocab_size:
             for name in ("caption_embedding", "caption_hidden", "caption_kernel", "caption_layers", "caption_merge_every"):
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+            if self.caption_layers > MAX_DEPTH or self.caption_kernel > MAX_KERNEL:
+                raise UsageError(f"NADE caption_layers and caption_kernel must be at most {MAX_DEPTH} and {MAX_KERNEL}")
             if self.caption_merge not in MERGES:
                 raise UsageError(f"--caption-merge must be one of {', '.join(MERGES)}, got {self.caption_merge!r}")
         return self

@@ -371,7 +371,9 @@ class NADETrainer:
                 group["betas"] = tuple(group["betas"])
         self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         scheduler_state = self.scheduler.state_dict()
-        scheduler_state.update(saved.get("scheduler", {}))
+        # Non-finite numbers are saved as null (JSON has none); null then keeps the fresh default
+        # (the plateau scheduler's "best" starts at infinity).
+        scheduler_state.update({k: v for k, v in saved.get("scheduler", {}).items() if v is not None})
         self.scheduler.load_state_dict(scheduler_state)
         self.epoch, self.batch, self.elapsed = int(saved["epoch"]), int(saved["batch"]), float(saved["elapsed"])
         loss_sum, seen = saved.get("partial_loss", (0.0, 0))
