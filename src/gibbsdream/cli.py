@@ -507,9 +507,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
-        _say("aborted")
-        sys.exit(130)
+    except click.exceptions.Abort as err:  # click's form of a KeyboardInterrupt (or Terminated) in a command
+        terminated = isinstance(err.__cause__, Terminated)
+        _say(("terminated" if terminated else "interrupted") + _interrupted_message())
+        sys.exit(143 if terminated else 130)
     except KeyboardInterrupt as err:
         terminated = isinstance(err, Terminated)
         _say(("terminated" if terminated else "interrupted") + _interrupted_message())

@@ -49,7 +49,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from .io import checkpoint_family, checkpoint_lock
+    from .io import checkpoint_family
     from .report import SCORES, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
@@ -69,7 +69,6 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
             raise UsageError("give the caption either by --caption or by --grid caption=..., not both")
         entries.append(f"caption={caption.replace(';', ',')}")
     _check_output(out, "--out", folder=True)
-    ctx.with_resource(checkpoint_lock(out))  # one sweep at a time writes a report folder
     options = dict(seed=seed, device=device, every=every)
     if family == "rbm":
         options.update(chains=chains)

@@ -339,7 +339,24 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
     # Committed. What the new config does not name is an older generation or a leftover.
     named = {entry["file"] for entry in files.values()}
     for entry in os.scandir(folder):
-        if (_MANAGED.match(entry.name) and entry.name not in named) or _LEFTOVER.match(entry.name):
+        if _MANAGED.match(entry.name) and entry.name not in named:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+            _fault_point()
+    remove_leftovers(folder)
+
+
+def is_leftover(name: str) -> bool:
+    """Whether a file name in a folder written by this module is its lock or an interrupted write's
+    temporary file (which readers ignore)."""
+    return name == LOCK_NAME or bool(_LEFTOVER.match(name))
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files of interrupted writes from ``folder``; call it holding the folder's
+    :func:`checkpoint_lock` (another writer's temporary files would be in use)."""
+    for entry in os.scandir(folder):
+        if _LEFTOVER.match(entry.name):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
             _fault_point()
@@ -712,8 +729,11 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         if "bytes" in entry and size != entry["bytes"]:
             raise UsageError(f"{damaged} does not match config.json (its size differs); retrain or restore it")
         budget[0] -= size
+        # Read through the open descriptor where the system allows (Linux): a save committed by
+        # another process may remove the file's name meanwhile, but not what this one opened.
+        through = f"/proc/self/fd/{fd}" if os.path.exists(f"/proc/self/fd/{fd}") else str(path)
         try:  # the header alone (safetensors maps the file; nothing is read until a tensor is asked for)
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(through, framework="pt") as f:
                 header = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in f.keys()}
         except (SafetensorError, OSError, ValueError, RuntimeError):
             raise UsageError(f"{damaged} cannot be read as safetensors; retrain or restore it") from None
@@ -729,14 +749,14 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         os.lseek(fd, 0, os.SEEK_SET)
         while chunk := os.read(fd, 1 << 20):
             digest.update(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            raise UsageError(f"{damaged} does not match config.json; retrain or restore it")
+        try:
+            tensors = load_file(through)
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            raise UsageError(f"{damaged} cannot be read; retrain or restore it") from None
     finally:
         os.close(fd)
-    if digest.hexdigest() != entry["sha256"]:
-        raise UsageError(f"{damaged} does not match config.json; retrain or restore it")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError):
-        raise UsageError(f"{damaged} cannot be read; retrain or restore it") from None
     check = getattr(rule, "values", None)
     for key, tensor in tensors.items():
         problem = check(key, tensor) if check else None

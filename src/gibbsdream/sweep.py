@@ -381,7 +381,7 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
 
     A folder that holds this very sweep resumes it; one that holds another sweep is refused.
     """
-    from .io import LOCK_NAME, atomic_write_text
+    from .io import atomic_write_text, is_leftover, remove_leftovers
 
     out = Path(out)
     saved = out / "sweep.json"
@@ -393,8 +393,10 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
         if not spec.same_work(previous):
             raise UsageError(f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
                              "choose another --out, or delete that folder to start over")
-    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+    elif out.exists() and not all(is_leftover(p.name) for p in out.iterdir()):
         raise UsageError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
+    if out.exists():
+        remove_leftovers(out)  # of a killed run (the caller holds the folder's lock)
     atomic_write_text(saved, json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return [i for i in range(len(spec.cells)) if not _finished(out, i)]
 
@@ -439,10 +441,17 @@ def run_sweep(spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, 
     ``on_cell(record, done, total)`` in this process as each cell finishes. Results do not depend
     on ``workers``: each cell is seeded alone.
     """
-    from .progress import progress_bar
+    from .io import checkpoint_lock
 
     out = Path(out)
     problems = load_problems(spec)  # checks the mask, images and captions before the folder is touched
+    with checkpoint_lock(out):  # one sweep at a time writes a report folder
+        return _run_cells(spec, problems, out, workers, progress, on_start, on_cell)
+
+
+def _run_cells(spec: SweepSpec, problems, out: Path, workers: int, progress: bool, on_start, on_cell) -> list[dict]:
+    from .progress import progress_bar
+
     todo = prepare_folder(spec, out)
     total = len(spec.cells)
     done = total - len(todo)
