@@ -76,7 +76,8 @@ def string_model(serve_work) -> Path:
 
 
 def make_client(paths, **limits) -> TestClient:
-    return TestClient(create_app(load_models(paths, "cpu"), Limits(**limits)))
+    # localhost: the server answers to loopback names only (TestClient's own default is "testserver")
+    return TestClient(create_app(load_models(paths, "cpu"), Limits(**limits)), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +333,7 @@ def test_uploads_are_read_as_image_files_are(client, tmp_path):
 def test_a_request_beyond_the_size_limit_is_refused_before_it_is_read(image_model):
     with make_client([image_model], max_upload_bytes=1000) as c:
         body = b'{"data": "' + b"A" * 200_000 + b'"}'
-        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}))
+        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}), 413)
         assert "larger than this server's limit (1 KB of image)" in message
 
 
@@ -396,7 +397,8 @@ def test_ancestral_sampling_of_a_big_hole_counts_against_the_step_limit(image_mo
 
 
 def test_requests_that_are_not_json_objects_are_refused(client):
-    assert "not JSON" in error_of(client.post("/api/jobs", content=b"{model"))
+    assert "not JSON" in error_of(client.post("/api/jobs", content=b"{model", headers={"content-type": "application/json"}))
+    assert "Content-Type: application/json" in error_of(client.post("/api/jobs", content=b"{}"), 415)
     assert "JSON object" in error_of(client.post("/api/jobs", json=[1, 2]))
     assert "no such job" in error_of(client.get("/api/jobs/nope"), 404)
     assert "since" in error_of(client.get("/api/jobs/nope?since=x"))
