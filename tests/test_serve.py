@@ -520,6 +520,8 @@ def test_serve_refuses_bad_checkpoints_and_options(serve_work, image_model):
     assert "--max-jobs must be >= 1" in assert_clean_error(gibbsdream_here("serve", image_model, "--max-jobs", 0))
     assert "--port must be 0" in assert_clean_error(gibbsdream_here("serve", image_model, "--port", 70000))
     assert "--device" in assert_clean_error(gibbsdream_here("serve", image_model, "--device", "tpu"))
+    for name in ("http://example.test", "example.test:80", "a b", "example.test/x"):
+        assert "--allow-host takes a bare host name" in assert_clean_error(gibbsdream_here("serve", image_model, "--allow-host", name))
     assert "Missing argument" in assert_clean_error(gibbsdream_here("serve"))
     from gibbsdream.web import bind
 
@@ -533,12 +535,14 @@ def test_serve_refuses_bad_checkpoints_and_options(serve_work, image_model):
 
 
 def test_serve_in_a_subprocess_prints_its_address_and_answers(image_model, string_model):
+    """The real command; it answers to its own address and --allow-host names only (see test_serve_hostile.py)."""
+    import http.client
     import json
     import urllib.request
 
     process = subprocess.Popen(
         [sys.executable, "-m", "gibbsdream.cli", "serve", image_model, string_model, "--port", "0", "--quiet",
-         "--device", "cpu"],
+         "--device", "cpu", "--allow-host", "gibbsdream.test", "--allow-host", "Other.Test"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )
     try:
@@ -548,6 +552,13 @@ def test_serve_in_a_subprocess_prints_its_address_and_answers(image_model, strin
         with urllib.request.urlopen(url + "api/models", timeout=60) as response:
             names = [m["name"] for m in json.load(response)["models"]]
         assert names == ["pixels", "words"]
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        for host, status in (("gibbsdream.test", 200), (f"other.test:{port}", 200), ("evil.test", 400)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/models", headers={"Host": host})
+            answer = connection.getresponse()
+            assert answer.status == status, (host, answer.read())
+            connection.close()
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -50,7 +50,7 @@ GALLERY_SIZE = 24  # built-in images offered per image model
 MAX_SEED = 2**63 - 1
 MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
-_WHOLE = re.compile(r"-?[0-9]{1,%d}" % MAX_DIGITS)  # ASCII digits only: str.isdigit() takes "²"
+_WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
 
 
 class NotFound(Exception):

@@ -21,8 +21,9 @@ and those can send requests here. So, in this order:
 
 Every response, refusals and errors included, carries :data:`SECURITY_HEADERS`.
 
-Starlette's ``TrustedHostMiddleware`` does step 1 only, answers in plain text without these
-headers, and takes ``[::1]:port`` apart at the first colon, so this module does the four together.
+Starlette's ``TrustedHostMiddleware`` does step 1 only and answers in plain text (not the API's
+one-line JSON), and no Starlette middleware counts a chunked body, so this module does the four
+together, in one place that every response passes on its way out.
 """
 
 from __future__ import annotations
@@ -151,11 +152,14 @@ class RequestGuard:
                 raise
             await respond(send_with_headers, *self.too_large())
 
-    def too_large(self) -> tuple[int, str, bool]:
-        return 413, self.too_large_message, True
+    def too_large(self) -> tuple[int, str]:
+        return 413, self.too_large_message
 
-    def refusal(self, scope) -> tuple[int, str, bool] | None:
-        """``(status, message, close)`` if the request is refused before it reaches the app."""
+    def refusal(self, scope) -> tuple[int, str] | None:
+        """``(status, message)`` if the request is refused before it reaches the app.
+
+        Every refusal closes the connection (:func:`respond`), so a body it carries is never read.
+        """
         headers = {}
         for key, value in scope["headers"]:
             headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
@@ -167,7 +171,7 @@ class RequestGuard:
             return 400, (
                 f"this server does not answer to the host name {shown}; open it at its own address "
                 "(like http://127.0.0.1:PORT/), or ask its owner to allow that name"
-            ), False
+            )
         if scope["method"] in SAFE_METHODS:
             return None
         own = _split(host, DEFAULT_PORTS.get(scheme))
@@ -177,15 +181,15 @@ class RequestGuard:
                 match is None or match["scheme"] != scheme
                 or _split(match, DEFAULT_PORTS[match["scheme"]]) != own
             ):
-                return 403, f"refused a request from the page at origin {origin[:100]!r}: this server takes requests from its own page only", False
+                return 403, f"refused a request from the page at origin {origin[:100]!r}: this server takes requests from its own page only"
         for site in headers.get("sec-fetch-site", []):
             if site.strip().lower() not in SAME_ORIGIN_FETCHES:
-                return 403, f"refused a {site[:40]!r} request (Sec-Fetch-Site): this server takes requests from its own page only", False
+                return 403, f"refused a {site[:40]!r} request (Sec-Fetch-Site): this server takes requests from its own page only"
         has_body = "transfer-encoding" in headers or any(v.strip() != "0" for v in headers.get("content-length", []))
         types = headers.get("content-type", [])
         if (has_body or types) and not (len(types) == 1 and is_json_type(types[0])):
             shown = ", ".join(repr(t[:100]) for t in types) or "none"
-            return 415, f"the request body must be JSON with Content-Type: application/json, got content type {shown}", True
+            return 415, f"the request body must be JSON with Content-Type: application/json, got content type {shown}"
         for length in headers.get("content-length", []):
             if length.strip().isdigit() and int(length) > self.max_body_bytes:
                 return self.too_large()
@@ -200,12 +204,12 @@ def with_security_headers(message: dict) -> dict:
     return {**message, "headers": headers}
 
 
-async def respond(send, status: int, message: str, close: bool = False) -> None:
-    """Send ``{"error": message}`` with ``status``; ``close`` asks the server to drop the connection
-    afterwards (so the unread rest of a refused body is never read)."""
+async def respond(send, status: int, message: str) -> None:
+    """Refuse a request: ``{"error": message}`` with ``status``, and ``Connection: close``, which
+    makes the server drop the connection afterwards instead of reading the rest of the body."""
     body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
+    headers = [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -18,8 +18,8 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -114,9 +114,11 @@ class JobManager:
         """Raise :class:`ServerBusy` if every place is taken (call with the lock held)."""
         busy = self._busy()
         if busy >= self.max_jobs:
-            running = busy - self._slots
-            what = f"{running} jobs are running" if not self._slots else \
-                f"{running} jobs are running and {self._slots} uploaded images are being read"
+            running, reading = busy - self._slots, self._slots
+            what = [f"{running} jobs are running"] if running or not reading else []
+            if reading:
+                what.append(f"{reading} uploaded image{'s are' if reading > 1 else ' is'} being read")
+            what = " and ".join(what)
             raise ServerBusy(
                 f"the server is busy: {what}, the most it works on at once; "
                 "try again when one has finished (or cancel yours)"
