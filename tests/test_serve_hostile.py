@@ -603,3 +603,21 @@ def test_an_unexpected_error_is_a_500_with_one_line_and_the_headers(local, monke
     with local.client() as client:
         message = refused(client.get("/api/models"), 500)
     assert "RuntimeError" in message and "a bug" not in message
+
+
+def test_inpaint_mask_reads_files_only_when_asked(tmp_path, monkeypatch):
+    """The keyword the web page relies on (shared code, data/masks.py): by default a spec that is
+    a file's name is read, as the command line wants; with files=False it never is."""
+    from gibbsdream.data.masks import inpaint_mask
+    from gibbsdream.errors import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    hole = np.zeros((SIDE, SIDE), dtype=bool)
+    hole[:3, :2] = True
+    for name in ("random", "box", "mask.png"):
+        (tmp_path / name).write_bytes(mask_png(hole))
+        known = inpaint_mask(name, (1, SIDE, SIDE))
+        assert np.array_equal(~known[0].numpy(), hole), name
+        with pytest.raises(UsageError, match="cannot read mask spec"):
+            inpaint_mask(name, (1, SIDE, SIDE), files=False)
+    assert inpaint_mask("box:0,0,2,3", (1, SIDE, SIDE), files=False).equal(inpaint_mask("box:0,0,2,3", (1, SIDE, SIDE)))
