@@ -76,7 +76,8 @@ def string_model(serve_work) -> Path:
 
 
 def make_client(paths, **limits) -> TestClient:
-    return TestClient(create_app(load_models(paths, "cpu"), Limits(**limits)))
+    # localhost: the server answers to loopback names only (TestClient's own default is "testserver")
+    return TestClient(create_app(load_models(paths, "cpu"), Limits(**limits)), base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +333,7 @@ def test_uploads_are_read_as_image_files_are(client, tmp_path):
 def test_a_request_beyond_the_size_limit_is_refused_before_it_is_read(image_model):
     with make_client([image_model], max_upload_bytes=1000) as c:
         body = b'{"data": "' + b"A" * 200_000 + b'"}'
-        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}))
+        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}), 413)
         assert "larger than this server's limit (1 KB of image)" in message
 
 
@@ -396,7 +397,8 @@ def test_ancestral_sampling_of_a_big_hole_counts_against_the_step_limit(image_mo
 
 
 def test_requests_that_are_not_json_objects_are_refused(client):
-    assert "not JSON" in error_of(client.post("/api/jobs", content=b"{model"))
+    assert "not JSON" in error_of(client.post("/api/jobs", content=b"{model", headers={"content-type": "application/json"}))
+    assert "Content-Type: application/json" in error_of(client.post("/api/jobs", content=b"{}"), 415)
     assert "JSON object" in error_of(client.post("/api/jobs", json=[1, 2]))
     assert "no such job" in error_of(client.get("/api/jobs/nope"), 404)
     assert "since" in error_of(client.get("/api/jobs/nope?since=x"))
@@ -518,6 +520,8 @@ def test_serve_refuses_bad_checkpoints_and_options(serve_work, image_model):
     assert "--max-jobs must be >= 1" in assert_clean_error(gibbsdream_here("serve", image_model, "--max-jobs", 0))
     assert "--port must be 0" in assert_clean_error(gibbsdream_here("serve", image_model, "--port", 70000))
     assert "--device" in assert_clean_error(gibbsdream_here("serve", image_model, "--device", "tpu"))
+    for name in ("http://example.test", "example.test:80", "a b", "example.test/x"):
+        assert "--allow-host takes a bare host name" in assert_clean_error(gibbsdream_here("serve", image_model, "--allow-host", name))
     assert "Missing argument" in assert_clean_error(gibbsdream_here("serve"))
     from gibbsdream.web import bind
 
@@ -531,12 +535,14 @@ def test_serve_refuses_bad_checkpoints_and_options(serve_work, image_model):
 
 
 def test_serve_in_a_subprocess_prints_its_address_and_answers(image_model, string_model):
+    """The real command; it answers to its own address and --allow-host names only (see test_serve_hostile.py)."""
+    import http.client
     import json
     import urllib.request
 
     process = subprocess.Popen(
         [sys.executable, "-m", "gibbsdream.cli", "serve", image_model, string_model, "--port", "0", "--quiet",
-         "--device", "cpu"],
+         "--device", "cpu", "--allow-host", "gibbsdream.test", "--allow-host", "Other.Test"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
     )
     try:
@@ -546,6 +552,13 @@ def test_serve_in_a_subprocess_prints_its_address_and_answers(image_model, strin
         with urllib.request.urlopen(url + "api/models", timeout=60) as response:
             names = [m["name"] for m in json.load(response)["models"]]
         assert names == ["pixels", "words"]
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        for host, status in (("gibbsdream.test", 200), (f"other.test:{port}", 200), ("evil.test", 400)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/models", headers={"Host": host})
+            answer = connection.getresponse()
+            assert answer.status == status, (host, answer.read())
+            connection.close()
     finally:
         process.terminate()
         process.wait(timeout=60)

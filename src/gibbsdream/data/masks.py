@@ -536,7 +536,7 @@ def _file_hole(path: Path) -> torch.Tensor:
     return torch.from_numpy(gray >= 128)
 
 
-def inpaint_mask(spec, shape, generator=None) -> torch.Tensor:
+def inpaint_mask(spec, shape, generator=None, *, files: bool = True) -> torch.Tensor:
     """The ``--mask`` of inpainting -> ``known: (C, H, W)`` bool on CPU (True = keep).
 
     ``spec`` is one of:
@@ -549,7 +549,9 @@ def inpaint_mask(spec, shape, generator=None) -> torch.Tensor:
     - the path of a mask image of the image's height and width: converted to grayscale, pixels
       ``>= 128`` (white) are the hole, darker ones are kept.
 
-    A mask that hides no pixel or every pixel is refused with a :class:`UsageError`.
+    A mask that hides no pixel or every pixel is refused with a :class:`UsageError`. With
+    ``files=False`` a spec is never taken for a path (for specs from a web request, which must not
+    name files on the server): anything but the forms above is a :class:`UsageError`.
     """
     C, H, W = _check_shape(shape)
     if isinstance(spec, os.PathLike):
@@ -572,6 +574,8 @@ def inpaint_mask(spec, shape, generator=None) -> torch.Tensor:
         p = _check_fraction(p, "random hide probability")
         generator, where = _generator(generator, "cpu")
         hole = (_rand((H, W), generator, where) < p).cpu()
+    elif not files:
+        raise UsageError(f"cannot read mask spec {spec!r}; valid forms: centre[:F], box:x,y,w,h, random:P")
     elif text and Path(text).is_file():
         hole = _file_hole(Path(text))
     elif text and (Path(text).suffix or "/" in text or "\\" in text):

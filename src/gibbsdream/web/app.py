@@ -4,7 +4,9 @@ Nothing the page loads comes from elsewhere (no CDN, fonts or analytics): the HT
 style sheet are package files, and every response carries a Content-Security-Policy that lets
 the browser talk to this server only, so the page works offline and cannot leak a request.
 
-API (JSON in and out; errors are ``{"error": "one line"}`` with a 4xx status):
+API (JSON in and out; errors are ``{"error": "one line"}`` with a 4xx status). Every request first
+passes :class:`~gibbsdream.web.guard.RequestGuard` (Host, same origin, JSON content type, size);
+every field is then checked here, and anything wrong is a 4xx with that one line, never a 500.
 
 * ``GET  /api/models``: the served models and the server's limits.
 * ``GET  /api/models/{name}/images``: built-in images of an image model (its held-out split).
@@ -23,6 +25,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
+import math
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 from ..errors import UsageError
 from ..io import json_numbers
 from ..summary import training_strings as summary_training_strings
+from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
 from .jobs import Job, JobManager, ServerBusy
 
 STATIC = Path(__file__).parent / "static"
@@ -42,10 +48,9 @@ ANNEALS = ("geometric", "linear", "cosine")
 FINALS = ("sample", "argmax")
 GALLERY_SIZE = 24  # built-in images offered per image model
 MAX_SEED = 2**63 - 1
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-)
+MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
+_WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
 
 
 class NotFound(Exception):
@@ -62,6 +67,11 @@ class Limits:
     max_upload_bytes: int = 8 * 2**20  # size of an uploaded image file
     max_upload_side: int = 4096  # width and height of an uploaded image, in pixels
     max_prefix: int = 200  # characters of a clamped prefix (longer never fits a model anyway)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The most bytes of request body read: an image as base64, and the settings."""
+        return self.max_upload_bytes * 4 // 3 + 65536
 
 
 @dataclass
@@ -154,14 +164,20 @@ def load_models(paths, device="auto") -> list[ServedModel]:
 # ---- request checking ---------------------------------------------------------------------------
 
 
+def _shown(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages about any JSON value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _whole(body: dict, key: str, default: int, low: int, high: int | None, what: str) -> int:
     value = body.get(key, default)
     if value is None:
         value = default
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{what} must be a whole number, got {value!r}")
+        raise UsageError(f"{what} must be a whole number, got {_shown(value)}")
     if value < low:
         raise UsageError(f"{what} must be at least {low}, got {value}")
     if high is not None and value > high:
@@ -174,7 +190,7 @@ def _text(body: dict, key: str, default: str, what: str, limit: int = 200) -> st
     if value is None:
         return default
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise UsageError(f"{what} must be text, got {value!r}")
+        raise UsageError(f"{what} must be text, got {_shown(value)}")
     value = str(value).strip()
     if len(value) > limit:
         raise UsageError(f"{what} is {len(value)} characters long; the limit is {limit}")
@@ -184,7 +200,7 @@ def _text(body: dict, key: str, default: str, what: str, limit: int = 200) -> st
 def _choice(body: dict, key: str, default: str, choices, what: str) -> str:
     value = _text(body, key, default, what)
     if value not in choices:
-        raise UsageError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}")
+        raise UsageError(f"unknown {what} {_shown(value)}; choose one of {', '.join(choices)}")
     return value
 
 
@@ -200,6 +216,39 @@ def _schedules(body: dict, steps: int | None):
     return temperature, anneal, block
 
 
+def parse_json_object(raw: bytes) -> dict:
+    """A request body -> the JSON object it holds, or a :class:`UsageError` saying what is wrong.
+
+    Stricter than :func:`json.loads`: NaN and Infinity (which JSON does not have), numbers that
+    overflow a float, and whole numbers of more than :data:`MAX_DIGITS` digits are refused, and so
+    is nesting too deep to parse.
+    """
+
+    def constant(name):
+        raise UsageError(f"the request holds {name}, which is not a JSON number; send a finite number")
+
+    def whole(text):
+        if len(text.lstrip("-")) > MAX_DIGITS:
+            raise UsageError(f"the request holds a number of {len(text.lstrip('-'))} digits; the most taken is {MAX_DIGITS}")
+        return int(text)
+
+    def real(text):
+        value = float(text)
+        if not math.isfinite(value):
+            raise UsageError(f"the request holds the number {text[:40]}, which is too large for a float")
+        return value
+
+    try:
+        body = json.loads(raw or b"{}", parse_constant=constant, parse_int=whole, parse_float=real)
+    except UsageError:
+        raise
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise UsageError("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise UsageError("the request body must be a JSON object")
+    return body
+
+
 def _amount(size: int) -> str:
     return f"{size / 2**20:.0f} MB" if size >= 2**20 else f"{size / 1024:.0f} KB"
 
@@ -207,7 +256,7 @@ def _amount(size: int) -> str:
 def decode_data_url(data, limits: Limits) -> bytes:
     """The bytes of a ``data:...;base64,...`` URL (or bare base64), within the upload limit."""
     if not isinstance(data, str) or not data:
-        raise UsageError("the image must be a data URL (data:image/png;base64,...) of a PNG, JPEG, GIF or BMP file")
+        raise UsageError("the image must be a data URL (data:image/png;base64,...) of a PNG, JPEG, GIF, BMP or WebP file")
     _, comma, payload = data.partition(",") if data.startswith("data:") else ("", ",", data)
     if not comma:
         raise UsageError("the image data URL has no comma; expected data:image/png;base64,...")
@@ -223,22 +272,27 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
     """An image file's bytes -> ``((1, C, H, W) states, note)`` in the model's size and levels.
 
     The picture is cropped about its centre to the model's aspect ratio, resized (Lanczos) and
-    converted to the model's channels; ``note`` says what was done, for the page.
+    converted to the model's channels; ``note`` says what was done, for the page. Only the
+    formats of :data:`IMAGE_FORMATS` are decoded (Pillow would open dozens, some through outside
+    programs), and the size is checked from the header, before the pixels are decoded.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(payload)) as img:
+        with Image.open(io.BytesIO(payload), formats=IMAGE_FORMATS) as img:
             width, height = img.size
             if max(width, height) > limits.max_upload_side:
                 raise UsageError(
                     f"the image is {width}x{height} pixels; this server takes at most {limits.max_upload_side} "
                     "on a side: shrink it first"
                 )
+            # Pillow only warns below twice its bomb limit; warnings filters are not thread-safe, so ask here.
+            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{width}x{height} pixels")
             img.load()
             img = ImageOps.exif_transpose(img)
     except UnidentifiedImageError:
-        raise UsageError("that file is not an image this server can read (PNG, JPEG, GIF or BMP)") from None
+        raise UsageError("that file is not an image this server can read (PNG, JPEG, GIF, BMP or WebP)") from None
     except Image.DecompressionBombError:
         raise UsageError("that image is too large to open; shrink it first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
@@ -288,10 +342,11 @@ def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
     if not isinstance(mask, str):
         raise UsageError("mask must be a spec (centre, box:x,y,w,h, random:P) or rows of 0/1 (1 = hole)")
     spec = mask.strip()
-    if spec.partition(":")[0].strip().lower() not in ("centre", "center", "box", "random"):
-        # inpaint_mask would also read a file path, which a web request must never name.
-        raise UsageError(f"unknown mask {mask!r}; give centre[:F], box:x,y,w,h, random:P or paint one")
-    return inpaint_mask(spec, codec.shape, make_generator(seed, "cpu"))
+    if spec.partition(":")[0].strip().lower() not in ("centre", "center", "box", "random") or len(spec) > 100:
+        raise UsageError(f"unknown mask {_shown(mask)}; give centre[:F], box:x,y,w,h, random:P or paint one")
+    # files=False: a spec that is none of the forms (such as a bare "random") is refused, never
+    # looked up as a file in the server's working directory.
+    return inpaint_mask(spec, codec.shape, make_generator(seed, "cpu"), files=False)
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
@@ -311,14 +366,15 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     image = body.get("image")
     if isinstance(image, str) and ":" in image and not image.startswith("data:"):
         split, _, index = image.partition(":")
-        states = served.checkpoint.data.get(split)
-        if split not in ("test", "validation", "train") or states is None or not index.isdigit() or int(index) >= len(states):
-            raise UsageError(f"no built-in image {image!r}; pick one from the gallery or upload one")
+        states = served.checkpoint.data.get(split) if split in ("test", "validation", "train") else None
+        if states is None or not _WHOLE.fullmatch(index) or not 0 <= int(index) < len(states):
+            raise UsageError(f"no built-in image {_shown(image)}; pick one from the gallery or upload one")
         x = states[int(index)][None]
     elif image is None:
         raise UsageError("no image: pick a built-in image or upload one")
     else:
-        x, _ = image_to_states(decode_data_url(image, limits), codec, limits)
+        with jobs.slot():  # decoding an upload is work too: it counts against max_jobs
+            x, _ = image_to_states(decode_data_url(image, limits), codec, limits)
     known = _hole(served, body, seed)[None]
     if sampler == "ancestral":
         calls = int((~known).sum())
@@ -449,8 +505,13 @@ def chain_gif_bytes(job: Job, served: ServedModel) -> bytes:
 # ---- the app ------------------------------------------------------------------------------------
 
 
-def create_app(models: list[ServedModel], limits: Limits | None = None):
-    """The FastAPI application serving ``models`` (see the module docstring for the API)."""
+def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_hosts=()):
+    """The FastAPI application serving ``models`` (see the module docstring for the API).
+
+    ``allowed_hosts``: host names or addresses, besides the loopback ones, that a request's
+    ``Host`` header may name (the address the server listens on, a name it is reached by); a
+    request for any other host is refused, which is what stops DNS rebinding.
+    """
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI
@@ -461,6 +522,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or Limits()
+    allowed_hosts = tuple(host_key(h) for h in allowed_hosts)  # a bad name fails here, not per request
     jobs = JobManager(limits.max_jobs)
     by_name = {m.name: m for m in models}
 
@@ -472,17 +534,20 @@ def create_app(models: list[ServedModel], limits: Limits | None = None):
     # No /docs or /openapi.json: FastAPI's docs pages load their scripts from a CDN.
     app = FastAPI(title="gibbsdream", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.jobs, app.state.limits, app.state.models = jobs, limits, by_name
+    app.add_middleware(
+        RequestGuard, allowed_hosts=allowed_hosts, max_body_bytes=limits.max_request_bytes,
+        too_large=f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)",
+    )
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        # The headers are set here too: a 500 is answered outside the guard (by Starlette's
+        # outermost middleware), and it must carry them as well.
+        return JSONResponse({"error": message}, status_code=status, headers=SECURITY_HEADERS)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    @app.exception_handler(Exception)
+    async def server_error(request, err):
+        # A bug, not bad input; the terminal gets the traceback (Starlette re-raises), the page one line.
+        return error(500, f"the server failed on this request ({type(err).__name__}); see the server's terminal")
 
     @app.exception_handler(UsageError)
     async def usage_error(request, err):
@@ -517,22 +582,10 @@ def create_app(models: list[ServedModel], limits: Limits | None = None):
         return error(404, str(err))
 
     async def body_of(request: Request) -> dict:
-        most = limits.max_upload_bytes * 4 // 3 + 65536  # an image as base64, and the settings
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > most:  # refuse before reading it all
-            raise UsageError(f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)")
-        raw = await request.body()
-        if len(raw) > most:
-            raise UsageError(f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)")
-        import json
-
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise UsageError("the request body is not JSON") from None
-        if not isinstance(body, dict):
-            raise UsageError("the request body must be a JSON object")
-        return body
+        # The guard refused other content types of requests with a body; this one may have none.
+        if not is_json_type(request.headers.get("content-type")):
+            raise StarletteHTTPException(415, "the request body must be JSON with Content-Type: application/json")
+        return parse_json_object(await request.body())  # at most max_request_bytes: the guard counts
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def index():
@@ -566,8 +619,9 @@ def create_app(models: list[ServedModel], limits: Limits | None = None):
         if served.family != "nade":
             raise UsageError(f"model {name} is a string model; it takes no images")
         body = await body_of(request)
-        payload = decode_data_url(body.get("data"), limits)
-        states, note = await run_in_threadpool(image_to_states, payload, served.codec, limits)
+        with jobs.slot():  # a decoding upload holds a job place: eight 4096x4096 images at once would not fit
+            payload = decode_data_url(body.get("data"), limits)
+            states, note = await run_in_threadpool(image_to_states, payload, served.codec, limits)
         return {"png": png_data_url(states_png(served.codec, states[0])), "note": note}
 
     @app.post("/api/models/{name}/mask")

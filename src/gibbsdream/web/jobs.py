@@ -17,8 +17,9 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import UsageError
@@ -86,6 +87,9 @@ class Job:
 class JobManager:
     """Runs jobs on at most ``max_jobs`` threads and refuses more than that at once.
 
+    Work done for a request outside a job (decoding an uploaded image) holds one of the same
+    ``max_jobs`` places while it runs (:meth:`slot`), so uploads cannot add up either.
+
     Finished jobs are kept (for polls and downloads) until more than ``keep`` finished jobs
     exist; then the oldest finished ones are dropped.
     """
@@ -95,21 +99,47 @@ class JobManager:
         self.keep = keep
         self._pool = ThreadPoolExecutor(max_jobs, thread_name_prefix="gibbsdream-job")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._slots = 0  # places held through slot()
         self._lock = threading.Lock()
 
     def active(self) -> int:
+        """Jobs queued or running, and places held through :meth:`slot`."""
         with self._lock:
-            return sum(job.state in ACTIVE for job in self._jobs.values())
+            return self._busy()
+
+    def _busy(self) -> int:
+        return self._slots + sum(j.state in ACTIVE for j in self._jobs.values())
+
+    def _make_room(self) -> None:
+        """Raise :class:`ServerBusy` if every place is taken (call with the lock held)."""
+        busy = self._busy()
+        if busy >= self.max_jobs:
+            running, reading = busy - self._slots, self._slots
+            what = [f"{running} jobs are running"] if running or not reading else []
+            if reading:
+                what.append(f"{reading} uploaded image{'s are' if reading > 1 else ' is'} being read")
+            what = " and ".join(what)
+            raise ServerBusy(
+                f"the server is busy: {what}, the most it works on at once; "
+                "try again when one has finished (or cancel yours)"
+            )
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one job place while the ``with`` block runs, or raise :class:`ServerBusy`."""
+        with self._lock:
+            self._make_room()
+            self._slots += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._slots -= 1
 
     def submit(self, job: Job, work: Callable[[Job], dict]) -> Job:
         """Queue ``work(job)`` (which returns the job's result), or raise :class:`ServerBusy`."""
         with self._lock:
-            running = sum(j.state in ACTIVE for j in self._jobs.values())
-            if running >= self.max_jobs:
-                raise ServerBusy(
-                    f"the server is busy: {running} jobs are running, the most it runs at once; "
-                    "try again when one has finished (or cancel yours)"
-                )
+            self._make_room()
             self._jobs[job.id] = job
             finished = [j.id for j in self._jobs.values() if j.state not in ACTIVE]
             for old in finished[: max(0, len(finished) - self.keep)]:
