@@ -6,22 +6,25 @@ on stderr and exit code 2, never a traceback, and never a half-written output fi
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
+import secrets
 import shlex
 import signal
 import sys
 import threading
 import time
-from functools import partial
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .cli_params import option
 from .errors import Terminated, UsageError
 
-option = partial(click.option, show_default=True)
 ANNEAL_KINDS = ("geometric", "linear", "cosine")
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
@@ -51,19 +54,111 @@ def _empty_states(num_visible: int):
 
 
 def _check_output(path: Path | None, flag: str, *, folder: bool) -> None:
-    """Refuse, before any work, an output path that cannot be written (an existing file where a folder
-    is meant, an existing folder where a file is meant, or a file where a parent folder must be made)."""
+    """Refuse, before any work, an output path that cannot be written: an existing file where a folder
+    is meant, an existing folder where a file is meant, a file where a parent folder must be made, or
+    a folder that refuses a new file (no permission, a read-only or full file system), found by
+    writing and removing a small probe file in the nearest folder that exists."""
     if path is None:
         return
     if folder and path.exists() and not path.is_dir():
         raise UsageError(f"{flag} {path} is a file, but a folder is needed here; pass a folder (created if missing)")
     if not folder and path.is_dir():
         raise UsageError(f"{flag} {path} is a folder; pass a file name")
+    nearest = path if folder and path.is_dir() else None
     for parent in path.parents:
+        if nearest is not None:
+            break
         if parent.exists():
             if not parent.is_dir():
                 raise UsageError(f"{flag} {path} cannot be written: {parent} is a file, not a folder")
-            break
+            nearest = parent
+    try:
+        _probe_writable(nearest or Path("."))
+    except OSError as err:
+        raise UsageError(f"cannot write {flag} {path}: {err.strerror or err}; {_os_error_remedy(err)}") from None
+
+
+PROBE_BYTES = 4096  # one block: enough to meet a full disk, which an empty file would not
+
+
+def _probe_writable(folder: Path) -> None:
+    """Create, fill, sync and remove a small hidden file in ``folder``, or raise the OSError that stops it."""
+    probe = folder / f".gibbsdream-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, bytes(PROBE_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+
+
+_REMEDIES = {
+    errno.ENOSPC: "free some space there, or write somewhere else",
+    errno.EDQUOT: "your disk quota is used up; free some space, or write somewhere else",
+    errno.EROFS: "write somewhere else, or remount it writable",
+    errno.EACCES: "you may not write there; choose another place, or change the folder's permissions",
+    errno.EPERM: "you may not write there; choose another place, or change the folder's permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; fix the path",
+    errno.EISDIR: "that is a folder; give a file name",
+    errno.ENOENT: "a folder on the way does not exist; check the path",
+    errno.EFBIG: "the file is too large for that file system; write somewhere else",
+    errno.ENAMETOOLONG: "use a shorter name",
+    errno.EMFILE: "too many files are open; close some programs and try again",
+    errno.ENFILE: "too many files are open; close some programs and try again",
+    errno.EIO: "the disk reported an error; check it, or write somewhere else",
+}
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def _os_error_remedy(err: OSError) -> str:
+    return _REMEDIES.get(err.errno, "check the path and its folder, then try again")
+
+
+def _os_error_message(err: OSError) -> str:
+    """``error: cannot write PATH: reason; what to do`` for an OSError that escaped a command."""
+    path = err.filename if err.filename is not None else err.filename2
+    reason = err.strerror or str(err) or type(err).__name__
+    verb = "write" if err.errno in _WRITE_ERRORS or isinstance(err, PermissionError) else "use"
+    where = f"cannot {verb} {os.fsdecode(path)}" if path is not None else "a file operation failed"
+    return f"{where}: {reason}; {_os_error_remedy(err)}"
+
+
+@contextlib.contextmanager
+def _all_or_nothing():
+    """Write a command's output files together: all of them, or none.
+
+    Yields ``stage(path) -> temporary path``: write ``path``'s content there (any writer will do,
+    atomic or not). When the block ends without an error every staged file is renamed onto its
+    path (renames need no disk space); when it fails, the staged files and the folders made for
+    them are removed, so a full disk half-way leaves nothing behind, and nothing is replaced.
+    """
+    staged: list[tuple[Path, Path]] = []
+    made: list[Path] = []
+
+    def stage(path: Path) -> Path:
+        path = Path(path)
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made.extend(missing)
+        temporary = path.parent / f".{path.stem}-{secrets.token_hex(4)}.partial{path.suffix}"
+        staged.append((temporary, path))
+        return temporary
+
+    try:
+        yield stage
+        for temporary, path in staged:
+            os.replace(temporary, path)
+    except BaseException as err:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # the deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: something else may have put files there meanwhile
+        if isinstance(err, OSError) and err.filename is None and staged:
+            # A failed write() names no file; name the one being written.
+            raise OSError(err.errno, err.strerror, str(staged[-1][1])) from None
+        raise
 
 
 _invocation: dict = {"argv": [], "out": None}  # this command's arguments, and the checkpoint it writes
@@ -219,6 +314,7 @@ def train_rbm(
         )
         if not quiet:
             _say(f"corpus {data}: {report.summary()}; alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions")
+        _check_string_training_memory(codec, len(kept), config, max_length)
         states = codec.encode(kept)
         train_states, val_states = split_data(states, config.validation_fraction, config.seed)
         model = RBM(codec.max_length, config.num_hidden, codec.num_categories)
@@ -246,7 +342,35 @@ def train_rbm(
         _say(f"saved {out} ({trainer.epoch} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
 
 
+def _check_string_training_memory(codec, strings: int, config, max_length: int | None) -> None:
+    """Refuse, before encoding the corpus, a model and data that cannot fit in the memory free here
+    (a corpus with one line of a million characters makes every string a million positions)."""
+    from .resources import check_memory, product_text, rbm_training_bytes
+
+    positions, categories = codec.max_length, codec.num_categories
+    needed = rbm_training_bytes(strings, positions, categories, config.num_hidden, config.batch_size)
+    what = product_text((strings, "strings"), (positions, "positions"), (categories, "categories"))
+    remedy = "lower --hidden" if max_length is not None else (
+        f"the longest line has {positions:,} characters: pass --max-length to skip long lines, or lower --hidden")
+    check_memory(needed, f"{what}, --hidden {config.num_hidden:,}", remedy)
+
+
 # ---- sample ---------------------------------------------------------------------------------
+
+
+def _check_string_sampling_memory(model, chains: int, steps: int, every: int | None) -> None:
+    """Refuse, before sampling, chains whose tensors cannot fit in the memory free here."""
+    from .resources import check_memory, product_text, rbm_sampling_bytes
+
+    frames = 0 if every is None else steps // every + 2
+    sizes = (chains, model.num_visible, model.num_categories, model.num_hidden)
+    threads = os.cpu_count() or 1
+    needed = rbm_sampling_bytes(*sizes, steps, frames, threads=threads)
+    per_step = needed - rbm_sampling_bytes(*sizes, 0, 0, threads=threads)  # the trace and the frames
+    what = product_text(("--chains", chains), (model.num_visible, "positions"), (model.num_categories, "categories"))
+    remedy = (f"lower --steps{' or raise --every' if frames else ''} (the trace keeps every step of every chain)"
+              if per_step > needed / 2 else "lower --chains")
+    check_memory(needed, f"{what}, {model.num_hidden:,} hidden units, {steps:,} steps", remedy)
 
 
 @app.command("sample")
@@ -317,6 +441,7 @@ def sample_command(
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
     ckpt = _load_string_model(checkpoint, device)
+    _check_string_sampling_memory(ckpt.model, chains, steps, every)
     codec = ckpt.codec
     x = known = None
     if prefix is not None:
@@ -391,6 +516,14 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = _load_string_model(checkpoint, device)
+    if resolve_method(ckpt.model, method) == "ais":
+        from .resources import ais_bytes, check_memory, product_text
+
+        model = ckpt.model
+        check_memory(ais_bytes(ais_runs, ais_betas, model.num_visible, model.num_categories, model.num_hidden),
+                     product_text(("--ais-runs", ais_runs), (model.num_visible, "positions"),
+                                  (model.num_categories, "categories")) + f", {model.num_hidden:,} hidden units, "
+                     f"--ais-betas {ais_betas:,}", "lower --ais-runs or --ais-betas")
     lines = read_lines(data)
     kept, report = ckpt.codec.filter(lines)
     if report.skipped and not skip_invalid:
@@ -488,8 +621,55 @@ from . import cli_sweep  # noqa: E402,F401  (registers `sweep`)
 
 
 
+# What PyTorch and Python say when an allocation fails (CPU allocator, CUDA caching allocator, glibc).
+_OUT_OF_MEMORY = re.compile(
+    r"DefaultCPUAllocator|can't allocate memory|not enough memory|out of memory|Cannot allocate memory"
+    r"|Storage size calculation overflowed|tried to allocate",
+    re.IGNORECASE,
+)
+# The options that make a command's tensors big, in the order to suggest lowering them.
+SIZE_OPTIONS = ("--chains", "--samples", "--problems", "--orders", "--batch-size", "--ais-runs", "--hidden",
+                "--width", "--depth", "--max-length", "--steps", "--max-images", "--workers")
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(err, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    return isinstance(err, RuntimeError) and bool(_OUT_OF_MEMORY.search(str(err)))
+
+
+def _out_of_memory_message(err: BaseException, argv: list[str] | None) -> str:
+    """``error: ran out of memory ...; lower --chains ...``, naming the size options of the command run."""
+    from .resources import human_bytes
+
+    match = re.search(r"allocate (\d+) bytes", str(err)) or re.search(r"allocate ([\d.]+) ([KMGT]i?B)", str(err))
+    if match and match.lastindex == 1:
+        size = f" (one allocation of {human_bytes(int(match.group(1)))})"
+    elif match:
+        size = f" (one allocation of {match.group(1)} {match.group(2)})"
+    else:
+        size = ""
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = app
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        command = command.commands[words.pop(0)]
+    flags = [p.opts[0] for p in command.params if isinstance(p, click.Option)] if command is not app else []
+    sizes = [f for f in SIZE_OPTIONS if f in flags]
+    what = f"lower {', '.join(sizes[:4])}" if sizes else "ask for less"
+    return f"ran out of memory{size}; {what}, or run where more memory is free"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input gives one line on stderr and exit code 2."""
+    """Run the CLI; bad input gives one line on stderr and exit code 2.
+
+    So do the failures a user's input can cause deep inside a command: an OSError (a folder that
+    cannot be written, a full disk) and running out of memory are one line too, as a last resort
+    behind the checks each command makes before it starts. Ctrl+C and SIGTERM end with 130 / 143
+    and, for a training run, the command that continues it.
+    """
     _invocation.update(argv=list(sys.argv[1:] if argv is None else argv), out=None)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)  # like Ctrl+C: saves finish, exit 143
@@ -517,6 +697,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(143 if terminated else 130)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as err:
+        _say(f"error: {_os_error_message(err)}")
+        sys.exit(2)
+    except (MemoryError, RuntimeError) as err:
+        if not _is_out_of_memory(err):
+            raise
+        _say(f"error: {_out_of_memory_message(err, argv)}")
+        sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
 
 

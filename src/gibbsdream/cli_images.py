@@ -14,12 +14,17 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _check_output, _hold_checkpoint, _positive, _say, app, option, train_app
+from .cli import DEVICE_HELP, _all_or_nothing, _check_output, _hold_checkpoint, _positive, _say, app, option, train_app
+from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
 
 SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
 IMAGE_SUFFIX_FORMATS = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}
 DIGITS_TEST_SIZE = 297  # the 1,500 / 297 split of the likelihood literature
+# A dilation pads the feature maps by that many pixels on each side; one wider than any image only
+# adds zero padding, and a huge one asks for memory without end (and overflows the convolution).
+MAX_DILATION = 1024
+DILATION_WHY = " (a dilation wider than the image only pads it with zeros)"
 
 
 def _write_image(path: Path, hwc) -> None:
@@ -54,6 +59,18 @@ def _check_block(block: str) -> None:
     from .sampling.schedules import block_schedule, schedule_values
 
     schedule_values(block_schedule(block), 2)  # raises a UsageError for a fraction outside (0, 1]
+
+
+def _check_sampling_memory(ckpt, images: int, steps: int, frames: int, what: str, remedy: str) -> None:
+    """Refuse, before sampling, more images than the memory free here can hold."""
+    from .resources import check_memory, image_sampling_bytes
+
+    C, H, W = ckpt.codec.shape
+    sizes = (images, C, H, W, ckpt.codec.levels, ckpt.model.settings.width)
+    needed = image_sampling_bytes(*sizes, steps, frames)
+    if needed - image_sampling_bytes(*sizes, 0, 0) > needed / 2:  # the per-step trace and frames dominate
+        remedy = "lower --steps" + (" or raise --every" if frames else "") + " (the trace keeps every step of every chain)"
+    check_memory(needed, f"{what} of {C}x{H}x{W} at {ckpt.codec.levels} levels, {steps:,} steps", remedy)
 
 
 def _frame_every(steps: int, every: int | None) -> int:
@@ -102,13 +119,13 @@ def _trace_json(chain) -> str:
 @option("--width", default=64, help="Feature maps per layer.")
 @option("--depth", default=6, help="Residual blocks.")
 @option("--kernel-size", default=3, help="Convolution kernel size (odd).")
-@option("--dilations", default="1,2,1,4", help="Dilations the blocks cycle through (comma-separated).")
+@option("--dilations", default="1,2,1,4", type=WholeList(1, MAX_DILATION, DILATION_WHY), help="Dilations the blocks cycle through (comma-separated).")
 @option("--residual/--no-residual", default=True, help="Skip connections around every block.")
 @option("--masks", default="orderless", help="Training masks: orderless, squares, contiguish, centre[:F], bernoulli[:P], or a mix like orderless+contiguish or orderless=0.7,contiguish=0.3.")
 @option("--loss", type=click.Choice(["ce", "emd2"]), default="ce", help="Cross-entropy, or the squared earth mover's distance over ordered levels.")
 @option("--rescale/--no-rescale", default=True, help="Weight each example's loss by D/(D-d+1) (Uria et al.): the loss then estimates nats per image.")
 @option("--epochs", default=200, help="Maximum epochs (with --resume: the total to reach).")
-@option("--max-time", default=None, help="Stop cleanly and save when this much training time has passed (e.g. 90s, 8m, 1h30m).")
+@option("--max-time", default=None, type=Duration(), help="Stop cleanly and save when this much training time has passed (e.g. 90s, 8m, 1h30m).")
 @option("--batch-size", default=64, help="Images per update (per process under torchrun).")
 @option("--lr", "learning_rate", default=1e-3, help="Adam learning rate.")
 @option("--lr-factor", default=0.5, help="The learning rate is multiplied by this when the validation loss plateaus.")
@@ -116,7 +133,7 @@ def _trace_json(chain) -> str:
 @option("--min-lr", default=1e-5, help="The learning rate never goes below this.")
 @option("--weight-decay", default=0.0, help="Adam weight decay.")
 @option("--grad-clip", default=10.0, help="Clip the gradient norm to this (0: no clipping).")
-@option("--test-size", default=None, help="Images held out for `evaluate` (a count, or a fraction < 1).  [default: 297 for digits, else 0.1]")
+@option("--test-size", default=None, type=CountOrFraction(), help="Images held out for `evaluate` (a count, or a fraction < 1).  [default: 297 for digits, else 0.1]")
 @option("--validation-fraction", default=0.1, help="Share of the remaining images used for the plateau schedule.")
 @option("--seed", default=0, help="Random seed (the split, the initial weights, the shuffles and the masks).")
 @option("--captions", is_flag=True, help="Condition on captions: builtin:digits and builtin:shapes write their own; a folder needs a captions.json (file name -> list of captions) or the class project's captions pickle beside the images.")
@@ -172,12 +189,8 @@ def train_nade(
     else:
         if (out / "config.json").exists():
             raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
-        try:
-            dilation_list = tuple(int(d) for d in str(dilations).split(","))
-        except ValueError:
-            raise UsageError(f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {dilations!r}") from None
         config = NADETrainConfig(
-            width=width, depth=depth, kernel_size=kernel_size, dilations=dilation_list, residual=residual,
+            width=width, depth=depth, kernel_size=kernel_size, dilations=dilations, residual=residual,
             epochs=epochs, max_time=seconds, batch_size=batch_size, learning_rate=learning_rate, lr_factor=lr_factor,
             lr_patience=lr_patience, min_lr=min_lr, weight_decay=weight_decay, grad_clip=grad_clip, masks=masks,
             loss=loss, rescale=rescale, validation_fraction=validation_fraction, seed=seed,
@@ -202,12 +215,7 @@ def train_nade(
         if test_size is None:
             held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
         else:
-            try:
-                held = float(test_size) if "." in str(test_size) else int(test_size)
-            except ValueError:
-                raise UsageError(f"--test-size must be a count or a fraction below 1, got {test_size!r}") from None
-            if held < 0:
-                raise UsageError(f"--test-size must be >= 0 (a count, or a fraction below 1), got {test_size!r}")
+            held = test_size  # a count or a fraction in [0, 1), as CountOrFraction read it
         # Split image numbers rather than images, so that captions follow their images.
         train_all, test = split_images(torch.arange(len(dataset.states)), held, seed)
         train, validation = split_images(train_all, float(validation_fraction), seed + 1)
@@ -308,6 +316,10 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
     _check_output(out, "--out", folder=many)
+    frames = steps // _frame_every(steps, every) + 2 if gif else 0
+    _check_sampling_memory(ckpt, len(states) * samples, steps, frames,
+                           f"{len(states):,} images x --samples {samples:,}",
+                           "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""))
     mask_generator = make_generator(seed, "cpu")
     known = inpaint_masks(mask, codec.shape, len(states), mask_generator)
     device_ = next(ckpt.model.parameters()).device
@@ -322,20 +334,18 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     if not torch.equal(chain.samples[known], x[known]):  # the samplers promise this; never ship a broken result
         raise RuntimeError("a known pixel changed during sampling")
     pixels = codec.decode(chain.samples.cpu()).permute(0, 2, 3, 1).numpy()
-    written = []
-    for i, hwc in enumerate(pixels):
-        name = names[i // samples]
-        if samples > 1:
-            name = f"{Path(name).stem}-{i % samples}{Path(name).suffix or '.png'}"
-        target = out / name if many else out
-        _write_image(target, hwc)
-        written.append(target)
-    if gif:
-        chain_gif(chain.frames.cpu(), codec, gif, known=known.cpu())
-    if trace:
-        from .io import atomic_write_text
+    with _all_or_nothing() as stage:  # a full disk half-way leaves no images, GIF or trace behind
+        for i, hwc in enumerate(pixels):
+            name = names[i // samples]
+            if samples > 1:
+                name = f"{Path(name).stem}-{i % samples}{Path(name).suffix or '.png'}"
+            _write_image(stage(out / name if many else out), hwc)
+        if gif:
+            chain_gif(chain.frames.cpu(), codec, stage(gif), known=known.cpu())
+        if trace:
+            from .io import atomic_write_text
 
-        atomic_write_text(trace, _trace_json(chain))
+            atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
         final = chain.energy[-1].nanmean().item()
         _say(f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
@@ -361,6 +371,9 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     _check_block(block)
+    frames = steps // _frame_every(steps, every) + 2 if gif else 0
+    _check_sampling_memory(ckpt, num_samples, steps, frames, f"--chains {num_samples:,} images",
+                           "lower --chains" + (" (or raise --every)" if gif else ""))
     context = _caption_context(ckpt, caption)
     codec = ckpt.codec
     device_ = next(ckpt.model.parameters()).device
@@ -373,15 +386,16 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     )
     seconds = time.perf_counter() - started
     pixels = codec.decode(chain.samples.cpu())
-    for i, image in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
-        _write_image(out / f"sample-{i:04d}.png", image)
-    save_grid_png(out / "grid.png", pixels, scale=max(1, 64 // codec.height))
-    if gif:
-        chain_gif(chain.frames.cpu(), codec, gif)
-    if trace:
-        from .io import atomic_write_text
+    with _all_or_nothing() as stage:  # a full disk half-way leaves no images, grid, GIF or trace behind
+        for i, image in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
+            _write_image(stage(out / f"sample-{i:04d}.png"), image)
+        save_grid_png(stage(out / "grid.png"), pixels, scale=max(1, 64 // codec.height))
+        if gif:
+            chain_gif(chain.frames.cpu(), codec, stage(gif))
+        if trace:
+            from .io import atomic_write_text
 
-        atomic_write_text(trace, _trace_json(chain))
+            atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
         _say(f"{num_samples} samples with {sampler} ({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
              f"in {seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else ""))
@@ -413,6 +427,13 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
         label = data
     if max_images is not None:
         states = states[: _positive("max-images", max_images)]
+    from .resources import check_memory, order_likelihood_bytes, product_text
+
+    C, H, W = ckpt.codec.shape
+    check_memory(
+        order_likelihood_bytes(len(states), orders, batch_size, C, H, W, ckpt.codec.levels, ckpt.model.settings.width),
+        product_text((len(states), "images"), ("--orders", orders)) + f", --batch-size {batch_size:,}",
+        "lower --orders or --batch-size" + ("" if max_images else ", or pass --max-images"))
     device_ = next(ckpt.model.parameters()).device
     context, caption_label = None, None
     if caption is not None:

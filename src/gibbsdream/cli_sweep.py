@@ -23,6 +23,40 @@ GRID_HELP = (
 )
 
 
+def _check_memory(spec, workers: int) -> None:
+    """Refuse, before the first cell, a sweep whose cells cannot fit in the memory free here (each of
+    the ``workers`` processes runs a cell at a time, so their needs add up)."""
+    import os
+
+    from .io import _read_config
+    from .resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
+    from .sweep import frame_every
+
+    config = _read_config(Path(spec.checkpoint))
+    model, steps = config.get("model", {}), max(cell["steps"] for cell in spec.cells)
+    try:
+        if spec.family == "rbm":
+            V, H, K = (int(model[k]) for k in ("num_visible", "num_hidden", "num_categories"))
+            needed = rbm_sampling_bytes(spec.chains, V, K, H, steps, threads=os.cpu_count() or 1)
+            base = rbm_sampling_bytes(spec.chains, V, K, H, 0, threads=os.cpu_count() or 1)
+            what, remedy = product_text(("--chains", spec.chains), (V, "positions"), (K, "categories")), "lower --chains"
+        else:
+            codec = config.get("codec", {})
+            C, H, W, K = (int(codec[k]) for k in ("channels", "height", "width", "levels"))
+            images = spec.problems * spec.samples
+            needed = image_sampling_bytes(images, C, H, W, K, int(model["width"]), steps,
+                                          steps // frame_every(spec, steps) + 2)
+            base = image_sampling_bytes(images, C, H, W, K, int(model["width"]), 0, 0)
+            what = product_text(("--problems", spec.problems), ("--samples", spec.samples)) + f" images of {C}x{H}x{W}"
+            remedy = "lower --problems or --samples (or raise --every)"
+    except (KeyError, TypeError, ValueError):
+        return  # an unusual config: loading the checkpoint says what is wrong with it
+    if needed - base > needed / 2:  # the per-step trace and frames dominate
+        remedy = "lower the steps in --grid (the trace keeps every step of every chain)"
+    check_memory(needed * workers, f"{what}, {steps:,} steps" + (f", --workers {workers}" if workers > 1 else ""),
+                 remedy + (" or --workers" if workers > 1 else ""))
+
+
 @app.command("sweep")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--grid", "grid", multiple=True, help=GRID_HELP)
@@ -75,6 +109,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
     else:
         options.update(problems=problems, mask=mask, image=image, samples=samples)
     spec = SweepSpec.create(checkpoint, entries, **options)
+    _check_memory(spec, workers)
 
     def on_start(todo, total):
         if not quiet:

@@ -46,6 +46,14 @@ DEFAULT_MAX_LENGTH = 24
 CAPTIONS_FILE = "captions.json"
 # A captions pickle bigger than this is not the class project's (about 30 MB); refuse to read it.
 MAX_PICKLE_BYTES = 512 * 2**20
+# A pickle can refer to one object many times (its memo), so a small file can stand for a table far
+# larger than itself: a list of a thousand references to one long caption, used by a million image
+# ids, is a terabyte of text to whatever reads every caption. Without sharing, a pickle holds each
+# string's characters and spends at least a byte on each object, so its table, counted out, is no
+# bigger than the file. The reader allows this many times that, counting a shared object each time
+# it is used, and refuses the rest (so the check costs no more than reading a few such files).
+MAX_PICKLE_EXPANSION = 4
+PICKLE_EXPANSION_FLOOR = 2**16  # items or characters always allowed, for tiny files
 
 _WORD = re.compile(r"\w+(?:'\w+)*")
 
@@ -353,6 +361,32 @@ class _PlainUnpickler(pickle.Unpickler):
         raise UsageError("the captions pickle uses persistent ids; refusing to load it (convert it to captions.json)")
 
 
+def _check_expansion(data, path: Path, size: int) -> None:
+    """Walk what a pickle of ``size`` bytes loaded as the readers after this will, a shared object
+    once per use, and refuse it as soon as its items or its characters pass
+    :data:`MAX_PICKLE_EXPANSION` times the file's size (so the walk is bounded too, even for a list
+    that contains itself)."""
+    limit = MAX_PICKLE_EXPANSION * size + PICKLE_EXPANSION_FLOOR
+    items = text = 0
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        items += 1
+        if isinstance(value, (str, bytes, bytearray)):
+            text += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend(value)
+        if items > limit or text > limit:
+            raise UsageError(
+                f"{path} expands to more than {MAX_PICKLE_EXPANSION} times its size once the parts it shares are "
+                "counted each time they are used, which a table of captions never does; refusing to read it "
+                "(convert it to captions.json)"
+            )
+
+
 def read_captions_pickle(path) -> dict[str, list[str]]:
     """The class project's captions pickle (image id -> captions), read without running code.
 
@@ -362,12 +396,14 @@ def read_captions_pickle(path) -> dict[str, list[str]]:
     path = Path(path)
     if path.stat().st_size > MAX_PICKLE_BYTES:
         raise UsageError(f"{path} is too large to be a captions pickle; convert it to captions.json")
+    payload = path.read_bytes()
     try:
-        data = _PlainUnpickler(io.BytesIO(path.read_bytes()), encoding="utf-8").load()
+        data = _PlainUnpickler(io.BytesIO(payload), encoding="utf-8").load()
     except UsageError as err:
         raise UsageError(f"{path}: {err}") from None
     except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways, none may escape
         raise UsageError(f"cannot read the captions pickle {path} ({type(err).__name__}); convert it to captions.json") from None
+    _check_expansion(data, path, len(payload))
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a dict of image id -> captions, not a {type(data).__name__}")
     out = {}

@@ -25,6 +25,7 @@ loads plain data only.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,15 +302,22 @@ def load_image_file(path, channels: int | None = None, name: str | None = None) 
     _check_channels(channels)
     path = Path(path)
     name = name or str(path)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{name} is not a regular file (a pipe, a socket or a device); pass an image file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _pil_to_array(img, channels)
+        with warnings.catch_warnings():
+            # Pillow only warns about images of 1x to 2x its pixel limit (89 million), then decodes
+            # them anyway; a file that size is a decompression bomb here as much as one beyond 2x.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _pil_to_array(img, channels)
     except UnidentifiedImageError:
         raise UsageError(f"{name} is not a readable image ({IMAGE_KINDS}); remove it or re-save it") from None
-    except Image.DecompressionBombError:
-        raise UsageError(f"{name} is too large to be a training image; resize it first") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UsageError(f"{name} has too many pixels to decode safely (Pillow's limit is about "
+                         f"{Image.MAX_IMAGE_PIXELS // 10**6} million); resize it first") from None
     except UsageError as err:
         raise UsageError(f"{name}: {err}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:

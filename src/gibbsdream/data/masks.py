@@ -521,14 +521,31 @@ def _box_hole(text: str, H: int, W: int) -> torch.Tensor:
     return hole
 
 
-def _file_hole(path: Path) -> torch.Tensor:
+def _file_hole(path: Path, height: int, width: int) -> torch.Tensor:
+    """The hole of a mask image, which must be ``width`` x ``height`` pixels: the size is read from
+    the file's header and checked before any pixel is decoded, so a small file that would decode
+    into gigabytes (a decompression bomb) costs nothing."""
+    import warnings
+
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            gray = np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow only warns at 1x-2x its limit
+            with Image.open(path) as image:
+                if image.size != (width, height):
+                    raise UsageError(
+                        f"the mask {str(path)!r} is {image.size[0]}x{image.size[1]} pixels (width x height) but the "
+                        f"image is {width}x{height}; make a mask of the image's size"
+                    )
+                gray = np.asarray(image.convert("L"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UsageError(
+            f"the mask {str(path)!r} is far larger than the {width}x{height} image (a decompression bomb?); "
+            "make a mask of the image's size"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as error:
         raise UsageError(
             f"cannot read mask image {str(path)!r} ({error}); give a PNG with white = hole, black = keep"
         ) from None
@@ -577,7 +594,7 @@ def inpaint_mask(spec, shape, generator=None, *, files: bool = True) -> torch.Te
     elif not files:
         raise UsageError(f"cannot read mask spec {spec!r}; valid forms: centre[:F], box:x,y,w,h, random:P")
     elif text and Path(text).is_file():
-        hole = _file_hole(Path(text))
+        hole = _file_hole(Path(text), H, W)
     elif text and (Path(text).suffix or "/" in text or "\\" in text):
         raise UsageError(
             f"mask file {text!r} does not exist; give the path of a mask image or one of: {_INPAINT_FORMS}"

@@ -278,6 +278,15 @@ def read_lines(source: str) -> list[str]:
             )
         if path.is_dir():
             raise UsageError(f"{source} is a folder; pass a UTF-8 text file with one string per line")
+        if not path.is_file():
+            # Reading a FIFO (or a terminal) would wait for a writer, perhaps forever.
+            raise UsageError(f"{source} is not a regular file (a pipe, a socket or a device); save the corpus to a "
+                             "file and pass that")
+        from ..resources import check_memory
+
+        size = path.stat().st_size
+        # The bytes, the decoded text (up to 4 bytes a character) and the list of lines.
+        check_memory(size * 7, f"reading the corpus {source} of {size:,} bytes", "split the corpus into smaller files")
         try:
             text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark is not part of line 1
         except UnicodeDecodeError as err:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, check_seed
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
-from .schedules import block_schedule, schedule_values, temperature_schedule
+from .schedules import block_schedule, schedule_values, temperature_schedule, temperature_values
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
 
@@ -17,8 +17,16 @@ def make_generator(seed: int | None, device) -> torch.Generator:
     generator = torch.Generator(device=device)
     if seed is None:
         generator.seed()
-    else:
-        generator.manual_seed(int(seed))
+        return generator
+    try:
+        value = int(seed)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    # Up to what a PyTorch seed holds (64 bits), not check_seed's MAX_SEED: the trainers derive
+    # their other generators from seed + small offsets.
+    if value is None or value != seed or not 0 <= value < 2**64:
+        raise UsageError(f"a seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
+    generator.manual_seed(value)
     return generator
 
 
@@ -104,6 +112,8 @@ def sample(
         ``(N, *shape)`` (conditional models) and ``energy (S + 1, N)``; for ``sampler="ancestral"``
         ``steps`` is ignored and S is the number of model calls.
     """
+    if seed is not None:
+        check_seed(seed)
     if not hasattr(model, "sample_hidden"):
         if not hasattr(model, "logits"):
             raise UsageError(
@@ -121,7 +131,7 @@ def sample(
     if record_every is not None:
         check_count("record_every", record_every)
     schedule = temperature_schedule(temperature, anneal)
-    temperatures = schedule_values(schedule, steps)
+    temperatures = temperature_values(schedule, steps)
     device = model.weight.device
     if generator is None:
         generator = make_generator(seed, device)
@@ -209,14 +219,14 @@ def sample_conditional(
             raise UsageError(f"unknown ancestral order {order!r}; choose one of {', '.join(ANCESTRAL_ORDERS)}")
         free = int((~known).reshape(known.shape[0], -1).sum(1).max())
         calls = max(-(-free // per_call), 1)
-        chain = ancestral(model, x, known, schedule_values(temperature_spec, calls), generator, per_call=per_call,
+        chain = ancestral(model, x, known, temperature_values(temperature_spec, calls), generator, per_call=per_call,
                           order=order, context=context, record_every=record_every, on_step=on_step)
         steps = calls
     else:
         steps = check_count("steps", steps)
         fractions = schedule_values(block_schedule(block), steps)
         chain = blocked_gibbs(
-            model, x, known, steps, schedule_values(temperature_spec, steps), fractions, generator,
+            model, x, known, steps, temperature_values(temperature_spec, steps), fractions, generator,
             resample="independent" if sampler == "gibbs" else "ancestral", context=context,
             record_every=record_every, progress=progress, on_step=on_step,
         )

@@ -11,8 +11,29 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UsageError
+
 
 _SMALL = 2**16  # below this many probabilities, sum the CDF in float64 directly
+
+# Temperatures below this act as T = 0 (the argmax). Tempered logits z / T are float32: they
+# overflow to infinity (and the softmax to NaN) once |z| / T passes 3.4e38, which for T >= 1e-30
+# needs logits beyond 3e8, far past any model's. And at T = 1e-30 the tempered distribution is
+# already the argmax for any logit gap above 1e-27 (exp(-gap / T) is 0 even in float64), so a
+# smaller T could not be told from 0 anyway, save by exact ties (which the argmax breaks towards
+# the first category). Samplers get their temperatures through effective_temperature, so the
+# command line, the library and the web page all follow this one rule.
+MIN_TEMPERATURE = 1e-30
+
+
+def effective_temperature(temperature: float) -> float:
+    """The temperature a draw uses: ``temperature``, or 0.0 (argmax) below :data:`MIN_TEMPERATURE`;
+    NaN or a negative temperature is a UsageError."""
+    if temperature >= MIN_TEMPERATURE:
+        return float(temperature)
+    if temperature >= 0:
+        return 0.0
+    raise UsageError(f"temperature must be a number >= 0 (0 means argmax), got {temperature}")
 
 
 def sample_categorical(
@@ -32,9 +53,15 @@ def sample_categorical(
     Returns:
         long tensor of category indices, ``logits``' shape without ``dim``.
     """
+    temperature = effective_temperature(temperature)
     if temperature == 0:
         return logits.argmax(dim=dim)
-    probs = torch.softmax(logits / temperature if temperature != 1 else logits, dim=dim).movedim(dim, -1)
+    if temperature != 1:
+        # Subtract the largest logit before dividing, not after (as softmax would): the largest
+        # tempered logit is then exactly 0 and the others at most 0, so no division can overflow
+        # to inf - inf = NaN however small T is.
+        logits = (logits - logits.amax(dim=dim, keepdim=True)) / temperature
+    probs = torch.softmax(logits, dim=dim).movedim(dim, -1)
     u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=torch.float64)
     return categorical_from_uniform(probs, u)
 
@@ -83,6 +110,7 @@ def sample_bernoulli(
     logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Draw 0/1 for every entry of ``logits`` (log-odds), tempered; returns ``logits``' dtype."""
+    temperature = effective_temperature(temperature)
     if temperature == 0:
         return (logits > 0).to(logits.dtype)
     return bernoulli_from_probs(torch.sigmoid(logits / temperature if temperature != 1 else logits), generator)

@@ -238,3 +238,20 @@ def block_schedule(spec):
 def schedule_values(schedule, total_steps: int) -> list[float]:
     """The schedule's value at every step, ``[schedule(0, N), ..., schedule(N-1, N)]``."""
     return [float(schedule(step, total_steps)) for step in range(total_steps)]
+
+
+def temperature_values(schedule, total_steps: int) -> list[float]:
+    """The temperature of every step as the samplers use it: a value below
+    :data:`~gibbsdream.sampling.categorical.MIN_TEMPERATURE` is 0 (the argmax), since dividing
+    logits by it would overflow; a value that is NaN, infinite or negative (a schedule of one's
+    own can give one) is a UsageError."""
+    from .categorical import effective_temperature
+
+    values = schedule_values(schedule, total_steps)
+    for step, value in enumerate(values):
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(
+                f"the temperature schedule {schedule} gives {value} at step {step} of {total_steps}; "
+                "temperatures must be finite numbers >= 0 (0 means argmax)"
+            )
+    return [effective_temperature(value) for value in values]

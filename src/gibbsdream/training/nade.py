@@ -76,6 +76,11 @@ class NADETrainConfig:
     caption_merge_every: int = 2
 
     def check(self) -> "NADETrainConfig":
+        from ..errors import check_finite, check_seed
+
+        # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
+        check_finite(self, list(vars(self)))
+        check_seed(self.seed, f"{type(self).__name__}.seed")
         for name in ("width", "depth", "kernel_size", "epochs", "batch_size"):
             check_count("--" + name.replace("_", "-"), getattr(self, name))
         check_count("--lr-patience", self.lr_patience, least=0)

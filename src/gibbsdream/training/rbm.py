@@ -57,6 +57,11 @@ class RBMTrainConfig:
 
     def check(self) -> "RBMTrainConfig":
         """Raise UsageError (naming the command-line flag) for an impossible setting."""
+        from ..errors import check_finite, check_seed
+
+        # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
+        check_finite(self, list(vars(self)))
+        check_seed(self.seed, f"{type(self).__name__}.seed")
         for name in ("num_hidden", "epochs", "batch_size", "cd_steps", "monitor_size"):
             check_count(_flag(name), getattr(self, name))
         check_count("--fantasy-particles", self.fantasy_particles, least=0)
