@@ -197,7 +197,10 @@ def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
         process = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, long_run), "--epochs", "60",
                                     "--out", str(out), *again], env=ENV, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.3, 2.5))  # imports take ~1 s; then an epoch every ~40 ms
+        deadline = time.monotonic() + 60
+        while not (out / "config.json").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the run has saved once (imports take a second or more)
+        time.sleep(rng.uniform(0.0, 1.0))  # then an epoch every ~40 ms
         process.kill()
         process.wait()
         found.append(saved_epoch(out))  # loads in full

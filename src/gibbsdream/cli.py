@@ -194,6 +194,62 @@ def _stop_on_sigterm(signum, frame):
     raise Terminated()
 
 
+def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
+    """The options given on the command line of a ``--resume`` whose values differ from the
+    checkpoint's (``saved``: option name -> the value it was trained with; options missing there
+    cannot be checked). Options in ``fixed`` shape the model, the data or its split and cannot
+    change; the others (learning rates and the like) change only with ``--apply-changes``.
+    Returns {name: new value} of the changes to apply."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    changes = {}
+    for name, old in saved.items():
+        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        new = ctx.params[name]
+        if json.dumps(new, default=list) == json.dumps(old, default=list):
+            continue
+        param = next(p for p in ctx.command.params if p.name == name)
+        flag = param.opts[0] if not (param.is_flag and new is False and param.secondary_opts) else param.secondary_opts[0]
+        shown = f"{_spelled(param, new)} differs from the checkpoint's {_spelled(param, old)}"
+        if name in fixed:
+            raise UsageError(f"{shown}, and a resumed run keeps its model, data and split; drop {flag}, or train "
+                             "into a new --out")
+        if not apply:
+            raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or drop {flag}")
+        changes[name] = new
+    if changes:
+        params = {p.name: p for p in ctx.command.params}
+        _say("note: continuing with " + ", ".join(f"{_spelled(params[n], v)} (was {_spelled(params[n], saved[n])})"
+                                                  for n, v in changes.items()))
+    return changes
+
+
+def _spelled(param, value) -> str:
+    """How ``value`` of ``param`` is written on a command line: ``--lr 0.05``, ``--no-rescale``."""
+    if param.is_flag and isinstance(value, bool):
+        if value:
+            return param.opts[0]
+        return param.secondary_opts[0] if param.secondary_opts else f"no {param.opts[0]}"
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    return f"{param.opts[0]} {value}"
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return a is not None and b is not None and os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+RBM_FIXED_ON_RESUME = {"hidden", "data", "max_length", "case_fold", "pad_side", "min_char_count", "rare",
+                       "validation_fraction", "seed", "batch_size", "persistent"}
+RBM_TRAINING_FIELDS = ("batch_size", "learning_rate", "lr_decay", "momentum", "weight_cost", "cd_steps", "persistent",
+                       "validation_fraction", "monitor_every", "seed")
+
+
 def _only_for(ctx, family: str, options: dict) -> None:
     """Refuse options given on the command line that belong to another model family."""
     for other, names in options.items():
@@ -259,11 +315,13 @@ def train_app():
              "CPU; needs numba and a PyTorch built with MKL), torch (any device), or auto (numba where it can "
              "run). Same random numbers; results differ only by float rounding.")
 @option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
+@option("--apply-changes", is_flag=True, help="With --resume: continue with the learning-rate, momentum, weight-cost, "
+        "CD-steps and monitoring options given, where they differ from the checkpoint's (refused otherwise).")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_rbm(
     data, out, hidden, epochs, batch_size, learning_rate, lr_decay, momentum, weight_cost, cd_steps, persistent,
     max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, monitor_every, seed, device, engine,
-    resume, quiet,
+    resume, quiet, apply_changes=False,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
 
@@ -281,8 +339,18 @@ def train_rbm(
         saved = checkpoint.config
         if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}) or not checkpoint.trainer:
             raise UsageError(f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out")
+        codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
+        trained_with = {
+            "hidden": saved["model"].get("num_hidden"), "data": corpus_saved.get("source"),
+            **{name: saved["training"][name] for name in RBM_TRAINING_FIELDS if name in saved["training"]},
+            **{name: codec_config[name] for name in ("max_length", "case_fold", "pad_side") if name in codec_config},
+            **{name: corpus_saved[name] for name in ("min_char_count", "rare") if name in corpus_saved},
+        }
+        if _same_file(data, trained_with["data"]):
+            trained_with["data"] = data  # another spelling of the same corpus file
+        changes = _changes_on_resume(trained_with, RBM_FIXED_ON_RESUME, apply_changes)
         try:
-            overrides = {"epochs": _positive("epochs", epochs)}
+            overrides = {"epochs": _positive("epochs", epochs), **changes}
             if click.get_current_context().get_parameter_source("engine") == click.core.ParameterSource.COMMANDLINE:
                 overrides["engine"] = engine
             config = RBMTrainConfig(**{**saved["training"], **overrides}).check()
@@ -301,6 +369,8 @@ def train_rbm(
     else:
         if (out / "config.json").exists():
             raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
+        if apply_changes:
+            raise UsageError("--apply-changes goes with --resume")
         config = RBMTrainConfig(
             num_hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             lr_decay=lr_decay, momentum=momentum, weight_cost=weight_cost, cd_steps=cd_steps,
@@ -321,7 +391,7 @@ def train_rbm(
         model.reset_parameters(make_generator(config.seed, "cpu"))
         model.init_visible_bias_from_data(train_states)
         trainer = RBMTrainer(model.to(target), config, train_states, val_states, codec=codec)
-        corpus = {"source": data, **report.to_dict()}
+        corpus = {"source": data, "min_char_count": min_char_count, "rare": rare, **report.to_dict()}
 
     def on_epoch(t):
         save_trainer(t, out, corpus)

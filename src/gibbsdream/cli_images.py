@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _all_or_nothing, _check_output, _hold_checkpoint, _positive, _say, app, option, train_app
+from .cli import (DEVICE_HELP, _all_or_nothing, _changes_on_resume, _check_output, _hold_checkpoint, _positive,
+                  _same_file, _say, app, option, train_app)
 from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
 
@@ -147,12 +148,14 @@ def _trace_json(chain) -> str:
 @option("--caption-merge-every", default=2, help="With --captions: merge the caption into the convnet after every this many blocks.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--resume", is_flag=True, help="Continue the run saved in --out (up to --epochs / --max-time more).")
+@option("--apply-changes", is_flag=True, help="With --resume: continue with the optimizer, schedule, mask, loss and "
+        "caption-dropout options given, where they differ from the checkpoint's (refused otherwise).")
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_nade(
     data, out, levels, channels, size, count, width, depth, kernel_size, dilations, residual, masks, loss, rescale,
     epochs, max_time, batch_size, learning_rate, lr_factor, lr_patience, min_lr, weight_decay, grad_clip, test_size,
     validation_fraction, seed, captions, caption_dropout, caption_min_count, caption_max_length, caption_embedding,
-    caption_hidden, caption_bidirectional, caption_merge, caption_merge_every, device, resume, quiet,
+    caption_hidden, caption_bidirectional, caption_merge, caption_merge_every, device, resume, quiet, apply_changes=False,
 ):
     """Train an Orderless NADE convnet on images with random masks (runs under torchrun too).
 
@@ -178,8 +181,19 @@ def train_nade(
         saved = checkpoint.config
         if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}):
             raise UsageError(f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out")
+        codec_config, source_saved = saved.get("codec") or {}, saved.get("data_source") or {}
+        trained_with = {
+            **{name: saved["training"][name] for name in NADE_TRAINING_FIELDS if name in saved["training"]},
+            **{name: codec_config[name] for name in ("levels", "channels") if name in codec_config},
+            **{name: source_saved[name] for name in ("size", "count") if name in source_saved},
+            "data": source_saved.get("source"),
+        }
+        if _same_file(data, trained_with["data"]):
+            trained_with["data"] = data  # another spelling of the same folder
+        changes = _changes_on_resume(trained_with, NADE_FIXED_ON_RESUME, apply_changes)
         try:
-            config = NADETrainConfig(**{**saved["training"], "epochs": _positive("epochs", epochs), "max_time": None})
+            config = NADETrainConfig(**{**saved["training"], **changes, "epochs": _positive("epochs", epochs),
+                                        "max_time": None})
         except TypeError:
             raise UsageError(f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it") from None
         config.max_time = None if seconds is None else float(saved["trainer"]["elapsed"]) + seconds
@@ -189,6 +203,8 @@ def train_nade(
     else:
         if (out / "config.json").exists():
             raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
+        if apply_changes:
+            raise UsageError("--apply-changes goes with --resume")
         config = NADETrainConfig(
             width=width, depth=depth, kernel_size=kernel_size, dilations=dilations, residual=residual,
             epochs=epochs, max_time=seconds, batch_size=batch_size, learning_rate=learning_rate, lr_factor=lr_factor,
@@ -249,6 +265,8 @@ def train_nade(
                           train_captions=splits.get("captions.train"), validation_captions=splits.get("captions.validation"))
     if resume:
         trainer.load_state(checkpoint.trainer, checkpoint.config["trainer"])
+        if changes:
+            trainer.apply_settings()  # the optimizer and schedule were restored with the old values
         if trainer.epoch >= config.epochs:
             _say(f"{out} already has {trainer.epoch} epochs; pass a larger --epochs to continue")
             return
@@ -270,6 +288,18 @@ def train_nade(
 
 
 # ---- inpaint ------------------------------------------------------------------------------------
+
+
+NADE_TRAINING_FIELDS = (
+    "width", "depth", "kernel_size", "dilations", "residual", "masks", "loss", "rescale", "batch_size",
+    "learning_rate", "lr_factor", "lr_patience", "min_lr", "weight_decay", "grad_clip", "validation_fraction", "seed",
+    "captions", "caption_dropout", "caption_min_count", "caption_max_length", "caption_embedding", "caption_hidden",
+    "caption_bidirectional", "caption_merge", "caption_merge_every",
+)
+# What --apply-changes may change on --resume: how the model learns, not what it is or sees.
+NADE_CHANGEABLE_ON_RESUME = {"masks", "loss", "rescale", "learning_rate", "lr_factor", "lr_patience", "min_lr",
+                             "weight_decay", "grad_clip", "caption_dropout"}
+NADE_FIXED_ON_RESUME = (set(NADE_TRAINING_FIELDS) | {"levels", "channels", "size", "count", "data"}) - NADE_CHANGEABLE_ON_RESUME
 
 
 @app.command("inpaint")

@@ -303,6 +303,12 @@ def save_checkpoint(
 
 
 def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # Loading refuses such weights, so they are not saved over the last good state.
+            raise UsageError(f"the weights became NaN or infinite ({name}): training diverged, so it was stopped; "
+                             f"{folder} keeps its last good state. Lower the learning rate (or the weight cost) and "
+                             "train again, or resume from there")
     files = {}
     for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
         if not tensors:

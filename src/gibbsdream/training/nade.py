@@ -363,6 +363,14 @@ class NADETrainer:
             "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if isinstance(v, (int, float, str, list, type(None)))},
         }
 
+    def apply_settings(self) -> None:
+        """Push the config's optimizer and plateau-schedule settings into the optimizer and scheduler
+        (after :meth:`load_state` restored the saved ones, to continue with changed settings)."""
+        for group in self.optimizer.param_groups:
+            group["lr"], group["weight_decay"] = self.config.learning_rate, self.config.weight_decay
+        self.scheduler.factor, self.scheduler.patience = self.config.lr_factor, self.config.lr_patience
+        self.scheduler.min_lrs = [self.config.min_lr] * len(self.optimizer.param_groups)
+
     def load_state(self, tensors: dict, saved: dict) -> None:
         """Restore what :meth:`state_tensors` and :meth:`state_json` saved."""
         state: dict = {}
