@@ -127,7 +127,14 @@ def _sweep_points(work, name, train, epochs, straight, stride):
     assert codes[:-1] == [-signal.SIGKILL] * (len(codes) - 1)
     epochs_found = [epoch for _, _, epoch in seen]
     assert epochs_found == sorted(epochs_found, key=lambda e: -1 if e is None else e)  # never goes back
+    report(name, f"{len(seen) - 1} kills (after operations {', '.join(str(p) for p, _, _ in seen[:-1])} of "
+                 f"{epochs} saves), all loadable and resumed bit-for-bit")
     return seen
+
+
+def report(name: str, text: str) -> None:
+    """A line for docs/reliability.md's figures (shown with ``pytest -s``)."""
+    print(f"\nFAULTS {name}: {text}")
 
 
 @pytest.mark.parametrize("stride", [pytest.param(9, id="every-ninth"), pytest.param(1, id="every", marks=pytest.mark.slow)])
@@ -180,6 +187,7 @@ def test_nade_timed_save_killed_after_each_file_operation(work, nade_straight, s
         assert same_checkpoint(out, nade_straight)
         shutil.rmtree(out)
     assert point > 5  # the timed save's operations were interrupted in turn
+    report("nade-timed", f"{len(range(1, point, stride))} kills inside the --max-time save, all loadable and resumed bit-for-bit")
 
 
 @pytest.mark.parametrize("kills", [pytest.param(2, id="2"), pytest.param(15, id="15", marks=pytest.mark.slow)])
@@ -207,6 +215,7 @@ def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
     assert cli(*long_run, "--epochs", 60, "--out", out, *(["--resume"] if found[-1] is not None else [])).returncode == 0
     assert same_checkpoint(out, straight)
     assert any(epoch is not None and 0 < epoch < 60 for epoch in found), found  # some kills landed mid-run
+    report("random", f"{kills} kills at random instants (checkpoints found at epochs {found}), resumed bit-for-bit")
 
 
 def test_ctrl_c_and_sigterm_during_a_save_finish_it_and_say_how_to_resume(work, corpus, rbm_straight):
@@ -340,6 +349,7 @@ def test_sweep_killed_after_each_file_operation_resumes_to_the_same_report(work,
         assert cli(*sweep, "--out", out).returncode == 0
         assert _without_times(results(out)) == _without_times(results(straight))
     assert point > 3
+    report("sweep", f"{len(range(1, point, stride))} kills, each rerun to the same results")
 
 
 def _without_times(text: str) -> object:
