@@ -773,8 +773,9 @@ def _read_history(folder: Path, config: dict, limits: LoadLimits) -> list:
             raise UsageError(f"{damaged} does not match config.json; restore it (or delete it and the "
                              "\"history\" entry of config.json to keep the model without its history)")
     rows = []
-    try:
-        for number, line in enumerate(payload.decode("utf-8").splitlines(), 1):
+    try:  # rows end at "\n" only: a row's strings may hold other line separators (U+2028, U+0085)
+        for number, raw in enumerate(payload.split(b"\n"), 1):
+            line = raw.decode("utf-8")
             if line.strip():
                 row = json.loads(line)
                 if not isinstance(row, dict):
