@@ -569,12 +569,11 @@ def _model_class(family: str):
 
 def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | None) -> Checkpoint:
     held = config.get("family")
-    if family is not None and held != family:
-        what = FAMILY_NAMES.get(held, f"a {held!r} model")
-        raise UsageError(f"{folder} holds {what}, but this command needs {FAMILY_NAMES.get(family, family)}")
     builder = _model_class(held) if isinstance(held, str) else None
     if builder is None:
-        raise UsageError(f"{folder} holds an unknown model family {held!r}; upgrade gibbsdream")
+        raise UsageError(f"{folder} holds an unknown model family {held!r}; upgrade gibbsdream (or restore its config.json)")
+    if family is not None and held != family:
+        raise UsageError(f"{folder} holds {FAMILY_NAMES[held]}, but this command needs {FAMILY_NAMES.get(family, family)}")
     if not isinstance(config.get("model"), dict):
         raise UsageError(f"checkpoint {folder} is corrupt: config.json has no model settings; retrain or restore it")
     # The model is built on the meta device first: its sizes are checked (against the limits and
@@ -582,13 +581,18 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
     try:
         with torch.device("meta"):
             skeleton = builder(**config["model"])
-    except (TypeError, ValueError, OverflowError, RuntimeError) as err:  # UsageError is a ValueError
-        raise UsageError(f"checkpoint {folder} has an unreadable model config: {err}") from None
+    except UsageError as err:  # the model's own check: says which setting is wrong
+        raise UsageError(f"checkpoint {folder} has an unreadable model config: {err}; retrain or restore it") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError) as err:  # torch's messages can run to many lines
+        text = str(err).strip()
+        detail = "a size too large to build" if "overflow" in text.lower() else (text.splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"checkpoint {folder} has an unreadable model config ({detail}); retrain or restore it") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
     needed = sum(math.prod(shape) * 4 for shape, _ in expected.values())
     if needed > limits.tensor_bytes:
         raise UsageError(f"checkpoint {folder}: its model config asks for {_gb(needed)} of weights, more than the "
                          f"{_gb(limits.tensor_bytes)} allowed; raise {MAX_BYTES_VARIABLE} if you trust it")
+    _check_trainer_position(folder, config)
     entries = _file_entries(folder, config)
     if "model" not in entries:
         raise UsageError(f"checkpoint {folder} is corrupt: config.json names no model weights; retrain or restore it")
@@ -605,17 +609,38 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
         from .data.captions import CaptionVocabulary
 
         if not isinstance(config.get("captions"), dict):
-            raise UsageError(f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary")
+            raise UsageError(f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary; "
+                             "retrain or restore it")
         try:
             model.caption_vocabulary = CaptionVocabulary.from_dict(config["captions"])
         except (TypeError, ValueError, KeyError, AttributeError):
-            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable") from None
+            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable; retrain or restore it") from None
         if model.caption_vocabulary.size != model.settings.caption_vocab_size:
-            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config")
+            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config; "
+                             "retrain or restore it")
     data = {k: v.long() for k, v in _read_tensors(folder, entries, "data", budget, _data_rule(model, codec)).items()}
     trainer = _read_tensors(folder, entries, "trainer", budget, _trainer_rule(expected, model))
     return Checkpoint(model=model.to(device), config=config, codec=codec, data=data, trainer=trainer,
                       history=_read_history(folder, config, limits), path=folder)
+
+
+def _check_trainer_position(folder: Path, config: dict) -> None:
+    """The training settings and position (read by --resume) are objects; the position's counters are
+    whole numbers >= 0 and its elapsed time a finite number of seconds >= 0."""
+    corrupt = f"checkpoint {folder} is corrupt: config.json's"
+    for key in ("training", "trainer"):
+        if key in config and not isinstance(config[key], dict):
+            raise UsageError(f"{corrupt} {key!r} entry is not an object; restore it, or train into a new --out")
+    position = config.get("trainer", {})
+    for key in ("epoch", "batch"):
+        value = position.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{corrupt} trainer {key} is {value!r}, not a whole number >= 0; restore it, "
+                             "or train into a new --out")
+    elapsed = position.get("elapsed", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not (math.isfinite(elapsed) and elapsed >= 0):
+        raise UsageError(f"{corrupt} trainer elapsed time is {elapsed!r}, not a number of seconds; restore it, "
+                         "or train into a new --out")
 
 
 def _codec(folder: Path, config: dict, model):
@@ -625,7 +650,7 @@ def _codec(folder: Path, config: dict, model):
 
     codec_config = config.get("codec")
     codecs = {"string": StringCodec, "image": ImageCodec}
-    if not (isinstance(codec_config, dict) and codec_config.get("kind") in codecs):
+    if not (isinstance(codec_config, dict) and isinstance(codec_config.get("kind"), str) and codec_config["kind"] in codecs):
         return None
     try:
         codec = codecs[codec_config["kind"]].from_dict(codec_config)
@@ -668,9 +693,14 @@ def _data_rule(model, codec):
         if dtype not in _INTEGERS:
             return f"{name} has dtype {dtype}, not an integer type"
         if name.startswith("captions."):
-            return None if len(tensor_shape) == 3 else f"{name} has shape {list(tensor_shape)}, not (images, captions, words)"
+            ok = len(tensor_shape) == 3 and min(tensor_shape[1:]) >= 1
+            return None if ok else f"{name} has shape {list(tensor_shape)}, not (images, captions >= 1, words >= 1)"
         if shape is not None and tuple(tensor_shape[1:]) != shape:
             return f"{name} has shape {list(tensor_shape)} where the model needs (N, {', '.join(map(str, shape))})"
+        if shape is None and len(tensor_shape) < 2:
+            return f"{name} has shape {list(tensor_shape)}, not one state per row"
+        if name == "train" and tensor_shape[0] == 0:
+            return "train holds no states"
         return None
 
     def values(name, tensor):
@@ -680,7 +710,16 @@ def _data_rule(model, codec):
             return f"{name} holds values outside [0, {top})"
         return None
 
+    def together(header):
+        for name, tensor_shape in header.items():  # a caption table has a row for each image of its split
+            images = header.get(name.removeprefix("captions."))
+            if name.startswith("captions.") and (images is None or images[0] != tensor_shape[0]):
+                return f"{name} does not match the images of {name.removeprefix('captions.')}"
+        return None
+
+    rule.complete = {"train", "validation"}  # what both trainers write, and --resume reads
     rule.values = values
+    rule.together = together
     return rule
 
 
@@ -692,7 +731,8 @@ def _trainer_rule(expected: dict, model):
     def rule(name, shape, dtype):
         if name.startswith("velocity."):
             parameter = name.removeprefix("velocity.")
-            return None if parameter in expected and shape == expected[parameter][0] else f"{name} does not fit the weights"
+            ok = parameter in expected and shape == expected[parameter][0] and dtype in _FLOATS
+            return None if ok else f"{name} does not fit the weights"
         if name.startswith("adam."):
             _, index, kind = (name.split(".", 2) + ["", ""])[:3]
             if not index.isdigit() or int(index) >= len(parameters):
@@ -703,8 +743,8 @@ def _trainer_rule(expected: dict, model):
             ok = dtype == torch.uint8 and len(shape) == 1 and shape[0] <= 1 << 20
             return None if ok else f"{name} is not a generator state"
         if name == "persistent_chains":
-            ok = dtype in _INTEGERS and len(shape) == 2 and tuple(shape[1:]) == tuple(model.shape)
-            return None if ok else f"{name} has shape {list(shape)} and dtype {dtype}, not (chains, positions) integers"
+            ok = dtype in _INTEGERS and len(shape) == 2 and shape[0] >= 1 and tuple(shape[1:]) == tuple(model.shape)
+            return None if ok else f"{name} has shape {list(shape)} and dtype {dtype}, not (chains >= 1, positions) integers"
         return f"holds an unexpected tensor {name!r}"
 
     def values(name, tensor):
@@ -712,6 +752,10 @@ def _trainer_rule(expected: dict, model):
             return f"{name} holds NaN or infinite values"
         if name == "persistent_chains" and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= model.num_categories):
             return f"{name} holds values outside [0, {model.num_categories})"
+        if name.startswith("adam.") and name.endswith(".step") and not (tensor >= 0 and tensor == tensor.floor()):
+            return f"{name} is not a whole number of steps >= 0"
+        if name.startswith("adam.") and name.endswith("_sq") and tensor.numel() and bool((tensor < 0).any()):
+            return f"{name} holds negative second moments"
         return None
 
     rule.values = values
@@ -751,6 +795,9 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         missing = getattr(rule, "complete", set()) - set(header)
         if missing:
             raise UsageError(f"{damaged} lacks {', '.join(sorted(missing))}; retrain or restore it")
+        problem = rule.together({key: shape for key, (shape, _) in header.items()}) if hasattr(rule, "together") else None
+        if problem:
+            raise UsageError(f"{damaged}: {problem}; retrain or restore it")
         digest = hashlib.sha256()
         os.lseek(fd, 0, os.SEEK_SET)
         while chunk := os.read(fd, 1 << 20):
@@ -763,6 +810,11 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
             raise UsageError(f"{damaged} cannot be read; retrain or restore it") from None
     finally:
         os.close(fd)
+    # Where the file had to be opened again by its name, it must still be what the header check passed.
+    if {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()} != {
+            k: (shape, _SAFETENSORS_DTYPES[dtype]) for k, (shape, dtype) in header.items()}:
+        raise UsageError(f"checkpoint {folder}: {path.name} changed while it was read; stop whatever writes the "
+                         "folder, then try again")
     check = getattr(rule, "values", None)
     for key, tensor in tensors.items():
         problem = check(key, tensor) if check else None
@@ -799,8 +851,9 @@ def _read_history(folder: Path, config: dict, limits: LoadLimits) -> list:
             raise UsageError(f"{damaged} does not match config.json; restore it (or delete it and the "
                              "\"history\" entry of config.json to keep the model without its history)")
     rows = []
-    try:
-        for number, line in enumerate(payload.decode("utf-8").splitlines(), 1):
+    try:  # rows end at "\n" only: a row's strings may hold other line separators (U+2028, U+0085)
+        for number, raw in enumerate(payload.split(b"\n"), 1):
+            line = raw.decode("utf-8")
             if line.strip():
                 row = json.loads(line)
                 if not isinstance(row, dict):

@@ -141,7 +141,9 @@ class CaptionVocabulary:
             raise UsageError("the caption vocabulary in the checkpoint is unreadable; retrain or restore it")
         if d.get("specials", list(SPECIALS)) != list(SPECIALS):
             raise UsageError("the checkpoint's caption vocabulary uses other special tokens; upgrade gibbsdream")
-        return cls(d["words"], max_length=int(d.get("max_length", DEFAULT_MAX_LENGTH)))
+        if not all(isinstance(word, str) for word in d["words"]):
+            raise UsageError("the caption vocabulary in the checkpoint is unreadable (a word is not a string); retrain or restore it")
+        return cls(d["words"], max_length=d.get("max_length", DEFAULT_MAX_LENGTH))
 
 
 # ---- the caption context of a model ------------------------------------------------------------------

@@ -95,7 +95,7 @@ class ImageCodec:
 
     def __post_init__(self):
         self.levels = check_levels(self.levels)
-        if self.channels not in CHANNEL_WORDS:
+        if isinstance(self.channels, bool) or self.channels not in CHANNEL_WORDS:
             raise UsageError(f"an image codec needs 1 (grayscale) or 3 (RGB) channels, got {self.channels!r}")
         for what, value in (("height", self.height), ("width", self.width)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

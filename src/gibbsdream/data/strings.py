@@ -68,12 +68,17 @@ class StringCodec:
     replacement: str | None = None
 
     def __post_init__(self):
-        if len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet:
+        if not isinstance(self.alphabet, str) or len(set(self.alphabet)) != len(self.alphabet) or not self.alphabet:
             raise UsageError("a codec alphabet must be a non-empty string of distinct characters")
         if self.pad_side not in PAD_SIDES:
             raise UsageError(f"pad side must be one of {', '.join(PAD_SIDES)}, got {self.pad_side!r}")
-        if self.max_length < 1:
-            raise UsageError(f"max length must be >= 1, got {self.max_length}")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
+            raise UsageError(f"max length must be a whole number >= 1, got {self.max_length!r}")
+        if not isinstance(self.case_fold, bool) or not isinstance(self.pad_symbol, str):
+            raise UsageError(f"a codec's case_fold must be true or false and its pad_symbol a string, got "
+                             f"{self.case_fold!r} and {self.pad_symbol!r}")
+        if self.replacement is not None and not (isinstance(self.replacement, str) and len(self.replacement) == 1):
+            raise UsageError(f"a codec's replacement must be one character or null, got {self.replacement!r}")
         self._index = {ch: i + 1 for i, ch in enumerate(self.alphabet)}
         self._lookup = ["\0"] + list(self.alphabet)
 

@@ -72,13 +72,19 @@ class NADEConfig:
         for name, most in (("depth", MAX_DEPTH), ("kernel_size", MAX_KERNEL)):
             if getattr(self, name) > most:
                 raise UsageError(f"NADE {name} must be at most {most}, got {getattr(self, name)}")
-        if not 2 <= self.num_categories <= 256:
+        if isinstance(self.num_categories, bool) or not isinstance(self.num_categories, int) or not 2 <= self.num_categories <= 256:
             raise UsageError(f"NADE num_categories (levels) must lie in 2..256, got {self.num_categories}")
         if self.kernel_size % 2 == 0:
             raise UsageError(f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}")
-        self.dilations = tuple(int(d) for d in self.dilations)
-        if not self.dilations or min(self.dilations) < 1 or max(self.dilations) > MAX_DILATION:
-            raise UsageError(f"NADE dilations must be whole numbers in 1..{MAX_DILATION}, got {self.dilations}")
+        self.dilations = tuple(self.dilations)
+        if not self.dilations or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DILATION
+                                     for d in self.dilations):
+            raise UsageError(f"NADE dilations must be whole numbers in 1..{MAX_DILATION}, got {list(self.dilations)}")
+        for name in ("residual", "caption_bidirectional"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"NADE {name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.caption_vocab_size, bool) or not isinstance(self.caption_vocab_size, int) or self.caption_vocab_size < 0:
+            raise UsageError(f"NADE caption_vocab_size must be a whole number >= 0, got {self.caption_vocab_size!r}")
         if self.caption_vocab_size:
             for name in ("caption_embedding", "caption_hidden", "caption_kernel", "caption_layers", "caption_merge_every"):
                 value = getattr(self, name)

@@ -98,7 +98,12 @@ class NADETrainConfig:
             raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must lie in (0, 1), got {self.validation_fraction}")
-        self.dilations = tuple(int(d) for d in self.dilations)
+        if isinstance(self.dilations, (str, bytes)) or not hasattr(self.dilations, "__iter__"):
+            raise UsageError(f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}")
+        try:
+            self.dilations = tuple(int(d) for d in self.dilations)
+        except (TypeError, ValueError, OverflowError):
+            raise UsageError(f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}") from None
         training_masks(self.masks)  # raises a UsageError naming the valid kinds
         if not 0 <= self.caption_dropout < 1:
             raise UsageError(f"--caption-dropout must lie in [0, 1), got {self.caption_dropout}")
@@ -372,25 +377,76 @@ class NADETrainer:
         self.scheduler.min_lrs = [self.config.min_lr] * len(self.optimizer.param_groups)
 
     def load_state(self, tensors: dict, saved: dict) -> None:
-        """Restore what :meth:`state_tensors` and :meth:`state_json` saved."""
+        """Restore what :meth:`state_tensors` and :meth:`state_json` saved (a damaged state is a UsageError)."""
+        if not isinstance(saved, dict):
+            raise _damaged("its trainer entry")
+        saved = {"partial_loss": [0.0, 0], **saved}
+        epoch, batch, elapsed, partial = (saved.get(k) for k in ("epoch", "batch", "elapsed", "partial_loss"))
+        if not (_same_kind(0, epoch) and epoch >= 0 and _same_kind(0, batch) and batch >= 0
+                and _same_kind(0.0, elapsed) and elapsed >= 0):
+            raise _damaged("its epoch, batch or elapsed time")
+        if not (_same_kind([0.0, 0], partial) and partial[1] >= 0):
+            raise _damaged("partial_loss")
+        fresh = self.optimizer.state_dict()["param_groups"]
+        groups = saved.get("optimizer_groups")
+        if not isinstance(groups, list) or len(groups) != len(fresh):
+            raise _damaged("optimizer_groups")
+        groups = [_restored(f, g, "optimizer_groups") for f, g in zip(fresh, groups)]
         state: dict = {}
         for key, value in tensors.items():
             if key.startswith("adam."):
                 _, index, name = key.split(".", 2)
                 state.setdefault(int(index), {})[name] = value.to(self.device) if name != "step" else value
-        groups = saved["optimizer_groups"]
-        for group in groups:
-            if "betas" in group:
-                group["betas"] = tuple(group["betas"])
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        moments = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if any(g.get("amsgrad") for g in groups) else set())
+        parameters = sum(len(g["params"]) for g in fresh)
+        if state and (set(state) != set(range(parameters)) or any(not moments <= set(s) for s in state.values())):
+            raise _damaged("the Adam moments of some weights are missing")
         scheduler_state = self.scheduler.state_dict()
         # Non-finite numbers are saved as null (JSON has none); null then keeps the fresh default
         # (the plateau scheduler's "best" starts at infinity).
-        scheduler_state.update({k: v for k, v in saved.get("scheduler", {}).items() if v is not None})
-        self.scheduler.load_state_dict(scheduler_state)
-        self.epoch, self.batch, self.elapsed = int(saved["epoch"]), int(saved["batch"]), float(saved["elapsed"])
-        loss_sum, seen = saved.get("partial_loss", (0.0, 0))
-        self.partial_loss = (float(loss_sum), int(seen))
+        scheduler_state = _restored(scheduler_state, saved.get("scheduler", {}), "scheduler")
+        try:
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+            self.scheduler.load_state_dict(scheduler_state)
+        except (ValueError, TypeError, KeyError, RuntimeError):
+            raise _damaged("the optimizer or scheduler settings") from None
+        self.epoch, self.batch, self.elapsed = saved["epoch"], saved["batch"], float(saved["elapsed"])
+        self.partial_loss = (float(saved["partial_loss"][0]), saved["partial_loss"][1])
+
+
+def _damaged(what: str) -> UsageError:
+    return UsageError(f"the checkpoint's training state is damaged ({what}), so it cannot be resumed; restore it, "
+                      "or train into a new --out")
+
+
+def _same_kind(fresh, value) -> bool:
+    """Whether a value read from config.json has the kind of ``fresh`` (the value a new trainer has)."""
+    if isinstance(fresh, bool):
+        return isinstance(value, bool)
+    if isinstance(fresh, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(fresh, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(fresh, str):
+        return isinstance(value, str)
+    if isinstance(fresh, (list, tuple)):
+        return isinstance(value, list) and len(value) == len(fresh) and all(map(_same_kind, fresh, value))
+    return False  # None: only None (skipped by _restored) fits
+
+
+def _restored(fresh: dict, saved, what: str) -> dict:
+    """``fresh`` (a new optimizer group or scheduler state) with the values ``saved`` holds for its
+    keys, each checked to be of the same kind; a null keeps the fresh value, unknown keys are dropped."""
+    if not isinstance(saved, dict):
+        raise _damaged(what)
+    restored = dict(fresh)
+    for key, value in saved.items():
+        if key == "params" or key not in fresh or value is None:
+            continue
+        if not _same_kind(fresh[key], value):
+            raise _damaged(f"{what}: {key} is {value!r}")
+        restored[key] = tuple(value) if isinstance(fresh[key], tuple) else value
+    return restored
 
 
 def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, source: dict) -> None:

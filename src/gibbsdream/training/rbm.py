@@ -35,6 +35,11 @@ def _flag(name: str) -> str:
     return {"num_hidden": "--hidden", "learning_rate": "--lr"}.get(name, "--" + name.replace("_", "-"))
 
 
+# Upper bounds on the settings that size working arrays (the persistent chains are batch_size states,
+# the compiled loop draws cd_steps x chains x hidden uniforms per update, each epoch samples the fantasies).
+MOST = {"batch_size": 2**20, "cd_steps": 1000, "fantasy_particles": 2**16}
+
+
 @dataclass
 class RBMTrainConfig:
     """Hyper-parameters of RBM training (all have working defaults)."""
@@ -66,14 +71,21 @@ class RBMTrainConfig:
             check_count(_flag(name), getattr(self, name))
         check_count("--fantasy-particles", self.fantasy_particles, least=0)
         check_count("--monitor-every", self.monitor_every, least=0)
+        for name, most in MOST.items():  # a damaged config.json must not ask for absurd allocations
+            if getattr(self, name) > most:
+                raise UsageError(f"{_flag(name)} must be at most {most}, got {getattr(self, name)}")
         for name in ("learning_rate", "lr_decay"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise UsageError(f"{_flag(name)} must be a positive number, got {value}")
         if not 0 <= self.momentum < 1:
             raise UsageError(f"--momentum must lie in [0, 1), got {self.momentum}")
-        if self.weight_cost < 0:
-            raise UsageError(f"--weight-cost must be >= 0, got {self.weight_cost}")
+        if not (self.weight_cost >= 0 and math.isfinite(self.weight_cost)):
+            raise UsageError(f"--weight-cost must be a number >= 0, got {self.weight_cost}")
+        if not isinstance(self.persistent, bool):
+            raise UsageError(f"--persistent must be true or false, got {self.persistent!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
+            raise UsageError(f"--seed must be a whole number (64 bits), got {self.seed!r}")
         if not 0 <= self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must lie in [0, 1), got {self.validation_fraction}")
         if self.engine not in ENGINES:
@@ -404,14 +416,22 @@ class RBMTrainer:
         does not fit a CPU generator): the generator is then re-seeded from ``seed + epoch``, so
         the run is still reproducible, but it is not the run that never stopped.
         """
-        self.epoch = epoch
+        missing = {"generator_state", "shuffle_generator_state", *(f"velocity.{name}" for name in self.velocity)} - set(tensors)
+        if missing:
+            raise UsageError(f"the checkpoint's training state lacks {', '.join(sorted(missing))}, so it cannot be "
+                             "resumed; restore it, or train into a new --out")
+        self.epoch = check_count("the checkpoint's epoch", epoch, least=0)
         saved = tensors["generator_state"]
         restored = saved.numel() == self.generator.get_state().numel()
-        if restored:
-            self.generator.set_state(saved)
-        else:
-            self.generator.manual_seed(self.config.seed + epoch)
-        self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
+        try:  # torch checks a state of this device's size; one of another size is another device's
+            if restored:
+                self.generator.set_state(saved)
+            else:
+                self.generator.manual_seed(self.config.seed + epoch)
+            self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
+        except RuntimeError:
+            raise UsageError("the checkpoint's random generator state is damaged, so it cannot be resumed; restore it, "
+                             "or train into a new --out") from None
         device = self.model.weight.device
         for name, velocity in self.velocity.items():
             velocity.copy_(tensors[f"velocity.{name}"].to(device))
