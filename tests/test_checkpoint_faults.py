@@ -273,7 +273,7 @@ def test_two_fresh_runs_into_one_folder_one_is_refused(work, corpus):
 def test_readers_never_see_a_half_saved_checkpoint(work, corpus):
     """Loading again and again while a run saves every few milliseconds: every load succeeds."""
     out = work / "rbm-read-while-writing"
-    assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 1, "--out", out).returncode == 0
+    assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 1, "--monitor-every", 0, "--out", out).returncode == 0
     writer = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, RBM_TRAIN), "--data", str(corpus),
                                "--epochs", "400", "--monitor-every", "0", "--out", str(out), "--resume"],
                               env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -314,9 +314,13 @@ def test_a_full_disk_keeps_the_old_checkpoint_and_ends_in_one_line(work, corpus)
             try:
                 while True:
                     f.write(b"\0" * 4096)
-                    f.flush()
             except OSError:
                 pass
+        # Full: refused before training, by the check that --out can be written.
+        line = assert_clean_error(cli(*train, "--epochs", 2, "--out", out, "--resume"))
+        assert "No space left" in line and str(out) in line, line
+        # 8 kB free: the check passes, and the save after the first epoch meets the full disk.
+        os.truncate(filler, filler.stat().st_size - 8192)
         done = cli(*train, "--epochs", 2, "--out", out, "--resume")
         line = assert_clean_error(done)
         assert "intact" in line and str(out) in line, line

@@ -309,39 +309,51 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
             raise UsageError(f"the weights became NaN or infinite ({name}): training diverged, so it was stopped; "
                              f"{folder} keeps its last good state. Lower the learning rate (or the weight cost) and "
                              "train again, or resume from there")
-    files = {}
-    for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
-        if not tensors:
-            continue
-        payload = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
-        digest = hashlib.sha256(payload).hexdigest()
-        entry = {"file": f"{name}.{digest[:16]}.safetensors", "bytes": len(payload), "sha256": digest}
-        target = folder / entry["file"]
-        # Named by content: a file already there under this name holds these bytes (it was renamed
-        # into place only once complete), so unchanged tensors (the data) are not written again.
-        if not (target.is_file() and not target.is_symlink() and target.stat().st_size == len(payload)):
-            atomic_write_bytes(target, payload)
-        files[name] = entry
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "family": model.family,
-        "model": model.config(),
-        "codec": codec.to_dict() if codec is not None else None,
-        "files": files,
-        **finite_json(extra or {}),
-    }
-    if history is not None:
-        # Rows are only ever appended, so the file written here starts with the rows the current
-        # config.json vouches for: a crash before the commit below leaves that checkpoint whole.
-        text = "".join(json.dumps(finite_json(row), ensure_ascii=False) + "\n" for row in history).encode("utf-8")
-        atomic_write_bytes(folder / HISTORY_NAME, text)
-        config["history"] = {"rows": len(history), "bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
-    vocabulary = getattr(model, "caption_vocabulary", None)
-    if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
-        config["captions"] = vocabulary.to_dict()
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False))
+    files, written = {}, []
+    text = None
+    try:
+        for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
+            if not tensors:
+                continue
+            payload = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+            digest = hashlib.sha256(payload).hexdigest()
+            entry = {"file": f"{name}.{digest[:16]}.safetensors", "bytes": len(payload), "sha256": digest}
+            target = folder / entry["file"]
+            # Named by content: a file already there under this name holds these bytes (it was renamed
+            # into place only once complete), so unchanged tensors (the data) are not written again.
+            if not (target.is_file() and not target.is_symlink() and target.stat().st_size == len(payload)):
+                atomic_write_bytes(target, payload)
+                written.append(target)
+            files[name] = entry
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library_version": __version__,
+            "family": model.family,
+            "model": model.config(),
+            "codec": codec.to_dict() if codec is not None else None,
+            "files": files,
+            **finite_json(extra or {}),
+        }
+        if history is not None:
+            # Rows are only ever appended, so the file written here starts with the rows the current
+            # config.json vouches for: a crash before the commit below leaves that checkpoint whole.
+            rows = "".join(json.dumps(finite_json(row), ensure_ascii=False) + "\n" for row in history).encode("utf-8")
+            atomic_write_bytes(folder / HISTORY_NAME, rows)
+            config["history"] = {"rows": len(history), "bytes": len(rows), "sha256": hashlib.sha256(rows).hexdigest()}
+        vocabulary = getattr(model, "caption_vocabulary", None)
+        if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
+            config["captions"] = vocabulary.to_dict()
+        text = json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False)
+        atomic_write_text(folder / "config.json", text)  # the commit
+    except BaseException:
+        # Not committed (a full disk, a second Ctrl+C): the files this save added go again, unless
+        # the rename of config.json happened just before the interruption.
+        if not _holds(folder / "config.json", text):
+            for path in written:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        raise
     # Committed. What the new config does not name is an older generation or a leftover.
     named = {entry["file"] for entry in files.values()}
     for entry in os.scandir(folder):
@@ -350,6 +362,13 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
                 os.unlink(entry.path)
             _fault_point()
     remove_leftovers(folder)
+
+
+def _holds(path: Path, text: str | None) -> bool:
+    try:
+        return text is not None and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def is_leftover(name: str) -> bool:
