@@ -303,7 +303,8 @@ def save_checkpoint(
 
 
 def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
-    for name, tensor in model.state_dict().items():
+    weights = model.state_dict()
+    for name, tensor in weights.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             # Loading refuses such weights, so they are not saved over the last good state.
             raise UsageError(f"the weights became NaN or infinite ({name}): training diverged, so it was stopped; "
@@ -312,7 +313,7 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
     files, written = {}, []
     text = None
     try:
-        for name, tensors in (("model", model.state_dict()), ("data", data), ("trainer", trainer)):
+        for name, tensors in (("model", weights), ("data", data), ("trainer", trainer)):
             if not tensors:
                 continue
             payload = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
