@@ -62,6 +62,14 @@ def same_checkpoint(a: Path, b: Path) -> bool:
     return rows[0] == rows[1]
 
 
+def _config_epoch(folder: Path) -> int | None:
+    """The epoch config.json names, read without loading (None while there is none, or mid-rename)."""
+    try:
+        return json.loads((folder / "config.json").read_text())["trainer"]["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def saved_epoch(folder: Path) -> int | None:
     """The epoch of the checkpoint in ``folder`` (loaded in full), or None where none was committed."""
     if not (folder / "config.json").exists():
@@ -195,26 +203,29 @@ def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
     """SIGKILL at random instants (not at the hook's points) of a run that saves every epoch."""
     rng = random.Random(2024)
     long_run = [*RBM_TRAIN, "--data", corpus, "--hidden", 64]
-    straight = work / "rbm-long-straight"
+    epochs = 30 * kills  # each kill lands within a second (~25 epochs) of the run's first save
+    straight = work / f"rbm-long-straight-{epochs}"
     if not straight.exists():
-        assert cli(*long_run, "--epochs", 60, "--out", straight).returncode == 0
+        assert cli(*long_run, "--epochs", epochs, "--out", straight).returncode == 0
     out = work / f"rbm-random-{kills}"
     found = []
     for _ in range(kills):
         again = ["--resume"] if (out / "config.json").exists() else []
-        process = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, long_run), "--epochs", "60",
+        process = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, long_run), "--epochs", str(epochs),
                                     "--out", str(out), *again], env=ENV, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
+        before = saved_epoch(out)
         deadline = time.monotonic() + 60
-        while not (out / "config.json").exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # until the run has saved once (imports take a second or more)
+        while process.poll() is None and time.monotonic() < deadline and _config_epoch(out) == before:
+            time.sleep(0.01)  # until this run has saved (imports take a second or more)
         time.sleep(rng.uniform(0.0, 1.0))  # then an epoch every ~40 ms
         process.kill()
         process.wait()
         found.append(saved_epoch(out))  # loads in full
-    assert cli(*long_run, "--epochs", 60, "--out", out, *(["--resume"] if found[-1] is not None else [])).returncode == 0
+    assert cli(*long_run, "--epochs", epochs, "--out", out, *(["--resume"] if found[-1] is not None else [])).returncode == 0
     assert same_checkpoint(out, straight)
-    assert any(epoch is not None and 0 < epoch < 60 for epoch in found), found  # some kills landed mid-run
+    assert any(epoch is not None and 0 < epoch < epochs for epoch in found), found  # some kills landed mid-run
+    assert len(set(found)) > kills // 2, found  # most runs got further than the one before
     report("random", f"{kills} kills at random instants (checkpoints found at epochs {found}), resumed bit-for-bit")
 
 
@@ -365,3 +376,29 @@ def _without_times(text: str) -> object:
         return value
 
     return strip(json.loads(text))
+
+
+def test_resume_after_a_kill_before_the_first_save_says_to_start_again(work, corpus):
+    out = work / "rbm-killed-in-first-save"
+    assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out, env=killed_at(3)).returncode == -signal.SIGKILL
+    assert not (out / "config.json").exists()
+    line = assert_clean_error(cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out, "--resume"))
+    assert "nothing was saved" in line and "without --resume" in line
+    assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out).returncode == 0
+
+
+def test_ctrl_c_at_any_moment_after_start_up_is_one_line_and_130(work, rbm_straight):
+    """Ctrl+C while PyTorch is being imported (which half-imported fails in odd ways), while the
+    checkpoint loads, or while chains run: always "interrupted", exit 130, no traceback."""
+    outcomes = []
+    for delay in (0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.2):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gibbsdream.cli", "sample", str(rbm_straight), "--chains", "500", "--steps", "20000",
+             "--quiet"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        outcomes.append((delay, process.returncode, err.strip()))
+    assert all(code == 130 and err == "interrupted" for _, code, err in outcomes), outcomes

@@ -149,3 +149,47 @@ def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(rbm, corpu
     assert result.returncode == 2 and note.startswith("note: continuing with --lr 1e+30")
     assert line.startswith("error: ") and "NaN or infinite" in line and "last good state" in line
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+def test_resume_from_another_working_directory_finds_the_same_corpus(work, corpus, monkeypatch):
+    out = work / "rbm-elsewhere"
+    monkeypatch.chdir(corpus.parent)
+    assert_ok(gibbsdream_here(*RBM, "--data", corpus.name, "--out", out))  # a relative --data
+    elsewhere = work / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert_ok(gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume"))
+    other = work / "other2.txt"
+    other.write_text("xyz\n" * 50)
+    line = assert_clean_error(gibbsdream_here(*RBM, "--data", other, "--out", out, "--epochs", 3, "--resume"))
+    assert f"pass --data {corpus}" in line  # --data is required: the remedy names its original value
+
+
+def test_a_corpus_file_name_that_is_not_utf8_is_saved_and_loads(work, corpus):
+    import gibbsdream.io
+
+    name = os.fsdecode(bytes(work / "c") + b"\xff.txt")  # a Latin-1 name, held by Python as a lone surrogate
+    shutil.copy(corpus, name)
+    out = work / "rbm-latin1"
+    assert_ok(gibbsdream_here(*RBM, "--data", name, "--out", out))
+    assert gibbsdream.io.load_checkpoint(out).config["corpus"]["source"] == name
+    assert_ok(gibbsdream_here(*RBM, "--data", name, "--out", out, "--epochs", 2, "--resume"))
+
+
+@pytest.mark.parametrize("field, value", [("corpus", 5), ("codec", ["max_length"]), ("trainer", None),
+                                          ("training", [1])])
+def test_resuming_a_checkpoint_with_damaged_settings_is_one_line(rbm, corpus, field, value):
+    out = copy(rbm, f"rbm-damaged-{field}")
+    config = json.loads((out / "config.json").read_text())
+    config[field] = value
+    (out / "config.json").write_text(json.dumps(config))
+    line = assert_clean_error(gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume"))
+    assert str(out) in line
+
+
+def test_a_lone_surrogate_in_config_json_is_one_line(rbm):
+    out = copy(rbm, "rbm-surrogate")
+    text = (out / "config.json").read_text().replace('"alphabet": "', '"alphabet": "\\ud800', 1)
+    (out / "config.json").write_text(text)
+    line = assert_clean_error(gibbsdream_here("sample", out, "--chains", 2, "--steps", 3))
+    assert "not valid Unicode" in line

@@ -8,6 +8,7 @@ page links only to files in its own folder.
 """
 
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -310,3 +311,18 @@ def test_a_caption_grid_steers_a_captioned_model(work, tmp_path):
     message = assert_clean_error(run("sweep", model, "--grid", "caption=zzz qqq", "--out", tmp_path / "bad"))
     assert "zzz qqq" in message or "unknown" in message
     assert not (tmp_path / "bad").exists()
+
+
+def test_damaged_cells_are_run_again_and_a_damaged_spec_is_one_line(rbm, tmp_path):
+    out = tmp_path / "damaged"
+    args = ["sweep", rbm, "--grid", "steps=3,4", "--chains", 2, "--quiet"]
+    assert_ok(run(*args, "--out", out))
+    before = json.loads((out / "results.json").read_text())
+    for damage in ("[]", '{"cell": 1}', "not json"):  # a cell file that is not a whole record
+        (out / "cells" / "001.json").write_text(damage)
+        assert_ok(run(*args, "--out", out))
+        assert _without_time(json.loads((out / "results.json").read_text())["rows"]) == _without_time(before["rows"])
+    os.unlink(out / "sweep.json")
+    os.mkfifo(out / "sweep.json")  # would block a reader forever
+    message = assert_clean_error(run(*args, "--out", out))
+    assert "sweep.json is damaged" in message

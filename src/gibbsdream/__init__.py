@@ -2,9 +2,25 @@
 
 __version__ = "0.1.0"
 
-from .data import ImageCodec, StringCodec  # noqa: E402
-from .errors import UsageError  # noqa: E402
-from .models import RBM, OrderlessNADE  # noqa: E402
-from .sampling import Chain, sample  # noqa: E402
+# The exports are imported when first used (PEP 562), not with the package: the command line then
+# starts without PyTorch, so `--help` is quick and Ctrl+C during start-up reaches cli.main's handler.
+_EXPORTS = {
+    "ImageCodec": "data", "StringCodec": "data", "UsageError": "errors", "RBM": "models", "OrderlessNADE": "models",
+    "Chain": "sampling", "sample": "sampling",
+}
 
 __all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "sample", "__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'gibbsdream' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -24,6 +24,7 @@ import click
 from . import __version__
 from .cli_params import option
 from .errors import Terminated, UsageError
+from .signals import signals_held
 
 ANNEAL_KINDS = ("geometric", "linear", "cosine")
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
@@ -170,6 +171,9 @@ def _hold_checkpoint(out: Path, resume: bool) -> None:
     from .io import _read_config, checkpoint_lock
 
     if resume:
+        if out.is_dir() and not (out / "config.json").exists() and any(out.iterdir()):
+            raise UsageError(f"nothing was saved in {out} yet (the run writing it stopped before its first save); "
+                             "run the same command without --resume")
         _read_config(out)  # a missing or foreign --out is refused before the lock makes its folder
 
     ctx = click.get_current_context(silent=True)  # None when a script calls the command's callback
@@ -213,11 +217,12 @@ def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
         param = next(p for p in ctx.command.params if p.name == name)
         flag = param.opts[0] if not (param.is_flag and new is False and param.secondary_opts) else param.secondary_opts[0]
         shown = f"{_spelled(param, new)} differs from the checkpoint's {_spelled(param, old)}"
+        undo = f"pass {_spelled(param, old)}" if param.required else f"drop {flag}"
         if name in fixed:
-            raise UsageError(f"{shown}, and a resumed run keeps its model, data and split; drop {flag}, or train "
+            raise UsageError(f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train "
                              "into a new --out")
         if not apply:
-            raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or drop {flag}")
+            raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or {undo}")
         changes[name] = new
     if changes:
         params = {p.name: p for p in ctx.command.params}
@@ -235,6 +240,12 @@ def _spelled(param, value) -> str:
     if isinstance(value, (list, tuple)):
         value = ",".join(map(str, value))
     return f"{param.opts[0]} {value}"
+
+
+def corpus_source(data: str) -> str:
+    """How a --data value is saved in a checkpoint: a file or folder by its absolute path, so that
+    --resume from another working directory names the same one."""
+    return data if data.startswith("builtin:") else os.path.abspath(data)
 
 
 def _same_file(a, b) -> bool:
@@ -337,7 +348,7 @@ def train_rbm(
     if resume:
         checkpoint = load_checkpoint(out, device=target, family="rbm")
         saved = checkpoint.config
-        if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}) or not checkpoint.trainer:
+        if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}) or not checkpoint.trainer:
             raise UsageError(f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out")
         codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
         trained_with = {
@@ -391,7 +402,7 @@ def train_rbm(
         model.reset_parameters(make_generator(config.seed, "cpu"))
         model.init_visible_bias_from_data(train_states)
         trainer = RBMTrainer(model.to(target), config, train_states, val_states, codec=codec)
-        corpus = {"source": data, "min_char_count": min_char_count, "rare": rare, **report.to_dict()}
+        corpus = {"source": corpus_source(data), "min_char_count": min_char_count, "rare": rare, **report.to_dict()}
 
     def on_epoch(t):
         save_trainer(t, out, corpus)
@@ -732,6 +743,24 @@ def _out_of_memory_message(err: BaseException, argv: list[str] | None) -> str:
     return f"ran out of memory{size}; {what}, or run where more memory is free"
 
 
+def _stopped(interrupt) -> None:
+    """Exit after Ctrl+C (130) or SIGTERM (143), saying how to continue a training run."""
+    terminated = isinstance(interrupt, Terminated)
+    _say(("terminated" if terminated else "interrupted") + _interrupted_message())
+    sys.exit(143 if terminated else 130)
+
+
+def _interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt this exception was raised while handling, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input gives one line on stderr and exit code 2.
 
@@ -744,8 +773,13 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)  # like Ctrl+C: saves finish, exit 143
     try:
+        if _invocation["argv"] and not {"-h", "--help", "--version"} & set(_invocation["argv"]):
+            with signals_held():  # Ctrl+C in the middle of importing PyTorch breaks it in odd ways: after it
+                import torch  # noqa: F401
         result = app.main(args=argv, prog_name="gibbsdream", standalone_mode=False)
     except UsageError as err:
+        if _interrupt_behind(err) is not None:  # a check that failed because Ctrl+C cut it short
+            _stopped(_interrupt_behind(err))
         _say(f"error: {err}")
         sys.exit(2)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a group called without a command
@@ -758,23 +792,22 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.exceptions.Abort as err:  # click's form of a KeyboardInterrupt (or Terminated) in a command
-        terminated = isinstance(err.__cause__, Terminated)
-        _say(("terminated" if terminated else "interrupted") + _interrupted_message())
-        sys.exit(143 if terminated else 130)
+        _stopped(err.__cause__)
     except KeyboardInterrupt as err:
-        terminated = isinstance(err, Terminated)
-        _say(("terminated" if terminated else "interrupted") + _interrupted_message())
-        sys.exit(143 if terminated else 130)
-    except BrokenPipeError:
-        sys.exit(0)
-    except OSError as err:
-        _say(f"error: {_os_error_message(err)}")
-        sys.exit(2)
-    except (MemoryError, RuntimeError) as err:
-        if not _is_out_of_memory(err):
-            raise
-        _say(f"error: {_out_of_memory_message(err, argv)}")
-        sys.exit(2)
+        _stopped(err)
+    except Exception as err:
+        interrupt = _interrupt_behind(err)
+        if interrupt is not None:  # Ctrl+C cut an import short, which then fails in its own way
+            _stopped(interrupt)
+        if isinstance(err, BrokenPipeError):
+            sys.exit(0)
+        if isinstance(err, OSError):
+            _say(f"error: {_os_error_message(err)}")
+            sys.exit(2)
+        if isinstance(err, (MemoryError, RuntimeError)) and _is_out_of_memory(err):
+            _say(f"error: {_out_of_memory_message(err, argv)}")
+            sys.exit(2)
+        raise
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .cli import (DEVICE_HELP, _all_or_nothing, _changes_on_resume, _check_output, _hold_checkpoint, _positive,
-                  _same_file, _say, app, option, train_app)
+                  _same_file, _say, app, corpus_source, option, train_app)
 from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
 
@@ -179,7 +179,7 @@ def train_nade(
     if resume:
         checkpoint = load_checkpoint(out, device="cpu", family="nade")
         saved = checkpoint.config
-        if not isinstance(saved.get("training"), dict) or "epoch" not in saved.get("trainer", {}):
+        if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}):
             raise UsageError(f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out")
         codec_config, source_saved = saved.get("codec") or {}, saved.get("data_source") or {}
         trained_with = {
@@ -251,7 +251,7 @@ def train_nade(
             torch.manual_seed(seed)
             model = OrderlessNADE(**config.model_config(codec.channels, codec.levels, vocabulary.size if vocabulary else 0))
         model.caption_vocabulary = vocabulary
-        source = {"source": data, "images": len(dataset.states), "levels": codec.levels, **options,
+        source = {"source": corpus_source(data), "images": len(dataset.states), "levels": codec.levels, **options,
                   "split": {k: len(v) for k, v in parts.items()}}
         if not quiet:
             _say(f"{data}: {len(dataset.states)} images, {codec.describe()}; train {len(train)}, "
@@ -446,7 +446,7 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
     from .sampling.api import make_generator
 
     source = ckpt.config.get("data_source", {}).get("source")
-    held_out = data in (None, "heldout") or data == source
+    held_out = data in (None, "heldout") or data == source or _same_file(data, source)
     if held_out:
         states = ckpt.data.get("test")
         if states is None or len(states) == 0:

@@ -54,6 +54,7 @@ from safetensors.torch import load_file, save
 
 from . import __version__
 from .errors import UsageError
+from .signals import signals_held
 
 try:  # POSIX only; elsewhere the writer lock is skipped
     import fcntl
@@ -199,20 +200,28 @@ def checkpoint_lock(folder):
         yield
         return
     path = folder / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
-    except OSError as err:
-        raise UsageError(f"cannot lock {folder} for writing ({path}: {err.strerror}); check that the folder is writable") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
+        except OSError as err:
+            raise UsageError(f"cannot lock {folder} for writing ({path}: {err.strerror}); check that the folder is "
+                             "writable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UsageError(
+                    f"{folder} is being written by {_lock_holder(path)}; wait for that run to finish (or stop it), "
+                    "or pass another --out"
+                ) from None
+            raise
+        try:  # the run that held it may have removed the file meanwhile (see below): lock the new one
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise UsageError(
-                f"{folder} is being written by {_lock_holder(path)}; wait for that run to finish (or stop it), "
-                "or pass another --out"
-            ) from None
-        raise
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -230,38 +239,6 @@ def checkpoint_lock(folder):
                 os.unlink(path)
                 os.rmdir(folder)
         os.close(fd)  # releases the flock
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """Hold SIGINT and SIGTERM until the block is done, then deliver them; a second one arriving in
-    the block is not held (the user insists): it interrupts at once, and the save is abandoned."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {}
-
-    def hold(signum, frame):
-        if pending:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-            signal.raise_signal(signum)
-            return
-        pending.append(signum)
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        handler = signal.getsignal(number)
-        if handler is not None:  # None: installed outside Python; leave it alone
-            previous[number] = handler
-            signal.signal(number, hold)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        if pending:
-            signal.raise_signal(pending[0])
 
 
 def checkpoint_file(folder, name: str) -> Path:
@@ -291,7 +268,7 @@ def save_checkpoint(
     """
     folder = Path(folder)
     try:
-        with checkpoint_lock(folder), _signals_held():
+        with checkpoint_lock(folder), signals_held():
             _commit(folder, model, codec, data, trainer, extra, history)
     except OSError as err:
         where = err.filename or folder
@@ -339,13 +316,16 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
         if history is not None:
             # Rows are only ever appended, so the file written here starts with the rows the current
             # config.json vouches for: a crash before the commit below leaves that checkpoint whole.
-            rows = "".join(json.dumps(finite_json(row), ensure_ascii=False) + "\n" for row in history).encode("utf-8")
+            rows = "".join(_json_text(finite_json(row)) + "\n" for row in history).encode("utf-8")
+            history_created = not (folder / HISTORY_NAME).exists()
             atomic_write_bytes(folder / HISTORY_NAME, rows)
+            if history_created:
+                written.append(folder / HISTORY_NAME)
             config["history"] = {"rows": len(history), "bytes": len(rows), "sha256": hashlib.sha256(rows).hexdigest()}
         vocabulary = getattr(model, "caption_vocabulary", None)
         if vocabulary is not None:  # a captioned model's tokenizer travels as JSON, beside its config
             config["captions"] = vocabulary.to_dict()
-        text = json.dumps(config, indent=2, ensure_ascii=False, allow_nan=False)
+        text = _json_text(config, indent=2)
         atomic_write_text(folder / "config.json", text)  # the commit
     except BaseException:
         # Not committed (a full disk, a second Ctrl+C): the files this save added go again, unless
@@ -363,6 +343,17 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
                 os.unlink(entry.path)
             _fault_point()
     remove_leftovers(folder)
+
+
+def _json_text(value, indent: int | None = None) -> str:
+    """JSON that is valid UTF-8: non-ASCII text as itself, but escaped (``\\udcff``) where it cannot be
+    written as UTF-8 (a path given in another encoding, which Python holds as lone surrogates)."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, indent=indent, ensure_ascii=True, allow_nan=False)
+    return text
 
 
 def _holds(path: Path, text: str | None) -> bool:
@@ -491,6 +482,11 @@ def _parse_config(folder: Path, payload: bytes) -> dict:
         raise UsageError(f"{config_path} is corrupt (not valid JSON); retrain or restore the checkpoint") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise UsageError(f"{folder} is not a gibbsdream checkpoint (its config.json is from something else)")
+    try:  # a lone surrogate (\ud800) in what becomes output (the alphabet, the caption words) parses,
+        # but cannot be printed or written; in a path (a file name in another encoding) it is fine
+        json.dumps([config.get(k) for k in ("family", "model", "codec", "captions")], ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        raise UsageError(f"{config_path} is corrupt (it holds text that is not valid Unicode); restore the checkpoint") from None
     if config.get("format_version") not in READABLE_FORMATS:
         raise UsageError(
             f"{folder} uses checkpoint format {config.get('format_version')!r} (library "
@@ -648,10 +644,10 @@ def _check_trainer_position(folder: Path, config: dict) -> None:
     """The training settings and position (read by --resume) are objects; the position's counters are
     whole numbers >= 0 and its elapsed time a finite number of seconds >= 0."""
     corrupt = f"checkpoint {folder} is corrupt: config.json's"
-    for key in ("training", "trainer"):
-        if key in config and not isinstance(config[key], dict):
+    for key in ("training", "trainer", "corpus", "data_source", "codec"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
             raise UsageError(f"{corrupt} {key!r} entry is not an object; restore it, or train into a new --out")
-    position = config.get("trainer", {})
+    position = config.get("trainer") or {}
     for key in ("epoch", "batch"):
         value = position.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -385,11 +385,11 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
 
     out = Path(out)
     saved = out / "sweep.json"
-    if saved.exists():
-        try:
-            previous = json.loads(saved.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UsageError(f"{saved} is not valid JSON; delete {out} or choose another --out") from None
+    if saved.exists() or saved.is_symlink():
+        previous = _read_record(saved)
+        if not isinstance(previous, dict):
+            raise UsageError(f"{saved} is damaged (not a plain file holding a JSON object); delete {out} or choose "
+                             "another --out")
         if not spec.same_work(previous):
             raise UsageError(f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
                              "choose another --out, or delete that folder to start over")
@@ -401,14 +401,23 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
     return [i for i in range(len(spec.cells)) if not _finished(out, i)]
 
 
-def _finished(out: Path, index: int) -> bool:
-    path = cell_path(out, index)
-    if not path.exists():
-        return False
+def _read_record(path: Path, limit: int = 64 * 2**20):
+    """The JSON in a file of a sweep folder, or None where it is missing, not a plain file (a link,
+    a FIFO that would block) or damaged."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("cell") == index
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False  # a cell file is written atomically, so this is damage from elsewhere: redo it
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+
+
+def _finished(out: Path, index: int) -> bool:
+    # Cell files are written atomically, so one that is not a whole record was damaged from
+    # elsewhere: the cell is run again and its file replaced.
+    record = _read_record(cell_path(out, index))
+    return (isinstance(record, dict) and record.get("cell") == index and isinstance(record.get("row"), dict)
+            and isinstance(record.get("settings"), dict) and isinstance(record.get("label"), str))
 
 
 def load_cells(spec: SweepSpec, out: Path) -> list[dict]:
