@@ -20,8 +20,8 @@ the sampler's ``options`` dataclass. The built-in samplers are registered by
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
