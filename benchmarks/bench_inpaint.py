@@ -52,6 +52,7 @@ from gibbsdream import sample
 from gibbsdream.data.images import load_images
 from gibbsdream.data.masks import inpaint_mask
 from gibbsdream.models.nade import NADEConfig, OrderlessNADE
+from gibbsdream.sampling.registry import applicable
 from gibbsdream.training.nade import (
     NADETrainConfig,
     NADETrainer,
@@ -189,7 +190,8 @@ def nade_draws(model, codec, x, known, *, sampler, chains, steps, block, tempera
     out = []
     for index, start in enumerate(range(0, xs.shape[0], batch)):
         chain = sample(model, x=xs[start:start + batch], known=ks[start:start + batch], sampler=sampler,
-                       steps=steps, block=block, temperature=temperature, seed=seed + index)
+                       steps=steps, temperature=temperature, seed=seed + index,
+                       **applicable("conditional", sampler, block=block))
         out.append(chain.samples)
     samples = torch.cat(out)
     return codec.decode(samples).double().cpu().numpy().reshape(chains, N, *x.shape[1:])

@@ -81,8 +81,8 @@ RUN_NOTES = {
 }
 # Other samplers for the shapes, one fill per image: do they change the shape picture?
 SHAPE_SAMPLER_VARIANTS = (
-    dict(sampler="ancestral", steps=200, temperature=1.0, block="yao:0.9,0.1,0.7"),
-    dict(sampler="ancestral", steps=200, temperature=0.3, block="yao:0.9,0.1,0.7"),
+    dict(sampler="ancestral", steps=200, temperature=1.0),  # ancestral sampling takes no block schedule
+    dict(sampler="ancestral", steps=200, temperature=0.3),
     dict(sampler="gibbs", steps=200, temperature=0.3, block="yao:0.9,0.1,0.7"),
 )
 

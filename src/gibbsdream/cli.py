@@ -24,11 +24,18 @@ import click
 from . import __version__
 from .cli_params import option
 from .errors import Terminated, UsageError
+<<<<<<< HEAD
 from .signals import signals_held
 
 ANNEAL_KINDS = ("geometric", "linear", "cosine")
+=======
+from .sampling.registry import sampler_names, samplers
+from .sampling.schedules import ANNEAL_KINDS
+>>>>>>> sampler-registry
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+IMAGE_SAMPLERS = sampler_names("conditional")  # the samplers of conditional models, from the registry
+IMAGE_SAMPLER_HELP = "; ".join(f"{s.name}: {s.summary}" for s in samplers("conditional")) + "."
 
 
 def _say(message: str) -> None:
@@ -471,7 +478,7 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
              "not with --every), torch (any device), or auto (numba where it applies). Same random numbers; "
              "samples differ only where float rounding flips a draw.")
 @option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="String models: text (aligned lines) or jsonl (one JSON object per sample).")
-@option("--sampler", type=click.Choice(["gibbs", "ancestral-gibbs", "ancestral"]), default="gibbs", help="Image models: Yao et al.'s blocked Gibbs, blocks redrawn ancestrally, or one ancestral pass.")
+@option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
 @option("--block", default="yao:0.9,0.1,0.7", help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
 @option("--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains.")
 @option("--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON.")

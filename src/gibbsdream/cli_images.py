@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 
-from .cli import (DEVICE_HELP, _all_or_nothing, _changes_on_resume, _check_output, _hold_checkpoint, _positive,
-                  _same_file, _say, app, corpus_source, option, train_app)
+from .cli import (DEVICE_HELP, IMAGE_SAMPLER_HELP, IMAGE_SAMPLERS, _all_or_nothing, _changes_on_resume, _check_output,
+                  _hold_checkpoint, _positive, _same_file, _say, app, corpus_source, option, train_app)
 from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
+from .sampling.registry import applicable
+from .sampling.schedules import ANNEAL_KINDS
 
-SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
 IMAGE_SUFFIX_FORMATS = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}
 DIGITS_TEST_SIZE = 297  # the 1,500 / 297 split of the likelihood literature
 # A dilation pads the feature maps by that many pixels on each side; one wider than any image only
@@ -82,9 +83,11 @@ def _frame_every(steps: int, every: int | None) -> int:
 def _sample_images(model, x, known, *, sampler, steps, temperature, anneal, block, seed, every, progress, context=None):
     from .sampling import sample
 
+    # --block has a default, so it is always here: pass it to the samplers that take it
     return sample(
-        model, x=x, known=known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
+        model, x=x, known=known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal,
         seed=seed, record_every=every, progress=progress, context=context,
+        **applicable("conditional", sampler, block=block),
     )
 
 
@@ -306,10 +309,10 @@ NADE_FIXED_ON_RESUME = (set(NADE_TRAINING_FIELDS) | {"levels", "channels", "size
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--image", required=True, help="An image file, a folder of images (one result per image), or heldout:N (the checkpoint's held-out test images).")
 @option("--mask", default="centre", help="What to fill: centre[:F], box:x,y,w,h, random:P, or MASK.png (white = hole).")
-@option("--sampler", type=click.Choice(SAMPLERS), default="gibbs", help="gibbs: Yao et al.'s blocked Gibbs; ancestral-gibbs: blocks redrawn one variable at a time; ancestral: one pass in a random order.")
+@option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help=IMAGE_SAMPLER_HELP)
 @option("--block", default="yao:0.9,0.1,0.7", help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
 @option("--temperature", "-t", default="1.0", help="Temperature of every categorical: constant (0.9), or annealed start:end (1.5:0.5); 0 is argmax.")
-@option("--anneal", type=click.Choice(["geometric", "linear", "cosine"]), default="geometric", help="How an annealed temperature goes from start to end.")
+@option("--anneal", type=click.Choice(ANNEAL_KINDS), default="geometric", help="How an annealed temperature goes from start to end.")
 @option("--steps", default=200, help="Gibbs steps (ignored by --sampler ancestral).")
 @option("--samples", default=1, help="Completions per image (written as NAME-k.png when more than one).")
 @option("--seed", default=0, help="Random seed (the random mask and the sampler).")

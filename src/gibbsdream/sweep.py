@@ -101,12 +101,12 @@ def _example(name: str) -> str:
 
 def check_value(name: str, text: str):
     """One grid value, checked and in its canonical form (``steps`` as an int; ``caption`` None for none)."""
-    from .sampling.api import CONDITIONAL_SAMPLERS
     from .sampling.init import INITS
+    from .sampling.registry import sampler_names
     from .sampling.rbm_gibbs import FINALS
     from .sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
 
-    choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": CONDITIONAL_SAMPLERS}
+    choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": sampler_names("conditional")}
     if name in choices:
         if text not in choices[name]:
             raise UsageError(f"unknown {name} {text!r}; choose one of {', '.join(choices[name])}")
@@ -314,14 +314,16 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
 
 def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
     from .sampling import sample
+    from .sampling.registry import applicable
     from .viz import chain_gif
 
     ckpt, codec = problems.ckpt, problems.ckpt.codec
     context = caption_context(ckpt, settings["caption"])
     chain = sample(
         ckpt.model, x=problems.x, known=problems.known, sampler=settings["sampler"], steps=settings["steps"],
-        temperature=settings["temperature"], anneal=settings["anneal"], block=settings["block"], seed=spec.seed,
+        temperature=settings["temperature"], anneal=settings["anneal"], seed=spec.seed,
         context=context, record_every=frame_every(spec, settings["steps"]),
+        **applicable("conditional", settings["sampler"], block=settings["block"]),
     )
     if not torch.equal(chain.samples[problems.known], problems.x[problems.known]):
         raise RuntimeError("a known pixel changed during sampling")  # the samplers promise this

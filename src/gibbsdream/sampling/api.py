@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from ..errors import UsageError, check_seed
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
+from .registry import Request, Sampler, get_sampler, protocol_of, register
 from .schedules import block_schedule, schedule_values, temperature_schedule, temperature_values
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
@@ -43,65 +47,67 @@ def sample(
     temperature=1.0,
     *,
     anneal: str = "geometric",
-    init="uniform",
     x: torch.Tensor | None = None,
     known: torch.Tensor | None = None,
-    final: str = "sample",
     seed: int | None = None,
     generator: torch.Generator | None = None,
-    data: torch.Tensor | None = None,
-    codec=None,
     record_every: int | None = None,
     progress: bool = False,
     sampler: str | None = None,
-    block="yao:0.9,0.1,0.7",
     context=None,
-    per_call: int = 1,
-    order: str = "random",
     on_step=None,
-    engine: str = "auto",
+    **options,
 ):
     """Draw samples from ``model`` by running many chains in parallel.
 
-    For an energy model (:class:`gibbsdream.RBM`) this is block Gibbs sampling of the tempered
-    joint ``p_T(v, h) ∝ exp(-E(v, h) / T)``, with ``T`` constant or annealed.
+    The model's protocol (:func:`~gibbsdream.sampling.registry.protocol_of`) and ``sampler`` pick
+    a registered sampler (:mod:`gibbsdream.sampling.registry`); ``options`` are that sampler's
+    own options, and an option it does not take is a UsageError that lists the ones it does.
 
-    Args:
+    For an energy model (:class:`gibbsdream.RBM`), sampler ``"gibbs"`` is block Gibbs sampling of
+    the tempered joint ``p_T(v, h) ∝ exp(-E(v, h) / T)``, with ``T`` constant or annealed.
+
+    Args (every sampler):
         model: the model to sample from.
-        num_chains: number of parallel chains ``N`` (default: ``len(x)`` if given, else 100).
         steps: number of Gibbs sweeps ``S``.
         temperature: a number, a text form (``"1.5:0.2"``, ``"linear:1,0.1"``) or a schedule.
         anneal: how ``"a:b"`` temperatures go from a to b: ``geometric`` (default), ``linear``
             or ``cosine``.
-        init: where chains start: a name from ``gibbsdream.sampling.init.INITS`` or a
-            ``(N, V)`` tensor of states.
         x: ``(N, V)`` or ``(V,)`` states whose ``known`` positions are clamped; without
             ``known``, the chains simply start at ``x`` (``init`` is then not used).
         known: ``(N, V)`` or ``(V,)`` bool, True = clamped (never resampled).
-        final: ``"sample"``, or ``"argmax"`` for a deterministic visible half of the last sweep.
         seed, generator: randomness (same seed, same device -> same samples).
-        data: ``(M, V)`` training states, for the ``train`` and ``silhouettes`` inits.
-        codec: the string codec, for the ``spaces`` and ``chunks`` inits.
         record_every: keep frames of the chain every this many steps.
         progress: show a progress bar (on a terminal).
-        sampler: for conditional models: ``"gibbs"`` (Yao et al.'s blocked Gibbs, independent
-            redraws; the default), ``"ancestral-gibbs"`` (blocks redrawn one variable at a time)
-            or ``"ancestral"`` (orderless-NADE ancestral sampling).
-        block: for the Gibbs samplers: a fraction in (0, 1] or a block schedule such as
-            ``"yao:0.9,0.1,0.7"``.
-        context: passed to a conditional model's ``logits`` (e.g. a caption).
-        per_call: for ``sampler="ancestral"``: variables drawn per model call (1 = exact).
-        order: for ``sampler="ancestral"``: ``"random"`` (orderless NADE) or ``"greedy"``
-            (lowest entropy first).
+        sampler: the sampler's name: ``"gibbs"`` (the default) for energy models; for conditional
+            models ``"gibbs"`` (Yao et al.'s blocked Gibbs, independent redraws; the default),
+            ``"ancestral-gibbs"`` (blocks redrawn one variable at a time) or ``"ancestral"``
+            (orderless-NADE ancestral sampling).
+        context: conditional models only: passed to the model's ``logits`` (e.g. a caption).
         on_step: called as ``on_step(n, states, trace)`` with the states after step ``n``
             (``n = 0``: where the chains start) and their row ``(N,)`` of the trace, for live
             views; to stop a run early, raise an exception from it. It must not modify
             ``states`` and must not draw from ``generator``.
-        engine: for energy models: ``"numba"`` runs the sweeps as one compiled loop on several
-            CPU threads (categorical RBMs on the CPU, without ``record_every`` or ``on_step``),
-            ``"torch"`` as PyTorch operations (anywhere), ``"auto"`` (default) the first where it
-            applies. Both draw the same random numbers; their samples differ only where float
-            rounding flips a draw, about once in tens of millions.
+
+    Options of the energy ``gibbs`` sampler (:class:`EnergyGibbsOptions`):
+        num_chains: number of parallel chains ``N`` (default: ``len(x)`` if given, else 100).
+        init: where chains start: a name from ``gibbsdream.sampling.init.INITS`` or a
+            ``(N, V)`` tensor of states.
+        final: ``"sample"``, or ``"argmax"`` for a deterministic visible half of the last sweep.
+        engine: ``"numba"`` runs the sweeps as one compiled loop on several CPU threads
+            (categorical RBMs on the CPU, without ``record_every`` or ``on_step``), ``"torch"`` as
+            PyTorch operations (anywhere), ``"auto"`` (default) the first where it applies. Both
+            draw the same random numbers; their samples differ only where float rounding flips a
+            draw, about once in tens of millions.
+        data: ``(M, V)`` training states, for the ``train`` and ``silhouettes`` inits.
+        codec: the string codec, for the ``spaces`` and ``chunks`` inits.
+
+    Options of the conditional ``gibbs`` and ``ancestral-gibbs`` samplers (:class:`BlockOptions`):
+        block: a fraction in (0, 1] or a block schedule such as ``"yao:0.9,0.1,0.7"``.
+
+    Options of the conditional ``ancestral`` sampler (:class:`AncestralOptions`):
+        per_call: variables drawn per model call (1 = exact).
+        order: ``"random"`` (orderless NADE) or ``"greedy"`` (lowest entropy first).
 
     For a conditional model (``num_categories`` and ``logits(x, known, context)``), ``x`` and
     ``known`` are ``(N, *shape)`` and required; ``energy`` is then the per-step mean
@@ -114,27 +120,57 @@ def sample(
     """
     if seed is not None:
         check_seed(seed)
-    if not hasattr(model, "sample_hidden"):
-        if not hasattr(model, "logits"):
-            raise UsageError(
-                f"sample() does not know how to sample a {type(model).__name__}; it needs an energy model "
-                "(gibbsdream.RBM) or a conditional model with num_categories and logits(x, known, context)"
-            )
-        return sample_conditional(
-            model, x, known, steps=steps, temperature=temperature, anneal=anneal, sampler=sampler or "gibbs",
-            block=block, seed=seed, generator=generator, context=context, record_every=record_every,
-            progress=progress, per_call=per_call, order=order, on_step=on_step,
-        )
-    steps = check_count("steps", steps)
+    protocol = protocol_of(model)
+    chosen = get_sampler(protocol, "gibbs" if sampler is None else sampler)
+    if num_chains is not None:
+        options["num_chains"] = num_chains
+    if context is not None and protocol != "conditional":
+        options["context"] = context  # refused below, with the options that do apply
+    options = chosen.make_options(options)
+    if protocol == "conditional":
+        x, known = _conditional_states(model, x, known)
+    schedule = temperature_schedule(temperature, anneal)
+    if generator is None:
+        generator = make_generator(seed, _device(model, x))
+    request = Request(steps=steps, temperature=schedule, x=x, known=known, generator=generator,
+                      record_every=record_every, progress=progress, on_step=on_step, context=context)
+    return chosen.run(model, request, options)
+
+
+def _device(model, x):
+    """Where ``model`` keeps its parameters (where ``x`` is, for a model without any)."""
+    for parameter in getattr(model, "parameters", lambda: iter(()))():
+        return parameter.device
+    return torch.as_tensor(x).device if x is not None else torch.device("cpu")
+
+
+# ---- energy models: block Gibbs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnergyGibbsOptions:
+    """The options of block Gibbs sampling of an energy model (see :func:`sample`)."""
+
+    num_chains: int | None = None
+    init: Any = "uniform"
+    final: str = "sample"
+    engine: str = "auto"
+    data: torch.Tensor | None = None
+    codec: Any = None
+
+
+def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
+    """Block Gibbs sampling of an energy model: the ``gibbs`` sampler of energy models."""
+    steps = check_count("steps", request.steps)
+    final, init, engine, num_chains = options.final, options.init, options.engine, options.num_chains
     if final not in FINALS:
         raise UsageError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
+    record_every, on_step, generator, x, known = (request.record_every, request.on_step, request.generator,
+                                                  request.x, request.known)
     if record_every is not None:
         check_count("record_every", record_every)
-    schedule = temperature_schedule(temperature, anneal)
-    temperatures = temperature_values(schedule, steps)
+    temperatures = temperature_values(request.temperature, steps)
     device = model.weight.device
-    if generator is None:
-        generator = make_generator(seed, device)
 
     if x is not None:
         x = torch.as_tensor(x, device=device).long()
@@ -145,7 +181,7 @@ def sample(
         num_chains = x.shape[0] if x is not None and x.shape[0] > 1 else 100
     check_count("num_chains", num_chains)
     if isinstance(init, str):
-        v = initial_states(init, num_chains, model, data=data, codec=codec, generator=generator)
+        v = initial_states(init, num_chains, model, data=options.data, codec=options.codec, generator=generator)
     else:
         v = torch.as_tensor(init, device=device).long()
         if v.shape != (num_chains, model.num_visible):
@@ -173,14 +209,14 @@ def sample(
                          "use the torch engine (--engine torch, engine='torch') or auto")
     if compiled:
         chain = gibbs_compiled(model, v, steps, temperatures, known=known, final=final, generator=generator,
-                               progress=progress)
+                               progress=request.progress)
     else:
         chain = gibbs_energy_model(
             model, v, steps, temperatures, known=known, final=final, generator=generator,
-            record_every=record_every, progress=progress, on_step=on_step,
+            record_every=record_every, progress=request.progress, on_step=on_step,
         )
     chain.settings = {
-        "temperature": str(schedule),
+        "temperature": str(request.temperature),
         "init": init if isinstance(init, str) else "given",
         "steps": steps,
         "final": final,
@@ -189,49 +225,79 @@ def sample(
     return chain
 
 
-CONDITIONAL_SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
+# ---- conditional models: blocked Gibbs and ancestral sampling ------------------------------------
 
 
 ANCESTRAL_ORDERS = ("random", "greedy")
 
 
-def sample_conditional(
-    model, x, known, *, steps, temperature, anneal, sampler, block, seed, generator, context, record_every, progress,
-    per_call=1, order="random", on_step=None,
-):
-    """The conditional-model half of :func:`sample` (see there)."""
-    from .conditional import ancestral, blocked_gibbs
-
-    if sampler not in CONDITIONAL_SAMPLERS:
-        raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(CONDITIONAL_SAMPLERS)}")
+def _conditional_states(model, x, known):
+    """``x`` and ``known`` as long and bool tensors on the model's device; both are required."""
     if x is None or known is None:
         raise UsageError("sampling a conditional model needs x= (N, *shape) states and known= (N, *shape) bools")
-    device = next((p.device for p in getattr(model, "parameters", lambda: iter(()))()), torch.as_tensor(x).device)
+    device = _device(model, x)
     x, known = torch.as_tensor(x, device=device).long(), torch.as_tensor(known, device=device).bool()
     if x.shape != known.shape:
         raise UsageError(f"x has shape {tuple(x.shape)} but known has {tuple(known.shape)}; they must match")
-    if generator is None:
-        generator = make_generator(seed, device)
-    temperature_spec = temperature_schedule(temperature, anneal)
-    if sampler == "ancestral":
-        per_call = check_count("per_call", per_call)
-        if order not in ANCESTRAL_ORDERS:
-            raise UsageError(f"unknown ancestral order {order!r}; choose one of {', '.join(ANCESTRAL_ORDERS)}")
-        free = int((~known).reshape(known.shape[0], -1).sum(1).max())
-        calls = max(-(-free // per_call), 1)
-        chain = ancestral(model, x, known, temperature_values(temperature_spec, calls), generator, per_call=per_call,
-                          order=order, context=context, record_every=record_every, on_step=on_step)
-        steps = calls
-    else:
-        steps = check_count("steps", steps)
-        fractions = schedule_values(block_schedule(block), steps)
+    return x, known
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """The options of the blocked Gibbs samplers of conditional models (see :func:`sample`)."""
+
+    block: Any = "yao:0.9,0.1,0.7"
+
+
+@dataclass(frozen=True)
+class AncestralOptions:
+    """The options of ancestral sampling of conditional models (see :func:`sample`)."""
+
+    per_call: int = 1
+    order: str = "random"
+
+
+def _blocked_gibbs(resample: str, name: str):
+    def run(model, request: Request, options: BlockOptions):
+        from .conditional import blocked_gibbs
+
+        steps = check_count("steps", request.steps)
+        block = block_schedule(options.block)
         chain = blocked_gibbs(
-            model, x, known, steps, temperature_values(temperature_spec, steps), fractions, generator,
-            resample="independent" if sampler == "gibbs" else "ancestral", context=context,
-            record_every=record_every, progress=progress, on_step=on_step,
+            model, request.x, request.known, steps, temperature_values(request.temperature, steps),
+            schedule_values(block, steps), request.generator, resample=resample, context=request.context,
+            record_every=request.record_every, progress=request.progress, on_step=request.on_step,
         )
-    chain.settings = {"sampler": sampler, "temperature": str(temperature_spec), "steps": steps,
-                      "block": str(block_schedule(block)), "chains": x.shape[0]}
-    if sampler == "ancestral":
-        chain.settings.update(per_call=per_call, order=order)
+        chain.settings = {"sampler": name, "temperature": str(request.temperature), "steps": steps,
+                          "block": str(block), "chains": request.x.shape[0]}
+        return chain
+
+    run.__name__ = run.__qualname__ = name.replace("-", "_")
+    return run
+
+
+def ancestral_sampling(model, request: Request, options: AncestralOptions):
+    """Orderless-NADE ancestral sampling: the ``ancestral`` sampler of conditional models."""
+    from .conditional import ancestral
+
+    per_call, order, known = check_count("per_call", options.per_call), options.order, request.known
+    if order not in ANCESTRAL_ORDERS:
+        raise UsageError(f"unknown ancestral order {order!r}; choose one of {', '.join(ANCESTRAL_ORDERS)}")
+    free = int((~known).reshape(known.shape[0], -1).sum(1).max())
+    calls = max(-(-free // per_call), 1)
+    chain = ancestral(model, request.x, known, temperature_values(request.temperature, calls), request.generator,
+                      per_call=per_call, order=order, context=request.context, record_every=request.record_every,
+                      on_step=request.on_step)
+    chain.settings = {"sampler": "ancestral", "temperature": str(request.temperature), "steps": calls,
+                      "chains": request.x.shape[0], "per_call": per_call, "order": order}
     return chain
+
+
+register(Sampler("gibbs", "energy", EnergyGibbsOptions, energy_gibbs,
+                 "block Gibbs sweeps v -> h -> v of many parallel chains"))
+register(Sampler("gibbs", "conditional", BlockOptions, _blocked_gibbs("independent", "gibbs"),
+                 "Yao et al.'s blocked Gibbs: each step redraws a block of variables independently"))
+register(Sampler("ancestral-gibbs", "conditional", BlockOptions, _blocked_gibbs("ancestral", "ancestral-gibbs"),
+                 "blocked Gibbs whose blocks are redrawn one variable at a time"))
+register(Sampler("ancestral", "conditional", AncestralOptions, ancestral_sampling,
+                 "orderless-NADE ancestral sampling: one pass in a random order"))

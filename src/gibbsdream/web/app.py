@@ -8,7 +8,8 @@ API (JSON in and out; errors are ``{"error": "one line"}`` with a 4xx status). E
 passes :class:`~gibbsdream.web.guard.RequestGuard` (Host, same origin, JSON content type, size);
 every field is then checked here, and anything wrong is a 4xx with that one line, never a 500.
 
-* ``GET  /api/models``: the served models and the server's limits.
+* ``GET  /api/models``: the served models, the server's limits, and the samplers (of conditional
+  models, from :mod:`gibbsdream.sampling.registry`) and annealing kinds the page offers.
 * ``GET  /api/models/{name}/images``: built-in images of an image model (its held-out split).
 * ``POST /api/models/{name}/upload``: ``{"data": "data:image/...;base64,..."}`` -> the image
   converted to the model's size, channels and levels, as a PNG data URL.
@@ -38,13 +39,13 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 
 from ..errors import UsageError
 from ..io import json_numbers
+from ..sampling.registry import applicable, sampler_names, samplers
+from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
 from .jobs import Job, JobManager, ServerBusy
 
 STATIC = Path(__file__).parent / "static"
-SAMPLERS = ("gibbs", "ancestral-gibbs", "ancestral")
-ANNEALS = ("geometric", "linear", "cosine")
 FINALS = ("sample", "argmax")
 GALLERY_SIZE = 24  # built-in images offered per image model
 MAX_SEED = 2**63 - 1
@@ -209,7 +210,7 @@ def _schedules(body: dict, steps: int | None):
     from ..sampling.schedules import block_schedule, schedule_values, temperature_schedule
 
     temperature = _text(body, "temperature", "1.0", "temperature", 100) or "1.0"
-    anneal = _choice(body, "anneal", "geometric", ANNEALS, "anneal")
+    anneal = _choice(body, "anneal", "geometric", ANNEAL_KINDS, "anneal")
     temperature_schedule(temperature, anneal)
     block = _text(body, "block", "yao:0.9,0.1,0.7", "block schedule", 100) or "yao:0.9,0.1,0.7"
     schedule_values(block_schedule(block), 2)
@@ -356,7 +357,7 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     """Check an inpainting request and queue it."""
     codec = served.codec
     seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
-    sampler = _choice(body, "sampler", "gibbs", SAMPLERS, "sampler")
+    sampler = _choice(body, "sampler", "gibbs", sampler_names("conditional"), "sampler")
     # Ancestral sampling ignores steps: the size of the hole sets its length (checked below).
     steps = _whole(body, "steps", 200, 1, None if sampler == "ancestral" else limits.max_steps, "steps")
     temperature, anneal, block = _schedules(body, steps)
@@ -398,8 +399,8 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
         device = served.device
         chain = sample(
             served.model, x=x.to(device), known=known.to(device), sampler=sampler, steps=steps,
-            temperature=temperature, anneal=anneal, block=block, seed=seed, record_every=every,
-            context=context, on_step=job.on_step,
+            temperature=temperature, anneal=anneal, seed=seed, record_every=every,
+            context=context, on_step=job.on_step, **applicable("conditional", sampler, block=block),
         )
         samples, kept = chain.samples.cpu(), known
         if not torch.equal(samples[kept], x[kept]):  # the samplers promise this; never show a broken result
@@ -599,7 +600,9 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
 
     @app.get("/api/models")
     def list_models():
-        return {"models": [m.describe() for m in models], "limits": asdict(limits)}
+        return {"models": [m.describe() for m in models], "limits": asdict(limits),
+                "samplers": [{"name": s.name, "summary": s.summary} for s in samplers("conditional")],
+                "anneals": list(ANNEAL_KINDS)}
 
     @app.get("/api/models/{name}/images")
     def gallery(name: str):

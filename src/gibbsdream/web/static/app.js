@@ -57,6 +57,19 @@ function intValue(id) {
 
 // ---- models -----------------------------------------------------------------------------------
 
+// The samplers and annealing kinds the server offers (its sampler registry); the page's own
+// options label the built-in samplers, and a sampler the page does not know is shown by its summary.
+function fillChoices(samplers, anneals) {
+  if (Array.isArray(samplers) && samplers.length) {
+    const select = $("i-sampler");
+    const labels = new Map([...select.options].map((o) => [o.value, o.textContent]));
+    select.replaceChildren(...samplers.map((s) => new Option(labels.get(s.name) || `${s.name}: ${s.summary}`, s.name)));
+  }
+  if (Array.isArray(anneals) && anneals.length) {
+    for (const id of ["i-anneal", "s-anneal"]) $(id).replaceChildren(...anneals.map((a) => new Option(a, a)));
+  }
+}
+
 async function start() {
   document.querySelectorAll(".dice").forEach((b) => b.addEventListener("click", () => {
     $(b.dataset.for).value = randomSeed();
@@ -69,6 +82,7 @@ async function start() {
     showError(err.message);
     return;
   }
+  fillChoices(data.samplers, data.anneals);
   for (const m of state.models) {
     const option = document.createElement("option");
     option.value = m.name;
