@@ -24,14 +24,9 @@ import click
 from . import __version__
 from .cli_params import option
 from .errors import Terminated, UsageError
-<<<<<<< HEAD
-from .signals import signals_held
-
-ANNEAL_KINDS = ("geometric", "linear", "cosine")
-=======
 from .sampling.registry import sampler_names, samplers
 from .sampling.schedules import ANNEAL_KINDS
->>>>>>> sampler-registry
+
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
 IMAGE_SAMPLERS = sampler_names("conditional")  # the samplers of conditional models, from the registry
@@ -780,9 +775,6 @@ def main(argv: list[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop_on_sigterm)  # like Ctrl+C: saves finish, exit 143
     try:
-        if _invocation["argv"] and not {"-h", "--help", "--version"} & set(_invocation["argv"]):
-            with signals_held():  # Ctrl+C in the middle of importing PyTorch breaks it in odd ways: after it
-                import torch  # noqa: F401
         result = app.main(args=argv, prog_name="gibbsdream", standalone_mode=False)
     except UsageError as err:
         if _interrupt_behind(err) is not None:  # a check that failed because Ctrl+C cut it short
