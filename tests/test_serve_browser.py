@@ -100,6 +100,13 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     d = browser
     d.get(server + "?model=pixels")
     until(d, lambda d: "pixels to fill" in d.find_element(By.ID, "hole-count").text, "the image and its hole to show")
+    from gibbsdream.sampling.registry import sampler_names
+    from gibbsdream.sampling.schedules import ANNEAL_KINDS
+
+    # The sampler and annealing lists are the server's registry's.
+    assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-sampler")).options] == \
+        list(sampler_names("conditional"))
+    assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-anneal")).options] == list(ANNEAL_KINDS)
     d.find_element(By.ID, "mask-clear").click()
     assert d.find_element(By.ID, "hole-count").text.startswith("0 of 64")
 

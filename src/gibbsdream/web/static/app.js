@@ -78,11 +78,11 @@ async function start() {
     const data = await api("/api/models");
     state.models = data.models;
     state.limits = data.limits;
+    fillChoices(data.samplers, data.anneals);
   } catch (err) {
     showError(err.message);
     return;
   }
-  fillChoices(data.samplers, data.anneals);
   for (const m of state.models) {
     const option = document.createElement("option");
     option.value = m.name;
