@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import string
 from pathlib import Path
 
 import numpy as np
