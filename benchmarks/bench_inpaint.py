@@ -98,7 +98,7 @@ def sync(device: torch.device) -> None:
 def get_model(args, device: torch.device):
     """The NADE, its codec and splits: loaded from --checkpoint, or trained here."""
     if args.checkpoint:
-        from gibbsdream.io import load_checkpoint
+        from gibbsdream.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(args.checkpoint, device=device, family="nade")
         data = checkpoint.data

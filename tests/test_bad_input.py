@@ -152,7 +152,7 @@ def fifo(work) -> Path:
 @pytest.fixture(scope="module", autouse=True)
 def subprocess_runs(work, rbm, nade, fifo, images):
     """The cases that need a real process, started in the background as soon as the models exist."""
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
     from gibbsdream.resources import rbm_sampling_bytes
 
     model = load_checkpoint(rbm).model
@@ -502,7 +502,7 @@ DEEP_FAILURES = {
 @pytest.mark.parametrize("name", list(DEEP_FAILURES))
 def test_main_turns_deep_failures_into_one_line(monkeypatch, rbm, name):
     error, fragment = DEEP_FAILURES[name]
-    monkeypatch.setattr("gibbsdream.io.checkpoint_family", _failing(error))
+    monkeypatch.setattr("gibbsdream.checkpoint.checkpoint_family", _failing(error))
     message = assert_clean_error(run("sample", rbm, "--chains", 2, "--steps", 2, "--quiet"))
     assert fragment in message, message
     if "memory" in fragment or "GB" in fragment or "GiB" in fragment:
@@ -511,7 +511,7 @@ def test_main_turns_deep_failures_into_one_line(monkeypatch, rbm, name):
 
 def test_other_runtime_errors_still_show_their_traceback(monkeypatch, rbm):
     """A bug is not bad input: main() maps only what a user's input can cause."""
-    monkeypatch.setattr("gibbsdream.io.checkpoint_family", _failing(RuntimeError("a bug")))
+    monkeypatch.setattr("gibbsdream.checkpoint.checkpoint_family", _failing(RuntimeError("a bug")))
     result = run("sample", rbm, "--quiet")
     assert result.returncode == 1 and "Traceback" in result.stderr
 
@@ -685,7 +685,7 @@ def test_temperature_values_apply_the_rule_once():
 
 def test_the_library_samples_tiny_temperatures_as_zero(rbm, nade):
     from gibbsdream import sample
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     model = load_checkpoint(rbm).model
     for engine in ("torch", "numba"):

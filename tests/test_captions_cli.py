@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gibbsdream.io import checkpoint_file
+from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 
 run = gibbsdream_here
@@ -63,7 +63,7 @@ def history(folder):
 
 def test_training_with_captions_saves_the_vocabulary_and_the_caption_tables(model):
     from gibbsdream.data.captions import has_captions
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     config = json.loads((model / "config.json").read_text())
     assert set(config["captions"]["words"]) == {"a", "dark", "light", "square"}
@@ -208,7 +208,7 @@ def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain
     import torch
 
     from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
     from gibbsdream.sampling.api import make_generator
 
     result = run("evaluate", model, "--orders", 2, "--seed", 3, "--json", "--device", "cpu")

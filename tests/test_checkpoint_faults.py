@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 
 from cli_harness import ENV, assert_clean_error
 from gibbsdream.errors import UsageError
-from gibbsdream.io import checkpoint_file, load_checkpoint
+from gibbsdream.checkpoint import checkpoint_file, load_checkpoint
 
 RBM_TRAIN = ["train", "rbm", "--hidden", 8, "--persistent", "--quiet", "--engine", "torch"]
 RBM_EPOCHS = 3

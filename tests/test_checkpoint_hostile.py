@@ -1,7 +1,7 @@
 """Hostile checkpoints: every way a damaged or malicious checkpoint folder was thought to break the
 loader, each tried on a copy of a real checkpoint and used by the commands that read it.
 
-The promise under test (``gibbsdream.io``): config.json is read with a size and a nesting bound and
+The promise under test (``gibbsdream.checkpoint``): config.json is read with a size and a nesting bound and
 validated before anything is allocated; tensor files' headers are checked against the config before
 their data is read; stored states are range-checked and weights checked finite before any compiled
 code sees them; only plain files inside the folder are read; and every failure is ONE line
@@ -36,7 +36,7 @@ from PIL import Image
 from safetensors.torch import load_file, save
 
 from gibbsdream.errors import UsageError
-from gibbsdream.io import TENSOR_FILES, checkpoint_file, checkpoint_identity, load_checkpoint
+from gibbsdream.checkpoint import TENSOR_FILES, checkpoint_file, checkpoint_identity, load_checkpoint
 from cli_harness import ENV, Result, assert_clean_error, assert_ok, gibbsdream_here
 
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)  # the 8-bit values of 4 levels
@@ -907,7 +907,7 @@ def test_a_format_1_checkpoint_is_checked_as_format_2_is(copies):
 def test_a_tensor_file_swapped_between_the_header_check_and_the_read_is_refused(copies, monkeypatch):
     """The header is checked through one open, the data read through another: a file replaced in
     between (by another process) must not get past the shape checks."""
-    from gibbsdream import io
+    from gibbsdream import checkpoint as io
 
     folder = copies.copy("rbm", "swapped")
     real = io.load_file

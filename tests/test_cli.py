@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gibbsdream.io import checkpoint_file
+from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
@@ -420,7 +420,7 @@ def test_resume_on_another_kind_of_device_reseeds_with_a_note(runs):
 
 def test_resuming_a_checkpoint_not_written_by_train_fails_cleanly(tmp_path, corpus):
     from gibbsdream import RBM, StringCodec
-    from gibbsdream.io import save_checkpoint
+    from gibbsdream.checkpoint import save_checkpoint
 
     codec = StringCodec(alphabet="abc", max_length=4)
     save_checkpoint(tmp_path / "bare", RBM(4, 3, codec.num_categories), codec=codec)

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gibbsdream.io import checkpoint_file
+from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
 
 run = gibbsdream_here

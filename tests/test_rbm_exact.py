@@ -188,7 +188,7 @@ def test_contrastive_divergence_moves_the_model_towards_the_data(persistent, eng
 
 @pytest.mark.parametrize("engine", ["torch", "numba"])
 def test_resumed_training_equals_uninterrupted_training(tmp_path, engine):
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
     from gibbsdream.training import RBMTrainConfig, RBMTrainer, save_trainer
 
     data = torch.randint(0, 5, (400, 6), generator=torch.Generator().manual_seed(0))

@@ -165,13 +165,13 @@ def test_resume_from_another_working_directory_finds_the_same_corpus(work, corpu
 
 
 def test_a_corpus_file_name_that_is_not_utf8_is_saved_and_loads(work, corpus):
-    import gibbsdream.io
+    import gibbsdream.checkpoint
 
     name = os.fsdecode(bytes(work / "c") + b"\xff.txt")  # a Latin-1 name, held by Python as a lone surrogate
     shutil.copy(corpus, name)
     out = work / "rbm-latin1"
     assert_ok(gibbsdream_here(*RBM, "--data", name, "--out", out))
-    assert gibbsdream.io.load_checkpoint(out).config["corpus"]["source"] == name
+    assert gibbsdream.checkpoint.load_checkpoint(out).config["corpus"]["source"] == name
     assert_ok(gibbsdream_here(*RBM, "--data", name, "--out", out, "--epochs", 2, "--resume"))
 
 

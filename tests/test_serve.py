@@ -150,7 +150,7 @@ def hole_rows(x0, y0, w, h) -> list:
 def test_on_step_sees_every_step_and_leaves_the_samples_alone(image_model, string_model):
     """The callback is told about every step, and the random stream is the same with or without it."""
     from gibbsdream import sample
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     nade = load_checkpoint(image_model, family="nade")
     x = nade.data["test"][:3]
@@ -180,7 +180,7 @@ def test_on_step_sees_every_step_and_leaves_the_samples_alone(image_model, strin
 
 def test_an_exception_from_on_step_stops_the_sampler(string_model):
     from gibbsdream import sample
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     rbm = load_checkpoint(string_model, family="rbm")
     calls = []
@@ -233,7 +233,7 @@ def test_models_are_listed_with_what_the_page_needs(client):
 
 
 def test_gallery_and_masks(client, image_model):
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     gallery = client.get("/api/models/pixels/images").json()
     assert [item["id"] for item in gallery["images"]] == ["test:0", "test:1", "test:2", "test:3"]
@@ -254,7 +254,7 @@ def test_gallery_and_masks(client, image_model):
 
 
 def test_an_inpainting_runs_to_the_end_and_keeps_the_known_pixels(client, image_model):
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     original = EXACT[load_checkpoint(image_model, family="nade").data["test"][1, 0].numpy()]
     hole = hole_rows(1, 3, 5, 3)
@@ -278,7 +278,7 @@ def test_the_same_job_as_the_python_api(client, image_model):
     """What the page shows is what ``gibbsdream.sample`` gives for the same settings and seed."""
     from gibbsdream import sample
     from gibbsdream.data.masks import mask_from_array
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(image_model, family="nade")
     hole = hole_rows(2, 1, 3, 4)
@@ -410,7 +410,7 @@ def test_requests_that_are_not_json_objects_are_refused(client):
 
 def test_a_string_job_gives_samples_with_energies(client, string_model):
     from gibbsdream import sample
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     body = {"model": "words", "chains": 6, "steps": 40, "temperature": "2:0.5", "anneal": "linear", "init": "uniform",
             "prefix": "ab", "seed": 5}
@@ -491,7 +491,7 @@ def test_jobs_beyond_the_limit_are_refused_until_one_ends(image_model, string_mo
 
 def test_two_visitors_at_once_each_get_their_own_result(client, image_model):
     """Two inpaintings started together (different images, holes and seeds) end with their own pictures."""
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     test = load_checkpoint(image_model, family="nade").data["test"]
     asks = [("test:0", hole_rows(0, 0, 4, 4), 11), ("test:2", hole_rows(4, 4, 4, 4), 12)]

@@ -95,7 +95,7 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
 
-    from gibbsdream.io import load_checkpoint
+    from gibbsdream.checkpoint import load_checkpoint
 
     d = browser
     d.get(server + "?model=pixels")

@@ -23,7 +23,7 @@ from PIL import Image
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
 from gibbsdream.data.images import save_png
 from gibbsdream.errors import UsageError
-from gibbsdream.io import load_checkpoint
+from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.report import write_report
 from gibbsdream.sampling import sample
 from gibbsdream.summary import string_records, summarize_records

@@ -45,7 +45,8 @@ import torch
 from gibbsdream.data.captions import NUMBER_WORDS, caption_context
 from gibbsdream.data.images import SHAPE_COLOURS, ImageCodec, SHAPE_NAMES, generate_shapes
 from gibbsdream.data.masks import inpaint_masks
-from gibbsdream.io import atomic_write_text, load_checkpoint
+from gibbsdream.checkpoint import load_checkpoint
+from gibbsdream.files import atomic_write_text
 from gibbsdream.sampling import sample
 from gibbsdream.sampling.api import make_generator
 from gibbsdream.training import split_images

@@ -26,7 +26,7 @@ import torch
 
 from gibbsdream.baselines import IndependentCategorical, MixtureOfCategoricals
 from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
-from gibbsdream.io import load_checkpoint
+from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.sampling.api import make_generator
 
 ROOT = Path(__file__).resolve().parents[2]

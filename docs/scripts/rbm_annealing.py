@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from gibbsdream.cli import train_rbm  # noqa: E402
-from gibbsdream.io import load_checkpoint  # noqa: E402
+from gibbsdream.checkpoint import load_checkpoint  # noqa: E402
 from gibbsdream.sampling import sample  # noqa: E402
 from gibbsdream.summary import string_records, summarize_records, training_strings  # noqa: E402
 

@@ -39,7 +39,7 @@ def _say(message: str) -> None:
 
 def _load_string_model(checkpoint: Path, device: str):
     """Load an RBM checkpoint that can decode strings, or say why it cannot be used."""
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .training import resolve_device
 
     ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
@@ -170,7 +170,8 @@ _invocation: dict = {"argv": [], "out": None}  # this command's arguments, and t
 def _hold_checkpoint(out: Path, resume: bool) -> None:
     """Hold the writer lock of the checkpoint folder ``out`` until the command ends (a second run
     writing it is refused), and let an interrupted run say how to continue."""
-    from .io import _read_config, checkpoint_lock
+    from .checkpoint import _read_config
+    from .files import writer_lock
 
     if resume:
         if out.is_dir() and not (out / "config.json").exists() and any(out.iterdir()):
@@ -180,7 +181,7 @@ def _hold_checkpoint(out: Path, resume: bool) -> None:
 
     ctx = click.get_current_context(silent=True)  # None when a script calls the command's callback
     if ctx is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-        ctx.with_resource(checkpoint_lock(out))
+        ctx.with_resource(writer_lock(out))
     _invocation["out"] = out
 
 
@@ -339,7 +340,7 @@ def train_rbm(
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
 
     from .data.strings import StringCodec, read_lines
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .models import RBM
     from .sampling.api import make_generator
     from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
@@ -495,7 +496,9 @@ def sample_command(
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
 
-    from .io import atomic_write_text, checkpoint_family
+    from .checkpoint import checkpoint_family
+
+    from .files import atomic_write_text
     from .sampling import sample
     from .summary import string_records, summarize_records, training_strings
 
@@ -580,7 +583,7 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
     from .data.strings import read_lines
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
-    from .io import checkpoint_family
+    from .checkpoint import checkpoint_family
 
     family = checkpoint_family(checkpoint)
     _only_for(ctx, family, {"rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
@@ -662,7 +665,7 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
 @option("--seed", default=0, help="Random seed.")
 def demo_command(out, epochs, chains, steps, seed):
     """Train a small RBM on built-in region names, then show plain and annealed samples side by side."""
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
 
     if not (out / "config.json").exists():
         _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")

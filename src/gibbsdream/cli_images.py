@@ -36,7 +36,7 @@ def _write_image(path: Path, hwc) -> None:
     import numpy as np
     from PIL import Image
 
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     pixels = np.ascontiguousarray(hwc)
     pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
@@ -47,7 +47,7 @@ def _write_image(path: Path, hwc) -> None:
 
 
 def _load_image_model(checkpoint: Path, device: str):
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .training import resolve_device
 
     ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="nade")
@@ -104,7 +104,7 @@ def _caption_context(ckpt, caption: str | None):
 
 def _trace_json(chain) -> str:
     """The per-step trace: mean log-probability of the variables redrawn at each step, per image."""
-    from .io import json_numbers
+    from .files import json_numbers
 
     rows = chain.energy.T.tolist()  # (N, S+1)
     return json.dumps({"settings": chain.settings, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
@@ -171,7 +171,7 @@ def train_nade(
     import torch
 
     from .data.images import load_images
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .models import OrderlessNADE
     from .training import NADETrainConfig, NADETrainer, parse_duration, resolve_device, save_nade_trainer, setup_distributed, split_images
 
@@ -376,7 +376,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
         if gif:
             chain_gif(chain.frames.cpu(), codec, stage(gif), known=known.cpu())
         if trace:
-            from .io import atomic_write_text
+            from .files import atomic_write_text
 
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
@@ -426,7 +426,7 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
         if gif:
             chain_gif(chain.frames.cpu(), codec, stage(gif))
         if trace:
-            from .io import atomic_write_text
+            from .files import atomic_write_text
 
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:

@@ -28,7 +28,7 @@ def _check_memory(spec, workers: int) -> None:
     the ``workers`` processes runs a cell at a time, so their needs add up)."""
     import os
 
-    from .io import _read_config
+    from .checkpoint import _read_config
     from .resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
     from .sweep import frame_every
 
@@ -83,7 +83,7 @@ def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, sam
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from .io import checkpoint_family
+    from .checkpoint import checkpoint_family
     from .report import SCORES, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 

@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from .io import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 
 SCORES = {  # family -> (row key, axis label, higher is better)
     "rbm": ("mean_final_energy", "mean final free energy (T = 1)", False),

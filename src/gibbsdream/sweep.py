@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .errors import UsageError
-from .io import json_numbers
+from .files import json_numbers
 
 FAMILY_NAMES = {"rbm": "string (RBM)", "nade": "image (NADE)"}
 
@@ -168,7 +168,7 @@ class SweepSpec:
 
     @classmethod
     def create(cls, checkpoint, grid_entries: list[str], **options) -> SweepSpec:
-        from .io import _read_config, checkpoint_identity
+        from .checkpoint import _read_config, checkpoint_identity
 
         config = _read_config(Path(checkpoint))
         family = str(config.get("family"))
@@ -213,7 +213,7 @@ class Problems:
 
 def load_problems(spec: SweepSpec) -> Problems:
     """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
-    from .io import load_checkpoint
+    from .checkpoint import load_checkpoint
     from .training import resolve_device
 
     device = resolve_device(spec.device)
@@ -273,7 +273,7 @@ def run_cell(spec: SweepSpec, problems: Problems, index: int, out: Path) -> dict
     record["row"]["seconds"] = round(time.perf_counter() - started, 3)
     record = {"cell": index, "settings": settings, "label": label(settings, spec.varying), **record}
     record["row"] = {"cell": index, "settings": settings, **record["row"]}
-    from .io import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(cell_path(out, index), json.dumps(record, ensure_ascii=False) + "\n")
     return record
@@ -383,7 +383,7 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
 
     A folder that holds this very sweep resumes it; one that holds another sweep is refused.
     """
-    from .io import atomic_write_text, is_leftover, remove_leftovers
+    from .files import atomic_write_text, is_leftover, remove_leftovers
 
     out = Path(out)
     saved = out / "sweep.json"
@@ -452,11 +452,11 @@ def run_sweep(spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, 
     ``on_cell(record, done, total)`` in this process as each cell finishes. Results do not depend
     on ``workers``: each cell is seeded alone.
     """
-    from .io import checkpoint_lock
+    from .files import writer_lock
 
     out = Path(out)
     problems = load_problems(spec)  # checks the mask, images and captions before the folder is touched
-    with checkpoint_lock(out):  # one sweep at a time writes a report folder
+    with writer_lock(out):  # one sweep at a time writes a report folder
         return _run_cells(spec, problems, out, workers, progress, on_start, on_cell)
 
 

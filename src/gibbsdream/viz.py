@@ -84,7 +84,7 @@ def save_grid_png(path, images, codec: ImageCodec | None = None, *, columns: int
     ``images`` are ``uint8`` pixels as in :func:`image_grid`, or ``(N, C, H, W)`` integer states
     with their ``codec``.
     """
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
         if codec is None:
@@ -180,7 +180,7 @@ def chain_gif(
     identical frames into one longer frame, which looks the same: a chain that stops changing
     gives fewer GIF frames than ``F``.
     """
-    from .io import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     frames = torch.as_tensor(frames)
     if frames.dim() != 5:

@@ -448,7 +448,7 @@ def save_png(path, image, codec: ImageCodec | None = None, *, scale: int = 1) ->
     ``image`` is as in :func:`to_hwc_uint8` (states need ``codec``). ``scale`` enlarges it by an
     integer factor with nearest-neighbour pixels, so that an 8x8 digit is visible.
     """
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     pixels = upscale(to_hwc_uint8(image, codec), scale)
     path = Path(path)

@@ -451,7 +451,7 @@ def _restored(fresh: dict, saved, what: str) -> dict:
 
 def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, source: dict) -> None:
     """Write the model, data splits, optimizer state and history into a checkpoint folder."""
-    from ..io import save_checkpoint
+    from ..checkpoint import save_checkpoint
 
     save_checkpoint(
         folder, trainer.model, codec=codec,

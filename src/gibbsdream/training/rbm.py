@@ -445,7 +445,7 @@ class RBMTrainer:
 
 def save_trainer(trainer: RBMTrainer, folder: Path, corpus: dict | None = None) -> None:
     """Checkpoint the trainer's model, data and state into ``folder``."""
-    from ..io import save_checkpoint
+    from ..checkpoint import save_checkpoint
 
     small = torch.int16 if trainer.model.num_categories < 2**15 else torch.int32
     extra = trainer.extra_config()

@@ -38,7 +38,7 @@ import torch
 from fastapi import Request  # at module level: the endpoints' annotations are resolved here
 
 from ..errors import UsageError
-from ..io import json_numbers
+from ..files import json_numbers
 from ..sampling.registry import applicable, sampler_names, samplers
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
@@ -80,7 +80,7 @@ class ServedModel:
     """A loaded checkpoint under the name the page shows."""
 
     name: str
-    checkpoint: object  # gibbsdream.io.Checkpoint
+    checkpoint: object  # gibbsdream.checkpoint.Checkpoint
     _corpus: set | None = None  # training and validation strings, made on first use
 
     @property
@@ -136,7 +136,7 @@ class ServedModel:
 
 def load_models(paths, device="auto") -> list[ServedModel]:
     """Load checkpoint folders (image NADEs and string RBMs) under distinct short names."""
-    from ..io import checkpoint_family
+    from ..checkpoint import checkpoint_family
 
     served, names = [], set()
     for path in paths:

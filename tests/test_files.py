@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from gibbsdream.io import _UMASK, atomic_write_bytes, atomic_write_text
+from gibbsdream.files import _UMASK, atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_write_gives_the_usual_permissions_not_owner_only(tmp_path):
@@ -32,7 +32,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 
 
 def test_json_numbers_turns_what_json_cannot_hold_into_null():
-    from gibbsdream.io import json_numbers
+    from gibbsdream.files import json_numbers
 
     values = [1.23456789, float("nan"), float("inf"), float("-inf"), None, -2.0, 3]
     assert json_numbers(values, 3) == [1.235, None, None, None, None, -2.0, 3]
