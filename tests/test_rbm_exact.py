@@ -256,3 +256,18 @@ def test_the_training_step_is_torch_optim_sgd_with_weight_cost_on_the_weights_on
             trainer._step(tuple(grad.clone() for grad in grads))
     for name, p in ours.named_parameters():
         assert torch.allclose(p, dict(reference.named_parameters())[name], atol=1e-12), name
+
+
+def test_both_trainers_fit_returns_the_trainer():
+    """``fit`` returns the trainer on both families (scikit-learn's convention), its history filled."""
+    from gibbsdream.models.nade import OrderlessNADE
+    from gibbsdream.training import NADETrainConfig, NADETrainer, RBMTrainConfig, RBMTrainer
+
+    data = torch.randint(0, 3, (32, 4))
+    rbm = RBMTrainer(RBM(4, 3, 3), RBMTrainConfig(num_hidden=3, epochs=2, batch_size=8, monitor_every=0, engine="torch"),
+                     data, data[:0])
+    assert rbm.fit(progress=False) is rbm and len(rbm.history) == 2
+    images = torch.randint(0, 4, (16, 1, 4, 4))
+    config = NADETrainConfig(width=4, depth=1, epochs=1, batch_size=8)
+    nade = NADETrainer(OrderlessNADE(1, 4, width=4, depth=1), config, images[:12], images[12:])
+    assert nade.fit(progress=False) is nade and len(nade.history) == 1

@@ -338,8 +338,9 @@ class RBMTrainer:
 
     # ---- epochs ------------------------------------------------------------------------------
 
-    def fit(self, progress: bool = True, on_epoch=None) -> list:
-        """Train until ``config.epochs`` epochs are done; returns the history.
+    def fit(self, progress: bool = True, on_epoch=None) -> "RBMTrainer":
+        """Train until ``config.epochs`` epochs are done; returns the trainer (its ``history`` holds
+        one row per epoch), as :meth:`NADETrainer.fit` and scikit-learn's ``fit`` do.
 
         ``on_epoch(trainer)`` is called after every epoch (e.g. to save a checkpoint).
         """
@@ -365,7 +366,7 @@ class RBMTrainer:
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(self)
-        return self.history
+        return self
 
     @torch.no_grad()
     def monitor(self) -> dict:
