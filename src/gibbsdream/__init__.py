@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 # starts without PyTorch, so `--help` is quick and Ctrl+C during start-up reaches cli.main's handler.
 _EXPORTS = {
     "ImageCodec": "data", "StringCodec": "data", "UsageError": "errors", "RBM": "models", "OrderlessNADE": "models",
-    "Chain": "sampling", "sample": "sampling",
+    "Chain": "sampling", "sample": "sampling", "load": "api",
 }
 
-__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "sample", "__version__"]
+__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "load", "sample", "__version__"]
 
 
 def __getattr__(name: str):

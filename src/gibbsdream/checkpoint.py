@@ -69,9 +69,14 @@ MAX_BYTES_VARIABLE = "GIBBSDREAM_MAX_CHECKPOINT_BYTES"
 # ---- writing ----------------------------------------------------------------------------------
 
 
+def _folder_of(path: Path) -> Path:
+    """The checkpoint folder, given the folder or its config.json."""
+    return path.parent if path.name == "config.json" and path.is_file() else path
+
+
 def checkpoint_file(folder, name: str) -> Path:
     """The path of tensor file ``name`` (``"model"``, ``"data"``, ``"trainer"``) of a checkpoint."""
-    folder = Path(folder)
+    folder = _folder_of(Path(folder))
     config = _read_config(folder)
     entry = _file_entries(folder, config).get(name)
     if entry is None:
@@ -373,7 +378,7 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
     A save committed by another process while this one reads is tolerated: when a file named by
     the config.json just read has gone, the folder is read again from its new config.json.
     """
-    folder = Path(folder)
+    folder = _folder_of(Path(folder))
     limits = LoadLimits.from_environment()
     previous = None
     for _ in range(5):

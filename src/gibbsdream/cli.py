@@ -37,25 +37,6 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _load_string_model(checkpoint: Path, device: str):
-    """Load an RBM checkpoint that can decode strings, or say why it cannot be used."""
-    from .checkpoint import load_checkpoint
-    from .training import resolve_device
-
-    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="rbm")
-    if ckpt.codec is None:
-        raise UsageError(f"checkpoint {checkpoint} has no string codec, so its samples cannot be decoded; retrain it with `gibbsdream train rbm`")
-    for part in ("train", "validation"):
-        ckpt.data.setdefault(part, _empty_states(ckpt.model.num_visible))
-    return ckpt
-
-
-def _empty_states(num_visible: int):
-    import torch
-
-    return torch.zeros(0, num_visible, dtype=torch.long)
-
-
 def _check_output(path: Path | None, flag: str, *, folder: bool) -> None:
     """Refuse, before any work, an output path that cannot be written: an existing file where a folder
     is meant, an existing folder where a file is meant, a file where a parent folder must be made, or
@@ -496,8 +477,8 @@ def sample_command(
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
 
+    from .api import load
     from .checkpoint import checkpoint_family
-
     from .files import atomic_write_text
     from .sampling import sample
     from .summary import string_records, summarize_records, training_strings
@@ -507,13 +488,13 @@ def sample_command(
     _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "engine", "output_format"),
                             "nade": ("sampler", "block", "gif", "trace", "caption")})
     if family == "nade":
-        from .cli_images import _load_image_model, sample_images
+        from .cli_images import sample_images
 
         steps = _positive("steps", 200 if steps is None else steps)
         if every is not None:
             _positive("every", every)
         sample_images(
-            _load_image_model(checkpoint, device), num_samples=chains, sampler=sampler, steps=steps,
+            load(checkpoint, device, family="nade"), num_samples=chains, sampler=sampler, steps=steps,
             temperature=temperature, anneal=anneal, block=block, seed=seed, gif=gif, every=every, trace=trace,
             out=out, quiet=quiet, caption=caption,
         )
@@ -526,7 +507,7 @@ def sample_command(
         raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
-    ckpt = _load_string_model(checkpoint, device)
+    ckpt = load(checkpoint, device, family="rbm")
     _check_string_sampling_memory(ckpt.model, chains, steps, every)
     codec = ckpt.codec
     x = known = None
@@ -581,18 +562,19 @@ def sample_command(
 @click.pass_context
 def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_invalid, orders, batch_size, max_images, caption, as_json, seed, device, quiet):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
+    from .api import load
+    from .checkpoint import checkpoint_family
     from .data.strings import read_lines
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
-    from .checkpoint import checkpoint_family
 
     family = checkpoint_family(checkpoint)
     _only_for(ctx, family, {"rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
                             "nade": ("orders", "batch_size", "max_images", "caption")})
     if family == "nade":
-        from .cli_images import _load_image_model, evaluate_images
+        from .cli_images import evaluate_images
 
         evaluate_images(
-            _load_image_model(checkpoint, device), data=data, orders=_positive("orders", orders),
+            load(checkpoint, device, family="nade"), data=data, orders=_positive("orders", orders),
             batch_size=_positive("batch-size", batch_size), max_images=max_images, caption=caption, seed=seed,
             as_json=as_json, quiet=quiet,
         )
@@ -601,7 +583,7 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
         raise UsageError("evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)")
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
-    ckpt = _load_string_model(checkpoint, device)
+    ckpt = load(checkpoint, device, family="rbm")
     if resolve_method(ckpt.model, method) == "ais":
         from .resources import ais_bytes, check_memory, product_text
 

@@ -46,17 +46,6 @@ def _write_image(path: Path, hwc) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _load_image_model(checkpoint: Path, device: str):
-    from .checkpoint import load_checkpoint
-    from .training import resolve_device
-
-    ckpt = load_checkpoint(checkpoint, device=resolve_device(device), family="nade")
-    if ckpt.codec is None or getattr(ckpt.codec, "height", None) is None:
-        raise UsageError(f"checkpoint {checkpoint} has no image codec; retrain it with `gibbsdream train nade`")
-    ckpt.model.eval()
-    return ckpt
-
-
 def _check_block(block: str) -> None:
     from .sampling.schedules import block_schedule, schedule_values
 
@@ -327,6 +316,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
     import torch
 
+    from .api import load
     from .data.images import images_to_fill
     from .data.masks import inpaint_masks
     from .sampling.api import make_generator
@@ -339,7 +329,7 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     _check_block(block)
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
-    ckpt = _load_image_model(checkpoint, device)
+    ckpt = load(checkpoint, device, family="nade")
     context = _caption_context(ckpt, caption)
     codec = ckpt.codec
     states, names, many = images_to_fill(ckpt, image)

@@ -136,23 +136,12 @@ class ServedModel:
 
 def load_models(paths, device="auto") -> list[ServedModel]:
     """Load checkpoint folders (image NADEs and string RBMs) under distinct short names."""
-    from ..checkpoint import checkpoint_family
+    from ..api import load
 
     served, names = [], set()
     for path in paths:
         path = Path(path)
-        family = checkpoint_family(path)
-        if family == "nade":
-            from ..cli_images import _load_image_model
-
-            checkpoint = _load_image_model(path, device)
-        elif family == "rbm":
-            from ..cli import _load_string_model
-
-            checkpoint = _load_string_model(path, device)
-        else:
-            raise UsageError(f"{path} holds a {family!r} model, which the web page cannot show")
-        checkpoint.model.eval()
+        checkpoint = load(path, device)
         base = path.resolve().name or "model"
         name, k = base, 2
         while name in names:

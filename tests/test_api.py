@@ -1,0 +1,63 @@
+"""``gibbsdream.load``: the front door's loader, which the CLI and the web page share."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+import gibbsdream
+from cli_harness import assert_ok, gibbsdream_here
+from gibbsdream.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest.fixture(scope="module")
+def rbm(work) -> Path:
+    rng = random.Random(8)
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join("".join(rng.choice("abcd") for _ in range(rng.randint(2, 5))) for _ in range(80)) + "\n")
+    assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, "--out", work / "rbm", "--hidden", 4, "--epochs", 1,
+                              "--quiet", "--engine", "torch"))
+    return work / "rbm"
+
+
+@pytest.fixture(scope="module")
+def nade(work) -> Path:
+    assert_ok(gibbsdream_here("train", "nade", "--data", "builtin:digits", "--levels", 4, "--width", 4, "--depth", 1,
+                              "--epochs", 1, "--batch-size", 512, "--quiet", "--device", "cpu", "--out", work / "nade"))
+    return work / "nade"
+
+
+def test_load_finds_the_family_and_readies_the_model(rbm, nade):
+    strings = gibbsdream.load(rbm, device="cpu")
+    assert strings.family == "rbm" and isinstance(strings.codec, gibbsdream.StringCodec)
+    assert set(strings.data) >= {"train", "validation"} and not strings.model.training
+    images = gibbsdream.load(nade / "config.json")  # the folder or its config.json; device auto
+    assert images.family == "nade" and isinstance(images.codec, gibbsdream.ImageCodec)
+    assert not images.model.training and next(images.model.parameters()).device.type in ("cpu", "cuda")
+
+
+def test_load_refuses_the_other_family_and_models_without_a_codec(rbm, nade, work):
+    with pytest.raises(gibbsdream.UsageError, match="needs an RBM"):
+        gibbsdream.load(nade, family="rbm")
+    with pytest.raises(gibbsdream.UsageError, match="needs an Orderless NADE"):
+        gibbsdream.load(rbm, family="nade")
+    bare = work / "bare"
+    save_checkpoint(bare, gibbsdream.RBM(3, 2, 4))  # a library save without a codec
+    with pytest.raises(gibbsdream.UsageError, match="no string codec"):
+        gibbsdream.load(bare)
+
+
+def test_string_models_always_have_their_data_parts(work):
+    folder = work / "no-data"
+    codec = gibbsdream.StringCodec(alphabet="ab", max_length=3)
+    save_checkpoint(folder, gibbsdream.RBM(3, 2, codec.num_categories), codec=codec)
+    loaded = gibbsdream.load(folder, device="cpu")
+    assert loaded.data["train"].shape == (0, 3) and loaded.data["train"].dtype == torch.long
