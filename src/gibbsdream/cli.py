@@ -191,6 +191,7 @@ def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return {}
+    params = {p.name: p for p in ctx.command.params}
     changes = {}
     for name, old in saved.items():
         if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
@@ -198,9 +199,9 @@ def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
         new = ctx.params[name]
         if json.dumps(new, default=list) == json.dumps(old, default=list):
             continue
-        param = next(p for p in ctx.command.params if p.name == name)
-        flag = param.opts[0] if not (param.is_flag and new is False and param.secondary_opts) else param.secondary_opts[0]
-        shown = f"{_spelled(param, new)} differs from the checkpoint's {_spelled(param, old)}"
+        param, given = params[name], _spelled(params[name], new)
+        flag = given if param.is_flag else param.opts[0]  # a flag is dropped as given (--no-residual)
+        shown = f"{given} differs from the checkpoint's {_spelled(param, old)}"
         undo = f"pass {_spelled(param, old)}" if param.required else f"drop {flag}"
         if name in fixed:
             raise UsageError(f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train "
@@ -209,7 +210,6 @@ def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
             raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or {undo}")
         changes[name] = new
     if changes:
-        params = {p.name: p for p in ctx.command.params}
         _say("note: continuing with " + ", ".join(f"{_spelled(params[n], v)} (was {_spelled(params[n], saved[n])})"
                                                   for n, v in changes.items()))
     return changes
@@ -762,8 +762,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app.main(args=argv, prog_name="gibbsdream", standalone_mode=False)
     except UsageError as err:
-        if _interrupt_behind(err) is not None:  # a check that failed because Ctrl+C cut it short
-            _stopped(_interrupt_behind(err))
+        interrupt = _interrupt_behind(err)
+        if interrupt is not None:  # a check that failed because Ctrl+C cut it short
+            _stopped(interrupt)
         _say(f"error: {err}")
         sys.exit(2)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a group called without a command
