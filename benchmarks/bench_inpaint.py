@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_name
 
+from common import cpu_name
 from gibbsdream import __version__ as gibbsdream_version
 from gibbsdream import sample
 from gibbsdream.data.images import load_images
@@ -119,8 +119,9 @@ def get_model(args, device: torch.device):
             "seconds": (checkpoint.config.get("trainer") or {}).get("elapsed"),
             "epochs": (checkpoint.config.get("trainer") or {}).get("epoch"),
             "validation_loss": history[-1].get("validation_loss") if history else None,
-            "validation_loss_orderless_masks": (orderless_validation_loss(checkpoint.model, data["validation"])
-                                                if "validation" in data else None),
+            "validation_loss_orderless_masks": (
+                orderless_validation_loss(checkpoint.model, data["validation"]) if "validation" in data else None
+            ),
         }
         return checkpoint.model.eval(), codec, reference, data["test"].to(device), training
 
@@ -128,16 +129,28 @@ def get_model(args, device: torch.device):
     codec = dataset.codec
     train_all, test = split_images(dataset.states, TEST_SIZE, seed=SPLIT_SEED)
     validation, train = train_all[:VALIDATION_SIZE], train_all[VALIDATION_SIZE:]
-    config = NADETrainConfig(width=args.width, depth=args.depth, epochs=args.epochs, max_time=args.train_time,
-                             learning_rate=args.learning_rate, masks=args.train_masks, seed=args.seed).check()
+    config = NADETrainConfig(
+        width=args.width,
+        depth=args.depth,
+        epochs=args.epochs,
+        max_time=args.train_time,
+        learning_rate=args.learning_rate,
+        masks=args.train_masks,
+        seed=args.seed,
+    ).check()
     torch.manual_seed(args.seed)  # the network's initial weights
     model = OrderlessNADE(**config.model_config(codec.channels, codec.levels)).to(device)
     started = time.perf_counter()
     trainer = NADETrainer(model, config, train.to(device), validation.to(device)).fit(progress=False)
     seconds = time.perf_counter() - started
     if args.save_checkpoint:
-        save_nade_trainer(trainer, Path(args.save_checkpoint), codec,
-                          {"train": train, "validation": validation, "test": test}, {"source": "builtin:digits"})
+        save_nade_trainer(
+            trainer,
+            Path(args.save_checkpoint),
+            codec,
+            {"train": train, "validation": validation, "test": test},
+            {"source": "builtin:digits"},
+        )
     last = trainer.history[-1] if trainer.history else {}
     training = {
         "source": "trained in this run",
@@ -156,7 +169,9 @@ def get_model(args, device: torch.device):
 def orderless_validation_loss(model, validation: torch.Tensor) -> float:
     """Validation loss (nats/image) under the plain orderless masks, comparable across mask mixes."""
     device = next(model.parameters()).device
-    probe = NADETrainer(model, NADETrainConfig(masks="orderless", seed=0).check(), validation[:1].to(device), validation.to(device))
+    probe = NADETrainer(
+        model, NADETrainConfig(masks="orderless", seed=0).check(), validation[:1].to(device), validation.to(device)
+    )
     value = probe.validation_loss()
     model.eval()
     return value
@@ -178,7 +193,7 @@ def nade_conditional_mean(model, codec, x, known, batch: int):
     table = intensities(codec).to(x.device)
     out = []
     for start in range(0, x.shape[0], batch):
-        probs = torch.softmax(model.logits(x[start:start + batch], known[start:start + batch]).double(), -1)
+        probs = torch.softmax(model.logits(x[start : start + batch], known[start : start + batch]).double(), -1)
         out.append(probs @ table)
     return torch.cat(out).cpu().numpy()
 
@@ -189,9 +204,16 @@ def nade_draws(model, codec, x, known, *, sampler, chains, steps, block, tempera
     xs, ks = x.repeat(chains, 1, 1, 1), known.repeat(chains, 1, 1, 1)  # row r * N + n = draw r of image n
     out = []
     for index, start in enumerate(range(0, xs.shape[0], batch)):
-        chain = sample(model, x=xs[start:start + batch], known=ks[start:start + batch], sampler=sampler,
-                       steps=steps, temperature=temperature, seed=seed + index,
-                       **applicable("conditional", sampler, block=block))
+        chain = sample(
+            model,
+            x=xs[start : start + batch],
+            known=ks[start : start + batch],
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            seed=seed + index,
+            **applicable("conditional", sampler, block=block),
+        )
         out.append(chain.samples)
     samples = torch.cat(out)
     return codec.decode(samples).double().cpu().numpy().reshape(chains, N, *x.shape[1:])
@@ -272,8 +294,16 @@ def extrapolated(draws, truth, known) -> dict:
     corrected = (draws.mean(0) - truth) ** 2 - draws.var(0, ddof=1) / R
     mse = float(corrected[hole].mean())
     image_sse = (corrected * hole).reshape(hole.shape[0], -1).sum(-1)
-    return {"_image_sse": image_sse, "mse": mse, "mse_levels": mse * (16 / 255) ** 2, "psnr": 10 * math.log10(255.0**2 / mse),
-            "psnr_per_image": None, "exact_fraction": None, "draws": R, "seconds": None}
+    return {
+        "_image_sse": image_sse,
+        "mse": mse,
+        "mse_levels": mse * (16 / 255) ** 2,
+        "psnr": 10 * math.log10(255.0**2 / mse),
+        "psnr_per_image": None,
+        "exact_fraction": None,
+        "draws": R,
+        "seconds": None,
+    }
 
 
 def compare_to(results: dict, peer: str, hidden: np.ndarray, resamples: int, seed: int) -> None:
@@ -318,29 +348,59 @@ def run_mask(spec, args, model, codec, reference, test, device) -> dict:
             results[name] = {**score(prediction, truth, known_np), "seconds": seconds}
         else:  # R draws: their mean estimates the posterior mean; each draw is a single sample
             results[name] = {**score(prediction.mean(0), truth, known_np), "seconds": seconds}
-            results[name.split(", mean")[0] + ", mean of inf. samples (extrapolated)"] = extrapolated(prediction, truth, known_np)
+            results[name.split(", mean")[0] + ", mean of inf. samples (extrapolated)"] = extrapolated(
+                prediction, truth, known_np
+            )
             results[draws_name] = {**score(prediction, truth, known_np), "seconds": None}
         return prediction
 
     common = {"block": args.block, "temperature": args.temperature, "batch": args.sample_batch}
-    record("NADE one-shot conditional mean", lambda: nade_conditional_mean(model, codec, x, known_dev, args.sample_batch))
-    record(f"NADE Gibbs, mean of {args.chains} samples",
-           lambda: nade_draws(model, codec, x, known_dev, sampler="gibbs", chains=args.chains, steps=args.steps,
-                              seed=args.seed * 1000, **common),
-           draws_name="NADE Gibbs, single sample")
+    record(
+        "NADE one-shot conditional mean", lambda: nade_conditional_mean(model, codec, x, known_dev, args.sample_batch)
+    )
+    record(
+        f"NADE Gibbs, mean of {args.chains} samples",
+        lambda: nade_draws(
+            model,
+            codec,
+            x,
+            known_dev,
+            sampler="gibbs",
+            chains=args.chains,
+            steps=args.steps,
+            seed=args.seed * 1000,
+            **common,
+        ),
+        draws_name="NADE Gibbs, single sample",
+    )
     # the time of one sample per image, measured on its own (its error is scored over all draws above)
     sync(device)
     started = time.perf_counter()
-    nade_draws(model, codec, x, known_dev, sampler="gibbs", chains=1, steps=args.steps, seed=args.seed * 1000 + 100, **common)
+    nade_draws(
+        model, codec, x, known_dev, sampler="gibbs", chains=1, steps=args.steps, seed=args.seed * 1000 + 100, **common
+    )
     sync(device)
     results["NADE Gibbs, single sample"]["seconds"] = time.perf_counter() - started
-    record(f"NADE ancestral, mean of {args.chains} samples",
-           lambda: nade_draws(model, codec, x, known_dev, sampler="ancestral", chains=args.chains, steps=1,
-                              seed=args.seed * 1000 + 200, **common),
-           draws_name="NADE ancestral, single sample")
+    record(
+        f"NADE ancestral, mean of {args.chains} samples",
+        lambda: nade_draws(
+            model,
+            codec,
+            x,
+            known_dev,
+            sampler="ancestral",
+            chains=args.chains,
+            steps=1,
+            seed=args.seed * 1000 + 200,
+            **common,
+        ),
+        draws_name="NADE ancestral, single sample",
+    )
     sync(device)
     started = time.perf_counter()
-    nade_draws(model, codec, x, known_dev, sampler="ancestral", chains=1, steps=1, seed=args.seed * 1000 + 300, **common)
+    nade_draws(
+        model, codec, x, known_dev, sampler="ancestral", chains=1, steps=1, seed=args.seed * 1000 + 300, **common
+    )
     sync(device)
     results["NADE ancestral, single sample"]["seconds"] = time.perf_counter() - started
 
@@ -355,8 +415,11 @@ def run_mask(spec, args, model, codec, reference, test, device) -> dict:
     record("training mean image", lambda: train_mean)
     hidden = (~known_np).reshape(known_np.shape[0], -1).sum(1)
     compare_to(results, "5-NN fill", hidden, args.bootstrap, args.seed)
-    return {"mask": spec, "hole_pixels_per_image": {"mean": float(hidden.mean()), "min": int(hidden.min()),
-                                                    "max": int(hidden.max())}, "methods": results}
+    return {
+        "mask": spec,
+        "hole_pixels_per_image": {"mean": float(hidden.mean()), "min": int(hidden.min()), "max": int(hidden.max())},
+        "methods": results,
+    }
 
 
 # ---- speed of one Gibbs step on 64x64 RGB ---------------------------------------------------------
@@ -397,17 +460,26 @@ def step_timing(args, device: torch.device) -> list[dict]:
             short_runs = [run(1) for _ in range(args.repeats)]
             calls = [call() for _ in range(args.repeats)]
             per_step = (statistics.median(long_runs) - statistics.median(short_runs)) / (S - 1)
-            rows.append({
-                "width": width, "depth": depth, "parameters": parameters, "batch": batch,
-                "seconds_per_step": per_step,
-                "seconds_per_step_per_image": per_step / batch,
-                "seconds_per_network_call": statistics.median(calls),
-                "seconds_run_of_steps": statistics.median(long_runs), "steps": S,
-                "seconds_run_of_1_step": statistics.median(short_runs),
-            })
-            print(f"  width {width:4d} depth {depth:3d} ({parameters / 1e6:.2f} M params) batch {batch}:"
-                  f" {per_step * 1e3:8.1f} ms/step  ({per_step / batch * 1e3:7.1f} ms per image),"
-                  f" network call alone {statistics.median(calls) * 1e3:8.1f} ms", flush=True)
+            rows.append(
+                {
+                    "width": width,
+                    "depth": depth,
+                    "parameters": parameters,
+                    "batch": batch,
+                    "seconds_per_step": per_step,
+                    "seconds_per_step_per_image": per_step / batch,
+                    "seconds_per_network_call": statistics.median(calls),
+                    "seconds_run_of_steps": statistics.median(long_runs),
+                    "steps": S,
+                    "seconds_run_of_1_step": statistics.median(short_runs),
+                }
+            )
+            print(
+                f"  width {width:4d} depth {depth:3d} ({parameters / 1e6:.2f} M params) batch {batch}:"
+                f" {per_step * 1e3:8.1f} ms/step  ({per_step / batch * 1e3:7.1f} ms per image),"
+                f" network call alone {statistics.median(calls) * 1e3:8.1f} ms",
+                flush=True,
+            )
     return rows
 
 
@@ -416,7 +488,9 @@ def step_timing(args, device: torch.device) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", help="a `gibbsdream train nade` checkpoint of builtin:digits (else train one here)")
+    parser.add_argument(
+        "--checkpoint", help="a `gibbsdream train nade` checkpoint of builtin:digits (else train one here)"
+    )
     parser.add_argument("--save-checkpoint", help="save the model trained here to this folder")
     parser.add_argument("--train-time", type=float, default=240.0, help="seconds of training when no --checkpoint")
     parser.add_argument("--width", type=int, default=NADEConfig.width)
@@ -446,9 +520,12 @@ def main() -> None:
     started = time.perf_counter()
 
     m = machine()
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-          f"OpenCV {m['opencv']}, scikit-image {m['scikit-image']}, device {device}"
-          + (f" ({m['cuda']})" if device.type == "cuda" else ""), flush=True)
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"OpenCV {m['opencv']}, scikit-image {m['scikit-image']}, device {device}"
+        + (f" ({m['cuda']})" if device.type == "cuda" else ""),
+        flush=True,
+    )
 
     mask_specs = [spec.strip() for spec in args.masks.split(";") if spec.strip()]
     training, masks, test_images, reference_images = None, {}, None, None
@@ -456,30 +533,45 @@ def main() -> None:
         model, codec, reference, test, training = get_model(args, device)
         test_images, reference_images = int(test.shape[0]), int(reference.shape[0])
         loss = training["validation_loss"]
-        print(f"model: {training['source']}, {training['seconds'] or 0:.0f} s, {training['epochs']} epochs, "
-              f"validation loss {'?' if loss is None else f'{loss:.2f}'} nats/image on its training masks, "
-              f"{training['validation_loss_orderless_masks'] or float('nan'):.2f} on orderless masks; {test_images} test images, "
-              f"{reference_images} reference (training) images for k-NN", flush=True)
+        print(
+            f"model: {training['source']}, {training['seconds'] or 0:.0f} s, {training['epochs']} epochs, "
+            f"validation loss {'?' if loss is None else f'{loss:.2f}'} nats/image on its training masks, "
+            f"{training['validation_loss_orderless_masks'] or float('nan'):.2f} on orderless masks; "
+            f"{test_images} test images, "
+            f"{reference_images} reference (training) images for k-NN",
+            flush=True,
+        )
 
     for spec in mask_specs:
         result = run_mask(spec, args, model, codec, reference, test, device)
         masks[spec] = result
         holes = result["hole_pixels_per_image"]
-        print(f"\nmask {spec} ({holes['mean']:.1f} hidden pixels per image): MSE and PSNR over the hole, 8-bit intensities")
-        print(f"  {'method':52s} {'MSE':>9s} {'MSE (0..16)':>11s} {'PSNR dB':>8s} {'per-image':>9s} "
-              f"{'vs 5-NN dB [95% interval]':>26s} {'seconds':>8s}")
+        print(
+            f"\nmask {spec} ({holes['mean']:.1f} hidden pixels per image): "
+            "MSE and PSNR over the hole, 8-bit intensities"
+        )
+        print(
+            f"  {'method':52s} {'MSE':>9s} {'MSE (0..16)':>11s} {'PSNR dB':>8s} {'per-image':>9s} "
+            f"{'vs 5-NN dB [95% interval]':>26s} {'seconds':>8s}"
+        )
         for name, r in result["methods"].items():
             seconds = f"{r['seconds']:8.2f}" if r["seconds"] is not None else f"{'':8s}"
             per_image = f"{r['psnr_per_image']:9.2f}" if r["psnr_per_image"] is not None else f"{'':9s}"
             gain = r["psnr_gain_over_5-NN"]
             versus = f"{gain['db']:+6.2f} [{gain['ci95'][0]:+6.2f}, {gain['ci95'][1]:+6.2f}]"
-            print(f"  {name:52s} {r['mse']:9.1f} {r['mse_levels']:11.2f} {r['psnr']:8.2f} {per_image} {versus:>26s} {seconds}",
-                  flush=True)
+            print(
+                f"  {name:52s} {r['mse']:9.1f} {r['mse_levels']:11.2f} {r['psnr']:8.2f} "
+                f"{per_image} {versus:>26s} {seconds}",
+                flush=True,
+            )
 
     timing = None
     if not args.skip_timing:
-        print(f"\none blocked-Gibbs step, OrderlessNADE(channels=3, num_categories=256), 64x64 RGB, {device}, "
-              f"{torch.get_num_threads()} threads (median of {args.repeats}):", flush=True)
+        print(
+            f"\none blocked-Gibbs step, OrderlessNADE(channels=3, num_categories=256), 64x64 RGB, {device}, "
+            f"{torch.get_num_threads()} threads (median of {args.repeats}):",
+            flush=True,
+        )
         timing = step_timing(args, device)
 
     total = time.perf_counter() - started
@@ -487,9 +579,11 @@ def main() -> None:
     results = {
         "machine": m,
         "settings": vars(args),
-        "scoring": ("MSE over hole pixels only, in 8-bit intensity (levels decoded by the codec); 'psnr' from the "
-                    "MSE pooled over all hole pixels of all test images (and all draws for single samples); "
-                    f"'psnr_per_image' the mean of per-image PSNRs capped at {PSNR_CAP:g} dB; 'mse_levels' = mse * (16/255)^2"),
+        "scoring": (
+            "MSE over hole pixels only, in 8-bit intensity (levels decoded by the codec); 'psnr' from the "
+            "MSE pooled over all hole pixels of all test images (and all draws for single samples); "
+            f"'psnr_per_image' the mean of per-image PSNRs capped at {PSNR_CAP:g} dB; 'mse_levels' = mse * (16/255)^2"
+        ),
         "training": training,
         "test_images": test_images,
         "reference_images": reference_images,

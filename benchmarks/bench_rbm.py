@@ -33,10 +33,10 @@ import time
 import numpy as np
 import sklearn
 import torch
-from common import cpu_name
 from sklearn.neural_network import BernoulliRBM
 from threadpoolctl import threadpool_limits
 
+from common import cpu_name
 from gibbsdream import RBM, sample
 from gibbsdream.training import RBMTrainConfig, RBMTrainer
 
@@ -67,7 +67,10 @@ def _numba_version() -> str | None:
 SETTLE_SECONDS = 0.5
 
 
-def interleaved(functions: dict, repeats: int, device: torch.device = torch.device("cpu")) -> dict:
+CPU = torch.device("cpu")
+
+
+def interleaved(functions: dict, repeats: int, device: torch.device = CPU) -> dict:
     """Wall times of each function over ``repeats`` rounds, every round running each function once
     in turn (after one warm-up run of each), so that a slow spell of a shared machine falls on all
     of them alike; ratios are then taken round by round. Returns name -> list of seconds.
@@ -75,6 +78,7 @@ def interleaved(functions: dict, repeats: int, device: torch.device = torch.devi
     Each run starts after a pause of SETTLE_SECONDS: BLAS and OpenMP worker threads keep spinning
     for a while after a call, and NumPy's and PyTorch's pools would otherwise slow each other
     down (measured here: a PyTorch matmul right after scikit-learn's sweeps ran at half speed)."""
+
     def synchronize():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -108,7 +112,9 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=1024)
     parser.add_argument("--sweeps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu", help="where gibbsdream runs (cpu or cuda); scikit-learn always runs on the CPU")
+    parser.add_argument(
+        "--device", default="cpu", help="where gibbsdream runs (cpu or cuda); scikit-learn always runs on the CPU"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--profile", action="store_true", help="also print the top operators by CPU self time")
     args = parser.parse_args()
@@ -123,7 +129,9 @@ def main() -> None:
 
     # ---- training: one epoch each --------------------------------------------------------------
     def sklearn_epoch():
-        BernoulliRBM(n_components=H, learning_rate=args.learning_rate, batch_size=B, n_iter=1, random_state=0).fit(one_hot)
+        BernoulliRBM(n_components=H, learning_rate=args.learning_rate, batch_size=B, n_iter=1, random_state=0).fit(
+            one_hot
+        )
 
     def sklearn_epoch_one_thread():
         # Its products are small (64 x 560 by 560 x 256): one BLAS thread was measured faster than
@@ -139,8 +147,18 @@ def main() -> None:
         model.reset_parameters(torch.Generator().manual_seed(0))
         model.to(device)
         config = RBMTrainConfig(
-            num_hidden=H, epochs=1, batch_size=B, learning_rate=args.learning_rate, lr_decay=1.0, momentum=0.0,
-            weight_cost=0.0, cd_steps=1, persistent=True, validation_fraction=0.0, monitor_every=0, engine=engine,
+            num_hidden=H,
+            epochs=1,
+            batch_size=B,
+            learning_rate=args.learning_rate,
+            lr_decay=1.0,
+            momentum=0.0,
+            weight_cost=0.0,
+            cd_steps=1,
+            persistent=True,
+            validation_fraction=0.0,
+            monitor_every=0,
+            engine=engine,
         )
         trainer = RBMTrainer(model, config, states, states[:0])
         engines[engine] = trainer.engine
@@ -154,8 +172,11 @@ def main() -> None:
     train["sklearn"] = [min(a, b) for a, b in zip(train["sklearn_default_threads"], train["sklearn_one_thread"])]
     t_sklearn, t_ours = statistics.median(train["sklearn"]), statistics.median(train["gibbsdream"])
     train_speedup = spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream"])])
-    torch_speedup = (spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream_torch"])])
-                     if "gibbsdream_torch" in train else None)
+    torch_speedup = (
+        spread([a / b for a, b in zip(train["sklearn"], train["gibbsdream_torch"])])
+        if "gibbsdream_torch" in train
+        else None
+    )
 
     # ---- sampling: sweeps per second at many chains --------------------------------------------
     C, S = args.chains, args.sweeps
@@ -181,11 +202,15 @@ def main() -> None:
     # after an idle pause can wait milliseconds for the second core, and the reference rate then
     # swung between 34 and 180 GFLOP/s from round to round (measured).
     matmuls = 2 * S
-    sampling = interleaved({
-        "gibbsdream": lambda: sample(model, num_chains=C, steps=S, seed=0),
-        "sklearn": peer_sweeps,
-        "matmul": lambda: [torch.mm(a, w) for _ in range(matmuls)],
-    }, args.repeats, device)
+    sampling = interleaved(
+        {
+            "gibbsdream": lambda: sample(model, num_chains=C, steps=S, seed=0),
+            "sklearn": peer_sweeps,
+            "matmul": lambda: [torch.mm(a, w) for _ in range(matmuls)],
+        },
+        args.repeats,
+        device,
+    )
     per_sweep = {name: [t / S for t in sampling[name]] for name in ("gibbsdream", "sklearn")}
     per_matmul = [t / matmuls for t in sampling["matmul"]]
     t_sample, t_peer_sample = statistics.median(per_sweep["gibbsdream"]), statistics.median(per_sweep["sklearn"])
@@ -194,26 +219,38 @@ def main() -> None:
     performed_flops = 2 * C * V * K * H + C * V * H  # visible matmul + hidden gather-and-sum
     # The fraction of the matmul rate, round by round: flops per second over the matmul's, same round.
     dense_fraction = spread([dense_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
-    performed_fraction = spread([performed_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)])
+    performed_fraction = spread(
+        [performed_flops / t / (matmul_flops / m) for t, m in zip(per_sweep["gibbsdream"], per_matmul)]
+    )
     matmul_rate = matmul_flops / statistics.median(per_matmul)
     if torch_speedup:
-        results_torch = {"gibbsdream_torch": statistics.median(train["gibbsdream_torch"]),
-                         "speedup_torch": torch_speedup["median"],
-                         "speedup_torch_range": [torch_speedup["min"], torch_speedup["max"]]}
+        results_torch = {
+            "gibbsdream_torch": statistics.median(train["gibbsdream_torch"]),
+            "speedup_torch": torch_speedup["median"],
+            "speedup_torch_range": [torch_speedup["min"], torch_speedup["max"]],
+        }
     else:
         results_torch = {}
     results = {
         "machine": machine(device),
         "settings": vars(args),
-        "train_epoch_seconds": {"gibbsdream": t_ours, "engine": engines["auto"], "sklearn": t_sklearn,
-                                "speedup": train_speedup["median"],
-                                "speedup_range": [train_speedup["min"], train_speedup["max"]], **results_torch,
-                                "rounds": train},
+        "train_epoch_seconds": {
+            "gibbsdream": t_ours,
+            "engine": engines["auto"],
+            "sklearn": t_sklearn,
+            "speedup": train_speedup["median"],
+            "speedup_range": [train_speedup["min"], train_speedup["max"]],
+            **results_torch,
+            "rounds": train,
+        },
         "sampling": {
             "chains": C,
-            "sweep_seconds": {"gibbsdream": t_sample, "sklearn": t_peer_sample,
-                              "speedup": statistics.median([b / a for a, b in zip(per_sweep["gibbsdream"], per_sweep["sklearn"])]),
-                              "rounds": per_sweep},
+            "sweep_seconds": {
+                "gibbsdream": t_sample,
+                "sklearn": t_peer_sample,
+                "speedup": statistics.median([b / a for a, b in zip(per_sweep["gibbsdream"], per_sweep["sklearn"])]),
+                "rounds": per_sweep,
+            },
             "matmul_gflops": matmul_rate / 1e9,
             "matmul_gflops_range": [matmul_flops / max(per_matmul) / 1e9, matmul_flops / min(per_matmul) / 1e9],
             "dense_equivalent_gflops": dense_flops / t_sample / 1e9,
@@ -227,34 +264,61 @@ def main() -> None:
     }
     m = results["machine"]
     s = results["sampling"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), scikit-learn {m['scikit-learn']}"
-          + (f"; gibbsdream on {m['device']}" if device.type == "cuda" else ""))
-    print(f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} "
-          f"(median of {args.repeats} interleaved rounds):")
-    print(f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s   (the faster of {statistics.median(train['sklearn_default_threads']):.3f} s "
-          f"with its default BLAS threads and {statistics.median(train['sklearn_one_thread']):.3f} s with one, round by round)")
-    print(f"  gibbsdream RBM ({engines['auto']:5s})     {t_ours:8.3f} s   -> {train_speedup['median']:.2f}x faster "
-          f"(rounds: {train_speedup['min']:.2f}-{train_speedup['max']:.2f}x)")
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"scikit-learn {m['scikit-learn']}" + (f"; gibbsdream on {m['device']}" if device.type == "cuda" else "")
+    )
+    print(
+        f"\ntraining, one epoch of {N:,} strings ({V} x {K} one-hot), {H} hidden, batch {B} "
+        f"(median of {args.repeats} interleaved rounds):"
+    )
+    print(
+        f"  scikit-learn BernoulliRBM  {t_sklearn:8.3f} s   "
+        f"(the faster of {statistics.median(train['sklearn_default_threads']):.3f} s "
+        f"with its default BLAS threads and {statistics.median(train['sklearn_one_thread']):.3f} s "
+        "with one, round by round)"
+    )
+    print(
+        f"  gibbsdream RBM ({engines['auto']:5s})     {t_ours:8.3f} s   -> {train_speedup['median']:.2f}x faster "
+        f"(rounds: {train_speedup['min']:.2f}-{train_speedup['max']:.2f}x)"
+    )
     if torch_speedup:
-        print(f"  gibbsdream RBM (torch)     {statistics.median(train['gibbsdream_torch']):8.3f} s   -> "
-              f"{torch_speedup['median']:.2f}x faster (rounds: {torch_speedup['min']:.2f}-{torch_speedup['max']:.2f}x)")
+        print(
+            f"  gibbsdream RBM (torch)     {statistics.median(train['gibbsdream_torch']):8.3f} s   -> "
+            f"{torch_speedup['median']:.2f}x faster (rounds: {torch_speedup['min']:.2f}-{torch_speedup['max']:.2f}x)"
+        )
     print(f"\nGibbs sampling, {C} chains x {S} sweeps:")
     print(f"  scikit-learn .gibbs        {t_peer_sample * 1e3:8.2f} ms/sweep")
-    print(f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {s['sweep_seconds']['speedup']:.2f}x faster")
-    print(f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s "
-          f"(rounds: {s['matmul_gflops_range'][0]:.0f}-{s['matmul_gflops_range'][1]:.0f})")
-    print(f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = "
-          f"{s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate "
-          f"(rounds: {dense_fraction['min']:.0%}-{dense_fraction['max']:.0%})")
-    print(f"  gibbsdream, dense-equivalent against the fastest matmul round: "
-          f"{s['dense_equivalent_fraction_of_fastest_matmul']:.0%}")
-    print(f"  gibbsdream, flops performed:  {s['performed_gflops']:.1f} GFLOP/s = {s['performed_fraction_of_matmul']:.0%} of matmul rate")
+    print(
+        f"  gibbsdream.sample          {t_sample * 1e3:8.2f} ms/sweep   -> {s['sweep_seconds']['speedup']:.2f}x faster"
+    )
+    print(
+        f"  measured float32 matmul rate ({C}x{V * K} @ {V * K}x{H}): {s['matmul_gflops']:.1f} GFLOP/s "
+        f"(rounds: {s['matmul_gflops_range'][0]:.0f}-{s['matmul_gflops_range'][1]:.0f})"
+    )
+    print(
+        f"  gibbsdream, dense-equivalent: {s['dense_equivalent_gflops']:.1f} GFLOP/s = "
+        f"{s['dense_equivalent_fraction_of_matmul']:.0%} of matmul rate "
+        f"(rounds: {dense_fraction['min']:.0%}-{dense_fraction['max']:.0%})"
+    )
+    print(
+        f"  gibbsdream, dense-equivalent against the fastest matmul round: "
+        f"{s['dense_equivalent_fraction_of_fastest_matmul']:.0%}"
+    )
+    print(
+        f"  gibbsdream, flops performed:  {s['performed_gflops']:.1f} GFLOP/s = "
+        f"{s['performed_fraction_of_matmul']:.0%} of matmul rate"
+    )
     if args.profile:
         from torch.profiler import profile
 
         for what, fn, per, unit in (
-            ("one training epoch (torch engine; the numba engine's loops are not operators)",
-             lambda: ours_epoch("torch"), (N + B - 1) // B, "update"),
+            (
+                "one training epoch (torch engine; the numba engine's loops are not operators)",
+                lambda: ours_epoch("torch"),
+                (N + B - 1) // B,
+                "update",
+            ),
             (f"{S} sampling sweeps", lambda: sample(model, num_chains=C, steps=S, seed=0), S, "sweep"),
         ):
             with profile() as prof:
@@ -263,8 +327,10 @@ def main() -> None:
             events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
             total = sum(e.self_cpu_time_total for e in events)
             for e in events[:12]:
-                print(f"  {e.key:32s} {e.self_cpu_time_total / per:9.1f} us  {e.self_cpu_time_total / total:5.1%}  "
-                      f"({e.count / per:.1f} calls)")
+                print(
+                    f"  {e.key:32s} {e.self_cpu_time_total / per:9.1f} us  {e.self_cpu_time_total / total:5.1%}  "
+                    f"({e.count / per:.1f} calls)"
+                )
             print(f"  {'all operators':32s} {total / per:9.1f} us")
     if args.json:
         with open(args.json, "w") as f:

@@ -38,7 +38,11 @@ def gibbsdream(*args) -> Result:
     argv = [str(a) for a in args]
     done = subprocess.run(
         [sys.executable, "-m", "gibbsdream.cli", *argv],
-        capture_output=True, text=True, encoding="utf-8", env=ENV, timeout=300,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=300,
     )
     return Result(argv, done.returncode, done.stdout, done.stderr)
 
@@ -47,8 +51,11 @@ def gibbsdream_here(*args) -> Result:
     """Run the CLI in this process, reporting what a subprocess would have shown."""
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-            warnings.catch_warnings(record=True) as caught:
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("default")  # what python shows by default
         for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
             warnings.filterwarnings("ignore", category=category)
@@ -57,7 +64,7 @@ def gibbsdream_here(*args) -> Result:
             code = 0
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        except BaseException:  # noqa: BLE001 - an uncaught exception is what the tests look for
+        except BaseException:
             err.write(traceback.format_exc())
             code = 1
     stderr = err.getvalue() + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
@@ -75,7 +82,7 @@ def assert_clean_error(result: Result) -> str:
     assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr}"
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:") and lines[0][len("error:"):].strip(), result.stderr
+    assert lines[0].startswith("error:") and lines[0][len("error:") :].strip(), result.stderr
     assert result.stdout == ""
     return lines[0]
 

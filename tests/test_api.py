@@ -22,16 +22,54 @@ def work(tmp_path_factory) -> Path:
 def rbm(work) -> Path:
     rng = random.Random(8)
     corpus = work / "corpus.txt"
-    corpus.write_text("\n".join("".join(rng.choice("abcd") for _ in range(rng.randint(2, 5))) for _ in range(80)) + "\n")
-    assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, "--out", work / "rbm", "--hidden", 4, "--epochs", 1,
-                              "--quiet", "--engine", "torch"))
+    corpus.write_text(
+        "\n".join("".join(rng.choice("abcd") for _ in range(rng.randint(2, 5))) for _ in range(80)) + "\n"
+    )
+    assert_ok(
+        gibbsdream_here(
+            "train",
+            "rbm",
+            "--data",
+            corpus,
+            "--out",
+            work / "rbm",
+            "--hidden",
+            4,
+            "--epochs",
+            1,
+            "--quiet",
+            "--engine",
+            "torch",
+        )
+    )
     return work / "rbm"
 
 
 @pytest.fixture(scope="module")
 def nade(work) -> Path:
-    assert_ok(gibbsdream_here("train", "nade", "--data", "builtin:digits", "--levels", 4, "--width", 4, "--depth", 1,
-                              "--epochs", 1, "--batch-size", 512, "--quiet", "--device", "cpu", "--out", work / "nade"))
+    assert_ok(
+        gibbsdream_here(
+            "train",
+            "nade",
+            "--data",
+            "builtin:digits",
+            "--levels",
+            4,
+            "--width",
+            4,
+            "--depth",
+            1,
+            "--epochs",
+            1,
+            "--batch-size",
+            512,
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            work / "nade",
+        )
+    )
     return work / "nade"
 
 
@@ -61,3 +99,35 @@ def test_string_models_always_have_their_data_parts(work):
     save_checkpoint(folder, gibbsdream.RBM(3, 2, codec.num_categories), codec=codec)
     loaded = gibbsdream.load(folder, device="cpu")
     assert loaded.data["train"].shape == (0, 3) and loaded.data["train"].dtype == torch.long
+
+
+def test_loading_stays_off_torchs_python_reference_ops(work):
+    """A checkpoint's model is sized on the meta device before its weights are read; done with
+    values (arange, normal_ on meta) that imports sympy and torch._dynamo, over a second at every
+    start-up and a Ctrl+C hazard (an interrupted import leaves PyTorch half-imported)."""
+    import subprocess
+    import sys
+
+    from gibbsdream.data.captions import CaptionVocabulary
+
+    vocabulary = CaptionVocabulary(["red", "blue"])
+    captioned = gibbsdream.OrderlessNADE(
+        channels=3,
+        num_categories=8,
+        width=4,
+        depth=1,
+        caption_layers=2,
+        caption_vocab_size=vocabulary.size,
+        caption_bidirectional=True,
+    )
+    captioned.caption_vocabulary = vocabulary
+    for name, model in (("rbm-meta", gibbsdream.RBM(4, 3, 5)), ("nade-meta", captioned)):
+        save_checkpoint(work / name, model)
+    code = (
+        "import sys, gibbsdream.checkpoint as c\n"
+        f"for name in ('rbm-meta', 'nade-meta'): c.load_checkpoint({str(work)!r} + '/' + name)\n"
+        "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

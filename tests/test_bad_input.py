@@ -61,8 +61,16 @@ def gibbsdream_limited(*args, memory: int | None = None, timeout: float = 120) -
         if memory is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
-    done = subprocess.run([sys.executable, "-m", "gibbsdream.cli", *argv], capture_output=True, text=True,
-                          encoding="utf-8", env=ENV, timeout=timeout, preexec_fn=limit, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "gibbsdream.cli", *argv],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=ENV,
+        timeout=timeout,
+        preexec_fn=limit,
+        check=False,
+    )
     return Result(argv, done.returncode, done.stdout, done.stderr)
 
 
@@ -85,8 +93,9 @@ def corpus(work) -> Path:
 @pytest.fixture(scope="module")
 def rbm(work, corpus) -> Path:
     out = work / "rbm"
-    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", out, "--quiet",
-                  "--device", "cpu"))
+    assert_ok(
+        run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", out, "--quiet", "--device", "cpu")
+    )
     return out
 
 
@@ -156,25 +165,41 @@ def subprocess_runs(work, rbm, nade, fifo, images):
     from gibbsdream.resources import rbm_sampling_bytes
 
     model = load_checkpoint(rbm).model
-    per_chain = rbm_sampling_bytes(1, model.num_visible, model.num_categories, model.num_hidden, 3,
-                                   threads=os.cpu_count() or 1)
+    per_chain = rbm_sampling_bytes(
+        1, model.num_visible, model.num_categories, model.num_hidden, 3, threads=os.cpu_count() or 1
+    )
     chains = int(1.5 * LIMIT / per_chain)  # fits this machine, not the limit
     long_line = work / "long-line.txt"
     letters = string.ascii_lowercase
-    long_line.write_text("\n".join(["".join(random.Random(i).choices(letters, k=6)) for i in range(50)]
-                                   + ["".join(random.Random(0).choices(letters, k=1_000_000))]) + "\n")
+    long_line.write_text(
+        "\n".join(
+            ["".join(random.Random(i).choices(letters, k=6)) for i in range(50)]
+            + ["".join(random.Random(0).choices(letters, k=1_000_000))]
+        )
+        + "\n"
+    )
     jobs = {
-        "chains under a memory limit": ({"memory": LIMIT}, [
-            "sample", rbm, "--chains", chains, "--steps", 3, "--quiet", "--device", "cpu"]),
-        "a 1,000,000-character line under a memory limit": ({"memory": LIMIT}, [
-            "train", "rbm", "--data", long_line, "--out", work / "long-line-model", "--quiet", "--device", "cpu"]),
-        "a network too wide to allocate": ({"memory": LIMIT}, [
-            "train", "nade", "--data", images, *TRAIN_NADE, "--width", 40_000, "--out", work / "too-wide"]),
-        "a FIFO as corpus (train)": ({"timeout": 60}, [
-            "train", "rbm", "--data", fifo, "--out", work / "fifo-model", "--quiet", "--device", "cpu"]),
+        "chains under a memory limit": (
+            {"memory": LIMIT},
+            ["sample", rbm, "--chains", chains, "--steps", 3, "--quiet", "--device", "cpu"],
+        ),
+        "a 1,000,000-character line under a memory limit": (
+            {"memory": LIMIT},
+            ["train", "rbm", "--data", long_line, "--out", work / "long-line-model", "--quiet", "--device", "cpu"],
+        ),
+        "a network too wide to allocate": (
+            {"memory": LIMIT},
+            ["train", "nade", "--data", images, *TRAIN_NADE, "--width", 40_000, "--out", work / "too-wide"],
+        ),
+        "a FIFO as corpus (train)": (
+            {"timeout": 60},
+            ["train", "rbm", "--data", fifo, "--out", work / "fifo-model", "--quiet", "--device", "cpu"],
+        ),
         "a FIFO as corpus (evaluate)": ({"timeout": 60}, ["evaluate", rbm, "--data", fifo, "--device", "cpu"]),
-        "a FIFO as --image": ({"timeout": 60}, [
-            "inpaint", nade, "--image", work / "fifo.png", "--out", work / "fifo-out.png", "--device", "cpu"]),
+        "a FIFO as --image": (
+            {"timeout": 60},
+            ["inpaint", nade, "--image", work / "fifo.png", "--out", work / "fifo-out.png", "--device", "cpu"],
+        ),
     }
     pool = ThreadPoolExecutor(2)
     futures = {name: pool.submit(gibbsdream_limited, *argv, **options) for name, (options, argv) in jobs.items()}
@@ -196,7 +221,9 @@ def _commands(group=app, path=()):
 NUMERIC_TYPES = (Number, Whole, Duration, CountOrFraction, WholeList)
 NOT_FINITE = ("nan", "inf", "-inf", "1e400")
 NUMERIC_CASES = [
-    (path, param.opts[0], value) for path, command in _commands() for param in command.params
+    (path, param.opts[0], value)
+    for path, command in _commands()
+    for param in command.params
     if isinstance(param, click.Option) and isinstance(param.type, NUMERIC_TYPES)
     # and a whole number past 64 bits, for the options that read whole numbers
     for value in NOT_FINITE + ((str(10**30),) if isinstance(param.type, (Whole, WholeList, CountOrFraction)) else ())
@@ -217,7 +244,8 @@ def test_every_numeric_option_has_a_checked_type():
                 assert param.type is DEVICE, where
     assert len(NUMERIC_OPTIONS) > 50
     assert {"--chains", "--weight-cost", "--grad-clip", "--seed", "--orders", "--ais-runs", "--port"} <= {
-        flag for _, flag in NUMERIC_OPTIONS}
+        flag for _, flag in NUMERIC_OPTIONS
+    }
 
 
 def _placeholder_argv(path, flag, value, folder: Path) -> list:
@@ -235,13 +263,18 @@ def _placeholder_argv(path, flag, value, folder: Path) -> list:
             argv.append(folder / "no-checkpoint")
         elif param.required and flag not in param.opts:
             argv += [param.opts[0], folder / "missing"]
-    if flag != "--out" and "--out" in {o for p in command.params for o in getattr(p, "opts", ())} \
-            and "--out" not in argv:
+    if (
+        flag != "--out"
+        and "--out" in {o for p in command.params for o in getattr(p, "opts", ())}
+        and "--out" not in argv
+    ):
         argv += ["--out", folder / "broken"]
     return argv
 
 
-@pytest.mark.parametrize("path, flag, value", NUMERIC_CASES, ids=[f"{' '.join(p)} {f} {v}" for p, f, v in NUMERIC_CASES])
+@pytest.mark.parametrize(
+    "path, flag, value", NUMERIC_CASES, ids=[f"{' '.join(p)} {f} {v}" for p, f, v in NUMERIC_CASES]
+)
 def test_numeric_option_refuses_what_is_not_a_finite_number(tmp_path, path, flag, value):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{")
@@ -252,8 +285,12 @@ def test_numeric_option_refuses_what_is_not_a_finite_number(tmp_path, path, flag
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                 st.sampled_from(["nan", "NaN", "-nan", "inf", "+inf", "-Infinity", "1e400", "-1e309", "1e308"])))
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["nan", "NaN", "-nan", "inf", "+inf", "-Infinity", "1e400", "-1e309", "1e308"]),
+    )
+)
 def test_number_takes_exactly_the_finite_floats(text):
     finite = math.isfinite(float(text))
     try:
@@ -349,7 +386,11 @@ BAD_INPUT = {
     "evaluate --device gpu": (lambda c: ["evaluate", c.rbm, "--data", c.corpus, "--device", "gpu"], "--device"),
     "serve --device tpu": (lambda c: ["serve", c.rbm, "--device", "tpu"], "--device"),
     "sample --device cuda:99": (lambda c: c.sample("--device", "cuda:99"), "cuda:99"),
-    **({"sample --device cuda (no CUDA here)": (lambda c: c.sample("--device", "cuda"), "none is available")} if NO_CUDA else {}),
+    **(
+        {"sample --device cuda (no CUDA here)": (lambda c: c.sample("--device", "cuda"), "none is available")}
+        if NO_CUDA
+        else {}
+    ),
     # numbers inside text options
     "sample --temperature nan": (lambda c: c.sample("--temperature", "nan"), "temperature"),
     "sample --temperature inf": (lambda c: c.sample("--temperature", "inf"), "temperature"),
@@ -375,10 +416,14 @@ BAD_INPUT = {
     "sample --steps 10**15": (lambda c: c.sample("--steps", 10**15), "lower --steps"),
     "sample images --chains 10**12": (lambda c: c.sample_images("--chains", HUGE), "lower --chains"),
     "inpaint --samples 10**12": (lambda c: c.inpaint("--samples", HUGE, "--out", c.dir / "many"), "--samples"),
-    "evaluate --ais-runs 10**12": (lambda c: ["evaluate", c.rbm, "--data", c.corpus, "--method", "ais",
-                                              "--ais-runs", HUGE], "lower --ais-runs"),
-    "evaluate --ais-betas 10**15": (lambda c: ["evaluate", c.rbm, "--data", c.corpus, "--method", "ais",
-                                               "--ais-betas", 10**15], "--ais-betas"),
+    "evaluate --ais-runs 10**12": (
+        lambda c: ["evaluate", c.rbm, "--data", c.corpus, "--method", "ais", "--ais-runs", HUGE],
+        "lower --ais-runs",
+    ),
+    "evaluate --ais-betas 10**15": (
+        lambda c: ["evaluate", c.rbm, "--data", c.corpus, "--method", "ais", "--ais-betas", 10**15],
+        "--ais-betas",
+    ),
     "evaluate images --orders 10**12": (lambda c: ["evaluate", c.nade, "--orders", HUGE], "lower --orders"),
     "sweep --chains 10**12": (lambda c: c.sweep("--chains", HUGE), "lower --chains"),
     "sweep images --samples 10**12": (lambda c: c.sweep_images("--samples", HUGE), "--samples"),
@@ -389,20 +434,19 @@ BAD_INPUT = {
     "sample --out under a file": (lambda c: c.sample("--out", c.under_a_file("sub", "out.txt")), "is a file"),
     "sample images --out under a file": (lambda c: c.sample_images("--out", c.under_a_file("out")), "is a file"),
     "sample images --gif under a file": (lambda c: c.sample_images("--gif", c.under_a_file("x.gif")), "is a file"),
-    "sample images --trace under a file": (lambda c: c.sample_images("--trace", c.under_a_file("x.json")),
-                                           "is a file"),
+    "sample images --trace under a file": (lambda c: c.sample_images("--trace", c.under_a_file("x.json")), "is a file"),
     "inpaint --out under a file": (lambda c: c.inpaint("--out", c.under_a_file("sub", "out.png")), "is a file"),
     "inpaint --gif under a file": (lambda c: c.inpaint("--gif", c.under_a_file("x.gif")), "is a file"),
     "sweep --out under a file": (lambda c: c.sweep("--out", c.under_a_file("sweep")), "is a file"),
     # hostile files
     "a decompression bomb as --mask": (lambda c: c.inpaint("--mask", c.bombs["error"]), "decompression bomb"),
-    "a 1x-2x decompression bomb as --mask": (lambda c: c.inpaint("--mask", c.bombs["warning"]),
-                                             "decompression bomb"),
+    "a 1x-2x decompression bomb as --mask": (lambda c: c.inpaint("--mask", c.bombs["warning"]), "decompression bomb"),
     "a decompression bomb as --image": (lambda c: c.inpaint("--image", c.bombs["error"]), "too many pixels"),
-    "a 1x-2x decompression bomb as --image": (lambda c: c.inpaint("--image", c.bombs["warning"]),
-                                              "too many pixels"),
-    "a captions pickle that expands past memory": (lambda c: c.train_nade("--data", c.captions_folder(),
-                                                                          "--captions"), "expands to more than"),
+    "a 1x-2x decompression bomb as --image": (lambda c: c.inpaint("--image", c.bombs["warning"]), "too many pixels"),
+    "a captions pickle that expands past memory": (
+        lambda c: c.train_nade("--data", c.captions_folder(), "--captions"),
+        "expands to more than",
+    ),
 }
 
 
@@ -410,6 +454,7 @@ BAD_INPUT = {
 def bad_runs(work, rbm, nade, corpus, images, bombs) -> dict:
     """Every case of BAD_INPUT in its own folder: ``{name: (Result, files before, files after)}``;
     ``"shared"``: the shared models and inputs before and after all of them."""
+
     def shared():
         return {"rbm": snapshot(rbm), "nade": snapshot(nade), "images": snapshot(images), "corpus": corpus.read_bytes()}
 
@@ -440,8 +485,9 @@ def test_bad_input_leaves_the_shared_inputs_alone(bad_runs):
 def test_a_nan_weight_cost_writes_no_checkpoint(tmp_path, corpus):
     """It once trained to NaN weights and wrote bare NaN into history.jsonl (not JSON)."""
     for value in ("nan", "inf"):
-        assert "--weight-cost" in assert_clean_error(run("train", "rbm", "--data", corpus, "--out", tmp_path / value,
-                                                         "--weight-cost", value, "--quiet"))
+        assert "--weight-cost" in assert_clean_error(
+            run("train", "rbm", "--data", corpus, "--out", tmp_path / value, "--weight-cost", value, "--quiet")
+        )
         assert not (tmp_path / value).exists()
 
 
@@ -481,19 +527,29 @@ def test_a_fifo_is_refused_not_waited_on(subprocess_runs, name):
 def _failing(error):
     def fail(*args, **kwargs):
         raise error
+
     return fail
 
 
 DEEP_FAILURES = {
     "MemoryError": (MemoryError(), "ran out of memory"),
-    "CPU allocator": (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
-                                   "memory: you tried to allocate 12345678901 bytes. Error code 12 (Cannot allocate "
-                                   "memory)"), "12.3 GB"),
+    "CPU allocator": (
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 12345678901 bytes. Error code 12 (Cannot allocate "
+            "memory)"
+        ),
+        "12.3 GB",
+    ),
     "CUDA allocator": (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), "20.00 GiB"),
-    "no space left": (OSError(28, "No space left on device", "/data/out.png"),
-                      "cannot write /data/out.png: No space left on device; free some space"),
-    "permission denied": (PermissionError(13, "Permission denied", "/data/out"),
-                          "cannot write /data/out: Permission denied"),
+    "no space left": (
+        OSError(28, "No space left on device", "/data/out.png"),
+        "cannot write /data/out.png: No space left on device; free some space",
+    ),
+    "permission denied": (
+        PermissionError(13, "Permission denied", "/data/out"),
+        "cannot write /data/out: Permission denied",
+    ),
     "read-only file system": (OSError(30, "Read-only file system", "/mnt/ro/x"), "cannot write /mnt/ro/x"),
     "an OSError without a file name": (OSError(5, "Input/output error"), "Input/output error"),
 }
@@ -528,8 +584,9 @@ def mount(tmp_path):
     def make(options: str) -> Path:
         folder = tmp_path / f"mnt-{uuid.uuid4().hex[:8]}"
         folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                              check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, check=False
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode(errors='replace').strip()})")
         mounted.append(folder)
@@ -554,8 +611,7 @@ def read_only_cases(c: Case, ro: Path) -> dict:
     }
 
 
-def test_outputs_on_a_read_only_file_system_are_refused_before_any_work(mount, tmp_path, rbm, nade, corpus,
-                                                                        images):
+def test_outputs_on_a_read_only_file_system_are_refused_before_any_work(mount, tmp_path, rbm, nade, corpus, images):
     """Root may write anywhere but on a read-only mount. The --gif case once failed after the PNGs
     of --out were written; now every output is probed first, and nothing is written anywhere."""
     ro = mount("ro,size=64k")
@@ -581,8 +637,11 @@ def test_a_full_disk_is_refused_before_any_work(mount, tmp_path, rbm, nade, corp
     full = mount("size=256k")
     _fill(full, 0)
     case = Case(tmp_path / "case", rbm, nade, corpus, images, {})
-    for argv in (case.sample_images("--out", full / "samples"), case.train("--out", full / "model"),
-                 case.inpaint("--out", full / "out.png")):
+    for argv in (
+        case.sample_images("--out", full / "samples"),
+        case.train("--out", full / "model"),
+        case.inpaint("--out", full / "out.png"),
+    ):
         message = assert_clean_error(run(*argv))
         assert "No space left on device" in message and "free some space" in message, message
         assert sorted(p.name for p in full.iterdir()) == ["filler"]
@@ -616,8 +675,21 @@ TINY = ("1e-300", "5e-324", "1e-45", "1e-31")
 def test_a_tiny_temperature_samples_strings_as_zero_does(rbm, engine, tiny):
     if engine == "numba":
         pytest.importorskip("numba")
-    common = ["sample", rbm, "--chains", 5, "--steps", 4, "--format", "jsonl", "--quiet", "--engine", engine,
-              "--device", "cpu"]
+    common = [
+        "sample",
+        rbm,
+        "--chains",
+        5,
+        "--steps",
+        4,
+        "--format",
+        "jsonl",
+        "--quiet",
+        "--engine",
+        engine,
+        "--device",
+        "cpu",
+    ]
     zero, small = run(*common, "--temperature", 0), run(*common, "--temperature", tiny)
     assert_ok(zero), assert_ok(small)
     assert small.stdout == zero.stdout
@@ -626,8 +698,23 @@ def test_a_tiny_temperature_samples_strings_as_zero_does(rbm, engine, tiny):
 
 
 def test_annealing_down_to_a_tiny_temperature_stays_finite(rbm):
-    result = run("sample", rbm, "--chains", 5, "--steps", 6, "--temperature", "1.5:1e-300", "--format", "jsonl",
-                 "--quiet", "--engine", "torch", "--device", "cpu")
+    result = run(
+        "sample",
+        rbm,
+        "--chains",
+        5,
+        "--steps",
+        6,
+        "--temperature",
+        "1.5:1e-300",
+        "--format",
+        "jsonl",
+        "--quiet",
+        "--engine",
+        "torch",
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     assert all(math.isfinite(json.loads(line)["energy"]) for line in result.stdout.splitlines())
 
@@ -636,13 +723,33 @@ def test_annealing_down_to_a_tiny_temperature_stays_finite(rbm):
 def test_a_tiny_temperature_fills_images_as_zero_does(tmp_path, nade, tiny):
     def once(name, temperature):
         out = tmp_path / name
-        assert_ok(run("sample", nade, "--chains", 3, "--steps", 3, "--sampler", "ancestral", "--temperature",
-                      temperature, "--out", out, "--trace", out / "trace.json", "--quiet", "--device", "cpu"))
+        assert_ok(
+            run(
+                "sample",
+                nade,
+                "--chains",
+                3,
+                "--steps",
+                3,
+                "--sampler",
+                "ancestral",
+                "--temperature",
+                temperature,
+                "--out",
+                out,
+                "--trace",
+                out / "trace.json",
+                "--quiet",
+                "--device",
+                "cpu",
+            )
+        )
         return snapshot(out)
 
     zero, small = once("zero", "0"), once("tiny", tiny)
-    assert {k: v for k, v in small.items() if k.endswith(".png")} == {k: v for k, v in zero.items()
-                                                                     if k.endswith(".png")}
+    assert {k: v for k, v in small.items() if k.endswith(".png")} == {
+        k: v for k, v in zero.items() if k.endswith(".png")
+    }
     trace = json.loads(small["trace.json"])["mean_log_prob"]
     assert all(v is not None for row in trace for v in row[1:])  # null is how the trace writes NaN
 
@@ -704,8 +811,15 @@ def test_the_library_samples_tiny_temperatures_as_zero(rbm, nade):
 # ---- the library says the same in Python terms -------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value", [("weight_cost", float("nan")), ("learning_rate", float("inf")),
-                                          ("momentum", float("nan")), ("validation_fraction", float("-inf"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("weight_cost", float("nan")),
+        ("learning_rate", float("inf")),
+        ("momentum", float("nan")),
+        ("validation_fraction", float("-inf")),
+    ],
+)
 def test_rbm_config_refuses_non_finite_numbers(field, value):
     from gibbsdream.errors import UsageError
     from gibbsdream.training import RBMTrainConfig
@@ -714,8 +828,15 @@ def test_rbm_config_refuses_non_finite_numbers(field, value):
         RBMTrainConfig(**{field: value}).check()
 
 
-@pytest.mark.parametrize("field, value", [("grad_clip", float("nan")), ("weight_decay", float("nan")),
-                                          ("max_time", float("inf")), ("caption_dropout", float("nan"))])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("grad_clip", float("nan")),
+        ("weight_decay", float("nan")),
+        ("max_time", float("inf")),
+        ("caption_dropout", float("nan")),
+    ],
+)
 def test_nade_config_refuses_non_finite_numbers(field, value):
     from gibbsdream.errors import UsageError
     from gibbsdream.training import NADETrainConfig

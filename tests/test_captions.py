@@ -33,7 +33,6 @@ from gibbsdream.errors import UsageError
 from gibbsdream.models.captions import AttentionMerge, CaptionEncoder, ConcatMerge, QRNNDirection, fo_pool
 from gibbsdream.models.nade import OrderlessNADE
 
-
 WORDS = st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=8)
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " ,.;!?'-\t\n", max_size=80)
 
@@ -80,7 +79,7 @@ def test_vocabulary_codes_known_words_and_maps_rare_ones_to_unk(captions, min_co
     assert batch.dtype == torch.long and batch.shape[0] == len(captions) + 1
     for row, text in zip(batch, [probe, *captions]):
         ids = vocab.encode(text)
-        assert row[: len(ids)].tolist() == ids and (row[len(ids):] == PAD).all()
+        assert row[: len(ids)].tolist() == ids and (row[len(ids) :] == PAD).all()
 
 
 def test_vocabulary_orders_words_by_count_then_alphabet():
@@ -163,14 +162,17 @@ def test_captions_json(tmp_path, capsys):
     assert "1 of 3 images have no caption" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, message", [
-    ('{"a.png": ["x"], "nope.png": ["y"]}', "names 'nope.png', which is not an image"),
-    ('{"a.png": ["x"],', "not valid JSON"),
-    ('["a.png"]', "JSON object"),
-    ('{"a.png": [3]}', "captions must be strings"),
-    ('{"a.png": {"x": 1}}', "a caption or a list of captions"),
-    ('{"a.png": ["..."], "c.png": [""]}', "none of the 3 images"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"a.png": ["x"], "nope.png": ["y"]}', "names 'nope.png', which is not an image"),
+        ('{"a.png": ["x"],', "not valid JSON"),
+        ('["a.png"]', "JSON object"),
+        ('{"a.png": [3]}', "captions must be strings"),
+        ('{"a.png": {"x": 1}}', "a caption or a list of captions"),
+        ('{"a.png": ["..."], "c.png": [""]}', "none of the 3 images"),
+    ],
+)
 def test_bad_captions_json(tmp_path, content, message):
     folder = _folder(tmp_path)
     (folder / "captions.json").write_text(content)
@@ -341,8 +343,18 @@ def test_attention_weights_are_a_softmax_over_caption_positions():
 
 def captioned(merge="attention", **kwargs):
     torch.manual_seed(0)
-    model = OrderlessNADE(channels=1, num_categories=4, width=8, depth=3, caption_vocab_size=9,
-                          caption_embedding=6, caption_hidden=5, caption_merge=merge, caption_merge_every=2, **kwargs)
+    model = OrderlessNADE(
+        channels=1,
+        num_categories=4,
+        width=8,
+        depth=3,
+        caption_vocab_size=9,
+        caption_embedding=6,
+        caption_hidden=5,
+        caption_merge=merge,
+        caption_merge_every=2,
+        **kwargs,
+    )
     model.caption_vocabulary = CaptionVocabulary(["red", "square", "blue", "circle", "a", "the", "big"], max_length=6)
     return model.eval()
 
@@ -390,8 +402,12 @@ def test_caption_context(capsys):
     assert caption_context(model, ["a " * 10 + "red"]).shape == (1, 6)
     assert "has 11 words; the model reads only the first 6" in capsys.readouterr().err
     assert caption_context(model, ["a café"]).tolist() == [[6, UNK]]
-    for bad, message in [("", "no words"), ("  ,;. ", "no words"), ("zebra", "none of the words"),
-                         ("猫 と 犬", "none of the words")]:
+    for bad, message in [
+        ("", "no words"),
+        ("  ,;. ", "no words"),
+        ("zebra", "none of the words"),
+        ("猫 と 犬", "none of the words"),
+    ]:
         with pytest.raises(UsageError, match=message):
             caption_context(model, [bad])
     with pytest.raises(UsageError, match="list"):
@@ -409,6 +425,7 @@ def test_captioned_model_trains_and_evaluates():
     trainer = NADETrainer(model, config, x[:12], x[12:], train_captions=table[:12], validation_captions=table[12:])
     trainer.fit(progress=False)
     assert len(trainer.history) == 2 and all(np.isfinite(r["validation_loss"]) for r in trainer.history)
-    values = order_log_likelihoods(model.eval(), x[:2], num_orders=2, context=table[:2, 0],
-                                   generator=torch.Generator().manual_seed(0))
+    values = order_log_likelihoods(
+        model.eval(), x[:2], num_orders=2, context=table[:2, 0], generator=torch.Generator().manual_seed(0)
+    )
     assert values.shape == (2, 2) and torch.isfinite(values).all()

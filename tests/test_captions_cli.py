@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
+from gibbsdream.checkpoint import checkpoint_file
 
 run = gibbsdream_here
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)
@@ -62,8 +62,8 @@ def history(folder):
 
 
 def test_training_with_captions_saves_the_vocabulary_and_the_caption_tables(model):
-    from gibbsdream.data.captions import has_captions
     from gibbsdream.checkpoint import load_checkpoint
+    from gibbsdream.data.captions import has_captions
 
     config = json.loads((model / "config.json").read_text())
     assert set(config["captions"]["words"]) == {"a", "dark", "light", "square"}
@@ -72,7 +72,8 @@ def test_training_with_captions_saves_the_vocabulary_and_the_caption_tables(mode
     assert has_captions(ckpt) and ckpt.model.caption_vocabulary.words == config["captions"]["words"]
     tables = {k: v for k, v in ckpt.data.items() if k.startswith("captions.")}
     assert {k: v.shape[0] for k, v in tables.items()} == {
-        f"captions.{k}": ckpt.data[k].shape[0] for k in ("train", "validation", "test")}
+        f"captions.{k}": ckpt.data[k].shape[0] for k in ("train", "validation", "test")
+    }
     assert all(v.shape[1] == 2 for v in tables.values())  # two captions per image
 
 
@@ -90,32 +91,103 @@ def test_resume_with_captions_is_exact(work, images, model):
 
 def test_training_with_the_concat_merge(work, images):
     out = work / "concat"
-    assert_ok(run("train", "nade", "--data", images, "--captions", *TRAIN, "--caption-merge", "concat",
-                  "--caption-unidirectional", "--epochs", 1, "--out", out))
+    assert_ok(
+        run(
+            "train",
+            "nade",
+            "--data",
+            images,
+            "--captions",
+            *TRAIN,
+            "--caption-merge",
+            "concat",
+            "--caption-unidirectional",
+            "--epochs",
+            1,
+            "--out",
+            out,
+        )
+    )
     config = json.loads((out / "config.json").read_text())["model"]
     assert config["caption_merge"] == "concat" and config["caption_bidirectional"] is False
-    assert_ok(run("sample", out, "--num-samples", 2, "--steps", 3, "--caption", "a light square",
-                  "--out", work / "concat-samples", "--quiet", "--device", "cpu"))
+    assert_ok(
+        run(
+            "sample",
+            out,
+            "--num-samples",
+            2,
+            "--steps",
+            3,
+            "--caption",
+            "a light square",
+            "--out",
+            work / "concat-samples",
+            "--quiet",
+            "--device",
+            "cpu",
+        )
+    )
 
 
 def test_inpaint_and_sample_with_a_caption(work, model):
     out = work / "inpainted"
     for caption in ("a light square", None):
         args = ["--caption", caption] if caption else []
-        result = run("inpaint", model, "--image", "heldout:3", "--steps", 4, "--out", out / str(caption), "--device", "cpu", *args)
+        result = run(
+            "inpaint",
+            model,
+            "--image",
+            "heldout:3",
+            "--steps",
+            4,
+            "--out",
+            out / str(caption),
+            "--device",
+            "cpu",
+            *args,
+        )
         assert_ok(result)
         assert result.stderr.count("notice") == 0
         assert len(list((out / str(caption)).glob("*.png"))) == 3
-    result = run("sample", model, "--num-samples", 3, "--steps", 4, "--caption", "a dark square", "--out",
-                 work / "samples", "--quiet", "--device", "cpu")
+    result = run(
+        "sample",
+        model,
+        "--num-samples",
+        3,
+        "--steps",
+        4,
+        "--caption",
+        "a dark square",
+        "--out",
+        work / "samples",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     assert (work / "samples" / "grid.png").exists()
 
 
 def test_a_caption_changes_the_samples_and_the_same_seed_repeats_them(work, model):
     def sampled(name, *args):
-        assert_ok(run("sample", model, "--num-samples", 4, "--steps", 4, "--seed", 5, "--out", work / name,
-                      "--quiet", "--device", "cpu", *args))
+        assert_ok(
+            run(
+                "sample",
+                model,
+                "--num-samples",
+                4,
+                "--steps",
+                4,
+                "--seed",
+                5,
+                "--out",
+                work / name,
+                "--quiet",
+                "--device",
+                "cpu",
+                *args,
+            )
+        )
         return [np.asarray(Image.open(p)) for p in sorted((work / name).glob("sample-*.png"))]
 
     light = sampled("s-light", "--caption", "a light square")
@@ -127,28 +199,59 @@ def test_a_caption_changes_the_samples_and_the_same_seed_repeats_them(work, mode
 
 def test_long_and_partly_unknown_captions_are_notices(work, model):
     long = " ".join(["a light square"] * 20)
-    result = run("inpaint", model, "--image", "heldout:1", "--steps", 2, "--caption", long, "--out",
-                 work / "long", "--quiet", "--device", "cpu")
+    result = run(
+        "inpaint",
+        model,
+        "--image",
+        "heldout:1",
+        "--steps",
+        2,
+        "--caption",
+        long,
+        "--out",
+        work / "long",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     assert result.stderr.splitlines() == ["notice: the caption has 60 words; the model reads only the first 24"]
-    result = run("sample", model, "--num-samples", 1, "--steps", 2, "--caption", "a light zébra square",
-                 "--out", work / "zebra", "--quiet", "--device", "cpu")
+    result = run(
+        "sample",
+        model,
+        "--num-samples",
+        1,
+        "--steps",
+        2,
+        "--caption",
+        "a light zébra square",
+        "--out",
+        work / "zebra",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     assert result.stderr.splitlines() == ["notice: the model does not know 'zébra'; read as unknown words"]
 
 
-@pytest.mark.parametrize("caption, message", [
-    ("", "has no words"),
-    ("  ...  ", "has no words"),
-    ("zebra giraffe", "none of the words"),
-    ("一个红色的方块", "none of the words"),
-    ("ünknown wörds", "none of the words"),
-])
+@pytest.mark.parametrize(
+    "caption, message",
+    [
+        ("", "has no words"),
+        ("  ...  ", "has no words"),
+        ("zebra giraffe", "none of the words"),
+        ("一个红色的方块", "none of the words"),
+        ("ünknown wörds", "none of the words"),
+    ],
+)
 @pytest.mark.parametrize("command", ["inpaint", "sample"])
 def test_bad_captions_are_one_line_errors_and_write_nothing(work, model, command, caption, message):
     out = work / "never"
     args = ["--image", "heldout:1"] if command == "inpaint" else ["--num-samples", 1]
-    line = assert_clean_error(run(command, model, *args, "--steps", 2, "--caption", caption, "--out", out, "--device", "cpu"))
+    line = assert_clean_error(
+        run(command, model, *args, "--steps", 2, "--caption", caption, "--out", out, "--device", "cpu")
+    )
     assert message in line
     assert not out.exists()
 
@@ -156,22 +259,29 @@ def test_bad_captions_are_one_line_errors_and_write_nothing(work, model, command
 def test_a_caption_for_a_model_without_captions_or_a_string_model(work, plain):
     line = assert_clean_error(run("sample", plain, "--num-samples", 1, "--caption", "a square", "--out", work / "x"))
     assert "trained without captions" in line
-    line = assert_clean_error(run("inpaint", plain, "--image", "heldout:1", "--caption", "a square", "--out", work / "x.png"))
+    line = assert_clean_error(
+        run("inpaint", plain, "--image", "heldout:1", "--caption", "a square", "--out", work / "x.png")
+    )
     assert "trained without captions" in line
     corpus = work / "corpus.txt"
     corpus.write_text("abcd\nbcda\ncdab\ndabc\n" * 5)
     rbm = work / "rbm"
-    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", rbm, "--quiet", "--device", "cpu"))
+    assert_ok(
+        run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", rbm, "--quiet", "--device", "cpu")
+    )
     line = assert_clean_error(run("sample", rbm, "--caption", "a square"))
     assert "--caption applies to image (NADE) models only" in line
 
 
-@pytest.mark.parametrize("setup, message", [
-    ("missing file", "names 'gone.png' and 1 more, which is not an image"),
-    ("invalid json", "not valid JSON"),
-    ("no captions", "has no captions.json"),
-    ("no words", "none of the 4 images"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("missing file", "names 'gone.png' and 1 more, which is not an image"),
+        ("invalid json", "not valid JSON"),
+        ("no captions", "has no captions.json"),
+        ("no words", "none of the 4 images"),
+    ],
+)
 def test_bad_caption_files_when_training(work, setup, message):
     folder = work / f"bad-{setup.replace(' ', '-')}"
     folder.mkdir()
@@ -191,24 +301,43 @@ def test_bad_caption_files_when_training(work, setup, message):
 
 
 def test_bad_caption_training_settings(work, images):
-    for args, message in [(["--caption-dropout", "1"], "--caption-dropout must lie in [0, 1)"),
-                          (["--caption-min-count", "0"], "--caption-min-count must be"),
-                          (["--caption-hidden", "0"], "--caption-hidden must be"),
-                          (["--caption-min-count", "1000"], "no caption word occurs 1000 or more times")]:
-        line = assert_clean_error(run("train", "nade", "--data", images, "--captions", *TRAIN, *args, "--out", work / "nope"))
+    for args, message in [
+        (["--caption-dropout", "1"], "--caption-dropout must lie in [0, 1)"),
+        (["--caption-min-count", "0"], "--caption-min-count must be"),
+        (["--caption-hidden", "0"], "--caption-hidden must be"),
+        (["--caption-min-count", "1000"], "no caption word occurs 1000 or more times"),
+    ]:
+        line = assert_clean_error(
+            run("train", "nade", "--data", images, "--captions", *TRAIN, *args, "--out", work / "nope")
+        )
         assert message in line, line
-    line = assert_clean_error(run("train", "nade", "--data", images, "--caption-dropout", "0.5", "--out", work / "nope"))
+    line = assert_clean_error(
+        run("train", "nade", "--data", images, "--caption-dropout", "0.5", "--out", work / "nope")
+    )
     assert "--caption-dropout applies only with --captions" in line
-    line = assert_clean_error(run("train", "nade", "--data", "builtin:digits", "--captions", "--channels", "1",
-                                  "--out", work / "nope", "--caption-merge-every", "0"))
+    line = assert_clean_error(
+        run(
+            "train",
+            "nade",
+            "--data",
+            "builtin:digits",
+            "--captions",
+            "--channels",
+            "1",
+            "--out",
+            work / "nope",
+            "--caption-merge-every",
+            "0",
+        )
+    )
     assert "caption-merge-every" in line
 
 
 def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain):
     import torch
 
-    from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
     from gibbsdream.checkpoint import load_checkpoint
+    from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
     from gibbsdream.sampling.api import make_generator
 
     result = run("evaluate", model, "--orders", 2, "--seed", 3, "--json", "--device", "cpu")
@@ -219,14 +348,17 @@ def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain
     # Both runs see the same orders: the uncaptioned figure is the plain order ensemble, recomputed here.
     ckpt = load_checkpoint(model)
     test = ckpt.data["test"]
-    with_own = order_log_likelihoods(ckpt.model, test, num_orders=2, generator=make_generator(3, "cpu"),
-                                     context=ckpt.data["captions.test"][:, 0])
+    with_own = order_log_likelihoods(
+        ckpt.model, test, num_orders=2, generator=make_generator(3, "cpu"), context=ckpt.data["captions.test"][:, 0]
+    )
     without = order_log_likelihoods(ckpt.model, test, num_orders=2, generator=make_generator(3, "cpu"))
     assert own["nll_nats"] == pytest.approx(-ensemble_log_likelihood(with_own).mean().item(), rel=1e-6)
     assert own["nll_nats_without_caption"] == pytest.approx(-ensemble_log_likelihood(without).mean().item(), rel=1e-6)
     assert not torch.equal(with_own, without)
 
-    result = run("evaluate", model, "--orders", 2, "--seed", 3, "--caption", "a light square", "--device", "cpu", "--quiet")
+    result = run(
+        "evaluate", model, "--orders", 2, "--seed", 3, "--caption", "a light square", "--device", "cpu", "--quiet"
+    )
     assert_ok(result)
     assert "caption: a light square" in result.stdout and "the caption is worth" in result.stdout
     # A model without captions reports one NLL and refuses --caption.

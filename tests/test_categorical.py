@@ -21,8 +21,11 @@ def test_draws_equal_a_float64_inverse_cdf_even_at_float32_boundaries(rows):
         cdf = probs.double().cumsum(-1)
         boundary = cdf.gather(-1, torch.randint(0, 28, (rows, 1), generator=g)) / cdf[..., -1:]
         jitter = torch.randint(-3, 4, (rows, 1), generator=g).double() * 1e-9
-        u = torch.where(torch.rand(rows, 1, generator=g) < 0.7, (boundary + jitter).clamp(0, 1 - 1e-12),
-                        torch.rand(rows, 1, generator=g, dtype=torch.float64))
+        u = torch.where(
+            torch.rand(rows, 1, generator=g) < 0.7,
+            (boundary + jitter).clamp(0, 1 - 1e-12),
+            torch.rand(rows, 1, generator=g, dtype=torch.float64),
+        )
         assert torch.equal(categorical_from_uniform(probs, u), float64_inverse_cdf(probs, u))
 
 

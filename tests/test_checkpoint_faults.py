@@ -26,20 +26,41 @@ import torch
 from safetensors.torch import load_file
 
 from cli_harness import ENV, assert_clean_error
-from gibbsdream.errors import UsageError
 from gibbsdream.checkpoint import checkpoint_file, load_checkpoint
+from gibbsdream.errors import UsageError
 
 RBM_TRAIN = ["train", "rbm", "--hidden", 8, "--persistent", "--quiet", "--engine", "torch"]
 RBM_EPOCHS = 3
-NADE_TRAIN = ["train", "nade", "--data", "builtin:digits", "--levels", 4, "--width", 8, "--depth", 1,
-              "--batch-size", 256, "--test-size", 1500, "--quiet", "--device", "cpu"]
+NADE_TRAIN = [
+    "train",
+    "nade",
+    "--data",
+    "builtin:digits",
+    "--levels",
+    4,
+    "--width",
+    8,
+    "--depth",
+    1,
+    "--batch-size",
+    256,
+    "--test-size",
+    1500,
+    "--quiet",
+    "--device",
+    "cpu",
+]
 NADE_EPOCHS = 2
 
 
 def cli(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gibbsdream.cli", *map(str, args)],
-        capture_output=True, text=True, encoding="utf-8", timeout=timeout, env={**ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        env={**ENV, **(env or {})},
     )
 
 
@@ -86,8 +107,11 @@ def work(tmp_path_factory) -> Path:
 def corpus(work) -> Path:
     rng = random.Random(99)
     path = work / "corpus.txt"
-    path.write_text("\n".join("".join(rng.choice(string.ascii_lowercase[:8]) for _ in range(rng.randint(3, 6)))
-                              for _ in range(200)) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join("".join(rng.choice(string.ascii_lowercase[:8]) for _ in range(rng.randint(3, 6))) for _ in range(200))
+        + "\n",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -99,8 +123,9 @@ def rbm_straight(work, corpus) -> Path:
     return out
 
 
-def _kill_and_resume(work: Path, name: str, train: list, epochs: int, straight: Path, point: int,
-                     signal_name: str = "KILL") -> tuple[int, int | None]:
+def _kill_and_resume(
+    work: Path, name: str, train: list, epochs: int, straight: Path, point: int, signal_name: str = "KILL"
+) -> tuple[int, int | None]:
     """Train with a fault at ``point``; check the folder; resume (or start again) to ``epochs``;
     compare with ``straight``. Returns (exit code of the faulted run, epoch found after it)."""
     out = work / f"{name}-{signal_name}-{point}"
@@ -135,8 +160,11 @@ def _sweep_points(work, name, train, epochs, straight, stride):
     assert codes[:-1] == [-signal.SIGKILL] * (len(codes) - 1)
     epochs_found = [epoch for _, _, epoch in seen]
     assert epochs_found == sorted(epochs_found, key=lambda e: -1 if e is None else e)  # never goes back
-    report(name, f"{len(seen) - 1} kills (after operations {', '.join(str(p) for p, _, _ in seen[:-1])} of "
-                 f"{epochs} saves), all loadable and resumed bit-for-bit")
+    report(
+        name,
+        f"{len(seen) - 1} kills (after operations {', '.join(str(p) for p, _, _ in seen[:-1])} of "
+        f"{epochs} saves), all loadable and resumed bit-for-bit",
+    )
     return seen
 
 
@@ -145,7 +173,9 @@ def report(name: str, text: str) -> None:
     print(f"\nFAULTS {name}: {text}")
 
 
-@pytest.mark.parametrize("stride", [pytest.param(9, id="every-ninth"), pytest.param(1, id="every", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stride", [pytest.param(9, id="every-ninth"), pytest.param(1, id="every", marks=pytest.mark.slow)]
+)
 def test_rbm_training_killed_after_each_file_operation(work, corpus, rbm_straight, stride):
     seen = _sweep_points(work, "rbm", [*RBM_TRAIN, "--data", corpus], RBM_EPOCHS, rbm_straight, stride)
     assert len(seen) >= 30 // stride  # three saves of several operations each were interrupted
@@ -163,7 +193,9 @@ def nade_straight(work) -> Path:
     return out
 
 
-@pytest.mark.parametrize("stride", [pytest.param(13, id="every-13th"), pytest.param(1, id="every", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stride", [pytest.param(13, id="every-13th"), pytest.param(1, id="every", marks=pytest.mark.slow)]
+)
 def test_nade_training_killed_after_each_file_operation(work, nade_straight, stride):
     seen = _sweep_points(work, "nade", NADE_TRAIN, NADE_EPOCHS, nade_straight, stride)
     found = {epoch for _, _, epoch in seen}
@@ -172,7 +204,9 @@ def test_nade_training_killed_after_each_file_operation(work, nade_straight, str
         assert found == {None, 1, 2}
 
 
-@pytest.mark.parametrize("stride", [pytest.param(7, id="every-seventh"), pytest.param(1, id="every", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stride", [pytest.param(7, id="every-seventh"), pytest.param(1, id="every", marks=pytest.mark.slow)]
+)
 def test_nade_timed_save_killed_after_each_file_operation(work, nade_straight, stride):
     """A --max-time stop saves mid-epoch; killing that save at each operation keeps the previous
     checkpoint (the end of epoch 1), and resuming still reaches the unbroken run's weights."""
@@ -182,8 +216,9 @@ def test_nade_timed_save_killed_after_each_file_operation(work, nade_straight, s
     for point in range(1, 200, stride):
         out = work / f"nade-timed-{point}"
         shutil.copytree(base, out)
-        faulted = cli(*NADE_TRAIN, "--epochs", NADE_EPOCHS, "--max-time", "0.001s", "--out", out, "--resume",
-                      env=killed_at(point))
+        faulted = cli(
+            *NADE_TRAIN, "--epochs", NADE_EPOCHS, "--max-time", "0.001s", "--out", out, "--resume", env=killed_at(point)
+        )
         config = load_checkpoint(out).config["trainer"]
         if faulted.returncode == 0:
             assert (config["epoch"], config["batch"]) != (1, 0) or config["elapsed"] > 0  # the timed save landed
@@ -195,7 +230,10 @@ def test_nade_timed_save_killed_after_each_file_operation(work, nade_straight, s
         assert same_checkpoint(out, nade_straight)
         shutil.rmtree(out)
     assert point > 5  # the timed save's operations were interrupted in turn
-    report("nade-timed", f"{len(range(1, point, stride))} kills inside the --max-time save, all loadable and resumed bit-for-bit")
+    report(
+        "nade-timed",
+        f"{len(range(1, point, stride))} kills inside the --max-time save, all loadable and resumed bit-for-bit",
+    )
 
 
 @pytest.mark.parametrize("kills", [pytest.param(2, id="2"), pytest.param(15, id="15", marks=pytest.mark.slow)])
@@ -211,9 +249,22 @@ def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
     found = []
     for _ in range(kills):
         again = ["--resume"] if (out / "config.json").exists() else []
-        process = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, long_run), "--epochs", str(epochs),
-                                    "--out", str(out), *again], env=ENV, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gibbsdream.cli",
+                *map(str, long_run),
+                "--epochs",
+                str(epochs),
+                "--out",
+                str(out),
+                *again,
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         before = saved_epoch(out)
         deadline = time.monotonic() + 60
         while process.poll() is None and time.monotonic() < deadline and _config_epoch(out) == before:
@@ -222,7 +273,10 @@ def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
         process.kill()
         process.wait()
         found.append(saved_epoch(out))  # loads in full
-    assert cli(*long_run, "--epochs", epochs, "--out", out, *(["--resume"] if found[-1] is not None else [])).returncode == 0
+    assert (
+        cli(*long_run, "--epochs", epochs, "--out", out, *(["--resume"] if found[-1] is not None else [])).returncode
+        == 0
+    )
     assert same_checkpoint(out, straight)
     assert any(epoch is not None and 0 < epoch < epochs for epoch in found), found  # some kills landed mid-run
     assert len(set(found)) > kills // 2, found  # most runs got further than the one before
@@ -233,8 +287,9 @@ def test_ctrl_c_and_sigterm_during_a_save_finish_it_and_say_how_to_resume(work, 
     # inside the first save: after the model file's fsync (Ctrl+C); after the trainer file's rename (SIGTERM)
     for signal_name, code, point in (("INT", 130, 2), ("TERM", 143, 9)):
         out = work / f"rbm-signal-{signal_name}-{point}"
-        done = cli(*RBM_TRAIN, "--data", corpus, "--epochs", RBM_EPOCHS, "--out", out,
-                   env=killed_at(point, signal_name))
+        done = cli(
+            *RBM_TRAIN, "--data", corpus, "--epochs", RBM_EPOCHS, "--out", out, env=killed_at(point, signal_name)
+        )
         assert done.returncode == code, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
@@ -246,9 +301,25 @@ def test_ctrl_c_and_sigterm_during_a_save_finish_it_and_say_how_to_resume(work, 
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(work, corpus):
     out = work / "rbm-two-writers"
-    first = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, RBM_TRAIN), "--data", str(corpus),
-                              "--hidden", "64", "--epochs", "100000", "--out", str(out)],
-                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gibbsdream.cli",
+            *map(str, RBM_TRAIN),
+            "--data",
+            str(corpus),
+            "--hidden",
+            "64",
+            "--epochs",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "config.json").exists():  # the first run has saved an epoch
@@ -272,9 +343,27 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(work, 
 
 def test_two_fresh_runs_into_one_folder_one_is_refused(work, corpus):
     out = work / "rbm-race"
-    runs = [subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, RBM_TRAIN), "--data", str(corpus),
-                              "--epochs", "2", "--out", str(out)], env=ENV, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gibbsdream.cli",
+                *map(str, RBM_TRAIN),
+                "--data",
+                str(corpus),
+                "--epochs",
+                "2",
+                "--out",
+                str(out),
+            ],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outcomes = sorted((run.wait(timeout=120), run.stderr.read()) for run in runs)
     assert outcomes[0][0] == 0
     assert outcomes[1][0] == 2 and outcomes[1][1].startswith("error: ")
@@ -285,9 +374,27 @@ def test_readers_never_see_a_half_saved_checkpoint(work, corpus):
     """Loading again and again while a run saves every few milliseconds: every load succeeds."""
     out = work / "rbm-read-while-writing"
     assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 1, "--monitor-every", 0, "--out", out).returncode == 0
-    writer = subprocess.Popen([sys.executable, "-m", "gibbsdream.cli", *map(str, RBM_TRAIN), "--data", str(corpus),
-                               "--epochs", "400", "--monitor-every", "0", "--out", str(out), "--resume"],
-                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gibbsdream.cli",
+            *map(str, RBM_TRAIN),
+            "--data",
+            str(corpus),
+            "--epochs",
+            "400",
+            "--monitor-every",
+            "0",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     epochs, failures = [], []
     try:
         deadline = time.monotonic() + 60
@@ -307,8 +414,12 @@ def _mount_tmpfs(folder: Path, size: str) -> bool:
     folder.mkdir(parents=True, exist_ok=True)
     if os.name != "posix" or os.geteuid() != 0:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def test_a_full_disk_keeps_the_old_checkpoint_and_ends_in_one_line(work, corpus):
@@ -344,7 +455,9 @@ def test_a_full_disk_keeps_the_old_checkpoint_and_ends_in_one_line(work, corpus)
         subprocess.run(["umount", str(disk)], capture_output=True)
 
 
-@pytest.mark.parametrize("stride", [pytest.param(17, id="every-17th"), pytest.param(1, id="every", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "stride", [pytest.param(17, id="every-17th"), pytest.param(1, id="every", marks=pytest.mark.slow)]
+)
 def test_sweep_killed_after_each_file_operation_resumes_to_the_same_report(work, corpus, rbm_straight, stride):
     sweep = ["sweep", rbm_straight, "--grid", "temperature=1,0.5", "--grid", "steps=5", "--chains", 4, "--quiet"]
     straight = work / "sweep-straight"
@@ -380,7 +493,9 @@ def _without_times(text: str) -> object:
 
 def test_resume_after_a_kill_before_the_first_save_says_to_start_again(work, corpus):
     out = work / "rbm-killed-in-first-save"
-    assert cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out, env=killed_at(3)).returncode == -signal.SIGKILL
+    assert (
+        cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out, env=killed_at(3)).returncode == -signal.SIGKILL
+    )
     assert not (out / "config.json").exists()
     line = assert_clean_error(cli(*RBM_TRAIN, "--data", corpus, "--epochs", 2, "--out", out, "--resume"))
     assert "nothing was saved" in line and "without --resume" in line
@@ -393,12 +508,28 @@ def test_ctrl_c_at_any_moment_is_one_line_and_130(work, rbm_straight):
     outcomes = []
     for delay in (0.1, 0.3, 0.5, 0.7, 0.9, 1.2, 1.6, 2.2):
         process = subprocess.Popen(
-            [sys.executable, "-m", "gibbsdream", "sample", str(rbm_straight), "--chains", "50", "--steps", "200000",
-             "--engine", "torch", "--quiet"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "gibbsdream",
+                "sample",
+                str(rbm_straight),
+                "--chains",
+                "50",
+                "--steps",
+                "200000",
+                "--engine",
+                "torch",
+                "--quiet",
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
         )
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
         outcomes.append((delay, process.returncode, err.strip()))
-    assert all(code == 130 and err == "interrupted" for _, code, err in outcomes), outcomes
+    assert all(code == 130 and err == "interrupted" for _, code, err in outcomes), "\n".join(map(repr, outcomes))

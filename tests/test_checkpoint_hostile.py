@@ -35,9 +35,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from safetensors.torch import load_file, save
 
-from gibbsdream.errors import UsageError
-from gibbsdream.checkpoint import TENSOR_FILES, checkpoint_file, checkpoint_identity, load_checkpoint
 from cli_harness import ENV, Result, assert_clean_error, assert_ok, gibbsdream_here
+from gibbsdream.checkpoint import TENSOR_FILES, checkpoint_file, checkpoint_identity, load_checkpoint
+from gibbsdream.errors import UsageError
 
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)  # the 8-bit values of 4 levels
 NADE_ARGS = ["--levels", 4, "--width", 8, "--depth", 2, "--seed", 0, "--quiet", "--device", "cpu"]
@@ -85,8 +85,11 @@ def bases(work, corpus, images) -> dict:
     out = {"rbm": work / "rbm", "nade": work / "nade", "captioned": work / "captioned"}
     assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, *RBM_ARGS, "--epochs", 2, "--out", out["rbm"]))
     assert_ok(gibbsdream_here("train", "nade", "--data", images, *NADE_ARGS, "--epochs", 1, "--out", out["nade"]))
-    assert_ok(gibbsdream_here("train", "nade", "--data", images, *NADE_ARGS, *CAPTION_ARGS, "--epochs", 1,
-                              "--out", out["captioned"]))
+    assert_ok(
+        gibbsdream_here(
+            "train", "nade", "--data", images, *NADE_ARGS, *CAPTION_ARGS, "--epochs", 1, "--out", out["captioned"]
+        )
+    )
     return out
 
 
@@ -107,13 +110,28 @@ class Copies:
             "sample": ["sample", folder, "--chains", 2, "--steps", 3, "--quiet", "--device", "cpu"]
             + ([] if rbm else ["--out", out / "sample"]),
             "resume": ["train", "rbm", "--data", self.corpus, *RBM_ARGS, "--epochs", 3, "--out", folder, "--resume"]
-            if rbm else ["train", "nade", "--data", self.images, *NADE_ARGS, "--epochs", 2, "--out", folder, "--resume"]
+            if rbm
+            else ["train", "nade", "--data", self.images, *NADE_ARGS, "--epochs", 2, "--out", folder, "--resume"]
             + (CAPTION_ARGS if base == "captioned" else []),
             "evaluate": ["evaluate", folder, "--device", "cpu", "--json"]
-            + (["--data", self.corpus, "--method", "ais", "--ais-runs", 4, "--ais-betas", 10] if rbm
-               else ["--orders", 1, "--max-images", 2]),
-            "inpaint": ["inpaint", folder, "--image", "heldout:2", "--steps", 2, "--out", out / "inpaint",
-                        "--device", "cpu", "--quiet"],
+            + (
+                ["--data", self.corpus, "--method", "ais", "--ais-runs", 4, "--ais-betas", 10]
+                if rbm
+                else ["--orders", 1, "--max-images", 2]
+            ),
+            "inpaint": [
+                "inpaint",
+                folder,
+                "--image",
+                "heldout:2",
+                "--steps",
+                2,
+                "--out",
+                out / "inpaint",
+                "--device",
+                "cpu",
+                "--quiet",
+            ],
         }
         table["resume-max-time"] = [*table["resume"], "--max-time", "1h"]
         return {kind: table[kind] for kind in kinds}
@@ -219,8 +237,11 @@ def history_text(change, *, vouch: bool = True):
         path.write_bytes(payload)
         if vouch:
             config = read_config(folder)
-            config["history"] = {"rows": payload.count(b"\n"), "bytes": len(payload),
-                                 "sha256": hashlib.sha256(payload).hexdigest()}
+            config["history"] = {
+                "rows": payload.count(b"\n"),
+                "bytes": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+            }
             write_config(folder, config)
 
     return mutate
@@ -295,34 +316,48 @@ def nan_at_first(t):
 
 CASES = {
     # -- sizes in config.json: refused against the budget or a bound, before anything is allocated
-    "rbm num_hidden 10**9": Case("rbm", set_in("model", "num_hidden", value=10**9), RBM_STATE, "GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
-    "rbm num_visible 10**12": Case("rbm", set_in("model", "num_visible", value=10**12), says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
-    "rbm num_categories 2**40": Case("rbm", set_in("model", "num_categories", value=2**40), says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
+    "rbm num_hidden 10**9": Case(
+        "rbm", set_in("model", "num_hidden", value=10**9), RBM_STATE, "GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
+    "rbm num_visible 10**12": Case(
+        "rbm", set_in("model", "num_visible", value=10**12), says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
+    "rbm num_categories 2**40": Case(
+        "rbm", set_in("model", "num_categories", value=2**40), says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
     "rbm num_hidden 10**30": Case("rbm", set_in("model", "num_hidden", value=10**30)),
     "rbm num_hidden 10**9 under a raised budget": Case(
-        "rbm", set_in("model", "num_hidden", value=10**9), says="shape", env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "1e15"}),
+        "rbm", set_in("model", "num_hidden", value=10**9), says="shape", env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "1e15"}
+    ),
     "rbm num_hidden 17 (shape check)": Case("rbm", set_in("model", "num_hidden", value=17), says="shape"),
-    "nade width 10**6": Case("nade", set_in("model", "width", value=10**6), NADE_DATA, "GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
+    "nade width 10**6": Case(
+        "nade", set_in("model", "width", value=10**6), NADE_DATA, "GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
     "nade depth 10**9": Case("nade", set_in("model", "depth", value=10**9), says="depth"),
     "nade dilations [10**9]": Case("nade", set_in("model", "dilations", value=[10**9]), says="dilations"),
     "nade kernel_size 10**5": Case("nade", set_in("model", "kernel_size", value=10**5), says="kernel_size"),
     "nade kernel_size 10**5+1": Case("nade", set_in("model", "kernel_size", value=10**5 + 1), says="kernel_size"),
     "nade channels 10**6": Case("nade", set_in("model", "channels", value=10**6)),
     "nade num_categories 10**9": Case("nade", set_in("model", "num_categories", value=10**9)),
-    "captioned caption_vocab_size 10**12": Case("captioned", set_in("model", "caption_vocab_size", value=10**12),
-                                                says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
+    "captioned caption_vocab_size 10**12": Case(
+        "captioned", set_in("model", "caption_vocab_size", value=10**12), says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
     "captioned caption_vocab_size 2**70": Case("captioned", set_in("model", "caption_vocab_size", value=2**70)),
     "captioned caption_hidden 10**6": Case("captioned", set_in("model", "caption_hidden", value=10**6)),
     "captioned caption_layers 10**9": Case("captioned", set_in("model", "caption_layers", value=10**9)),
     # -- wrong types
-    **{f"rbm num_hidden {value!r}": Case("rbm", set_in("model", "num_hidden", value=value), says="num_hidden")
-       for value in ("16", 16.0, [16], None, True, {"n": 16})},
+    **{
+        f"rbm num_hidden {value!r}": Case("rbm", set_in("model", "num_hidden", value=value), says="num_hidden")
+        for value in ("16", 16.0, [16], None, True, {"n": 16})
+    },
     "rbm num_categories 27.0": Case("rbm", set_in("model", "num_categories", value=27.0)),
     "rbm model a list": Case("rbm", set_in("model", value=[8, 16, 27]), says="model settings"),
     "rbm model null": Case("rbm", set_in("model", value=None), says="model settings"),
     "rbm model with an unknown setting": Case("rbm", set_in("model", "bias", value=1)),
-    **{f"nade width {value!r}": Case("nade", set_in("model", "width", value=value), says="width")
-       for value in ("8", 8.0, [8], None, True)},
+    **{
+        f"nade width {value!r}": Case("nade", set_in("model", "width", value=value), says="width")
+        for value in ("8", 8.0, [8], None, True)
+    },
     "nade num_categories 4.0": Case("nade", set_in("model", "num_categories", value=4.0)),
     "nade num_categories '4'": Case("nade", set_in("model", "num_categories", value="4")),
     "nade depth true": Case("nade", set_in("model", "depth", value=True)),
@@ -341,15 +376,22 @@ CASES = {
     "files null": Case("rbm", set_in("files", value=None), says="list of files"),
     "format 1 checksums []": Case("rbm", edit_config(lambda c: c.update(format_version=1, checksums=[]))),
     "files: ../x": Case("rbm", set_in("files", "model", "file", value="../x"), says="list of files"),
-    "files: ../model.<hash>.safetensors": Case("rbm", edit_config(
-        lambda c: c["files"]["model"].update(file="../" + c["files"]["model"]["file"])), says="list of files"),
+    "files: ../model.<hash>.safetensors": Case(
+        "rbm",
+        edit_config(lambda c: c["files"]["model"].update(file="../" + c["files"]["model"]["file"])),
+        says="list of files",
+    ),
     "files: absolute path": Case("rbm", set_in("files", "model", "file", value="/etc/passwd"), says="list of files"),
-    "files: the data file as the model": Case("rbm", edit_config(
-        lambda c: c["files"]["model"].update(c["files"]["data"])), says="list of files"),
-    "files: an unknown entry": Case("rbm", set_in("files", "extra", value={"file": "extra.safetensors"}), says="list of files"),
+    "files: the data file as the model": Case(
+        "rbm", edit_config(lambda c: c["files"]["model"].update(c["files"]["data"])), says="list of files"
+    ),
+    "files: an unknown entry": Case(
+        "rbm", set_in("files", "extra", value={"file": "extra.safetensors"}), says="list of files"
+    ),
     "files: no model": Case("rbm", set_in("files", "model", delete=True), says="no model weights"),
-    "files: a missing file": Case("rbm", set_in("files", "model", "file", value="model.0123456789abcdef.safetensors"),
-                                  says="missing"),
+    "files: a missing file": Case(
+        "rbm", set_in("files", "model", "file", value="model.0123456789abcdef.safetensors"), says="missing"
+    ),
     "files: bytes a string": Case("rbm", set_in("files", "model", "bytes", value="14968"), says="list of files"),
     "files: bytes -1": Case("rbm", set_in("files", "model", "bytes", value=-1)),
     "files: sha256 of zeros": Case("rbm", set_in("files", "model", "sha256", value="0" * 64), says="does not match"),
@@ -371,34 +413,61 @@ CASES = {
     "files bytes NaN": Case("rbm", set_in("files", "model", "bytes", value=float("nan"))),
     "history bytes Infinity": Case("rbm", set_in("history", "bytes", value=float("inf"))),
     "config.json is NaN": Case("rbm", replace_file("config.json", lambda p, f: p.write_text("NaN"))),
-    "config.json nested 100000 deep": Case("rbm", replace_file("config.json", lambda p, f: p.write_text(nested_json(100000))),
-                                           says="not valid JSON"),
+    "config.json nested 100000 deep": Case(
+        "rbm", replace_file("config.json", lambda p, f: p.write_text(nested_json(100000))), says="not valid JSON"
+    ),
     "config.json of 100 MB": Case("rbm", sparse_config, says="config.json is"),
     "config.json not UTF-8": Case("rbm", replace_file("config.json", lambda p, f: p.write_bytes(b'{"a": "\xff"}'))),
     "config.json empty": Case("rbm", replace_file("config.json", lambda p, f: p.write_bytes(b""))),
     # -- what is in place of a file
-    "config.json a link to /dev/zero": Case("rbm", replace_file("config.json", lambda p, f: os.symlink("/dev/zero", p)),
-                                            says="symbolic link"),
-    "config.json a link outside": Case("rbm", replace_file("config.json", lambda p, f: os.symlink(
-        shutil.copyfile(f.parent / "pristine-rbm" / "config.json", f.parent / f"{f.name}-config.json"), p)),
-        says="symbolic link"),
-    "model file a link": Case("rbm", replace_file("model", lambda p, f: os.symlink(
-        shutil.copyfile(f.parent / "pristine-rbm" / p.name, f.parent / f"{f.name}-{p.name}"), p)), says="symbolic link"),
-    "trainer file a link to /dev/zero": Case("rbm", replace_file("trainer", lambda p, f: os.symlink("/dev/zero", p)),
-                                             RBM_STATE, "symbolic link"),
-    "history.jsonl a link to /dev/zero": Case("rbm", replace_file("history.jsonl", lambda p, f: os.symlink("/dev/zero", p)),
-                                              RBM_STATE, "symbolic link"),
+    "config.json a link to /dev/zero": Case(
+        "rbm", replace_file("config.json", lambda p, f: os.symlink("/dev/zero", p)), says="symbolic link"
+    ),
+    "config.json a link outside": Case(
+        "rbm",
+        replace_file(
+            "config.json",
+            lambda p, f: os.symlink(
+                shutil.copyfile(f.parent / "pristine-rbm" / "config.json", f.parent / f"{f.name}-config.json"), p
+            ),
+        ),
+        says="symbolic link",
+    ),
+    "model file a link": Case(
+        "rbm",
+        replace_file(
+            "model",
+            lambda p, f: os.symlink(
+                shutil.copyfile(f.parent / "pristine-rbm" / p.name, f.parent / f"{f.name}-{p.name}"), p
+            ),
+        ),
+        says="symbolic link",
+    ),
+    "trainer file a link to /dev/zero": Case(
+        "rbm", replace_file("trainer", lambda p, f: os.symlink("/dev/zero", p)), RBM_STATE, "symbolic link"
+    ),
+    "history.jsonl a link to /dev/zero": Case(
+        "rbm", replace_file("history.jsonl", lambda p, f: os.symlink("/dev/zero", p)), RBM_STATE, "symbolic link"
+    ),
     "config.json a folder": Case("rbm", replace_file("config.json", lambda p, f: p.mkdir()), says="not a regular file"),
     "model file a folder": Case("rbm", replace_file("model", lambda p, f: p.mkdir()), says="not a regular file"),
-    "history.jsonl a folder": Case("rbm", replace_file("history.jsonl", lambda p, f: p.mkdir()), says="not a regular file"),
-    "config.json a FIFO": Case("rbm", replace_file("config.json", lambda p, f: os.mkfifo(p)), says="not a regular file", here=False),
-    "data file a FIFO": Case("rbm", replace_file("data", lambda p, f: os.mkfifo(p)), says="not a regular file", here=False),
-    "history.jsonl a FIFO": Case("rbm", replace_file("history.jsonl", lambda p, f: os.mkfifo(p)), RBM_STATE,
-                                 "not a regular file", here=False),
+    "history.jsonl a folder": Case(
+        "rbm", replace_file("history.jsonl", lambda p, f: p.mkdir()), says="not a regular file"
+    ),
+    "config.json a FIFO": Case(
+        "rbm", replace_file("config.json", lambda p, f: os.mkfifo(p)), says="not a regular file", here=False
+    ),
+    "data file a FIFO": Case(
+        "rbm", replace_file("data", lambda p, f: os.mkfifo(p)), says="not a regular file", here=False
+    ),
+    "history.jsonl a FIFO": Case(
+        "rbm", replace_file("history.jsonl", lambda p, f: os.mkfifo(p)), RBM_STATE, "not a regular file", here=False
+    ),
     "history.jsonl missing": Case("rbm", replace_file("history.jsonl", lambda p, f: None), says="history"),
     ".lock a folder": Case("rbm", lambda f: ((f / ".lock").unlink(), (f / ".lock").mkdir()), ("resume",)),
-    ".lock a link to /dev/zero": Case("rbm", lambda f: ((f / ".lock").unlink(), os.symlink("/dev/zero", f / ".lock")),
-                                      ("resume",)),
+    ".lock a link to /dev/zero": Case(
+        "rbm", lambda f: ((f / ".lock").unlink(), os.symlink("/dev/zero", f / ".lock")), ("resume",)
+    ),
     # -- truncated and hand-made tensor files
     "model truncated": Case("rbm", rebytes("model", lambda b: b[: len(b) // 2], vouch=False), says="size differs"),
     "model truncated, vouched": Case("rbm", rebytes("model", lambda b: b[: len(b) // 2]), says="cannot be read"),
@@ -407,131 +476,245 @@ CASES = {
     "model empty, vouched": Case("rbm", rebytes("model", lambda b: b""), says="cannot be read"),
     "trainer truncated, vouched": Case("rbm", rebytes("trainer", lambda b: b[:-100]), RBM_STATE, "cannot be read"),
     "data truncated, vouched": Case("nade", rebytes("data", lambda b: b[:-10]), NADE_DATA, "cannot be read"),
-    "header length 2**60": Case("rbm", rebytes("model", lambda b: (2**60).to_bytes(8, "little") + b[8:]), says="cannot be read"),
-    "header not JSON": Case("rbm", rebytes("model", lambda b: (5).to_bytes(8, "little") + b"{not}"), says="cannot be read"),
-    "header claims 2**40 floats": Case("rbm", rebytes("model", lambda b: header(
-        {"weight": {"dtype": "F32", "shape": [2**40], "data_offsets": [0, 2**42]}}, b"\0" * 64))),
-    "header with overlapping tensors": Case("rbm", rebytes("model", lambda b: header({
-        "weight": {"dtype": "F32", "shape": [16, 8, 27], "data_offsets": [0, 13824]},
-        "visible_bias": {"dtype": "F32", "shape": [8, 27], "data_offsets": [0, 864]},
-        "hidden_bias": {"dtype": "F32", "shape": [16], "data_offsets": [0, 64]}}, b"\0" * 13824))),
+    "header length 2**60": Case(
+        "rbm", rebytes("model", lambda b: (2**60).to_bytes(8, "little") + b[8:]), says="cannot be read"
+    ),
+    "header not JSON": Case(
+        "rbm", rebytes("model", lambda b: (5).to_bytes(8, "little") + b"{not}"), says="cannot be read"
+    ),
+    "header claims 2**40 floats": Case(
+        "rbm",
+        rebytes(
+            "model",
+            lambda b: header({"weight": {"dtype": "F32", "shape": [2**40], "data_offsets": [0, 2**42]}}, b"\0" * 64),
+        ),
+    ),
+    "header with overlapping tensors": Case(
+        "rbm",
+        rebytes(
+            "model",
+            lambda b: header(
+                {
+                    "weight": {"dtype": "F32", "shape": [16, 8, 27], "data_offsets": [0, 13824]},
+                    "visible_bias": {"dtype": "F32", "shape": [8, 27], "data_offsets": [0, 864]},
+                    "hidden_bias": {"dtype": "F32", "shape": [16], "data_offsets": [0, 64]},
+                },
+                b"\0" * 13824,
+            ),
+        ),
+    ),
     # -- headers that disagree with the config (the checksum matches: the header check must refuse them)
-    "weight renamed": Case("rbm", retensor("model", lambda t: {("weights" if k == "weight" else k): v for k, v in t.items()}),
-                           says="unexpected tensor"),
+    "weight renamed": Case(
+        "rbm",
+        retensor("model", lambda t: {("weights" if k == "weight" else k): v for k, v in t.items()}),
+        says="unexpected tensor",
+    ),
     "weight of a wrong shape": Case("rbm", weights("weight", lambda w: w[:, :, :-1].contiguous()), says="shape"),
     "weight of a wrong dtype": Case("rbm", weights("weight", lambda w: w.to(torch.int32)), says="dtype"),
     "weight of dtype bool": Case("rbm", weights("weight", lambda w: w > 0), says="dtype"),
     "weight of dtype float8": Case("rbm", weights("weight", lambda w: w.to(torch.float8_e4m3fn)), says="dtype"),
     "weight float64 is fine but NaN": Case("rbm", weights("weight", lambda w: nan_at_first(w.double())), says="NaN"),
-    "an extra weight": Case("rbm", retensor("model", lambda t: t.update(extra=torch.zeros(3))), says="unexpected tensor"),
+    "an extra weight": Case(
+        "rbm", retensor("model", lambda t: t.update(extra=torch.zeros(3))), says="unexpected tensor"
+    ),
     "a missing weight": Case("rbm", retensor("model", lambda t: t.pop("hidden_bias")), says="lacks"),
-    "nade weight of a wrong shape": Case("nade", retensor("model", lambda t: t.update(
-        {"readout.weight": torch.zeros(5, 8, 1, 1)})), says="shape"),
-    "captioned caption weight missing": Case("captioned", retensor("model", lambda t: t.pop(
-        next(k for k in t if k.startswith("caption_encoder")))), says="lacks"),
+    "nade weight of a wrong shape": Case(
+        "nade", retensor("model", lambda t: t.update({"readout.weight": torch.zeros(5, 8, 1, 1)})), says="shape"
+    ),
+    "captioned caption weight missing": Case(
+        "captioned",
+        retensor("model", lambda t: t.pop(next(k for k in t if k.startswith("caption_encoder")))),
+        says="lacks",
+    ),
     # -- values
     "NaN weight": Case("rbm", weights("weight", nan_at_first), RBM_STATE, "NaN"),
     "infinite bias": Case("rbm", weights("visible_bias", lambda b: torch.full_like(b, float("inf"))), says="NaN"),
     "nade NaN weight": Case("nade", weights("readout.bias", nan_at_first), NADE_DATA, "NaN"),
-    "NaN velocity": Case("rbm", retensor("trainer", lambda t: t.update({"velocity.weight": nan_at_first(t["velocity.weight"])})),
-                         RBM_STATE, "NaN"),
-    "velocity of a wrong shape": Case("rbm", retensor("trainer", lambda t: t.update({"velocity.weight": torch.zeros(3)})),
-                                      RBM_STATE, "does not fit"),
+    "NaN velocity": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update({"velocity.weight": nan_at_first(t["velocity.weight"])})),
+        RBM_STATE,
+        "NaN",
+    ),
+    "velocity of a wrong shape": Case(
+        "rbm", retensor("trainer", lambda t: t.update({"velocity.weight": torch.zeros(3)})), RBM_STATE, "does not fit"
+    ),
     "velocity missing": Case("rbm", retensor("trainer", lambda t: t.pop("velocity.weight")), ("resume",)),
-    "trainer with an unknown tensor": Case("rbm", retensor("trainer", lambda t: t.update(extra=torch.zeros(2))), RBM_STATE,
-                                           "unexpected tensor"),
+    "trainer with an unknown tensor": Case(
+        "rbm", retensor("trainer", lambda t: t.update(extra=torch.zeros(2))), RBM_STATE, "unexpected tensor"
+    ),
     "persistent chains negative": Case("rbm", chains(lambda c: c - 1000), RBM_STATE, "outside"),
     "persistent chains = K": Case("rbm", chains(lambda c: torch.full_like(c, 27)), RBM_STATE, "outside"),
-    "persistent chains 2**40": Case("rbm", chains(lambda c: torch.full_like(c, 2**40, dtype=torch.int64)), RBM_STATE, "outside"),
-    "persistent chains of int8 -1": Case("rbm", chains(lambda c: torch.full_like(c, -1, dtype=torch.int8)), RBM_STATE, "outside"),
-    "persistent chains too wide": Case("rbm", chains(lambda c: torch.zeros(c.shape[0], c.shape[1] + 1, dtype=c.dtype)),
-                                       RBM_STATE, "persistent_chains"),
+    "persistent chains 2**40": Case(
+        "rbm", chains(lambda c: torch.full_like(c, 2**40, dtype=torch.int64)), RBM_STATE, "outside"
+    ),
+    "persistent chains of int8 -1": Case(
+        "rbm", chains(lambda c: torch.full_like(c, -1, dtype=torch.int8)), RBM_STATE, "outside"
+    ),
+    "persistent chains too wide": Case(
+        "rbm", chains(lambda c: torch.zeros(c.shape[0], c.shape[1] + 1, dtype=c.dtype)), RBM_STATE, "persistent_chains"
+    ),
     "persistent chains 1-D": Case("rbm", chains(lambda c: c.reshape(-1).contiguous()), RBM_STATE, "persistent_chains"),
     "persistent chains float": Case("rbm", chains(lambda c: c.float()), RBM_STATE, "persistent_chains"),
     "persistent chains empty": Case("rbm", chains(lambda c: c[:0].contiguous()), RBM_STATE),
-    "data value = K": Case("rbm", data("train", lambda d: torch.full_like(d, 27)), ("sample", "resume", "evaluate"), "outside"),
+    "data value = K": Case(
+        "rbm", data("train", lambda d: torch.full_like(d, 27)), ("sample", "resume", "evaluate"), "outside"
+    ),
     "data value -1": Case("rbm", data("validation", lambda d: torch.full_like(d, -1)), RBM_STATE, "outside"),
     "data float": Case("rbm", data("train", lambda d: d.float()), RBM_STATE, "dtype"),
     "data of a wrong width": Case("rbm", data("train", lambda d: d[:, :-1].contiguous()), RBM_STATE, "shape"),
     "data without train": Case("rbm", retensor("data", lambda t: t.pop("train")), RBM_STATE),
     "data empty": Case("rbm", retensor("data", lambda t: {k: v[:0].contiguous() for k, v in t.items()}), RBM_STATE),
-    "nade data level = levels": Case("nade", data("train", lambda d: torch.full_like(d, 4)), NADE_DATA + ("resume",), "outside"),
-    "nade test images of a wrong size": Case("nade", data("test", lambda d: d[..., :-1].contiguous()), NADE_DATA, "shape"),
+    "nade data level = levels": Case(
+        "nade", data("train", lambda d: torch.full_like(d, 4)), (*NADE_DATA, "resume"), "outside"
+    ),
+    "nade test images of a wrong size": Case(
+        "nade", data("test", lambda d: d[..., :-1].contiguous()), NADE_DATA, "shape"
+    ),
     "nade data 3-D": Case("nade", data("test", lambda d: d[:, 0].contiguous()), NADE_DATA, "shape"),
     "nade data without train": Case("nade", retensor("data", lambda t: t.pop("train")), NADE_STATE),
-    "captioned caption id >= vocabulary": Case("captioned", data("captions.test", lambda d: torch.full_like(d, 6)),
-                                               NADE_DATA, "outside"),
-    "captioned captions of a wrong shape": Case("captioned", data("captions.test", lambda d: d[:, 0].contiguous()),
-                                                NADE_DATA, "captions"),
-    "captioned no captions per image": Case("captioned", data("captions.test", lambda d: d[:, :0].contiguous()), NADE_DATA),
-    "captioned captions for fewer images": Case("captioned", data("captions.test", lambda d: d[:1].contiguous()), NADE_DATA),
+    "captioned caption id >= vocabulary": Case(
+        "captioned", data("captions.test", lambda d: torch.full_like(d, 6)), NADE_DATA, "outside"
+    ),
+    "captioned captions of a wrong shape": Case(
+        "captioned", data("captions.test", lambda d: d[:, 0].contiguous()), NADE_DATA, "captions"
+    ),
+    "captioned no captions per image": Case(
+        "captioned", data("captions.test", lambda d: d[:, :0].contiguous()), NADE_DATA
+    ),
+    "captioned captions for fewer images": Case(
+        "captioned", data("captions.test", lambda d: d[:1].contiguous()), NADE_DATA
+    ),
     "captioned captions without images": Case("captioned", retensor("data", lambda t: t.pop("test")), NADE_DATA),
     # -- generator and optimizer state
-    "shuffle generator state of a wrong size": Case("rbm", retensor("trainer", lambda t: t.update(
-        shuffle_generator_state=torch.zeros(10, dtype=torch.uint8))), ("resume",)),
-    "generator state garbage": Case("rbm", retensor("trainer", lambda t: t.update(
-        generator_state=torch.full_like(t["generator_state"], 0xFF))), ("resume",)),
-    "shuffle generator state garbage": Case("rbm", retensor("trainer", lambda t: t.update(
-        shuffle_generator_state=torch.zeros_like(t["shuffle_generator_state"]))), ("resume",)),
-    "generator state of int64": Case("rbm", retensor("trainer", lambda t: t.update(
-        generator_state=t["generator_state"].long())), RBM_STATE, "generator state"),
-    "generator state of 2**24 bytes": Case("rbm", retensor("trainer", lambda t: t.update(
-        generator_state=torch.zeros(2**24, dtype=torch.uint8))), RBM_STATE, "generator state"),
+    "shuffle generator state of a wrong size": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update(shuffle_generator_state=torch.zeros(10, dtype=torch.uint8))),
+        ("resume",),
+    ),
+    "generator state garbage": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update(generator_state=torch.full_like(t["generator_state"], 0xFF))),
+        ("resume",),
+    ),
+    "shuffle generator state garbage": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update(shuffle_generator_state=torch.zeros_like(t["shuffle_generator_state"]))),
+        ("resume",),
+    ),
+    "generator state of int64": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update(generator_state=t["generator_state"].long())),
+        RBM_STATE,
+        "generator state",
+    ),
+    "generator state of 2**24 bytes": Case(
+        "rbm",
+        retensor("trainer", lambda t: t.update(generator_state=torch.zeros(2**24, dtype=torch.uint8))),
+        RBM_STATE,
+        "generator state",
+    ),
     "generator state missing": Case("rbm", retensor("trainer", lambda t: t.pop("generator_state")), ("resume",)),
-    "adam moment of a wrong shape": Case("nade", retensor("trainer", lambda t: t.update(
-        {"adam.0.exp_avg": torch.zeros(3)})), NADE_STATE, "does not fit"),
-    "adam state of a weight that is not there": Case("nade", retensor("trainer", lambda t: t.update(
-        {"adam.99.exp_avg": torch.zeros(3)})), NADE_STATE, "names no weight"),
-    "adam index not a number": Case("nade", retensor("trainer", lambda t: t.update({"adam.x.step": torch.zeros(())})),
-                                    NADE_STATE, "names no weight"),
-    "adam step NaN": Case("nade", retensor("trainer", lambda t: t.update({"adam.0.step": torch.tensor(float("nan"))})),
-                          NADE_STATE, "NaN"),
-    "adam step negative": Case("nade", retensor("trainer", lambda t: t.update({"adam.0.step": torch.tensor(-5.0)})),
-                               ("resume",)),
-    "adam second moment negative": Case("nade", retensor("trainer", lambda t: t.update(
-        {"adam.0.exp_avg_sq": -torch.ones_like(t["adam.0.exp_avg_sq"])})), ("resume",)),
+    "adam moment of a wrong shape": Case(
+        "nade", retensor("trainer", lambda t: t.update({"adam.0.exp_avg": torch.zeros(3)})), NADE_STATE, "does not fit"
+    ),
+    "adam state of a weight that is not there": Case(
+        "nade",
+        retensor("trainer", lambda t: t.update({"adam.99.exp_avg": torch.zeros(3)})),
+        NADE_STATE,
+        "names no weight",
+    ),
+    "adam index not a number": Case(
+        "nade", retensor("trainer", lambda t: t.update({"adam.x.step": torch.zeros(())})), NADE_STATE, "names no weight"
+    ),
+    "adam step NaN": Case(
+        "nade", retensor("trainer", lambda t: t.update({"adam.0.step": torch.tensor(float("nan"))})), NADE_STATE, "NaN"
+    ),
+    "adam step negative": Case(
+        "nade", retensor("trainer", lambda t: t.update({"adam.0.step": torch.tensor(-5.0)})), ("resume",)
+    ),
+    "adam second moment negative": Case(
+        "nade",
+        retensor("trainer", lambda t: t.update({"adam.0.exp_avg_sq": -torch.ones_like(t["adam.0.exp_avg_sq"])})),
+        ("resume",),
+    ),
     "adam moment missing": Case("nade", retensor("trainer", lambda t: t.pop("adam.0.exp_avg_sq")), ("resume",)),
-    "adam moment int": Case("nade", retensor("trainer", lambda t: t.update(
-        {"adam.0.exp_avg": t["adam.0.exp_avg"].int()})), NADE_STATE, "does not fit"),
+    "adam moment int": Case(
+        "nade",
+        retensor("trainer", lambda t: t.update({"adam.0.exp_avg": t["adam.0.exp_avg"].int()})),
+        NADE_STATE,
+        "does not fit",
+    ),
     # -- the trainer's position and settings in config.json (read by --resume)
-    **{f"rbm trainer epoch {value!r}": Case("rbm", set_in("trainer", "epoch", value=value), ("resume",))
-       for value in ("2", -1, 2.5, None, float("nan"), True)},
+    **{
+        f"rbm trainer epoch {value!r}": Case("rbm", set_in("trainer", "epoch", value=value), ("resume",))
+        for value in ("2", -1, 2.5, None, float("nan"), True)
+    },
     "rbm trainer a list": Case("rbm", set_in("trainer", value=["epoch"]), ("resume",)),
     "rbm trainer a string": Case("rbm", set_in("trainer", value="epoch"), ("resume",)),
     "rbm training a list": Case("rbm", set_in("training", value=[]), ("resume",)),
     "rbm training batch_size 10**12": Case("rbm", set_in("training", "batch_size", value=10**12), ("resume",)),
     "rbm training cd_steps 10**9": Case("rbm", set_in("training", "cd_steps", value=10**9), ("resume",)),
-    "rbm training fantasy_particles 10**9": Case("rbm", set_in("training", "fantasy_particles", value=10**9), ("resume",)),
+    "rbm training fantasy_particles 10**9": Case(
+        "rbm", set_in("training", "fantasy_particles", value=10**9), ("resume",)
+    ),
     "rbm training seed 'x'": Case("rbm", set_in("training", "seed", value="x"), ("resume",)),
     "rbm training seed 2**70": Case("rbm", set_in("training", "seed", value=2**70), ("resume",)),
     "rbm training weight_cost NaN": Case("rbm", set_in("training", "weight_cost", value=float("nan")), ("resume",)),
     "rbm training cd_steps '1'": Case("rbm", set_in("training", "cd_steps", value="1"), ("resume",)),
     "rbm training persistent 'no'": Case("rbm", set_in("training", "persistent", value="no"), ("resume",)),
-    **{f"nade trainer {key} {value!r}": Case("nade", set_in("trainer", key, value=value), ("resume",))
-       for key, value in (("epoch", "1"), ("epoch", -1), ("batch", None), ("batch", 1.5), ("elapsed", "x"),
-                          ("elapsed", float("nan")), ("partial_loss", "x"), ("partial_loss", [1]),
-                          ("optimizer_groups", []), ("optimizer_groups", "x"), ("optimizer_groups", [1]),
-                          ("scheduler", "x"), ("scheduler", {"best": "x"}),
-                          ("scheduler", {"num_bad_epochs": None, "last_epoch": "x"}))},
-    "nade trainer lr 'x'": Case("nade", edit_config(lambda c: c["trainer"]["optimizer_groups"][0].update(lr="x")), ("resume",)),
-    "nade trainer betas [1]": Case("nade", edit_config(lambda c: c["trainer"]["optimizer_groups"][0].update(betas=[1])),
-                                   ("resume",)),
-    "nade trainer elapsed 'x' with --max-time": Case("nade", set_in("trainer", "elapsed", value="x"), ("resume-max-time",)),
+    **{
+        f"nade trainer {key} {value!r}": Case("nade", set_in("trainer", key, value=value), ("resume",))
+        for key, value in (
+            ("epoch", "1"),
+            ("epoch", -1),
+            ("batch", None),
+            ("batch", 1.5),
+            ("elapsed", "x"),
+            ("elapsed", float("nan")),
+            ("partial_loss", "x"),
+            ("partial_loss", [1]),
+            ("optimizer_groups", []),
+            ("optimizer_groups", "x"),
+            ("optimizer_groups", [1]),
+            ("scheduler", "x"),
+            ("scheduler", {"best": "x"}),
+            ("scheduler", {"num_bad_epochs": None, "last_epoch": "x"}),
+        )
+    },
+    "nade trainer lr 'x'": Case(
+        "nade", edit_config(lambda c: c["trainer"]["optimizer_groups"][0].update(lr="x")), ("resume",)
+    ),
+    "nade trainer betas [1]": Case(
+        "nade", edit_config(lambda c: c["trainer"]["optimizer_groups"][0].update(betas=[1])), ("resume",)
+    ),
+    "nade trainer elapsed 'x' with --max-time": Case(
+        "nade", set_in("trainer", "elapsed", value="x"), ("resume-max-time",)
+    ),
     "nade training dilations 'x'": Case("nade", set_in("training", "dilations", value="x"), ("resume",)),
     # -- the codec
-    "codec alphabet one letter short": Case("rbm", edit_config(lambda c: c["codec"].update(alphabet=c["codec"]["alphabet"][:-1])),
-                                            ("sample", "evaluate"), "codec"),
+    "codec alphabet one letter short": Case(
+        "rbm",
+        edit_config(lambda c: c["codec"].update(alphabet=c["codec"]["alphabet"][:-1])),
+        ("sample", "evaluate"),
+        "codec",
+    ),
     "codec max_length 9": Case("rbm", set_in("codec", "max_length", value=9), ("sample", "evaluate"), "codec"),
     "codec max_length '8'": Case("rbm", set_in("codec", "max_length", value="8"), ("sample", "evaluate")),
     "codec max_length 8.0": Case("rbm", set_in("codec", "max_length", value=8.0), ("sample", "evaluate")),
-    "codec alphabet a list of numbers": Case("rbm", set_in("codec", "alphabet", value=list(range(26))), ("sample", "evaluate")),
+    "codec alphabet a list of numbers": Case(
+        "rbm", set_in("codec", "alphabet", value=list(range(26))), ("sample", "evaluate")
+    ),
     "codec alphabet with a repeat": Case("rbm", set_in("codec", "alphabet", value="a" * 26), ("sample", "evaluate")),
     "codec pad_symbol 0": Case("rbm", set_in("codec", "pad_symbol", value=0), ("sample", "evaluate")),
     "codec replacement 5": Case("rbm", set_in("codec", "replacement", value=5), ("sample", "evaluate")),
     "codec case_fold 'yes'": Case("rbm", set_in("codec", "case_fold", value="yes"), ("sample", "evaluate")),
     "codec an unknown setting": Case("rbm", set_in("codec", "extra", value=1), ("sample",)),
-    "codec kind image on an RBM": Case("rbm", set_in("codec", value={"kind": "image", "levels": 27, "channels": 1,
-                                                                     "height": 8, "width": 1}), ("sample",)),
+    "codec kind image on an RBM": Case(
+        "rbm",
+        set_in("codec", value={"kind": "image", "levels": 27, "channels": 1, "height": 8, "width": 1}),
+        ("sample",),
+    ),
     "codec a list": Case("rbm", set_in("codec", value=[]), ("sample",)),
     "codec kind a list": Case("rbm", set_in("codec", "kind", value=[]), ("sample",)),
     "nade codec levels 5": Case("nade", set_in("codec", "levels", value=5), NADE_DATA, "codec"),
@@ -542,50 +725,77 @@ CASES = {
     "nade codec string": Case("nade", set_in("codec", value="image"), ("sample",)),
     # -- history.jsonl
     "history garbage bytes": Case("rbm", history_text(lambda b: b"\xff\xfe garbage\n"), RBM_STATE, "history.jsonl"),
-    "history garbage, not vouched": Case("rbm", history_text(lambda b: b"\xff" * len(b), vouch=False), RBM_STATE, "history.jsonl"),
+    "history garbage, not vouched": Case(
+        "rbm", history_text(lambda b: b"\xff" * len(b), vouch=False), RBM_STATE, "history.jsonl"
+    ),
     "history a JSON list line": Case("rbm", history_text(lambda b: b + b"[1, 2]\n"), RBM_STATE, "history.jsonl"),
-    "history nested 100000 deep": Case("rbm", history_text(lambda b: b + b"[" * 100000 + b"]" * 100000 + b"\n"),
-                                       RBM_STATE, "history.jsonl"),
-    "history truncated in the vouched prefix": Case("rbm", history_text(lambda b: b[: len(b) // 2], vouch=False), RBM_STATE,
-                                                    "history.jsonl"),
+    "history nested 100000 deep": Case(
+        "rbm", history_text(lambda b: b + b"[" * 100000 + b"]" * 100000 + b"\n"), RBM_STATE, "history.jsonl"
+    ),
+    "history truncated in the vouched prefix": Case(
+        "rbm", history_text(lambda b: b[: len(b) // 2], vouch=False), RBM_STATE, "history.jsonl"
+    ),
     "history entry a string": Case("rbm", set_in("history", value="all"), RBM_STATE, "history"),
     "history rows wrong": Case("rbm", set_in("history", "rows", value=7), RBM_STATE, "history.jsonl"),
     "history bytes 10**12": Case("rbm", set_in("history", "bytes", value=10**12), RBM_STATE, "history.jsonl"),
     # -- the caption vocabulary
-    "captions one word short": Case("captioned", edit_config(lambda c: c["captions"]["words"].pop()), NADE_DATA, "vocabulary"),
+    "captions one word short": Case(
+        "captioned", edit_config(lambda c: c["captions"]["words"].pop()), NADE_DATA, "vocabulary"
+    ),
     "captions a string": Case("captioned", set_in("captions", value="words"), NADE_DATA, "vocabulary"),
     "captions missing": Case("captioned", set_in("captions", delete=True), NADE_DATA, "vocabulary"),
     "captions words a dict": Case("captioned", set_in("captions", "words", value={"a": 1}), NADE_DATA, "vocabulary"),
     "captions words numbers": Case("captioned", set_in("captions", "words", value=[1, 2, 3, 4]), NADE_DATA),
-    "captions words repeated": Case("captioned", set_in("captions", "words", value=["a", "a", "b", "c"]), NADE_DATA, "vocabulary"),
+    "captions words repeated": Case(
+        "captioned", set_in("captions", "words", value=["a", "a", "b", "c"]), NADE_DATA, "vocabulary"
+    ),
     "captions max_length Infinity": Case("captioned", set_in("captions", "max_length", value=float("inf")), NADE_DATA),
     "captions max_length '24'": Case("captioned", set_in("captions", "max_length", value="24"), NADE_DATA),
     "captions max_length 0": Case("captioned", set_in("captions", "max_length", value=0), NADE_DATA),
     # -- the environment
-    "GIBBSDREAM_MAX_CHECKPOINT_BYTES garbage": Case("rbm", lambda f: None, env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "lots"},
-                                                    says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
-    "GIBBSDREAM_MAX_CHECKPOINT_BYTES too small": Case("rbm", lambda f: None, env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "1000"},
-                                                      says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"),
+    "GIBBSDREAM_MAX_CHECKPOINT_BYTES garbage": Case(
+        "rbm", lambda f: None, env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "lots"}, says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
+    "GIBBSDREAM_MAX_CHECKPOINT_BYTES too small": Case(
+        "rbm", lambda f: None, env={"GIBBSDREAM_MAX_CHECKPOINT_BYTES": "1000"}, says="GIBBSDREAM_MAX_CHECKPOINT_BYTES"
+    ),
 }
 
 # Oddities that are harmless, and load and work: the checks above are not stricter than they need be.
 ACCEPTED = {
     "caption_merge_every beyond the depth (one merge, after the last block)": Case(
-        "captioned", set_in("model", "caption_merge_every", value=10**18), NADE_DATA),
+        "captioned", set_in("model", "caption_merge_every", value=10**18), NADE_DATA
+    ),
     "data with an unknown part": Case("rbm", retensor("data", lambda t: t.update(extra=t["train"].clone())), RBM_STATE),
     "weights stored as float64": Case("rbm", weights("weight", lambda w: w.double()), RBM_STATE),
     "one persistent chain": Case("rbm", chains(lambda c: c[:1].contiguous()), RBM_STATE),
     "300 persistent chains": Case("rbm", chains(lambda c: c.repeat(5, 1)[:300].contiguous()), RBM_STATE),
-    "a generator state of another kind of device (re-seeded, with a note)": Case("rbm", retensor("trainer", lambda t: t.update(
-        generator_state=torch.zeros(16, dtype=torch.uint8))), ("resume",)),
-    "trainer epoch far beyond --epochs (nothing to do)": Case("rbm", set_in("trainer", "epoch", value=10**30), ("resume",)),
-    "optimizer_groups [{}] (the fresh settings)": Case("nade", set_in("trainer", "optimizer_groups", value=[{}]), ("resume",)),
+    "a generator state of another kind of device (re-seeded, with a note)": Case(
+        "rbm", retensor("trainer", lambda t: t.update(generator_state=torch.zeros(16, dtype=torch.uint8))), ("resume",)
+    ),
+    "trainer epoch far beyond --epochs (nothing to do)": Case(
+        "rbm", set_in("trainer", "epoch", value=10**30), ("resume",)
+    ),
+    "optimizer_groups [{}] (the fresh settings)": Case(
+        "nade", set_in("trainer", "optimizer_groups", value=[{}]), ("resume",)
+    ),
     "a training batch larger than the data (one batch an epoch)": Case(
-        "nade", set_in("training", "batch_size", value=10**12), ("resume",)),
+        "nade", set_in("training", "batch_size", value=10**12), ("resume",)
+    ),
     "huge but finite weights (the compiled loops meet infinite logits)": Case(
-        "rbm", weights("weight", lambda w: w.sign() * 3e38), RBM_STATE),
-    "huge but finite biases": Case("rbm", retensor("model", lambda t: t.update(
-        visible_bias=torch.full_like(t["visible_bias"], 3e38), hidden_bias=torch.full_like(t["hidden_bias"], -3e38))), RBM_STATE),
+        "rbm", weights("weight", lambda w: w.sign() * 3e38), RBM_STATE
+    ),
+    "huge but finite biases": Case(
+        "rbm",
+        retensor(
+            "model",
+            lambda t: t.update(
+                visible_bias=torch.full_like(t["visible_bias"], 3e38),
+                hidden_bias=torch.full_like(t["hidden_bias"], -3e38),
+            ),
+        ),
+        RBM_STATE,
+    ),
     "nade huge but finite weights": Case("nade", weights("readout.weight", lambda w: w.sign() * 3e38), NADE_DATA),
     "no history entry (the model without its history)": Case("rbm", set_in("history", delete=True), RBM_STATE),
 }
@@ -631,8 +841,6 @@ def copies(work, bases, corpus, images) -> Copies:
     for base, folder in bases.items():  # untouched copies outside the cases' folders, for links to point at
         shutil.copytree(folder, copies.root / f"pristine-{base}")
     return copies
-
-
 
 
 def slug(name: str) -> str:
@@ -681,17 +889,29 @@ def limited(argv: list, env: dict | None = None, timeout: float = 120) -> Result
 
     argv = [str(a) for a in argv]
     try:
-        done = subprocess.run([sys.executable, "-m", "gibbsdream.cli", *argv], capture_output=True, text=True,
-                              encoding="utf-8", errors="replace", env={**ENV, **(env or {})}, timeout=timeout,
-                              preexec_fn=cap, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "gibbsdream.cli", *argv],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env={**ENV, **(env or {})},
+            timeout=timeout,
+            preexec_fn=cap,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"{argv} did not finish in {timeout} s (a read that blocks?)")
     return Result(argv, done.returncode, done.stdout, done.stderr)
 
 
 def run_in_subprocesses(copies: Copies, cases: dict, prefix: str) -> dict:
-    jobs = [(name, kind, argv) for name, kinds in cases.items()
-            for kind, argv in prepared(copies, name, prefix).items() if kind in kinds]
+    jobs = [
+        (name, kind, argv)
+        for name, kinds in cases.items()
+        for kind, argv in prepared(copies, name, prefix).items()
+        if kind in kinds
+    ]
     with ThreadPoolExecutor(2) as pool:
         futures = [(name, kind, pool.submit(limited, argv, CASES[name].env)) for name, kind, argv in jobs]
         return {(name, kind): future.result() for name, kind, future in futures}
@@ -726,8 +946,11 @@ def test_a_huge_image_codec_without_data_fails_cleanly(copies):
     # Without data nothing pins the codec's image size; sampling's memory check (or, behind it, the
     # CLI's out-of-memory line) refuses chains of that size.
     folder = copies.copy("nade", "huge-codec")
-    in_sequence(set_in("codec", "height", value=2**14), set_in("codec", "width", value=2**14),
-                set_in("files", "data", delete=True))(folder)
+    in_sequence(
+        set_in("codec", "height", value=2**14),
+        set_in("codec", "width", value=2**14),
+        set_in("files", "data", delete=True),
+    )(folder)
     result = limited(["sample", folder, "--chains", 2, "--steps", 2, "--out", folder / "out", "--quiet"])
     assert result.returncode >= 0
     assert_clean_error(result)
@@ -736,19 +959,25 @@ def test_a_huge_image_codec_without_data_fails_cleanly(copies):
 def test_the_case_lists_name_real_cases():
     for table in (SUBPROCESS_CASES, SLOW_SUBPROCESS_CASES):
         assert all(set(kinds) <= set(CASES[name].commands) for name, kinds in table.items())
-    assert all(name in SUBPROCESS_CASES or name in SLOW_SUBPROCESS_CASES for name, case in CASES.items() if not case.here)
+    assert all(
+        name in SUBPROCESS_CASES or name in SLOW_SUBPROCESS_CASES for name, case in CASES.items() if not case.here
+    )
 
 
 # ---- random edits of config.json ------------------------------------------------------------------
 
 
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(),
+    st.none(),
+    st.booleans(),
+    st.integers(),
     st.sampled_from([0, 1, -1, 2, 3, 4, 6, 8, 16, 27, 255, 256, 2**31, 2**40, 10**9, 2**63, 2**64, 10**30]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
 )
 JSON_VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
 SECTIONS = ("model", "codec", "files", "trainer")
@@ -759,7 +988,7 @@ def edit_paths(config: dict, section: str) -> list:
     further down (a file's entry, an optimizer group's setting, an element of a list)."""
     entry = config.get(section)
     paths = [(section,), (section, "unknown")]
-    for key, value in (entry.items() if isinstance(entry, dict) else ()):
+    for key, value in entry.items() if isinstance(entry, dict) else ():
         paths.append((section, key))
         if isinstance(value, dict):
             paths += [(section, key, inner) for inner in value]
@@ -792,8 +1021,12 @@ def use(ckpt) -> None:
         assert torch.isfinite(model.logits(x, torch.zeros_like(x, dtype=torch.bool))).all()
 
 
-RANDOM_EDITS = {"derandomize": True, "deadline": None, "database": None,
-                "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+RANDOM_EDITS = {
+    "derandomize": True,
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
 
 
 @settings(max_examples=100, **RANDOM_EDITS)
@@ -861,7 +1094,11 @@ def same_tensors(a: dict, b: dict) -> bool:
 def test_format_1_loads_samples_the_same_and_resumes_into_format_2(copies, corpus):
     old, new = copies.copy("rbm", "format-1"), copies.copy("rbm", "format-2")
     to_format_1(old)
-    assert sorted(p.name for p in old.glob("*.safetensors")) == ["data.safetensors", "model.safetensors", "trainer.safetensors"]
+    assert sorted(p.name for p in old.glob("*.safetensors")) == [
+        "data.safetensors",
+        "model.safetensors",
+        "trainer.safetensors",
+    ]
     a, b = load_checkpoint(old), load_checkpoint(new)
     assert same_tensors(a.model.state_dict(), b.model.state_dict())
     assert same_tensors(a.data, b.data) and same_tensors(a.trainer, b.trainer)
@@ -873,8 +1110,10 @@ def test_format_1_loads_samples_the_same_and_resumes_into_format_2(copies, corpu
         assert_ok(result)
     assert sampled[0].stdout == sampled[1].stdout and sampled[0].stdout
 
-    resumed = [gibbsdream_here("train", "rbm", "--data", corpus, *RBM_ARGS, "--epochs", 3, "--out", folder, "--resume")
-               for folder in (old, new)]
+    resumed = [
+        gibbsdream_here("train", "rbm", "--data", corpus, *RBM_ARGS, "--epochs", 3, "--out", folder, "--resume")
+        for folder in (old, new)
+    ]
     for result in resumed:
         assert_ok(result)
     config = read_config(old)
@@ -927,10 +1166,15 @@ def test_a_history_with_unicode_line_separators_loads(work):
     """history.jsonl rows end at "\\n" only: fantasies drawn from a corpus with U+2028 or U+0085 in it
     (written unescaped, as ensure_ascii=False does) once made the checkpoint unreadable."""
     corpus = work / "separators.txt"
-    corpus.write_text("\n".join(["a\u2028b\x85c", "\u2028\u2028a", "b\x85\x85", "ab\u2028"] * 30) + "\n", encoding="utf-8")
+    corpus.write_text(
+        "\n".join(["a\u2028b\x85c", "\u2028\u2028a", "b\x85\x85", "ab\u2028"] * 30) + "\n", encoding="utf-8"
+    )
     out = work / "separators"
-    assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, "--hidden", 8, "--epochs", 2, "--quiet", "--device", "cpu",
-                              "--out", out))
+    assert_ok(
+        gibbsdream_here(
+            "train", "rbm", "--data", corpus, "--hidden", 8, "--epochs", 2, "--quiet", "--device", "cpu", "--out", out
+        )
+    )
     text = (out / "history.jsonl").read_text(encoding="utf-8")
     assert "\u2028" in text or "\x85" in text  # what the rows hold, unescaped
     assert len(load_checkpoint(out).history) == 2

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from gibbsdream.checkpoint import checkpoint_file
 
 WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
 CHAINS, STEPS = 6, 30
@@ -137,8 +137,9 @@ BAD_INPUT = {
     "missing corpus file": lambda c: c.train("--data", c.dir / "nope.txt", "--out", c.out("missing")),
     "empty corpus": lambda c: c.train("--data", c.file("empty.txt", ""), "--out", c.out("empty")),
     "corpus of empty lines": lambda c: c.train("--data", c.file("blank.txt", "\n\n\r\n\n"), "--out", c.out("blank")),
-    "corpus not UTF-8": lambda c: c.train("--data", c.file("latin1.txt", "abc\ncafé\n".encode("latin-1")),
-                                          "--out", c.out("latin1")),
+    "corpus not UTF-8": lambda c: c.train(
+        "--data", c.file("latin1.txt", "abc\ncafé\n".encode("latin-1")), "--out", c.out("latin1")
+    ),
     "--hidden 0": lambda c: c.train("--data", c.corpus, "--out", c.out("hidden"), "--hidden", 0),
     "--epochs -1": lambda c: c.train("--data", c.corpus, "--out", c.out("epochs"), "--epochs", -1),
     "--engine fortran": lambda c: c.train("--data", c.corpus, "--out", c.out("engine"), "--engine", "fortran"),
@@ -154,26 +155,46 @@ BAD_INPUT = {
     "config.json from something else": lambda c: ["sample", _edited_config_text(c, "foreign", '{"foo": 1}')],
     "truncated weights: sample": lambda c: ["sample", _truncated(c, "trunc-sample"), "--steps", 5],
     "truncated weights: evaluate": lambda c: ["evaluate", _truncated(c, "trunc-eval"), "--data", c.corpus],
-    "truncated weights: resume": lambda c: c.train("--data", c.corpus, "--out", _truncated(c, "trunc-resume"),
-                                                   "--resume", "--epochs", 3),
+    "truncated weights: resume": lambda c: c.train(
+        "--data", c.corpus, "--out", _truncated(c, "trunc-resume"), "--resume", "--epochs", 3
+    ),
     "changed weights: sample": lambda c: ["sample", _flipped(c, "flipped"), "--steps", 5],
-    "evaluate data outside the alphabet": lambda c: ["evaluate", c.model, "--data",
-                                                     c.file("alien.txt", "abc\nxyz\nABC!\n\nhello\n"), "--json"],
+    "evaluate data outside the alphabet": lambda c: [
+        "evaluate",
+        c.model,
+        "--data",
+        c.file("alien.txt", "abc\nxyz\nABC!\n\nhello\n"),
+        "--json",
+    ],
     "--prefix longer than max length": lambda c: ["sample", c.model, "--prefix", "abcdefghijklmnop"],
     "train into an existing checkpoint": lambda c: c.train("--data", c.corpus, "--out", c.copy("existing-ckpt")),
-    "bad --temperature with an existing --out": lambda c: ["sample", c.model, "--temperature", "abc",
-                                                           "--out", _existing_output(c)],
+    "bad --temperature with an existing --out": lambda c: [
+        "sample",
+        c.model,
+        "--temperature",
+        "abc",
+        "--out",
+        _existing_output(c),
+    ],
 }
 
 # Hand-edited checkpoints that once crashed the CLI instead of failing cleanly.
 CRASHING = {
-    "config.json without a codec": lambda c: ["sample", _edited_config(c, "nocodec", lambda d: d.update(codec=None)),
-                                              "--steps", 5],
-    "config.json without a model entry": lambda c: ["sample", _edited_config(c, "nomodel", lambda d: d.pop("model")),
-                                                    "--steps", 5],
-    "resume on the CPU a run trained on a GPU": lambda c: c.train("--data", c.corpus, "--out",
-                                                                  _trainer_state_from_a_gpu(c, "gpu-trained"),
-                                                                  "--resume", "--epochs", 3),
+    "config.json without a codec": lambda c: [
+        "sample",
+        _edited_config(c, "nocodec", lambda d: d.update(codec=None)),
+        "--steps",
+        5,
+    ],
+    "config.json without a model entry": lambda c: [
+        "sample",
+        _edited_config(c, "nomodel", lambda d: d.pop("model")),
+        "--steps",
+        5,
+    ],
+    "resume on the CPU a run trained on a GPU": lambda c: c.train(
+        "--data", c.corpus, "--out", _trainer_state_from_a_gpu(c, "gpu-trained"), "--resume", "--epochs", 3
+    ),
 }
 
 
@@ -206,14 +227,33 @@ def runs(work, corpus, model, single_thread) -> dict:
         "sample with the torch engine": [*sample, "--engine", "torch"],
         "sample out": [*sample, "--device", "cpu", "--out", here.dir / "samples" / "out.txt"],
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
-        "sample every dedupe": ["sample", model, "--chains", 4, "--steps", 60, "--every", 10, "--dedupe",
-                                "--format", "jsonl", "--quiet"],
+        "sample every dedupe": [
+            "sample",
+            model,
+            "--chains",
+            4,
+            "--steps",
+            60,
+            "--every",
+            10,
+            "--dedupe",
+            "--format",
+            "jsonl",
+            "--quiet",
+        ],
         "evaluate exact": ["evaluate", model, "--data", corpus, "--method", "exact", "--json"],
-        "evaluate skip invalid": ["evaluate", model, "--data", here.file("mixed.txt", "abc\nxyz\nABC!\n\nhello\n"),
-                                  "--skip-invalid", "--json"],
+        "evaluate skip invalid": [
+            "evaluate",
+            model,
+            "--data",
+            here.file("mixed.txt", "abc\nxyz\nABC!\n\nhello\n"),
+            "--skip-invalid",
+            "--json",
+        ],
         "resume": here.train("--data", corpus, "--out", here.copy("resume"), "--resume", "--epochs", 3),
-        "resume with the torch engine": here.train("--data", corpus, "--out", here.copy("resume-torch"), "--resume",
-                                                   "--epochs", 3, "--engine", "torch"),
+        "resume with the torch engine": here.train(
+            "--data", corpus, "--out", here.copy("resume-torch"), "--resume", "--epochs", 3, "--engine", "torch"
+        ),
         **{name: build(here) for name, build in BAD_INPUT.items()},
         **{name: build(here) for name, build in CRASHING.items()},
     }
@@ -291,8 +331,9 @@ def test_both_sampling_engines_give_the_same_strings(runs):
     assert_ok(runs["sample with the torch engine"])
     ours, reference = runs["sample text"].stdout.splitlines(), runs["sample with the torch engine"].stdout.splitlines()
     assert [line.split()[1:] for line in ours] == [line.split()[1:] for line in reference]  # the same strings
-    assert [float(line.split()[0]) for line in ours] == pytest.approx([float(line.split()[0]) for line in reference],
-                                                                       abs=0.011)  # energies to the printed digits
+    assert [float(line.split()[0]) for line in ours] == pytest.approx(
+        [float(line.split()[0]) for line in reference], abs=0.011
+    )  # energies to the printed digits
 
 
 def test_sample_out_file(runs):
@@ -379,8 +420,17 @@ def _out_folder(result: Result) -> Path:
 
 
 @pytest.mark.parametrize(
-    "case", ["missing corpus file", "empty corpus", "corpus of empty lines", "corpus not UTF-8", "--hidden 0",
-             "--epochs -1", ("subprocess", "missing corpus file"), ("subprocess", "--hidden 0")]
+    "case",
+    [
+        "missing corpus file",
+        "empty corpus",
+        "corpus of empty lines",
+        "corpus not UTF-8",
+        "--hidden 0",
+        "--epochs -1",
+        ("subprocess", "missing corpus file"),
+        ("subprocess", "--hidden 0"),
+    ],
 )
 def test_failed_train_leaves_no_output_folder(runs, case):
     assert_clean_error(runs[case])
@@ -424,7 +474,9 @@ def test_resuming_a_checkpoint_not_written_by_train_fails_cleanly(tmp_path, corp
 
     codec = StringCodec(alphabet="abc", max_length=4)
     save_checkpoint(tmp_path / "bare", RBM(4, 3, codec.num_categories), codec=codec)
-    message = assert_clean_error(gibbsdream_here("train", "rbm", "--data", corpus, "--out", tmp_path / "bare", "--resume"))
+    message = assert_clean_error(
+        gibbsdream_here("train", "rbm", "--data", corpus, "--out", tmp_path / "bare", "--resume")
+    )
     assert "cannot be resumed" in message
 
 

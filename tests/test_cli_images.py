@@ -23,8 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gibbsdream.checkpoint import checkpoint_file
 from cli_harness import Result, assert_clean_error, assert_ok, gibbsdream, gibbsdream_here
+from gibbsdream.checkpoint import checkpoint_file
 
 run = gibbsdream_here
 
@@ -112,8 +112,9 @@ def rbm(work) -> Path:
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join("".join(rng.choice("abcd") for _ in range(4)) for _ in range(40)) + "\n")
     out = work / "rbm"
-    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", out, "--quiet",
-                  "--device", "cpu"))
+    assert_ok(
+        run("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--out", out, "--quiet", "--device", "cpu")
+    )
     return out
 
 
@@ -127,10 +128,35 @@ def subprocess_runs(work, model, images):
     folder = work / "subprocess"
     rgb = save_png(folder / "rgb.png", np.zeros((SIDE, SIDE, 3), dtype=np.uint8))
     jobs = {
-        "inpaint file": ["inpaint", model, "--image", images / "im00.png", "--mask", BOX, "--steps", STEPS,
-                         "--seed", 3, "--out", folder / "out.png", "--quiet", "--device", "cpu"],
-        "rgb into gray": ["inpaint", model, "--image", rgb, "--steps", STEPS, "--out", folder / "bad.png",
-                          "--device", "cpu"],
+        "inpaint file": [
+            "inpaint",
+            model,
+            "--image",
+            images / "im00.png",
+            "--mask",
+            BOX,
+            "--steps",
+            STEPS,
+            "--seed",
+            3,
+            "--out",
+            folder / "out.png",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
+        "rgb into gray": [
+            "inpaint",
+            model,
+            "--image",
+            rgb,
+            "--steps",
+            STEPS,
+            "--out",
+            folder / "bad.png",
+            "--device",
+            "cpu",
+        ],
     }
     pool = ThreadPoolExecutor(len(jobs))
     futures = {name: pool.submit(gibbsdream, *argv) for name, argv in jobs.items()}
@@ -142,7 +168,11 @@ def subprocess_runs(work, model, images):
 
 
 def test_train_writes_an_image_checkpoint(model):
-    for name in ("config.json", *(checkpoint_file(model, n).name for n in ("model", "data", "trainer")), "history.jsonl"):
+    for name in (
+        "config.json",
+        *(checkpoint_file(model, n).name for n in ("model", "data", "trainer")),
+        "history.jsonl",
+    ):
         assert (model / name).is_file(), name
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["family"] == "nade"
@@ -279,8 +309,24 @@ def test_inpaint_single_file_into_an_existing_folder(work, model, images):
 def test_gif_and_trace(work, model):
     folder = work / "gif"
     gif, trace = folder / "chain.gif", folder / "trace.json"
-    result = run("inpaint", model, "--image", "heldout:3", "--steps", STEPS, "--every", 1, "--gif", gif,
-                 "--trace", trace, "--out", folder / "out", "--device", "cpu")
+    result = run(
+        "inpaint",
+        model,
+        "--image",
+        "heldout:3",
+        "--steps",
+        STEPS,
+        "--every",
+        1,
+        "--gif",
+        gif,
+        "--trace",
+        trace,
+        "--out",
+        folder / "out",
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     assert "inpainted 3 image(s)" in result.stderr  # the summary (not --quiet)
     with Image.open(gif) as image:
@@ -295,8 +341,21 @@ def test_gif_and_trace(work, model):
 
 def test_ancestral_trace_has_one_value_per_variable(work, model):
     trace = work / "ancestral.json"
-    assert_ok(inpaint(model, "--image", "heldout:2", "--sampler", "ancestral", "--mask", BOX, "--trace", trace,
-                      "--out", work / "ancestral"))
+    assert_ok(
+        inpaint(
+            model,
+            "--image",
+            "heldout:2",
+            "--sampler",
+            "ancestral",
+            "--mask",
+            BOX,
+            "--trace",
+            trace,
+            "--out",
+            work / "ancestral",
+        )
+    )
     rows = json.loads(trace.read_text())["mean_log_prob"]
     assert len(rows) == 2 and all(len(row) == 6 + 1 for row in rows)  # the 3x2 hole, one pixel per step
 
@@ -328,8 +387,25 @@ def test_gray_file_into_an_rgb_model_is_converted(work, images):
 
 def test_sample_writes_pngs_grid_gif_and_trace(work, model):
     out, gif, trace = work / "samples", work / "samples.gif", work / "samples.json"
-    assert_ok(run("sample", model, "--num-samples", 3, "--steps", STEPS, "--gif", gif, "--trace", trace,
-                  "--out", out, "--quiet", "--device", "cpu"))
+    assert_ok(
+        run(
+            "sample",
+            model,
+            "--num-samples",
+            3,
+            "--steps",
+            STEPS,
+            "--gif",
+            gif,
+            "--trace",
+            trace,
+            "--out",
+            out,
+            "--quiet",
+            "--device",
+            "cpu",
+        )
+    )
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", *[f"sample-{i:04d}.png" for i in range(3)]]
     for i in range(3):
         made = pixels(out / f"sample-{i:04d}.png")
@@ -346,8 +422,15 @@ def test_evaluate_json(model):
     result = run("evaluate", model, "--orders", 2, "--max-images", 3, "--json", "--device", "cpu")
     assert_ok(result)
     report = json.loads(result.stdout)
-    assert {"nll_nats", "bits_per_dim", "nll_nats_stderr", "single_order_nll_nats", "images", "dimensions",
-            "orders"} <= set(report)
+    assert {
+        "nll_nats",
+        "bits_per_dim",
+        "nll_nats_stderr",
+        "single_order_nll_nats",
+        "images",
+        "dimensions",
+        "orders",
+    } <= set(report)
     assert report["images"] == 3 and report["dimensions"] == SIDE * SIDE and report["orders"] == 2
     for key in ("nll_nats", "bits_per_dim", "nll_nats_stderr", "single_order_nll_nats"):
         assert math.isfinite(report[key]), key
@@ -423,32 +506,56 @@ class Case:
     def train(self, *args):
         out = [] if "--out" in args else ["--out", self.out]
         data = [] if "--data" in args else ["--data", self.images]
-        return ["train", "nade", *data, "--levels", LEVELS, "--width", 8, "--depth", 1, "--epochs", 1, "--quiet",
-                *out, *args]
+        return [
+            "train",
+            "nade",
+            *data,
+            "--levels",
+            LEVELS,
+            "--width",
+            8,
+            "--depth",
+            1,
+            "--epochs",
+            1,
+            "--quiet",
+            *out,
+            *args,
+        ]
 
 
 ZEROS = np.zeros((SIDE, SIDE))
 # name: (build the command line, a fragment the one-line message must contain)
 BAD_INPUT = {
     "image of the wrong size": (lambda c: c.inpaint("--image", c.png("big.png", np.zeros((8, 8)))), "resize it to 6x6"),
-    "RGB image into a grayscale model": (lambda c: c.inpaint("--image", c.png("rgb.png", np.zeros((SIDE, SIDE, 3)))),
-                                         "convert it to grayscale"),
-    "folder of wrong-size images": (lambda c: c.inpaint("--image", c.folder_of("big", np.zeros((5, 5))),
-                                                        "--out", c.out), "resize them"),
+    "RGB image into a grayscale model": (
+        lambda c: c.inpaint("--image", c.png("rgb.png", np.zeros((SIDE, SIDE, 3)))),
+        "convert it to grayscale",
+    ),
+    "folder of wrong-size images": (
+        lambda c: c.inpaint("--image", c.folder_of("big", np.zeros((5, 5))), "--out", c.out),
+        "resize them",
+    ),
     "mask box:0,0,0,0": (lambda c: c.inpaint("--mask", "box:0,0,0,0"), "w, h >= 1"),
     "mask box outside the image": (lambda c: c.inpaint("--mask", "box:4,4,3,3"), "does not fit"),
     "black MASK.png hides nothing": (lambda c: c.inpaint("--mask", c.png("black.png", ZEROS)), "hides no pixel"),
-    "white MASK.png hides everything": (lambda c: c.inpaint("--mask", c.png("white.png", ZEROS + 255)),
-                                        "hides every pixel"),
+    "white MASK.png hides everything": (
+        lambda c: c.inpaint("--mask", c.png("white.png", ZEROS + 255)),
+        "hides every pixel",
+    ),
     "mask centre:1 hides everything": (lambda c: c.inpaint("--mask", "centre:1"), "hides every pixel"),
     "mask random:0": (lambda c: c.inpaint("--mask", "random:0"), "random"),
     "MASK.png of the wrong size": (lambda c: c.inpaint("--mask", c.png("small.png", np.zeros((5, 5)))), "5x5"),
     "mask file missing": (lambda c: c.inpaint("--mask", c.dir / "nope.png"), "does not exist"),
     "mask nonsense": (lambda c: c.inpaint("--mask", "nonsense"), "valid forms"),
-    "inpaint an RBM checkpoint": (lambda c: ["inpaint", c.rbm, "--image", c.image, "--out", c.dir / "out.png"],
-                                  "needs an Orderless NADE"),
-    "inpaint a folder that is no checkpoint": (lambda c: ["inpaint", c.images, "--image", c.image, "--out", c.out],
-                                               "not a gibbsdream checkpoint"),
+    "inpaint an RBM checkpoint": (
+        lambda c: ["inpaint", c.rbm, "--image", c.image, "--out", c.dir / "out.png"],
+        "needs an Orderless NADE",
+    ),
+    "inpaint a folder that is no checkpoint": (
+        lambda c: ["inpaint", c.images, "--image", c.image, "--out", c.out],
+        "not a gibbsdream checkpoint",
+    ),
     "--steps 0": (lambda c: c.inpaint("--steps", 0), "--steps"),
     "--steps -1": (lambda c: c.inpaint("--steps", -1), "--steps"),
     "--samples 0": (lambda c: c.inpaint("--samples", 0), "--samples"),
@@ -464,35 +571,51 @@ BAD_INPUT = {
     "--image a text file": (lambda c: c.inpaint("--image", c.file("notes.txt", "hello\n")), "not an image file"),
     "--image heldout:x": (lambda c: c.inpaint("--image", "heldout:x", "--out", c.out), "whole number"),
     "--image heldout:0": (lambda c: c.inpaint("--image", "heldout:0", "--out", c.out), "N >= 1"),
-    "--out x.png with a folder input": (lambda c: c.inpaint("--image", c.images, "--out", c.dir / "x.png"),
-                                        "pass a folder"),
+    "--out x.png with a folder input": (
+        lambda c: c.inpaint("--image", c.images, "--out", c.dir / "x.png"),
+        "pass a folder",
+    ),
     "--out x.png with --samples 2": (lambda c: c.inpaint("--samples", 2, "--out", c.dir / "x.png"), "pass a folder"),
-    "--out an existing file with a folder input": (lambda c: c.inpaint("--image", c.images, "--out",
-                                                                        c.file("taken", "keep me\n")), "is a file"),
+    "--out an existing file with a folder input": (
+        lambda c: c.inpaint("--image", c.images, "--out", c.file("taken", "keep me\n")),
+        "is a file",
+    ),
     "--out inside a file": (lambda c: c.inpaint("--out", c.file("taken", "keep me\n") / "out.png"), "is a file"),
     "--gif is a folder": (lambda c: c.inpaint("--gif", c.folder_of("gifdir", ZEROS, 1)), "--gif"),
     "--trace is a folder": (lambda c: c.inpaint("--trace", c.folder_of("tracedir", ZEROS, 1)), "--trace"),
     # sample
-    "sample NADE with --prefix": (lambda c: ["sample", c.model, "--prefix", "ab", "--out", c.out],
-                                  "--prefix applies to string"),
+    "sample NADE with --prefix": (
+        lambda c: ["sample", c.model, "--prefix", "ab", "--out", c.out],
+        "--prefix applies to string",
+    ),
     "sample RBM with --gif": (lambda c: ["sample", c.rbm, "--gif", c.dir / "c.gif"], "image"),
     "sample --steps 0": (lambda c: ["sample", c.model, "--steps", 0, "--out", c.out], "--steps"),
     "sample --num-samples 0": (lambda c: ["sample", c.model, "--num-samples", 0, "--out", c.out], "--chains"),
     "sample without --out": (lambda c: ["sample", c.model, "--steps", 2], "--out"),
     "sample --out x.png": (lambda c: ["sample", c.model, "--out", c.dir / "x.png"], "folder"),
-    "sample --out an existing file": (lambda c: ["sample", c.model, "--out", c.file("taken", "keep me\n")],
-                                      "is a file"),
-    "sample --gif is a folder": (lambda c: ["sample", c.model, "--steps", 2, "--out", c.out, "--gif",
-                                            c.folder_of("gifdir", ZEROS, 1)], "--gif"),
+    "sample --out an existing file": (
+        lambda c: ["sample", c.model, "--out", c.file("taken", "keep me\n")],
+        "is a file",
+    ),
+    "sample --gif is a folder": (
+        lambda c: ["sample", c.model, "--steps", 2, "--out", c.out, "--gif", c.folder_of("gifdir", ZEROS, 1)],
+        "--gif",
+    ),
     "sample --block 0": (lambda c: ["sample", c.model, "--block", 0, "--out", c.out], "(0, 1]"),
     "sample --temperature -1": (lambda c: ["sample", c.model, "--temperature", -1, "--out", c.out], "negative"),
     # evaluate
-    "evaluate a folder of wrong-size images": (lambda c: ["evaluate", c.model, "--data",
-                                                          c.folder_of("big", np.zeros((7, 7)))], "resize them"),
-    "evaluate an RGB image": (lambda c: ["evaluate", c.model, "--data", c.png("rgb.png", np.zeros((6, 6, 3)))],
-                              "grayscale"),
-    "evaluate an empty folder": (lambda c: ["evaluate", c.model, "--data", c.folder_of("empty", ZEROS, 0)],
-                                 "no images"),
+    "evaluate a folder of wrong-size images": (
+        lambda c: ["evaluate", c.model, "--data", c.folder_of("big", np.zeros((7, 7)))],
+        "resize them",
+    ),
+    "evaluate an RGB image": (
+        lambda c: ["evaluate", c.model, "--data", c.png("rgb.png", np.zeros((6, 6, 3)))],
+        "grayscale",
+    ),
+    "evaluate an empty folder": (
+        lambda c: ["evaluate", c.model, "--data", c.folder_of("empty", ZEROS, 0)],
+        "no images",
+    ),
     "evaluate builtin:nope": (lambda c: ["evaluate", c.model, "--data", "builtin:nope"], "builtin:digits"),
     "evaluate --orders 0": (lambda c: ["evaluate", c.model, "--orders", 0], "--orders"),
     "evaluate --max-images 0": (lambda c: ["evaluate", c.model, "--max-images", 0], "--max-images"),
@@ -501,8 +624,10 @@ BAD_INPUT = {
     "train into an existing checkpoint": (lambda c: c.train("--out", c.checkpoint()), "--resume"),
     "train --out an existing file": (lambda c: c.train("--out", c.file("taken", "keep me\n")), "is a file"),
     "resume a missing checkpoint": (lambda c: c.train("--resume"), "does not exist"),
-    "resume an RBM checkpoint": (lambda c: c.train("--out", Path(shutil.copytree(c.rbm, c.dir / "rbm")), "--resume"),
-                                 "holds an RBM"),
+    "resume an RBM checkpoint": (
+        lambda c: c.train("--out", Path(shutil.copytree(c.rbm, c.dir / "rbm")), "--resume"),
+        "holds an RBM",
+    ),
     "--max-time 0": (lambda c: c.train("--max-time", 0), "positive"),
     "--max-time abc": (lambda c: c.train("--max-time", "abc"), "duration"),
     "--max-time -5": (lambda c: c.train("--max-time", "-5"), "duration"),
@@ -529,6 +654,7 @@ def bad_runs(work, model, rbm, images) -> dict:
 
     ``"shared"`` holds the files of the shared model, RBM and images before and after all of them.
     """
+
     def shared():
         return {"model": snapshot(model), "rbm": snapshot(rbm), "images": snapshot(images)}
 

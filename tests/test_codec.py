@@ -32,7 +32,7 @@ def test_fit_encode_decode_round_trip(lines, pad_side):
     # padding sits on the chosen side, and only there
     for row, text in zip(states.tolist(), kept):
         pad = codec.max_length - len(text)
-        chars, padding = (row[: len(text)], row[len(text):]) if pad_side == "right" else (row[pad:], row[:pad])
+        chars, padding = (row[: len(text)], row[len(text) :]) if pad_side == "right" else (row[pad:], row[:pad])
         assert all(c > 0 for c in chars) and all(c == 0 for c in padding)
 
 
@@ -194,8 +194,12 @@ def test_filter_reports_what_cannot_be_encoded(codec):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"alphabet": "", "max_length": 3}, {"alphabet": "aa", "max_length": 3},
-     {"alphabet": "ab", "max_length": 0}, {"alphabet": "ab", "max_length": 3, "pad_side": "up"}],
+    [
+        {"alphabet": "", "max_length": 3},
+        {"alphabet": "aa", "max_length": 3},
+        {"alphabet": "ab", "max_length": 0},
+        {"alphabet": "ab", "max_length": 3, "pad_side": "up"},
+    ],
 )
 def test_codec_constructor_rejects_bad_settings(kwargs):
     with pytest.raises(UsageError):
@@ -246,11 +250,19 @@ def test_clamp_folds_case_like_encode():
 
 
 def test_to_dict_from_dict_round_trip():
-    codec, kept, _ = StringCodec.fit(LINES, max_length=6, min_char_count=2, rare="replace", pad_side="left",
-                                     case_fold=True, pad_symbol="_")
+    codec, _kept, _ = StringCodec.fit(
+        LINES, max_length=6, min_char_count=2, rare="replace", pad_side="left", case_fold=True, pad_symbol="_"
+    )
     d = codec.to_dict()
-    assert d == {"kind": "string", "alphabet": "?abc", "max_length": 6, "pad_side": "left", "case_fold": True,
-                 "pad_symbol": "_", "replacement": "?"}
+    assert d == {
+        "kind": "string",
+        "alphabet": "?abc",
+        "max_length": 6,
+        "pad_side": "left",
+        "case_fold": True,
+        "pad_symbol": "_",
+        "replacement": "?",
+    }
     again = StringCodec.from_dict(json.loads(json.dumps(d)))
     assert again == codec
     assert again.decode(again.encode(["ABZ"]), show_padding=True) == ["___ab?"]
@@ -261,7 +273,7 @@ def test_to_dict_from_dict_round_trip():
 
 def test_read_lines_plain_file(tmp_path):
     path = tmp_path / "c.txt"
-    path.write_bytes(" a b \r\nc\n\ndé\n".encode("utf-8"))
+    path.write_bytes(" a b \r\nc\n\ndé\n".encode())
     assert read_lines(str(path)) == [" a b ", "c", "", "dé"]  # only line endings are removed
 
 

@@ -75,7 +75,9 @@ def test_independent_whole_block_resampling_does_not_reach_the_joint(table):
 
 def test_ancestral_gibbs_with_a_whole_block_is_exact(table):
     x, known = blank(20000)
-    chain = blocked_gibbs(table, x, known, 3, [1.0] * 3, [1.0] * 3, torch.Generator().manual_seed(4), resample="ancestral")
+    chain = blocked_gibbs(
+        table, x, known, 3, [1.0] * 3, [1.0] * 3, torch.Generator().manual_seed(4), resample="ancestral"
+    )
     assert tv(empirical(chain.samples), table.log_p.exp()) < 0.03
 
 

@@ -85,7 +85,7 @@ def test_same_seed_same_masks(spec, shape, batch_size, seed):
 
 @FAST
 @given(
-    spec=st.sampled_from(SPATIAL_SPECS + ["centre+squares"]),
+    spec=st.sampled_from([*SPATIAL_SPECS, "centre+squares"]),
     shape=shapes,
     batch_size=st.integers(1, 9),
     seed=seeds,
@@ -270,9 +270,7 @@ def test_bernoulli_hides_one_variable_when_the_draw_hides_none():
 # ---- mixtures and specs -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "spec, share", [("centre:0.5+bernoulli:1", 0.5), ("centre:0.5=3,bernoulli:1=1", 0.75)]
-)
+@pytest.mark.parametrize("spec, share", [("centre:0.5+bernoulli:1", 0.5), ("centre:0.5=3,bernoulli:1=1", 0.75)])
 def test_mixture_proportions(spec, share):
     # centre:0.5 and bernoulli:1 (hide all) give different masks, so each example's kind shows.
     known = draw(spec, 4000, (2, 4, 4), seed=9)

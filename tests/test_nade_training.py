@@ -20,10 +20,10 @@ import torch
 from torch.nn import functional as F
 
 from gibbsdream.baselines import IndependentCategorical, MixtureOfCategoricals
+from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.data.masks import training_masks
 from gibbsdream.errors import UsageError
 from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
-from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.models.nade import OrderlessNADE
 from gibbsdream.training.losses import masked_loss
 from gibbsdream.training.nade import (
@@ -59,8 +59,9 @@ def stripes(n: int, levels: int = 3, size: int = 4, seed: int = 0) -> torch.Tens
 
 
 def tiny_config(**changes) -> NADETrainConfig:
-    settings = dict(width=8, depth=2, dilations=(1, 2), epochs=3, batch_size=16, learning_rate=1e-2,
-                    lr_patience=1, seed=7)
+    settings = dict(
+        width=8, depth=2, dilations=(1, 2), epochs=3, batch_size=16, learning_rate=1e-2, lr_patience=1, seed=7
+    )
     settings.update(changes)
     return NADETrainConfig(**settings).check()
 
@@ -210,7 +211,9 @@ def test_known_variables_contribute_nothing_and_get_no_gradient(kind):
     # wild values (even the true level's impossibility) at known positions change nothing
     moved = logits.detach().clone()
     moved[known] = torch.randn(int(known.sum()), 4, generator=g, dtype=torch.float64) * 50
-    torch.testing.assert_close(masked_loss(moved, x, known, kind), masked_loss(logits.detach(), x, known, kind), rtol=0, atol=0)
+    torch.testing.assert_close(
+        masked_loss(moved, x, known, kind), masked_loss(logits.detach(), x, known, kind), rtol=0, atol=0
+    )
 
 
 def test_an_impossible_known_variable_does_not_poison_the_loss():
@@ -286,7 +289,9 @@ def test_order_likelihoods_are_reproducible_with_a_seeded_generator():
     x = all_states(3, 3)
 
     def run(seed, batch_size=1024):
-        return order_log_likelihoods(model, x, num_orders=4, generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+        return order_log_likelihoods(
+            model, x, num_orders=4, generator=torch.Generator().manual_seed(seed), batch_size=batch_size
+        )
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))
@@ -294,7 +299,9 @@ def test_order_likelihoods_are_reproducible_with_a_seeded_generator():
 
 def test_ensemble_of_known_values():
     values = torch.tensor([[math.log(0.2), math.log(0.4)], [-1.0, -1.0]], dtype=torch.float64)
-    torch.testing.assert_close(ensemble_log_likelihood(values), torch.tensor([math.log(0.3), -1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        ensemble_log_likelihood(values), torch.tensor([math.log(0.3), -1.0], dtype=torch.float64)
+    )
 
 
 def test_orderless_nade_never_sees_the_unknown_values():
@@ -317,10 +324,12 @@ def test_one_order_of_orderless_nade_is_a_normalised_distribution():
     model = tiny_model(config)
     states = all_states(4, 3).view(81, 1, 2, 2)  # every 2x2 image with 3 levels
     for seed in (0, 1):
-        values = torch.cat([
-            order_log_likelihoods(model, state[None], 1, generator=torch.Generator().manual_seed(seed))
-            for state in states
-        ])
+        values = torch.cat(
+            [
+                order_log_likelihoods(model, state[None], 1, generator=torch.Generator().manual_seed(seed))
+                for state in states
+            ]
+        )
         assert values.shape == (81, 1)
         assert torch.logsumexp(values[:, 0], 0).item() == pytest.approx(0, abs=1e-5)
 
@@ -333,8 +342,9 @@ def test_order_likelihoods_pass_each_example_its_own_context(batch_size):
     model = ContextTables(*tables)
     x = all_states(3, 3)
     context = torch.arange(27) % 2
-    values = order_log_likelihoods(model, x, num_orders=3, generator=torch.Generator().manual_seed(0),
-                                   batch_size=batch_size, context=context)
+    values = order_log_likelihoods(
+        model, x, num_orders=3, generator=torch.Generator().manual_seed(0), batch_size=batch_size, context=context
+    )
     exact = torch.where(context == 0, tables[0].log_prob(x), tables[1].log_prob(x))
     torch.testing.assert_close(values, exact[:, None].expand(27, 3), rtol=0, atol=1e-5)
 
@@ -353,8 +363,9 @@ def test_independent_categorical_is_smoothed_counts():
     # image-shaped input: variables are flattened in the same order
     images = torch.randint(3, (5, 1, 2, 2), generator=torch.Generator().manual_seed(0))
     flat = IndependentCategorical(3, alpha=0.5).fit(images.view(5, -1))
-    torch.testing.assert_close(IndependentCategorical(3, alpha=0.5).fit(images).log_likelihood(images),
-                               flat.log_likelihood(images.view(5, -1)))
+    torch.testing.assert_close(
+        IndependentCategorical(3, alpha=0.5).fit(images).log_likelihood(images), flat.log_likelihood(images.view(5, -1))
+    )
 
 
 def test_mixture_of_categoricals_is_normalised():
@@ -390,10 +401,19 @@ def test_mixture_em_never_decreases_its_objective():
 # ---- 4. the trainer and its small helpers ------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("8m", 480.0), ("90s", 90.0), ("1h30m", 5400.0), ("2.5h", 9000.0), ("45", 45.0),
-    (" 2M ", 120.0), ("1h2m3s", 3723.0), ("0.5s", 0.5),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("8m", 480.0),
+        ("90s", 90.0),
+        ("1h30m", 5400.0),
+        ("2.5h", 9000.0),
+        ("45", 45.0),
+        (" 2M ", 120.0),
+        ("1h2m3s", 3723.0),
+        ("0.5s", 0.5),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -420,13 +440,33 @@ def test_split_images_is_a_deterministic_partition():
             split_images(images, bad, seed=0)
 
 
-@pytest.mark.parametrize("change", [
-    dict(width=0), dict(depth=0), dict(epochs=0), dict(batch_size=0), dict(batch_size=2.5), dict(width=True),
-    dict(kernel_size=-3), dict(lr_patience=-1), dict(learning_rate=0.0), dict(learning_rate=float("nan")),
-    dict(learning_rate=float("inf")), dict(min_lr=-1e-5), dict(lr_factor=1.0), dict(lr_factor=0.0),
-    dict(weight_decay=-0.1), dict(grad_clip=-1.0), dict(max_time=0.0), dict(max_time=-5.0), dict(loss="mse"),
-    dict(validation_fraction=0.0), dict(validation_fraction=1.0), dict(masks="nonsense"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(width=0),
+        dict(depth=0),
+        dict(epochs=0),
+        dict(batch_size=0),
+        dict(batch_size=2.5),
+        dict(width=True),
+        dict(kernel_size=-3),
+        dict(lr_patience=-1),
+        dict(learning_rate=0.0),
+        dict(learning_rate=float("nan")),
+        dict(learning_rate=float("inf")),
+        dict(min_lr=-1e-5),
+        dict(lr_factor=1.0),
+        dict(lr_factor=0.0),
+        dict(weight_decay=-0.1),
+        dict(grad_clip=-1.0),
+        dict(max_time=0.0),
+        dict(max_time=-5.0),
+        dict(loss="mse"),
+        dict(validation_fraction=0.0),
+        dict(validation_fraction=1.0),
+        dict(masks="nonsense"),
+    ],
+)
 def test_config_check_rejects_bad_settings(change):
     with pytest.raises(UsageError):
         NADETrainConfig(**change).check()
@@ -434,7 +474,9 @@ def test_config_check_rejects_bad_settings(change):
 
 def test_config_check_accepts_defaults_and_normalises_dilations():
     assert NADETrainConfig().check().dilations == (1, 2, 1, 4)
-    config = NADETrainConfig(dilations=[1, 3], max_time=60.0, loss="emd2", masks="orderless+squares", lr_patience=0).check()
+    config = NADETrainConfig(
+        dilations=[1, 3], max_time=60.0, loss="emd2", masks="orderless+squares", lr_patience=0
+    ).check()
     assert config.dilations == (1, 3)
     assert config.model_config(3, 5)["dilations"] == [1, 3]
 
@@ -511,7 +553,9 @@ def test_resume_between_epochs_is_exact(tmp_path):
     config = tiny_config(epochs=3)  # 48 images / 16 = 3 batches per epoch
     reference = NADETrainer(tiny_model(config), config, train, validation).fit(progress=False)
 
-    first = NADETrainer(tiny_model(config), dataclasses.replace(config, epochs=1), train, validation).fit(progress=False)
+    first = NADETrainer(tiny_model(config), dataclasses.replace(config, epochs=1), train, validation).fit(
+        progress=False
+    )
     _save(first, tmp_path / "ckpt", train, validation)
     resumed = _resume_from(tmp_path / "ckpt", train, validation)
     resumed.config.epochs = 3
@@ -524,7 +568,9 @@ def test_resume_between_epochs_is_exact(tmp_path):
     assert resumed_state.keys() == reference_state.keys()
     for index, moments in reference_state.items():
         assert moments.keys() == resumed_state[index].keys()
-        assert all(torch.equal(torch.as_tensor(resumed_state[index][k]), torch.as_tensor(v)) for k, v in moments.items())
+        assert all(
+            torch.equal(torch.as_tensor(resumed_state[index][k]), torch.as_tensor(v)) for k, v in moments.items()
+        )
 
 
 def test_resume_mid_epoch_after_a_timed_stop_is_exact(tmp_path, monkeypatch):
@@ -620,6 +666,6 @@ def test_data_parallel_training_keeps_ranks_in_step(tmp_path):
     assert names
     for name in names:
         assert torch.equal(ranks[0][name], ranks[1][name]), name
-    assert any(not torch.equal(ranks[0][name], ranks[0]["before." + name[len("after."):]]) for name in names)
+    assert any(not torch.equal(ranks[0][name], ranks[0]["before." + name[len("after.") :]]) for name in names)
     histories = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert len(histories[0]) == 2 and histories[0] == histories[1]  # losses are reduced over both ranks

@@ -65,21 +65,24 @@ def test_without_the_compiled_loop_auto_takes_torch_and_numba_says_why(monkeypat
         resolve_engine("numba", categorical)
 
 
-@pytest.mark.parametrize("settings", [
-    {"persistent": True, "momentum": 0.0, "weight_cost": 0.0},  # the step goes straight into the rows
-    {"persistent": True},  # momentum 0.9 and weight cost: the dense step
-    {"persistent": False, "cd_steps": 2},
-    {"persistent": True, "momentum": 0.0, "weight_cost": 1e-3, "batch_size": 48},  # weight cost alone
-    {"persistent": False, "batch_size": 100, "learning_rate": 0.5},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"persistent": True, "momentum": 0.0, "weight_cost": 0.0},  # the step goes straight into the rows
+        {"persistent": True},  # momentum 0.9 and weight cost: the dense step
+        {"persistent": False, "cd_steps": 2},
+        {"persistent": True, "momentum": 0.0, "weight_cost": 1e-3, "batch_size": 48},  # weight cost alone
+        {"persistent": False, "batch_size": 100, "learning_rate": 0.5},
+    ],
+)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_compiled_updates_draw_the_same_chains_and_reach_the_same_parameters(settings, threads):
     data = corpus()
     ours, reference = trainer("numba", data, threads=threads, **settings), trainer("torch", data, **settings)
     batch = ours.config.batch_size
     for start in range(0, 380, batch):  # the last batch is a short one
-        ours.update(ours.train_data[start:start + batch])
-        reference.update(reference.train_data[start:start + batch])
+        ours.update(ours.train_data[start : start + batch])
+        reference.update(reference.train_data[start : start + batch])
         if reference.chains is not None:
             assert torch.equal(ours.chains, reference.chains)
     assert torch.equal(ours.generator.get_state(), reference.generator.get_state())
@@ -96,8 +99,8 @@ def test_float64_models_train_in_float64():
     ours = trainer("numba", data, torch.float64, threads=2, persistent=True)
     reference = trainer("torch", data, torch.float64, persistent=True)
     for start in range(0, 380, 64):
-        ours.update(ours.train_data[start:start + 64])
-        reference.update(reference.train_data[start:start + 64])
+        ours.update(ours.train_data[start : start + 64])
+        reference.update(reference.train_data[start : start + 64])
     assert ours.model.weight.dtype == torch.float64
     assert torch.equal(ours.chains, reference.chains)
     assert_same_parameters(ours, reference, atol=1e-12)
@@ -119,11 +122,20 @@ def test_whole_runs_of_the_two_engines_agree():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    chains=st.integers(1, 9), positions=st.integers(1, 11), categories=st.integers(3, 30),
-    spread=st.floats(0.0, 40.0), seed=st.integers(0, 2**31 - 1), on_boundaries=st.booleans(),
+    chains=st.integers(1, 9),
+    positions=st.integers(1, 11),
+    categories=st.integers(3, 30),
+    spread=st.floats(0.0, 40.0),
+    seed=st.integers(0, 2**31 - 1),
+    on_boundaries=st.booleans(),
 )
 def test_draws_are_the_float64_inverse_cdf_and_gathers_the_hidden_preactivations(
-    chains, positions, categories, spread, seed, on_boundaries,
+    chains,
+    positions,
+    categories,
+    spread,
+    seed,
+    on_boundaries,
 ):
     g = torch.Generator().manual_seed(seed)
     probs = torch.softmax(torch.randn(chains, positions, categories, generator=g) * spread, -1)

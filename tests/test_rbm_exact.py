@@ -7,13 +7,17 @@ an exact sampler is about sqrt(m / (2 pi n)) (0.015 for m = 27, n = 20,000), so 
 below leave room for chance but not for a wrong temperature or a missed conditional.
 """
 
-
 import pytest
 import torch
 
 from gibbsdream import RBM, sample
-from gibbsdream.evaluate import ais_log_partition, exact_log_partition, log_partition, pseudo_log_likelihood
-from gibbsdream.evaluate import _all_states
+from gibbsdream.evaluate import (
+    _all_states,
+    ais_log_partition,
+    exact_log_partition,
+    log_partition,
+    pseudo_log_likelihood,
+)
 
 
 def small_rbm(num_visible=3, num_hidden=4, num_categories=3, scale=1.0, seed=0):
@@ -68,9 +72,17 @@ def test_parameter_shapes_follow_the_documented_layout():
     assert softmax.free_energy(torch.zeros(2, 5, dtype=torch.long)).shape == (2,)
 
 
-@pytest.mark.parametrize("num_categories,temperature,engine", [
-    (3, 1.0, "torch"), (3, 1.0, "numba"), (3, 0.5, "torch"), (3, 0.5, "numba"), (2, 1.0, "torch"), (2, 0.5, "torch"),
-])
+@pytest.mark.parametrize(
+    "num_categories,temperature,engine",
+    [
+        (3, 1.0, "torch"),
+        (3, 1.0, "numba"),
+        (3, 0.5, "torch"),
+        (3, 0.5, "numba"),
+        (2, 1.0, "torch"),
+        (2, 0.5, "torch"),
+    ],
+)
 def test_gibbs_samples_match_the_exact_distribution(num_categories, temperature, engine):
     model = small_rbm(num_visible=3 if num_categories == 3 else 4, num_categories=num_categories)
     _, exact = exact_visible_distribution(model, temperature)
@@ -150,7 +162,7 @@ def test_ais_matches_the_exact_log_partition_within_its_error_bar(num_categories
 def test_pseudo_log_likelihood_is_the_sum_of_exact_full_conditionals():
     for num_categories in (2, 4):
         model = small_rbm(num_visible=4, num_categories=num_categories, seed=7)
-        visible, exact = exact_visible_distribution(model)
+        visible, _exact = exact_visible_distribution(model)
         v = visible[torch.randperm(len(visible), generator=torch.Generator().manual_seed(0))[:10]]
         expected = torch.zeros(len(v), dtype=torch.float64)
         for i in range(model.num_visible):
@@ -172,8 +184,19 @@ def test_contrastive_divergence_moves_the_model_towards_the_data(persistent, eng
     data = visible[draws]
     model = RBM(3, 8, 3)
     model.reset_parameters(torch.Generator().manual_seed(0))
-    config = RBMTrainConfig(num_hidden=8, epochs=15, batch_size=32, learning_rate=0.1, lr_decay=1.0, momentum=0.5,
-                            weight_cost=1e-4, persistent=persistent, monitor_size=50, fantasy_particles=0, engine=engine)
+    config = RBMTrainConfig(
+        num_hidden=8,
+        epochs=15,
+        batch_size=32,
+        learning_rate=0.1,
+        lr_decay=1.0,
+        momentum=0.5,
+        weight_cost=1e-4,
+        persistent=persistent,
+        monitor_size=50,
+        fantasy_particles=0,
+        engine=engine,
+    )
 
     def kl_to_target():
         _, p = exact_visible_distribution(model.double())
@@ -196,8 +219,9 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path, engine):
     def fresh(epochs):
         model = RBM(6, 10, 5)
         model.reset_parameters(torch.Generator().manual_seed(0))
-        config = RBMTrainConfig(num_hidden=10, epochs=epochs, persistent=True, monitor_size=20, fantasy_particles=2,
-                                engine=engine)
+        config = RBMTrainConfig(
+            num_hidden=10, epochs=epochs, persistent=True, monitor_size=20, fantasy_particles=2, engine=engine
+        )
         return RBMTrainer(model, config, data[:380], data[380:])
 
     straight = fresh(3)
@@ -242,13 +266,19 @@ def test_the_training_step_is_torch_optim_sgd_with_weight_cost_on_the_weights_on
     data = torch.zeros(4, 4, dtype=torch.long)
     trainer = RBMTrainer(ours, config, data, data[:0])
     trainer.epoch = 1  # the rate is learning_rate * lr_decay ** epoch
-    optimizer = torch.optim.SGD([
-        {"params": [reference.weight], "weight_decay": weight_cost},
-        {"params": [reference.visible_bias, reference.hidden_bias], "weight_decay": 0.0},
-    ], lr=0.3 * 0.5, momentum=momentum)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": [reference.weight], "weight_decay": weight_cost},
+            {"params": [reference.visible_bias, reference.hidden_bias], "weight_decay": 0.0},
+        ],
+        lr=0.3 * 0.5,
+        momentum=momentum,
+    )
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
-        grads = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in (ours.weight, ours.visible_bias, ours.hidden_bias)]
+        grads = [
+            torch.randn(p.shape, generator=g, dtype=p.dtype) for p in (ours.weight, ours.visible_bias, ours.hidden_bias)
+        ]
         for p, grad in zip((reference.weight, reference.visible_bias, reference.hidden_bias), grads):
             p.grad = grad.clone()
         optimizer.step()
@@ -264,8 +294,12 @@ def test_both_trainers_fit_returns_the_trainer():
     from gibbsdream.training import NADETrainConfig, NADETrainer, RBMTrainConfig, RBMTrainer
 
     data = torch.randint(0, 3, (32, 4))
-    rbm = RBMTrainer(RBM(4, 3, 3), RBMTrainConfig(num_hidden=3, epochs=2, batch_size=8, monitor_every=0, engine="torch"),
-                     data, data[:0])
+    rbm = RBMTrainer(
+        RBM(4, 3, 3),
+        RBMTrainConfig(num_hidden=3, epochs=2, batch_size=8, monitor_every=0, engine="torch"),
+        data,
+        data[:0],
+    )
     assert rbm.fit(progress=False) is rbm and len(rbm.history) == 2
     images = torch.randint(0, 4, (16, 1, 4, 4))
     config = NADETrainConfig(width=4, depth=1, epochs=1, batch_size=8)

@@ -32,7 +32,9 @@ def work(tmp_path_factory) -> Path:
 def corpus(work) -> Path:
     rng = random.Random(5)
     path = work / "corpus.txt"
-    path.write_text("\n".join("".join(rng.choice("abcdef") for _ in range(rng.randint(3, 6))) for _ in range(120)) + "\n")
+    path.write_text(
+        "\n".join("".join(rng.choice("abcdef") for _ in range(rng.randint(3, 6))) for _ in range(120)) + "\n"
+    )
     return path
 
 
@@ -67,15 +69,25 @@ def training(folder: Path) -> dict:
     return json.loads((folder / "config.json").read_text())["training"]
 
 
-@pytest.mark.parametrize("option, value", [("--hidden", 16), ("--max-length", 9), ("--case-fold", None),
-                                           ("--seed", 3), ("--batch-size", 32), ("--persistent", None),
-                                           ("--validation-fraction", 0.2)])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--hidden", 16),
+        ("--max-length", 9),
+        ("--case-fold", None),
+        ("--seed", 3),
+        ("--batch-size", 32),
+        ("--persistent", None),
+        ("--validation-fraction", 0.2),
+    ],
+)
 def test_rbm_options_that_shape_the_model_or_data_are_refused(rbm, corpus, option, value):
     out = copy(rbm, f"rbm-fixed{option}")
     before = (out / "config.json").read_bytes()
     extra = [option] if value is None else [option, value]
-    line = assert_clean_error(gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume",
-                                              "--apply-changes", *extra))
+    line = assert_clean_error(
+        gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume", "--apply-changes", *extra)
+    )
     assert option in line and "differs from the checkpoint's" in line and "new --out" in line
     assert (out / "config.json").read_bytes() == before
 
@@ -83,18 +95,33 @@ def test_rbm_options_that_shape_the_model_or_data_are_refused(rbm, corpus, optio
 def test_rbm_another_corpus_is_refused(rbm, work, corpus):
     other = work / "other.txt"
     other.write_text("xyz\n" * 50)
-    line = assert_clean_error(gibbsdream_here(*RBM, "--data", other, "--out", copy(rbm, "rbm-data"), "--epochs", 2,
-                                              "--resume"))
+    line = assert_clean_error(
+        gibbsdream_here(*RBM, "--data", other, "--out", copy(rbm, "rbm-data"), "--epochs", 2, "--resume")
+    )
     assert "--data" in line and "differs" in line
 
 
 def test_rbm_learning_settings_change_only_when_told(rbm, corpus, capsys):
     out = copy(rbm, "rbm-lr")
-    line = assert_clean_error(gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume",
-                                              "--lr", 0.05))
+    line = assert_clean_error(
+        gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume", "--lr", 0.05)
+    )
     assert "--lr 0.05 differs from the checkpoint's --lr 0.1" in line and "--apply-changes" in line
-    result = gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 2, "--resume", "--lr", 0.05,
-                             "--momentum", 0.5, "--apply-changes")
+    result = gibbsdream_here(
+        *RBM,
+        "--data",
+        corpus,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--resume",
+        "--lr",
+        0.05,
+        "--momentum",
+        0.5,
+        "--apply-changes",
+    )
     assert_ok(result)
     assert "continuing with --lr 0.05 (was --lr 0.1), --momentum 0.5 (was --momentum 0.9)" in result.stderr
     assert (training(out)["learning_rate"], training(out)["momentum"]) == (0.05, 0.5)
@@ -115,22 +142,57 @@ def test_apply_changes_needs_resume(work, corpus, images):
     assert not (work / "fresh").exists() and not (work / "fresh2").exists()
 
 
-@pytest.mark.parametrize("option, value", [("--width", 16), ("--depth", 2), ("--levels", 8), ("--batch-size", 7),
-                                           ("--dilations", "1,2"), ("--no-residual", None)])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--width", 16),
+        ("--depth", 2),
+        ("--levels", 8),
+        ("--batch-size", 7),
+        ("--dilations", "1,2"),
+        ("--no-residual", None),
+    ],
+)
 def test_nade_options_that_shape_the_model_or_data_are_refused(nade, images, option, value):
     extra = [option] if value is None else [option, value]
-    line = assert_clean_error(gibbsdream_here(*NADE, "--data", images, "--out", copy(nade, f"nade{option}"),
-                                              "--epochs", 2, "--resume", "--apply-changes", *extra))
+    line = assert_clean_error(
+        gibbsdream_here(
+            *NADE,
+            "--data",
+            images,
+            "--out",
+            copy(nade, f"nade{option}"),
+            "--epochs",
+            2,
+            "--resume",
+            "--apply-changes",
+            *extra,
+        )
+    )
     assert option in line and "differs from the checkpoint's" in line
 
 
 def test_nade_learning_rate_change_reaches_the_optimizer(nade, images):
     out = copy(nade, "nade-lr")
-    line = assert_clean_error(gibbsdream_here(*NADE, "--data", images, "--out", out, "--epochs", 2, "--resume",
-                                              "--lr", 3e-4))
+    line = assert_clean_error(
+        gibbsdream_here(*NADE, "--data", images, "--out", out, "--epochs", 2, "--resume", "--lr", 3e-4)
+    )
     assert "--apply-changes" in line
-    result = gibbsdream_here(*NADE, "--data", images, "--out", out, "--epochs", 2, "--resume", "--lr", 3e-4,
-                             "--weight-decay", 1e-5, "--apply-changes")
+    result = gibbsdream_here(
+        *NADE,
+        "--data",
+        images,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--resume",
+        "--lr",
+        3e-4,
+        "--weight-decay",
+        1e-5,
+        "--apply-changes",
+    )
     assert_ok(result)
     assert "continuing with --lr 0.0003 (was --lr 0.001)" in result.stderr
     config = json.loads((out / "config.json").read_text())
@@ -142,8 +204,9 @@ def test_nade_learning_rate_change_reaches_the_optimizer(nade, images):
 def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(rbm, corpus):
     out = copy(rbm, "rbm-diverges")
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
-    result = gibbsdream_here(*RBM, "--data", corpus, "--out", out, "--epochs", 3, "--resume", "--lr", 1e30,
-                             "--apply-changes")
+    result = gibbsdream_here(
+        *RBM, "--data", corpus, "--out", out, "--epochs", 3, "--resume", "--lr", 1e30, "--apply-changes"
+    )
     note, line = result.stderr.strip().splitlines()  # the note says what was changed
     assert result.returncode == 2 and note.startswith("note: continuing with --lr 1e+30")
     assert line.startswith("error: ") and "NaN or infinite" in line and "last good state" in line
@@ -175,8 +238,9 @@ def test_a_corpus_file_name_that_is_not_utf8_is_saved_and_loads(work, corpus):
     assert_ok(gibbsdream_here(*RBM, "--data", name, "--out", out, "--epochs", 2, "--resume"))
 
 
-@pytest.mark.parametrize("field, value", [("corpus", 5), ("codec", ["max_length"]), ("trainer", None),
-                                          ("training", [1])])
+@pytest.mark.parametrize(
+    "field, value", [("corpus", 5), ("codec", ["max_length"]), ("trainer", None), ("training", [1])]
+)
 def test_resuming_a_checkpoint_with_damaged_settings_is_one_line(rbm, corpus, field, value):
     out = copy(rbm, f"rbm-damaged-{field}")
     config = json.loads((out / "config.json").read_text())

@@ -15,8 +15,17 @@ import torch
 from gibbsdream import RBM, UsageError, sample
 from gibbsdream.models import OrderlessNADE
 from gibbsdream.sampling import Chain
-from gibbsdream.sampling.registry import (PROTOCOLS, Sampler, applicable, get_sampler, protocol_of, register,
-                                          sampler_names, samplers, unregister)
+from gibbsdream.sampling.registry import (
+    PROTOCOLS,
+    Sampler,
+    applicable,
+    get_sampler,
+    protocol_of,
+    register,
+    sampler_names,
+    samplers,
+    unregister,
+)
 from gibbsdream.sampling.schedules import ANNEAL_KINDS
 
 
@@ -72,8 +81,11 @@ def inapplicable():
     cases = []
     for s in samplers():
         takes = set(s.option_names) | ({"context"} if s.protocol == "conditional" else set())
-        cases += [pytest.param(s.protocol, s.name, name, value, id=f"{s.protocol}-{s.name}-{name}")
-                  for name, value in every_option().items() if name not in takes]
+        cases += [
+            pytest.param(s.protocol, s.name, name, value, id=f"{s.protocol}-{s.name}-{name}")
+            for name, value in every_option().items()
+            if name not in takes
+        ]
     return cases
 
 
@@ -100,8 +112,10 @@ def test_sample_refuses_an_option_its_sampler_does_not_take(protocol, name, opti
 def test_the_message_the_design_promises():
     with pytest.raises(UsageError) as caught:
         sample(tiny_rbm(), block="yao:0.9,0.1,0.7")
-    assert str(caught.value) == ("block does not apply to the 'gibbs' sampler of energy models (gibbsdream.RBM); "
-                                 "its options are num_chains, init, final, engine, data, codec")
+    assert str(caught.value) == (
+        "block does not apply to the 'gibbs' sampler of energy models (gibbsdream.RBM); "
+        "its options are num_chains, init, final, engine, data, codec"
+    )
 
 
 def test_num_chains_given_by_position_is_an_option_too():
@@ -144,8 +158,11 @@ def test_a_sampler_is_registered_once():
 
 def test_the_registry_imports_nothing_above_sampling():
     source = Path(__file__).parents[1] / "src" / "gibbsdream" / "sampling" / "registry.py"
-    relative = [(node.level, node.module) for node in ast.walk(ast.parse(source.read_text()))
-                if isinstance(node, ast.ImportFrom) and node.level]
+    relative = [
+        (node.level, node.module)
+        for node in ast.walk(ast.parse(source.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level
+    ]
     assert all(level == 1 or (level == 2 and module == "errors") for level, module in relative), relative
 
 
@@ -160,8 +177,14 @@ class ToyOptions:
 def toy_run(model, request, options):
     x = torch.where(request.known, request.x, torch.full_like(request.x, options.fill))
     trace = torch.zeros(2, x.shape[0])
-    chain = Chain(samples=x, energy=trace, temperatures=[request.temperature(0, 1)], known=request.known,
-                  frames=None, frame_steps=[])
+    chain = Chain(
+        samples=x,
+        energy=trace,
+        temperatures=[request.temperature(0, 1)],
+        known=request.known,
+        frames=None,
+        frame_steps=[],
+    )
     chain.settings = {"sampler": "toy", "fill": options.fill}
     return chain
 
@@ -231,8 +254,17 @@ def test_an_rbm_samples_the_same_with_the_same_seed():
     model = tiny_rbm()
     for engine in ("torch", "auto"):
         a = sample(model, 7, 9, "2:0.5", seed=3, engine=engine, final="argmax")
-        b = sample(model, num_chains=7, steps=9, temperature="2:0.5", seed=3, engine=engine, final="argmax",
-                   init="uniform", sampler="gibbs")
+        b = sample(
+            model,
+            num_chains=7,
+            steps=9,
+            temperature="2:0.5",
+            seed=3,
+            engine=engine,
+            final="argmax",
+            init="uniform",
+            sampler="gibbs",
+        )
         assert torch.equal(a.samples, b.samples) and torch.equal(a.energy, b.energy)
     c = sample(model, 7, 9, "2:0.5", seed=4, engine="torch", final="argmax")
     assert not torch.equal(a.samples, c.samples)

@@ -28,13 +28,16 @@ def model(dtype=torch.float32, positions=7, hidden=40, categories=11):
     return rbm
 
 
-@pytest.mark.parametrize("settings", [
-    {"temperature": 1.0},
-    {"temperature": "1.5:0.2"},  # geometric annealing
-    {"temperature": "1:0", "anneal": "linear"},  # ends at T = 0: argmax draws, no random numbers
-    {"temperature": 0.7, "final": "argmax"},
-    {"temperature": 2.0, "init": "zeros"},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 1.0},
+        {"temperature": "1.5:0.2"},  # geometric annealing
+        {"temperature": "1:0", "anneal": "linear"},  # ends at T = 0: argmax draws, no random numbers
+        {"temperature": 0.7, "final": "argmax"},
+        {"temperature": 2.0, "init": "zeros"},
+    ],
+)
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_the_compiled_sampler_gives_the_torch_samplers_chains_and_energies(settings, threads, monkeypatch):
     rbm = model()

@@ -1,5 +1,6 @@
 """Temperature and block-fraction schedules: their text forms, values and bad input."""
 
+import itertools
 import math
 
 import pytest
@@ -186,7 +187,7 @@ def test_annealing_hits_start_and_end(kind, start, end, total):
 def test_geometric_has_a_constant_ratio(start, end, total):
     values = schedule_values(Geometric(start, end), total)
     ratio = (end / start) ** (1 / (total - 1))
-    for a, b in zip(values, values[1:]):
+    for a, b in itertools.pairwise(values):
         assert math.isclose(b / a, ratio, rel_tol=1e-9)
 
 
@@ -277,9 +278,31 @@ def test_non_finite_numeric_temperature_raises(spec):
 @pytest.mark.parametrize(
     "spec",
     [
-        0, "0", 0.0, 1.5, "1.5", -0.1, "-0.1", "abc", "", "nan", float("nan"), float("inf"), "inf",
-        "foo:1", "1:0.5", "yao:1,2", "yao:0.9,0.1,0.7,1", "yao:0.9,0.1,0", "yao:0.9,0,0.7", "yao:1.5",
-        "yao:abc", "cosine-block:0,0.05", "cosine-block:1", "cosine-block:1,1.5", "cosine-block:1,0.05,3",
+        0,
+        "0",
+        0.0,
+        1.5,
+        "1.5",
+        -0.1,
+        "-0.1",
+        "abc",
+        "",
+        "nan",
+        float("nan"),
+        float("inf"),
+        "inf",
+        "foo:1",
+        "1:0.5",
+        "yao:1,2",
+        "yao:0.9,0.1,0.7,1",
+        "yao:0.9,0.1,0",
+        "yao:0.9,0,0.7",
+        "yao:1.5",
+        "yao:abc",
+        "cosine-block:0,0.05",
+        "cosine-block:1",
+        "cosine-block:1,1.5",
+        "cosine-block:1,0.05,3",
     ],
 )
 def test_bad_block_schedules_raise_usage_error(spec):

@@ -30,9 +30,9 @@ from cli_harness import ENV, assert_clean_error, assert_ok, gibbsdream_here, one
 pytest.importorskip("fastapi")
 with warnings.catch_warnings():  # newer Starlette asks for httpx2 here; httpx still works
     warnings.filterwarnings("ignore", message=".*httpx2.*")
-    from fastapi.testclient import TestClient  # noqa: E402
+    from fastapi.testclient import TestClient
 
-from gibbsdream.web import Limits, create_app, load_models  # noqa: E402
+from gibbsdream.web import Limits, create_app, load_models
 
 LEVELS, SIDE = 4, 8
 EXACT = np.array([0, 85, 170, 255], dtype=np.uint8)  # the 8-bit values of the 4 levels
@@ -58,8 +58,29 @@ def image_model(serve_work) -> Path:
         Image.fromarray(EXACT[rng.integers(0, LEVELS, (SIDE, SIDE))]).save(folder / f"im{i:02d}.png")
     out = serve_work / "pixels"
     with one_torch_thread():
-        assert_ok(gibbsdream_here("train", "nade", "--data", folder, "--levels", LEVELS, "--width", 8, "--depth", 1,
-                                  "--epochs", 1, "--seed", 0, "--quiet", "--device", "cpu", "--out", out))
+        assert_ok(
+            gibbsdream_here(
+                "train",
+                "nade",
+                "--data",
+                folder,
+                "--levels",
+                LEVELS,
+                "--width",
+                8,
+                "--depth",
+                1,
+                "--epochs",
+                1,
+                "--seed",
+                0,
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                out,
+            )
+        )
     return out
 
 
@@ -70,8 +91,23 @@ def string_model(serve_work) -> Path:
     corpus.write_text("\n".join("".join(rng.choice("abcd") for _ in range(4)) for _ in range(60)) + "\n")
     out = serve_work / "words"
     with one_torch_thread():
-        assert_ok(gibbsdream_here("train", "rbm", "--data", corpus, "--hidden", 4, "--epochs", 1, "--quiet",
-                                  "--device", "cpu", "--out", out))
+        assert_ok(
+            gibbsdream_here(
+                "train",
+                "rbm",
+                "--data",
+                corpus,
+                "--hidden",
+                4,
+                "--epochs",
+                1,
+                "--quiet",
+                "--device",
+                "cpu",
+                "--out",
+                out,
+            )
+        )
     return out
 
 
@@ -159,7 +195,9 @@ def test_on_step_sees_every_step_and_leaves_the_samples_alone(image_model, strin
     for sampler, steps in (("gibbs", 7), ("ancestral-gibbs", 3), ("ancestral", None)):
         seen = []
         kwargs = dict(x=x, known=known, sampler=sampler, steps=steps or 1, temperature="1.5:0.5", seed=4)
-        with_hook = sample(nade.model, **kwargs, on_step=lambda n, s, t: seen.append((n, s.clone(), t.clone())))
+        with_hook = sample(
+            nade.model, **kwargs, on_step=lambda n, s, t, seen=seen: seen.append((n, s.clone(), t.clone()))
+        )
         plain = sample(nade.model, **kwargs)
         assert torch.equal(with_hook.samples, plain.samples), sampler
         total = plain.settings["steps"]
@@ -224,10 +262,21 @@ def test_models_are_listed_with_what_the_page_needs(client):
     by_name = {m["name"]: m for m in data["models"]}
     assert set(by_name) == {"pixels", "words"}
     image, strings = by_name["pixels"], by_name["words"]
-    assert (image["family"], image["kind"], image["channels"], image["height"], image["width"], image["levels"]) == \
-        ("nade", "image", 1, SIDE, SIDE, LEVELS)
+    assert (image["family"], image["kind"], image["channels"], image["height"], image["width"], image["levels"]) == (
+        "nade",
+        "image",
+        1,
+        SIDE,
+        SIDE,
+        LEVELS,
+    )
     assert image["caption"] is False and image["gallery"] == 4 and image["gallery_split"] == "test"
-    assert (strings["family"], strings["kind"], strings["positions"], strings["clamp"]) == ("rbm", "strings", 4, "prefix")
+    assert (strings["family"], strings["kind"], strings["positions"], strings["clamp"]) == (
+        "rbm",
+        "strings",
+        4,
+        "prefix",
+    )
     assert "uniform" in strings["inits"] and set(strings["alphabet"]) == set("abcd")
     assert data["limits"]["max_jobs"] == 2 and data["limits"]["max_steps"] == 2000
 
@@ -247,7 +296,9 @@ def test_gallery_and_masks(client, image_model):
     assert a == client.post("/api/models/pixels/mask", json={"spec": "random:0.5", "seed": 3}).json()["hole"]
     assert "box:1,2,30,1" in error_of(client.post("/api/models/pixels/mask", json={"spec": "box:1,2,30,1"}))
     # A web request never gets to name a file on the server as its mask.
-    assert "unknown mask" in error_of(client.post("/api/models/pixels/mask", json={"spec": str(image_model / "config.json")}))
+    assert "unknown mask" in error_of(
+        client.post("/api/models/pixels/mask", json={"spec": str(image_model / "config.json")})
+    )
 
 
 # ---- image jobs ------------------------------------------------------------------------------------------
@@ -277,8 +328,8 @@ def test_an_inpainting_runs_to_the_end_and_keeps_the_known_pixels(client, image_
 def test_the_same_job_as_the_python_api(client, image_model):
     """What the page shows is what ``gibbsdream.sample`` gives for the same settings and seed."""
     from gibbsdream import sample
-    from gibbsdream.data.masks import mask_from_array
     from gibbsdream.checkpoint import load_checkpoint
+    from gibbsdream.data.masks import mask_from_array
 
     ckpt = load_checkpoint(image_model, family="nade")
     hole = hole_rows(2, 1, 3, 4)
@@ -333,17 +384,22 @@ def test_uploads_are_read_as_image_files_are(client, tmp_path):
 def test_a_request_beyond_the_size_limit_is_refused_before_it_is_read(image_model):
     with make_client([image_model], max_upload_bytes=1000) as c:
         body = b'{"data": "' + b"A" * 200_000 + b'"}'
-        message = error_of(c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}), 413)
+        message = error_of(
+            c.post("/api/models/pixels/upload", content=body, headers={"content-type": "application/json"}), 413
+        )
         assert "larger than this server's limit (1 KB of image)" in message
 
 
-@pytest.mark.parametrize("body, words", [
-    ({"data": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "not an image"),
-    ({"data": "data:image/png;base64,@@@"}, "not valid base64"),
-    ({"data": "data:image/png;base64"}, "no comma"),
-    ({"data": 5}, "data URL"),
-    ({}, "data URL"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"data": "data:image/png;base64,aGVsbG8gd29ybGQ="}, "not an image"),
+        ({"data": "data:image/png;base64,@@@"}, "not valid base64"),
+        ({"data": "data:image/png;base64"}, "no comma"),
+        ({"data": 5}, "data URL"),
+        ({}, "data URL"),
+    ],
+)
 def test_bad_uploads_are_refused_with_a_message(client, body, words):
     assert words in error_of(client.post("/api/models/pixels/upload", json=body))
 
@@ -359,31 +415,36 @@ def test_uploads_beyond_the_limits_are_refused(image_model):
         wide = data_url(np.zeros((4, 40), dtype=np.uint8))
         assert "40x4 pixels" in error_of(c.post("/api/models/pixels/upload", json={"data": wide}))
         noise = np.random.default_rng(0).integers(0, 256, (30, 30, 3), dtype=np.uint8)
-        assert "larger than this server's limit" in error_of(c.post("/api/models/pixels/upload", json={"data": data_url(noise)}))
+        assert "larger than this server's limit" in error_of(
+            c.post("/api/models/pixels/upload", json={"data": data_url(noise)})
+        )
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"steps": 2001}, "steps is 2001, above this server's limit of 2000"),
-    ({"steps": 0}, "steps must be at least 1"),
-    ({"steps": "many"}, "steps must be a whole number"),
-    ({"seed": -1}, "seed must be at least 0"),
-    ({"temperature": "hot"}, "temperature"),
-    ({"temperature": "-1"}, "temperature"),
-    ({"anneal": "quadratic"}, "unknown anneal"),
-    ({"block": "1.5"}, "block"),
-    ({"sampler": "metropolis"}, "unknown sampler"),
-    ({"mask": [[1] * SIDE] * SIDE}, "hides every pixel"),
-    ({"mask": [[0] * SIDE] * SIDE}, "hides no pixel"),
-    ({"mask": [[1, 0]]}, "8 rows of 8"),
-    ({"mask": [[2] * SIDE] * SIDE}, "only 0 (keep) and 1 (hole)"),
-    ({"mask": "/etc/passwd"}, "unknown mask"),
-    ({"mask": 3}, "mask must be"),
-    ({"image": "test:99"}, "no built-in image"),
-    ({"image": "secret:0"}, "no built-in image"),
-    ({"image": None}, "no image"),
-    ({"caption": "a red square"}, "no caption encoder"),
-    ({"model": "nope"}, "no model named 'nope'; this server has pixels, words"),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"steps": 2001}, "steps is 2001, above this server's limit of 2000"),
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"steps": "many"}, "steps must be a whole number"),
+        ({"seed": -1}, "seed must be at least 0"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": "-1"}, "temperature"),
+        ({"anneal": "quadratic"}, "unknown anneal"),
+        ({"block": "1.5"}, "block"),
+        ({"sampler": "metropolis"}, "unknown sampler"),
+        ({"mask": [[1] * SIDE] * SIDE}, "hides every pixel"),
+        ({"mask": [[0] * SIDE] * SIDE}, "hides no pixel"),
+        ({"mask": [[1, 0]]}, "8 rows of 8"),
+        ({"mask": [[2] * SIDE] * SIDE}, "only 0 (keep) and 1 (hole)"),
+        ({"mask": "/etc/passwd"}, "unknown mask"),
+        ({"mask": 3}, "mask must be"),
+        ({"image": "test:99"}, "no built-in image"),
+        ({"image": "secret:0"}, "no built-in image"),
+        ({"image": None}, "no image"),
+        ({"caption": "a red square"}, "no caption encoder"),
+        ({"model": "nope"}, "no model named 'nope'; this server has pixels, words"),
+    ],
+)
 def test_bad_image_jobs_are_refused_with_a_message(client, settings, words):
     body = {"model": "pixels", "image": "test:0", "mask": "centre", "steps": 5, **settings}
     status = 404 if "model" in settings else 400
@@ -397,7 +458,9 @@ def test_ancestral_sampling_of_a_big_hole_counts_against_the_step_limit(image_mo
 
 
 def test_requests_that_are_not_json_objects_are_refused(client):
-    assert "not JSON" in error_of(client.post("/api/jobs", content=b"{model", headers={"content-type": "application/json"}))
+    assert "not JSON" in error_of(
+        client.post("/api/jobs", content=b"{model", headers={"content-type": "application/json"})
+    )
     assert "Content-Type: application/json" in error_of(client.post("/api/jobs", content=b"{}"), 415)
     assert "JSON object" in error_of(client.post("/api/jobs", json=[1, 2]))
     assert "no such job" in error_of(client.get("/api/jobs/nope"), 404)
@@ -412,8 +475,16 @@ def test_a_string_job_gives_samples_with_energies(client, string_model):
     from gibbsdream import sample
     from gibbsdream.checkpoint import load_checkpoint
 
-    body = {"model": "words", "chains": 6, "steps": 40, "temperature": "2:0.5", "anneal": "linear", "init": "uniform",
-            "prefix": "ab", "seed": 5}
+    body = {
+        "model": "words",
+        "chains": 6,
+        "steps": 40,
+        "temperature": "2:0.5",
+        "anneal": "linear",
+        "init": "uniform",
+        "prefix": "ab",
+        "seed": 5,
+    }
     status = wait(client, client.post("/api/jobs", json=body).json()["id"])
     assert status["state"] == "done" and status["step"] == 40
     samples = status["samples"]
@@ -424,8 +495,18 @@ def test_a_string_job_gives_samples_with_energies(client, string_model):
     # The same run through the Python API: the same strings and energies.
     ckpt = load_checkpoint(string_model, family="rbm")
     x, known = ckpt.codec.clamp_prefix("ab")
-    chain = sample(ckpt.model, num_chains=6, steps=40, temperature="2:0.5", anneal="linear", x=x, known=known, seed=5,
-                   data=ckpt.data["train"], codec=ckpt.codec)
+    chain = sample(
+        ckpt.model,
+        num_chains=6,
+        steps=40,
+        temperature="2:0.5",
+        anneal="linear",
+        x=x,
+        known=known,
+        seed=5,
+        data=ckpt.data["train"],
+        codec=ckpt.codec,
+    )
     assert [s["text"] for s in samples] == ckpt.codec.decode(chain.samples)
     assert [s["energy"] for s in samples] == pytest.approx(chain.energy[-1].tolist(), abs=1e-4)
     assert min(trace["low"][-1:]) == pytest.approx(min(s["energy"] for s in samples), abs=1e-4)
@@ -437,17 +518,20 @@ def test_polls_send_only_the_new_trace_rows(client):
     assert tail["start"] == 8 and tail["mean"] == status["trace"]["mean"][8:]
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"chains": 257}, "chains is 257, above this server's limit of 256"),
-    ({"steps": 5000}, "steps is 5000, above this server's limit of 2000"),
-    ({"init": "magic"}, "unknown init"),
-    ({"final": "best"}, "unknown final"),
-    ({"prefix": "xyz"}, "cannot be clamped"),
-    ({"prefix": "abcdabcd"}, "cannot be clamped"),
-    ({"suffix": "ab"}, "padded on the left"),
-    ({"caption": "hello"}, "takes no caption"),
-    ({"temperature": "1:"}, "temperature"),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"chains": 257}, "chains is 257, above this server's limit of 256"),
+        ({"steps": 5000}, "steps is 5000, above this server's limit of 2000"),
+        ({"init": "magic"}, "unknown init"),
+        ({"final": "best"}, "unknown final"),
+        ({"prefix": "xyz"}, "cannot be clamped"),
+        ({"prefix": "abcdabcd"}, "cannot be clamped"),
+        ({"suffix": "ab"}, "padded on the left"),
+        ({"caption": "hello"}, "takes no caption"),
+        ({"temperature": "1:"}, "temperature"),
+    ],
+)
 def test_bad_string_jobs_are_refused_with_a_message(client, settings, words):
     body = {"model": "words", "chains": 2, "steps": 5, **settings}
     assert words in error_of(client.post("/api/jobs", json=body))
@@ -458,8 +542,10 @@ def test_bad_string_jobs_are_refused_with_a_message(client, settings, words):
 
 def test_a_running_job_can_be_cancelled(image_model, string_model):
     with make_client([image_model, string_model], max_steps=FOREVER) as c:
-        for body in ({"model": "words", "chains": 2, "steps": FOREVER},
-                     {"model": "pixels", "image": "test:0", "mask": "centre", "steps": FOREVER}):
+        for body in (
+            {"model": "words", "chains": 2, "steps": FOREVER},
+            {"model": "pixels", "image": "test:0", "mask": "centre", "steps": FOREVER},
+        ):
             job = c.post("/api/jobs", json=body).json()
             assert wait_for_step(c, job["id"])["state"] == "running"
             assert c.post(f"/api/jobs/{job['id']}/cancel").status_code == 200
@@ -521,7 +607,9 @@ def test_serve_refuses_bad_checkpoints_and_options(serve_work, image_model):
     assert "--port must be 0" in assert_clean_error(gibbsdream_here("serve", image_model, "--port", 70000))
     assert "--device" in assert_clean_error(gibbsdream_here("serve", image_model, "--device", "tpu"))
     for name in ("http://example.test", "example.test:80", "a b", "example.test/x"):
-        assert "--allow-host takes a bare host name" in assert_clean_error(gibbsdream_here("serve", image_model, "--allow-host", name))
+        assert "--allow-host takes a bare host name" in assert_clean_error(
+            gibbsdream_here("serve", image_model, "--allow-host", name)
+        )
     assert "Missing argument" in assert_clean_error(gibbsdream_here("serve"))
     from gibbsdream.web import bind
 
@@ -541,9 +629,27 @@ def test_serve_in_a_subprocess_prints_its_address_and_answers(image_model, strin
     import urllib.request
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "gibbsdream.cli", "serve", image_model, string_model, "--port", "0", "--quiet",
-         "--device", "cpu", "--allow-host", "gibbsdream.test", "--allow-host", "Other.Test"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "gibbsdream.cli",
+            "serve",
+            image_model,
+            string_model,
+            "--port",
+            "0",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--allow-host",
+            "gibbsdream.test",
+            "--allow-host",
+            "Other.Test",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
         line = process.stdout.readline()

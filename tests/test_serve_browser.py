@@ -63,8 +63,15 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):
         options.add_argument(flag)
@@ -104,8 +111,9 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     from gibbsdream.sampling.schedules import ANNEAL_KINDS
 
     # The sampler and annealing lists are the server's registry's.
-    assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-sampler")).options] == \
-        list(sampler_names("conditional"))
+    assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-sampler")).options] == list(
+        sampler_names("conditional")
+    )
     assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-anneal")).options] == list(ANNEAL_KINDS)
     d.find_element(By.ID, "mask-clear").click()
     assert d.find_element(By.ID, "hole-count").text.startswith("0 of 64")
@@ -143,8 +151,9 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     seed.send_keys("3")
     d.find_element(By.ID, "i-run").click()
     until(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-last-job-state"), "the job to end")
-    assert d.find_element(By.TAG_NAME, "body").get_attribute("data-last-job-state") == "done", \
-        d.find_element(By.ID, "error").text
+    assert d.find_element(By.TAG_NAME, "body").get_attribute("data-last-job-state") == "done", d.find_element(
+        By.ID, "error"
+    ).text
     assert d.find_element(By.ID, "i-status").text.startswith("done: step 40 of 40")
     assert not d.find_element(By.ID, "error").is_displayed()
 

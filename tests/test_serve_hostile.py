@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_harness import ENV
 from PIL import Image
-from test_serve import SIDE, image_model, serve_work, string_model  # noqa: F401  (shared fixtures)
 
 import gibbsdream
+from cli_harness import ENV
+from test_serve import SIDE, image_model, serve_work, string_model  # noqa: F401  (shared fixtures)
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
@@ -101,14 +101,19 @@ def remote(image_model, string_model, tmp_path_factory):  # noqa: F811
     for name in ("random", "box", "centre", "decoy.png"):
         (folder / name).write_bytes(decoy)
     settings = {
-        "models": [str(image_model), str(string_model)], "hosts": [EXTRA_HOST],
+        "models": [str(image_model), str(string_model)],
+        "hosts": [EXTRA_HOST],
         "limits": {"max_jobs": 1, "max_upload_bytes": UPLOAD_LIMIT, "max_steps": FOREVER},
     }
     # This checkout's gibbsdream, whatever an editable install elsewhere points at.
     env = {**ENV, "PYTHONPATH": str(Path(gibbsdream.__file__).parents[1])}
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, json.dumps(settings)], cwd=folder, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", SERVER_SCRIPT, json.dumps(settings)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = process.stdout.readline()
@@ -163,8 +168,10 @@ def thread_server(app):
 def local(image_model, string_model):  # noqa: F811
     from gibbsdream.web import Limits, create_app, load_models
 
-    app = create_app(load_models([image_model, string_model], "cpu"),
-                     Limits(max_jobs=1, max_upload_bytes=UPLOAD_LIMIT, max_steps=FOREVER))
+    app = create_app(
+        load_models([image_model, string_model], "cpu"),
+        Limits(max_jobs=1, max_upload_bytes=UPLOAD_LIMIT, max_steps=FOREVER),
+    )
     with thread_server(app) as server:
         yield server
 
@@ -253,13 +260,33 @@ def send_chunked(port: int, path: str, total: int, chunk: int = 64 * 1024) -> tu
 def test_only_this_servers_own_host_names_are_answered(remote):
     port = remote.port
     with remote.client() as client:
-        for host in ("127.0.0.1", f"127.0.0.1:{port}", "localhost", f"localhost:{port}", "LOCALHOST", "[::1]",
-                     f"[::1]:{port}", EXTRA_HOST, f"{EXTRA_HOST}:{port}"):
+        for host in (
+            "127.0.0.1",
+            f"127.0.0.1:{port}",
+            "localhost",
+            f"localhost:{port}",
+            "LOCALHOST",
+            "[::1]",
+            f"[::1]:{port}",
+            EXTRA_HOST,
+            f"{EXTRA_HOST}:{port}",
+        ):
             answer = client.get("/api/models", headers={"Host": host})
             assert answer.status_code == 200, (host, answer.text)
             assert_headers(answer)
-        for host in ("evil.test", f"evil.test:{port}", "127.0.0.1.evil.test", "localhost.evil.test", "gibbsdream.test.evil",
-                     "127.0.0.2", "0.0.0.0", "[::2]", "localhost:port", "localhost@evil.test", "evil.test#localhost"):
+        for host in (
+            "evil.test",
+            f"evil.test:{port}",
+            "127.0.0.1.evil.test",
+            "localhost.evil.test",
+            "gibbsdream.test.evil",
+            "127.0.0.2",
+            "0.0.0.0",
+            "[::2]",
+            "localhost:port",
+            "localhost@evil.test",
+            "evil.test#localhost",
+        ):
             for path in ("/api/models", "/", "/static/app.js"):
                 assert "host name" in refused(client.get(path, headers={"Host": host}), 400), host
         # A rebinding page reads nothing: not the models, not their checkpoint paths.
@@ -281,13 +308,23 @@ def test_state_changing_requests_from_other_origins_are_refused(remote):
     port = remote.port
     mask = {"spec": "centre"}
     assert post(remote, "/api/models/pixels/mask", mask).status_code == 200  # as the page sends it
-    for origin in ("http://evil.test", "null", f"http://127.0.0.1:{port + 1 if port < 65535 else 1}",
-                   f"http://localhost:{port}", f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port}/path",
-                   f"http://evil.test@127.0.0.1:{port}", "http://127.0.0.1", ""):
+    for origin in (
+        "http://evil.test",
+        "null",
+        f"http://127.0.0.1:{port + 1 if port < 65535 else 1}",
+        f"http://localhost:{port}",
+        f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{port}/path",
+        f"http://evil.test@127.0.0.1:{port}",
+        "http://127.0.0.1",
+        "",
+    ):
         message = refused(post(remote, "/api/models/pixels/mask", mask, Origin=origin), 403)
         assert "own page only" in message, origin
     for site in ("cross-site", "same-site", "whatever"):
-        assert "own page only" in refused(post(remote, "/api/models/pixels/mask", mask, **{"Sec-Fetch-Site": site}), 403)
+        assert "own page only" in refused(
+            post(remote, "/api/models/pixels/mask", mask, **{"Sec-Fetch-Site": site}), 403
+        )
     for site in ("same-origin", "none"):
         assert post(remote, "/api/models/pixels/mask", mask, **{"Sec-Fetch-Site": site}).status_code == 200
     # Without the browser headers (curl, scripts on this machine) the request is taken.
@@ -302,9 +339,16 @@ def test_state_changing_requests_from_other_origins_are_refused(remote):
 
 def test_only_json_bodies_are_read(remote):
     body = json.dumps({"spec": "centre"}).encode()
-    for kind in ("text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
-                 "multipart/form-data; boundary=x", "application/jsonx", "application/json; charset=latin-1",
-                 "application/json; charset=utf-8; x=1", "text/json"):
+    for kind in (
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-8; x=1",
+        "text/json",
+    ):
         message = refused(post(remote, "/api/models/pixels/mask", body, **{"Content-Type": kind}), 415)
         assert "application/json" in message, kind
     for kind in ("application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"):
@@ -322,8 +366,11 @@ def test_a_huge_chunked_body_is_refused_without_being_read(remote):
     """50 MB offered in 64 KB chunks: the server answers 413 once it has read about its limit and
     closes the connection; its peak memory hardly moves (the old server kept it all, +51 MB)."""
     with remote.client() as client:  # warm up the upload path, so the peak below is the body's alone
-        client.post("/api/models/pixels/upload", json={"data": data_url(np.zeros((8, 8), np.uint8))},
-                    headers={"Origin": remote.origin})
+        client.post(
+            "/api/models/pixels/upload",
+            json={"data": data_url(np.zeros((8, 8), np.uint8))},
+            headers={"Origin": remote.origin},
+        )
     before = remote.peak_rss()
     sent, reply = send_chunked(remote.port, "/api/models/pixels/upload", 50 * MB)
     after = remote.peak_rss()
@@ -335,10 +382,13 @@ def test_a_huge_chunked_body_is_refused_without_being_read(remote):
         print(f"chunked 50 MB offer: {sent / MB:.1f} MB sent, server peak RSS +{(after - before) / MB:.1f} MB")
         assert after - before < 16 * MB, (before, after)
     # A declared length above the limit is refused before any body is sent.
-    status, reply = raw_exchange(remote.port, (
-        f"POST /api/models/pixels/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {50 * MB}\r\n\r\n"
-    ).encode())
+    status, reply = raw_exchange(
+        remote.port,
+        (
+            f"POST /api/models/pixels/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {50 * MB}\r\n\r\n"
+        ).encode(),
+    )
     assert status == 413 and b"connection: close" in reply.lower()
     # The server still answers.
     with remote.client() as client:
@@ -358,43 +408,46 @@ def test_the_app_is_given_at_most_about_the_limit_of_a_chunked_body(local):
 DIGITS_5000 = "9" * 5000
 
 
-@pytest.mark.parametrize("raw, words", [
-    ('{"model": "words", "steps": "\u00b2"}', "steps must be a whole number"),
-    ('{"model": "words", "steps": "\u0663"}', "steps must be a whole number"),  # Arabic-Indic 3: a digit, not ASCII
-    (f'{{"model": "words", "steps": "{DIGITS_5000}"}}', "steps must be a whole number"),
-    (f'{{"model": "words", "steps": {DIGITS_5000}}}', "digits"),
-    (f'{{"model": "words", "seed": {"9" * 31}}}', "digits"),
-    ('{"model": "words", "steps": NaN}', "NaN"),
-    ('{"model": "words", "steps": Infinity}', "Infinity"),
-    ('{"model": "words", "chains": -Infinity}', "-Infinity"),
-    ('{"model": "words", "temperature": 1e999}', "too large"),
-    ('{"model": "words", "temperature": NaN}', "NaN"),
-    ('{"model": "words", "temperature": "nan"}', "temperature"),
-    ('{"model": "words", "temperature": "inf"}', "temperature"),
-    ('{"model": "words", "steps": 5.5}', "steps must be a whole number"),
-    ('{"model": "words", "steps": true}', "steps must be a whole number"),
-    ('{"model": "words", "steps": [1]}', "steps must be a whole number"),
-    ('{"model": "words", "steps": -5}', "steps must be at least 1"),
-    ('{"model": "words", "steps": 999999999999999999999}', "above this server's limit"),
-    ('{"model": "words", "chains": 1e300}', "chains must be a whole number"),
-    ('{"model": "words", "seed": 9223372036854775808}', "seed is"),
-    ('{"model": "words", "prefix": {"a": 1}}', "prefix must be text"),
-    ('{"model": "words", "init": ["x"]}', "init must be text"),
-    (f'{{"model": "words", "prefix": "{"a" * 100_000}"}}', "characters long"),
-    ('{"model": "pixels", "image": "test:\u00b2"}', "no built-in image"),
-    ('{"model": "pixels", "image": "test:-1"}', "no built-in image"),
-    (f'{{"model": "pixels", "image": "test:{DIGITS_5000}"}}', "no built-in image"),
-    ('{"model": "pixels", "image": "test:0", "mask": [[0.5]]}', "rows of"),
-    ('{"model": "pixels", "image": "test:0", "mask": {"x": 1}}', "mask must be"),
-    ('{"model": "pixels", "image": "test:0", "mask": "centre:NaN"}', "finite"),
-    (f'{{"model": "pixels", "image": "test:0", "mask": "box:0,0,{"9" * 90},1"}}', "box"),
-    ('{"model": "pixels", "image": {"a": 1}}', "data URL"),
-    (f'{{"model": "pixels", "image": "data:image/png;base64,{"A" * 400_000}"}}', "larger than this server's limit"),
-    ('{"model": ["words"]}', "model must be text"),
-    ("[" * 100_000 + "]" * 100_000, "not JSON"),
-    ('{"model": "words", "steps": 5', "not JSON"),
-    ('"words"', "JSON object"),
-])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        ('{"model": "words", "steps": "\u00b2"}', "steps must be a whole number"),
+        ('{"model": "words", "steps": "\u0663"}', "steps must be a whole number"),  # Arabic-Indic 3: a digit, not ASCII
+        (f'{{"model": "words", "steps": "{DIGITS_5000}"}}', "steps must be a whole number"),
+        (f'{{"model": "words", "steps": {DIGITS_5000}}}', "digits"),
+        (f'{{"model": "words", "seed": {"9" * 31}}}', "digits"),
+        ('{"model": "words", "steps": NaN}', "NaN"),
+        ('{"model": "words", "steps": Infinity}', "Infinity"),
+        ('{"model": "words", "chains": -Infinity}', "-Infinity"),
+        ('{"model": "words", "temperature": 1e999}', "too large"),
+        ('{"model": "words", "temperature": NaN}', "NaN"),
+        ('{"model": "words", "temperature": "nan"}', "temperature"),
+        ('{"model": "words", "temperature": "inf"}', "temperature"),
+        ('{"model": "words", "steps": 5.5}', "steps must be a whole number"),
+        ('{"model": "words", "steps": true}', "steps must be a whole number"),
+        ('{"model": "words", "steps": [1]}', "steps must be a whole number"),
+        ('{"model": "words", "steps": -5}', "steps must be at least 1"),
+        ('{"model": "words", "steps": 999999999999999999999}', "above this server's limit"),
+        ('{"model": "words", "chains": 1e300}', "chains must be a whole number"),
+        ('{"model": "words", "seed": 9223372036854775808}', "seed is"),
+        ('{"model": "words", "prefix": {"a": 1}}', "prefix must be text"),
+        ('{"model": "words", "init": ["x"]}', "init must be text"),
+        (f'{{"model": "words", "prefix": "{"a" * 100_000}"}}', "characters long"),
+        ('{"model": "pixels", "image": "test:\u00b2"}', "no built-in image"),
+        ('{"model": "pixels", "image": "test:-1"}', "no built-in image"),
+        (f'{{"model": "pixels", "image": "test:{DIGITS_5000}"}}', "no built-in image"),
+        ('{"model": "pixels", "image": "test:0", "mask": [[0.5]]}', "rows of"),
+        ('{"model": "pixels", "image": "test:0", "mask": {"x": 1}}', "mask must be"),
+        ('{"model": "pixels", "image": "test:0", "mask": "centre:NaN"}', "finite"),
+        (f'{{"model": "pixels", "image": "test:0", "mask": "box:0,0,{"9" * 90},1"}}', "box"),
+        ('{"model": "pixels", "image": {"a": 1}}', "data URL"),
+        (f'{{"model": "pixels", "image": "data:image/png;base64,{"A" * 400_000}"}}', "larger than this server's limit"),
+        ('{"model": ["words"]}', "model must be text"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON"),
+        ('{"model": "words", "steps": 5', "not JSON"),
+        ('"words"', "JSON object"),
+    ],
+)
 def test_wrong_fields_are_refused_with_one_line_and_the_headers(remote, raw, words):
     assert words in refused(post(remote, "/api/jobs", raw.encode()), 400)
 
@@ -407,17 +460,54 @@ def test_bytes_that_are_not_utf8_json_are_refused(remote):
 def test_no_hostile_value_in_any_field_gives_a_500(remote):
     """Every field of every endpoint, each given each of a list of hostile values: a 4xx with one
     line and the headers, or (for the few that happen to be valid) a job, which is cancelled."""
-    hostile = ['"\u00b2"', f'"{DIGITS_5000}"', "NaN", "-Infinity", "1e308", "-1", "0", "4.5", "true", "null", "[]",
-               "{}", '""', '"\\u0000"', f'"{"x" * 5000}"', '"../../../../etc/passwd"', '"random"', "[[1]]",
-               '"' + "\\n" * 50 + '"']
+    hostile = [
+        '"\u00b2"',
+        f'"{DIGITS_5000}"',
+        "NaN",
+        "-Infinity",
+        "1e308",
+        "-1",
+        "0",
+        "4.5",
+        "true",
+        "null",
+        "[]",
+        "{}",
+        '""',
+        '"\\u0000"',
+        f'"{"x" * 5000}"',
+        '"../../../../etc/passwd"',
+        '"random"',
+        "[[1]]",
+        '"' + "\\n" * 50 + '"',
+    ]
     bases = {
-        "/api/jobs": [{"model": "words", "chains": 2, "steps": 3},
-                      {"model": "pixels", "image": "test:0", "mask": "centre", "steps": 3}],
+        "/api/jobs": [
+            {"model": "words", "chains": 2, "steps": 3},
+            {"model": "pixels", "image": "test:0", "mask": "centre", "steps": 3},
+        ],
         "/api/models/pixels/mask": [{"spec": "centre", "seed": 1}],
         "/api/models/pixels/upload": [{"data": data_url(np.zeros((8, 8), np.uint8))}],
     }
-    fields = ["model", "steps", "seed", "chains", "temperature", "anneal", "block", "sampler", "init", "final",
-              "prefix", "suffix", "caption", "image", "mask", "spec", "data"]
+    fields = [
+        "model",
+        "steps",
+        "seed",
+        "chains",
+        "temperature",
+        "anneal",
+        "block",
+        "sampler",
+        "init",
+        "final",
+        "prefix",
+        "suffix",
+        "caption",
+        "image",
+        "mask",
+        "spec",
+        "data",
+    ]
     asked = 0
     with remote.client() as client:
         for path, bodies in bases.items():
@@ -425,8 +515,11 @@ def test_no_hostile_value_in_any_field_gives_a_500(remote):
                 for field in fields:
                     for value in hostile:
                         body = json.dumps({**base, field: None}).replace(f'"{field}": null', f'"{field}": {value}')
-                        answer = client.post(path, content=body.encode(), headers={
-                            "Content-Type": "application/json", "Origin": remote.origin})
+                        answer = client.post(
+                            path,
+                            content=body.encode(),
+                            headers={"Content-Type": "application/json", "Origin": remote.origin},
+                        )
                         asked += 1
                         assert answer.status_code < 500, (path, field, value, answer.text[:300])
                         assert_headers(answer)
@@ -462,8 +555,18 @@ def test_query_parameters_and_paths_are_checked_too(remote):
 def test_a_mask_spec_never_reads_a_file_on_the_server(remote):
     for name in ("random", "box", "centre", "decoy.png"):
         assert (remote.cwd / name).is_file()  # there to be read, were a spec taken for a path
-    for spec in ("random", "box", "centre:", "decoy.png", "./random", str(remote.cwd / "decoy.png"), "RANDOM", " random ",
-                 "random:", "box:"):
+    for spec in (
+        "random",
+        "box",
+        "centre:",
+        "decoy.png",
+        "./random",
+        str(remote.cwd / "decoy.png"),
+        "RANDOM",
+        " random ",
+        "random:",
+        "box:",
+    ):
         message = refused(post(remote, "/api/models/pixels/mask", {"spec": spec}), 400)
         job = refused(post(remote, "/api/jobs", {"model": "pixels", "image": "test:0", "mask": spec, "steps": 2}), 400)
         if ":" not in spec:
@@ -485,8 +588,10 @@ def test_only_png_jpeg_gif_bmp_and_webp_are_decoded(remote):
         message = refused(post(remote, "/api/models/pixels/upload", {"data": data_url(picture, fmt)}), 400)
         assert "not an image this server can read" in message, fmt
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
-    message = refused(post(remote, "/api/models/pixels/upload",
-                           {"data": "data:image/png;base64," + base64.b64encode(eps).decode()}), 400)
+    message = refused(
+        post(remote, "/api/models/pixels/upload", {"data": "data:image/png;base64," + base64.b64encode(eps).decode()}),
+        400,
+    )
     assert "not an image this server can read" in message
     # A TIFF as a job's image is refused the same way.
     body = {"model": "pixels", "image": data_url(picture, "TIFF"), "mask": "centre", "steps": 2}
@@ -513,10 +618,21 @@ def test_a_decompression_bomb_is_a_400(local, monkeypatch):
 
 def test_paths_outside_the_static_folder_are_not_served(remote):
     port = remote.port
-    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/%2e%2e%2fapp.py",
-                 "/static/../../../../../../etc/passwd", "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-                 "/static//etc/passwd", "/static/..\\app.py", "/static/%5c..%5capp.py", "/../../etc/passwd"):
-        status, reply = raw_exchange(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    for path in (
+        "/static/../app.py",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/static/%2e%2e%2fapp.py",
+        "/static/../../../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/static//etc/passwd",
+        "/static/..\\app.py",
+        "/static/%5c..%5capp.py",
+        "/../../etc/passwd",
+    ):
+        status, reply = raw_exchange(
+            port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
         assert status in (400, 404), (path, reply[:200])
         assert b"def create_app" not in reply and b"root:" not in reply, path
         assert b"nosniff" in reply, path

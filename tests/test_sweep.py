@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
+from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.data.images import save_png
 from gibbsdream.errors import UsageError
-from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.report import write_report
 from gibbsdream.sampling import sample
 from gibbsdream.summary import string_records, summarize_records
@@ -45,8 +45,9 @@ def rbm(work) -> Path:
     corpus = work / "words.txt"
     corpus.write_text("\n".join("".join(rng.choice("abcde") for _ in range(4)) for _ in range(60)) + "\n")
     out = work / "rbm"
-    assert_ok(run("train", "rbm", "--data", corpus, "--hidden", 8, "--epochs", 2, "--out", out, "--quiet",
-                  "--device", "cpu"))
+    assert_ok(
+        run("train", "rbm", "--data", corpus, "--hidden", 8, "--epochs", 2, "--out", out, "--quiet", "--device", "cpu")
+    )
     return out
 
 
@@ -57,8 +58,31 @@ def nade(work) -> Path:
     for i in range(30):
         save_png(folder / f"im{i:02d}.png", EXACT[rng.integers(0, LEVELS, (SIDE, SIDE))])
     out = work / "nade"
-    assert_ok(run("train", "nade", "--data", folder, "--levels", LEVELS, "--width", 8, "--depth", 1, "--epochs", 1,
-                  "--test-size", 6, "--seed", 0, "--quiet", "--device", "cpu", "--out", out))
+    assert_ok(
+        run(
+            "train",
+            "nade",
+            "--data",
+            folder,
+            "--levels",
+            LEVELS,
+            "--width",
+            8,
+            "--depth",
+            1,
+            "--epochs",
+            1,
+            "--test-size",
+            6,
+            "--seed",
+            0,
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        )
+    )
     return out
 
 
@@ -70,18 +94,27 @@ def _without_time(rows):
 
 
 def test_grid_values_split_on_commas_or_on_semicolons_when_values_hold_commas():
-    grid = parse_grid(["temperature=1,0.5,1.5:0.2", "block=0.5;yao:0.9,0.1,0.7", "steps=10", "caption=none;a red square"],
-                      "nade")
-    assert grid == {"temperature": ["1", "0.5", "1.5:0.2"], "block": ["0.5", "yao:0.9,0.1,0.7"], "steps": [10],
-                    "caption": [None, "a red square"]}
+    grid = parse_grid(
+        ["temperature=1,0.5,1.5:0.2", "block=0.5;yao:0.9,0.1,0.7", "steps=10", "caption=none;a red square"], "nade"
+    )
+    assert grid == {
+        "temperature": ["1", "0.5", "1.5:0.2"],
+        "block": ["0.5", "yao:0.9,0.1,0.7"],
+        "steps": [10],
+        "caption": [None, "a red square"],
+    }
 
 
 @given(st.lists(st.integers(1, 3), min_size=1, max_size=4))
 @settings(max_examples=25, deadline=None)
 def test_combinations_are_the_whole_product_with_defaults_filled_in(sizes):
     names = ["temperature", "anneal", "steps", "init"][: len(sizes)]
-    values = {"temperature": ["1", "0.5", "2"], "anneal": ["geometric", "linear", "cosine"], "steps": [1, 2, 3],
-              "init": ["uniform", "zeros", "biases"]}
+    values = {
+        "temperature": ["1", "0.5", "2"],
+        "anneal": ["geometric", "linear", "cosine"],
+        "steps": [1, 2, 3],
+        "init": ["uniform", "zeros", "biases"],
+    }
     grid = {name: values[name][:size] for name, size in zip(names, sizes)}
     cells = combinations(grid, "rbm")
     assert len(cells) == int(np.prod(sizes))
@@ -91,23 +124,26 @@ def test_combinations_are_the_whole_product_with_defaults_filled_in(sizes):
         assert all(cell[name] in grid[name] for name in names)
 
 
-@pytest.mark.parametrize(("entries", "family", "words"), [
-    ([], "rbm", ["empty", "temperature", "init"]),
-    (["temp=1,2"], "rbm", ["unknown grid name 'temp'", "temperature, anneal, steps, init, final"]),
-    (["block=0.5"], "rbm", ["image (NADE)", "string (RBM)", "temperature"]),
-    (["init=uniform"], "nade", ["string (RBM)", "block, sampler, caption"]),
-    (["temperature="], "rbm", ["empty value"]),
-    (["temperature=1,,2"], "rbm", ["empty value"]),
-    (["temperature"], "rbm", ["NAME=V1,V2"]),
-    (["temperature=hot"], "rbm", ["temperature", "hot"]),
-    (["temperature=-1"], "rbm", ["negative"]),
-    (["steps=ten"], "rbm", ["whole number"]),
-    (["steps=0"], "rbm", [">= 1"]),
-    (["block=1.5"], "nade", ["outside (0, 1]"]),
-    (["sampler=metropolis"], "nade", ["gibbs, ancestral-gibbs, ancestral"]),
-    (["anneal=fast"], "rbm", ["geometric, linear, cosine"]),
-    (["steps=1", "steps=2"], "rbm", ["twice"]),
-])
+@pytest.mark.parametrize(
+    ("entries", "family", "words"),
+    [
+        ([], "rbm", ["empty", "temperature", "init"]),
+        (["temp=1,2"], "rbm", ["unknown grid name 'temp'", "temperature, anneal, steps, init, final"]),
+        (["block=0.5"], "rbm", ["image (NADE)", "string (RBM)", "temperature"]),
+        (["init=uniform"], "nade", ["string (RBM)", "block, sampler, caption"]),
+        (["temperature="], "rbm", ["empty value"]),
+        (["temperature=1,,2"], "rbm", ["empty value"]),
+        (["temperature"], "rbm", ["NAME=V1,V2"]),
+        (["temperature=hot"], "rbm", ["temperature", "hot"]),
+        (["temperature=-1"], "rbm", ["negative"]),
+        (["steps=ten"], "rbm", ["whole number"]),
+        (["steps=0"], "rbm", [">= 1"]),
+        (["block=1.5"], "nade", ["outside (0, 1]"]),
+        (["sampler=metropolis"], "nade", ["gibbs, ancestral-gibbs, ancestral"]),
+        (["anneal=fast"], "rbm", ["geometric, linear, cosine"]),
+        (["steps=1", "steps=2"], "rbm", ["twice"]),
+    ],
+)
 def test_bad_grids_name_what_is_wrong_and_the_valid_choices(entries, family, words):
     with pytest.raises(UsageError) as caught:
         parse_grid(entries, family)
@@ -134,12 +170,24 @@ def test_rbm_rows_are_what_sample_gives_with_the_same_settings_and_seed(rbm, tmp
     energies = set()
     for cell in cells:
         s = cell["settings"]
-        chain = sample(ckpt.model, num_chains=12, steps=15, temperature=s["temperature"], anneal=s["anneal"],
-                       init=s["init"], final=s["final"], seed=4, data=ckpt.data["train"], codec=ckpt.codec)
+        chain = sample(
+            ckpt.model,
+            num_chains=12,
+            steps=15,
+            temperature=s["temperature"],
+            anneal=s["anneal"],
+            init=s["init"],
+            final=s["final"],
+            seed=4,
+            data=ckpt.data["train"],
+            codec=ckpt.codec,
+        )
         records = string_records(chain, ckpt.codec, corpus)
         assert [r["text"] for r in cell["samples"]] == [r["text"] for r in records]
         assert cell["row"]["mean_final_energy"] == pytest.approx(summarize_records(records)["mean_energy"], abs=1e-3)
-        assert cell["row"]["in_training_share"] == pytest.approx(summarize_records(records)["in_training_share"], abs=1e-4)
+        assert cell["row"]["in_training_share"] == pytest.approx(
+            summarize_records(records)["in_training_share"], abs=1e-4
+        )
         assert len(cell["mean_trace"]) == 16
         energies.add(cell["row"]["mean_final_energy"])
     assert len(energies) > 1  # the settings changed something
@@ -147,8 +195,20 @@ def test_rbm_rows_are_what_sample_gives_with_the_same_settings_and_seed(rbm, tmp
 
 def test_rbm_report_folder_is_complete_and_offline(rbm, tmp_path):
     out = tmp_path / "report"
-    result = run("sweep", rbm, "--grid", "temperature=1,0.5", "--grid", "steps=10", "--chains", 6, "--out", out,
-                 "--device", "cpu")
+    result = run(
+        "sweep",
+        rbm,
+        "--grid",
+        "temperature=1,0.5",
+        "--grid",
+        "steps=10",
+        "--chains",
+        6,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
     assert_ok(result)
     results = json.loads((out / "results.json").read_text())
     assert [r["settings"]["temperature"] for r in results["rows"]] == ["1", "0.5"]
@@ -188,7 +248,9 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_pa
     assert sorted(p.name for p in (out / "cells").glob("*.json")) == ["000.json"]
     first = (out / "cells" / "000.json").stat().st_mtime_ns
     again = []
-    cells = run_sweep(spec, out, progress=False, on_cell=lambda record, done, total: again.append((record["cell"], done)))
+    cells = run_sweep(
+        spec, out, progress=False, on_cell=lambda record, done, total: again.append((record["cell"], done))
+    )
     assert again == [(1, 2), (2, 3)]
     assert (out / "cells" / "000.json").stat().st_mtime_ns == first
     fresh = run_sweep(spec, tmp_path / "fresh", progress=False)
@@ -223,8 +285,16 @@ def test_image_rows_match_sample_keep_known_pixels_and_do_not_depend_on_processe
     known = inpaint_masks("centre", ckpt.codec.shape, 6)
     for cell in one:
         s = cell["settings"]
-        chain = sample(ckpt.model.eval(), x=x, known=known, sampler="gibbs", steps=6, temperature=s["temperature"],
-                       block=s["block"], seed=2)
+        chain = sample(
+            ckpt.model.eval(),
+            x=x,
+            known=known,
+            sampler="gibbs",
+            steps=6,
+            temperature=s["temperature"],
+            block=s["block"],
+            seed=2,
+        )
         assert cell["row"]["mean_final_log_prob"] == pytest.approx(chain.energy[-1].mean().item(), abs=1e-4)
         assert len(cell["gifs"]) == 3
         for gif in cell["gifs"]:
@@ -238,8 +308,25 @@ def test_image_rows_match_sample_keep_known_pixels_and_do_not_depend_on_processe
 
 def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     out = tmp_path / "blank"
-    assert_ok(run("sweep", nade, "--grid", "sampler=gibbs,ancestral", "--grid", "steps=4", "--mask", "blank",
-                  "--problems", 2, "--samples", 1, "--out", out, "--quiet"))
+    assert_ok(
+        run(
+            "sweep",
+            nade,
+            "--grid",
+            "sampler=gibbs,ancestral",
+            "--grid",
+            "steps=4",
+            "--mask",
+            "blank",
+            "--problems",
+            2,
+            "--samples",
+            1,
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     results = json.loads((out / "results.json").read_text())
     assert len(results["rows"]) == 2
     for row in results["rows"]:
@@ -251,21 +338,39 @@ def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
 
 def test_image_sweep_of_a_folder(nade, tmp_path, work):
     out = tmp_path / "folder"
-    assert_ok(run("sweep", nade, "--grid", "steps=2,3", "--image", work / "images", "--problems", 2,
-                  "--mask", "box:1,1,3,3", "--out", out, "--quiet"))
+    assert_ok(
+        run(
+            "sweep",
+            nade,
+            "--grid",
+            "steps=2,3",
+            "--image",
+            work / "images",
+            "--problems",
+            2,
+            "--mask",
+            "box:1,1,3,3",
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     cell = json.loads((out / "cells" / "000.json").read_text())
     assert cell["problems"] == ["im00", "im01"]
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--grid", "chain=3"], ["unknown grid name 'chain'", "temperature"]),
-    (["--grid", "block=0.5"], ["image (NADE)", "init"]),
-    ([], ["grid is empty"]),
-    (["--grid", "temperature="], ["empty value"]),
-    (["--grid", "temperature=warm"], ["warm"]),
-    (["--grid", "steps=2", "--problems", 3], ["--problems applies to image (NADE) models"]),
-    (["--grid", "steps=2", "--chains", 0], ["--chains must be >= 1"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--grid", "chain=3"], ["unknown grid name 'chain'", "temperature"]),
+        (["--grid", "block=0.5"], ["image (NADE)", "init"]),
+        ([], ["grid is empty"]),
+        (["--grid", "temperature="], ["empty value"]),
+        (["--grid", "temperature=warm"], ["warm"]),
+        (["--grid", "steps=2", "--problems", 3], ["--problems applies to image (NADE) models"]),
+        (["--grid", "steps=2", "--chains", 0], ["--chains must be >= 1"]),
+    ],
+)
 def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):
     message = assert_clean_error(run("sweep", rbm, *args, "--out", tmp_path / "x"))
     for word in words:
@@ -273,15 +378,18 @@ def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--grid", "init=train"], ["string (RBM)", "block"]),
-    (["--grid", "steps=2", "--chains", 3], ["--chains applies to string (RBM) models"]),
-    (["--grid", "caption=a red square"], ["without captions"]),
-    (["--grid", "steps=2", "--caption", "a cat", "--grid", "caption=none"], ["not both"]),
-    (["--grid", "steps=2", "--mask", "blank", "--image", "x.png"], ["blank"]),
-    (["--grid", "steps=2", "--image", "missing.png"], ["does not exist"]),
-    (["--grid", "steps=2", "--mask", "oval"], ["oval"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--grid", "init=train"], ["string (RBM)", "block"]),
+        (["--grid", "steps=2", "--chains", 3], ["--chains applies to string (RBM) models"]),
+        (["--grid", "caption=a red square"], ["without captions"]),
+        (["--grid", "steps=2", "--caption", "a cat", "--grid", "caption=none"], ["not both"]),
+        (["--grid", "steps=2", "--mask", "blank", "--image", "x.png"], ["blank"]),
+        (["--grid", "steps=2", "--image", "missing.png"], ["does not exist"]),
+        (["--grid", "steps=2", "--mask", "oval"], ["oval"]),
+    ],
+)
 def test_bad_sweeps_of_image_models(nade, tmp_path, args, words):
     message = assert_clean_error(run("sweep", nade, *args, "--out", tmp_path / "x"))
     for word in words:
@@ -298,12 +406,52 @@ def test_report_can_be_rewritten_from_the_cells_alone(rbm, tmp_path):
 
 def test_a_caption_grid_steers_a_captioned_model(work, tmp_path):
     model = work / "captioned"
-    assert_ok(run("train", "nade", "--data", "builtin:shapes", "--size", 16, "--count", 40, "--levels", 4, "--captions",
-                  "--width", 8, "--depth", 1, "--caption-hidden", 8, "--caption-embedding", 8, "--epochs", 1,
-                  "--quiet", "--device", "cpu", "--out", model))
+    assert_ok(
+        run(
+            "train",
+            "nade",
+            "--data",
+            "builtin:shapes",
+            "--size",
+            16,
+            "--count",
+            40,
+            "--levels",
+            4,
+            "--captions",
+            "--width",
+            8,
+            "--depth",
+            1,
+            "--caption-hidden",
+            8,
+            "--caption-embedding",
+            8,
+            "--epochs",
+            1,
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            model,
+        )
+    )
     out = tmp_path / "captions"
-    assert_ok(run("sweep", model, "--grid", "caption=none;a red square;a blue circle", "--grid", "steps=3",
-                  "--problems", 2, "--out", out, "--quiet"))
+    assert_ok(
+        run(
+            "sweep",
+            model,
+            "--grid",
+            "caption=none;a red square;a blue circle",
+            "--grid",
+            "steps=3",
+            "--problems",
+            2,
+            "--out",
+            out,
+            "--quiet",
+        )
+    )
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [r["settings"]["caption"] for r in rows] == [None, "a red square", "a blue circle"]
     assert len({r["mean_final_log_prob"] for r in rows}) == 3  # the caption reaches the model

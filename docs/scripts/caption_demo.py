@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gibbsdream.data.captions import NUMBER_WORDS, caption_context
-from gibbsdream.data.images import SHAPE_COLOURS, ImageCodec, SHAPE_NAMES, generate_shapes
-from gibbsdream.data.masks import inpaint_masks
 from gibbsdream.checkpoint import load_checkpoint
+from gibbsdream.data.captions import NUMBER_WORDS, caption_context
+from gibbsdream.data.images import SHAPE_COLOURS, SHAPE_NAMES, ImageCodec, generate_shapes
+from gibbsdream.data.masks import inpaint_masks
 from gibbsdream.files import atomic_write_text
 from gibbsdream.sampling import sample
 from gibbsdream.sampling.api import make_generator
@@ -71,14 +71,17 @@ SHAPES_COMMANDS = (
 RUN_NOTES = {
     "runs/shapes-captions-20k-at31": (
         "the current run as it stood after its first 55 minutes (a copy of the checkpoint then), before it was "
-        "resumed; {overfit_or_not}"),
+        "resumed; {overfit_or_not}"
+    ),
     "runs/shapes-captions": (
         "the first run, with the settings of the current one but the default 2,000 images (1,620 of them for "
-        "training, about a fifth of those with the shape at the centre); {overfit}"),
+        "training, about a fifth of those with the shape at the centre); {overfit}"
+    ),
     "runs/shapes-captions-b": (
         "more centre holes in training and a merge after every block, again on 2,000 images. Without a caption it "
-        "already fills {nc_square} of the holes with squares and {nc_red} in red, so its \"a red square\" numbers say "
-        "little about the caption, and {empty} of its \"a blue circle\" holes stay background"),
+        'already fills {nc_square} of the holes with squares and {nc_red} in red, so its "a red square" numbers say '
+        'little about the caption, and {empty} of its "a blue circle" holes stay background'
+    ),
 }
 # Other samplers for the shapes, one fill per image: do they change the shape picture?
 SHAPE_SAMPLER_VARIANTS = (
@@ -106,8 +109,15 @@ def _split_rows(ckpt) -> dict:
 
 def _generate(model, count, codec, context, seed, record_every=None):
     x = torch.zeros((count, *codec.shape), dtype=torch.long)
-    return sample(model, x=x, known=torch.zeros_like(x, dtype=torch.bool), context=context, seed=seed,
-                  record_every=record_every, **SAMPLER)
+    return sample(
+        model,
+        x=x,
+        known=torch.zeros_like(x, dtype=torch.bool),
+        context=context,
+        seed=seed,
+        record_every=record_every,
+        **SAMPLER,
+    )
 
 
 # ---- digits ----------------------------------------------------------------------------------------
@@ -122,7 +132,9 @@ def digits(path: Path, per_class: int, seed: int) -> dict:
     bunch = load_digits()
     rows = _split_rows(ckpt)
     values = torch.from_numpy(np.rint(bunch.images)).long().unsqueeze(1)  # 0..16 = the 17 levels
-    assert torch.equal(values[rows["train"]], ckpt.data["train"]) and torch.equal(values[rows["test"]], ckpt.data["test"])
+    assert torch.equal(values[rows["train"]], ckpt.data["train"]) and torch.equal(
+        values[rows["test"]], ckpt.data["test"]
+    )
     fit_rows = torch.cat([rows["train"], rows["validation"]]).numpy()
     classifier = LogisticRegression(max_iter=5000).fit(bunch.images.reshape(-1, 64)[fit_rows], bunch.target[fit_rows])
     test_rows = rows["test"].numpy()
@@ -131,10 +143,16 @@ def digits(path: Path, per_class: int, seed: int) -> dict:
     def classify(states):
         return classifier.predict(states.reshape(len(states), -1).numpy().astype(np.float64))
 
-    result = {"checkpoint": _shown(path), "epochs": ckpt.config["trainer"]["epoch"],
-              "training_seconds": round(ckpt.config["trainer"]["elapsed"]), "per_class": per_class,
-              "classifier": "LogisticRegression on the 1,500 non-test images (64 pixel values 0..16)",
-              "classifier_test_accuracy": classifier_accuracy, "sampler": SAMPLER, "wordings": {}}
+    result = {
+        "checkpoint": _shown(path),
+        "epochs": ckpt.config["trainer"]["epoch"],
+        "training_seconds": round(ckpt.config["trainer"]["elapsed"]),
+        "per_class": per_class,
+        "classifier": "LogisticRegression on the 1,500 non-test images (64 pixel values 0..16)",
+        "classifier_test_accuracy": classifier_accuracy,
+        "sampler": SAMPLER,
+        "wordings": {},
+    }
     started = time.perf_counter()
     grids = []
     for wording in (*DIGIT_WORDINGS, None):
@@ -200,7 +218,7 @@ def _shape_features(foreground: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(foreground)
     if len(ys) == 0:
         return np.zeros(66)
-    crop = foreground[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1].astype(np.uint8) * 255
+    crop = foreground[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.uint8) * 255
     small = np.asarray(Image.fromarray(crop).resize((8, 8), Image.BILINEAR), dtype=np.float64) / 255
     return np.concatenate([small.ravel(), [_fill_ratio(foreground), crop.shape[0] / crop.shape[1]]])
 
@@ -242,8 +260,12 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
     shape_classifier = LogisticRegression(max_iter=5000).fit(features, shape_labels)
     test_foreground, test_labels = masks_and_labels(rows["test"])
     shape_accuracy = shape_classifier.score(np.stack([_shape_features(f) for f in test_foreground]), test_labels)
-    reference = {name: float(np.nanmean([_fill_ratio(f) for f, s in zip(foreground, shape_labels)
-                                          if s == SHAPE_NAMES.index(name)])) for name in ("square", "circle")}
+    reference = {
+        name: float(
+            np.nanmean([_fill_ratio(f) for f, s in zip(foreground, shape_labels) if s == SHAPE_NAMES.index(name)])
+        )
+        for name in ("square", "circle")
+    }
 
     centre_rows = [int(r) for r in rows["test"] if raw.attributes[int(r)]["position"] == "centre"]
     test_rows = centre_rows
@@ -252,15 +274,23 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
         test_rows = [centre_rows[i] for i in sorted(chosen)]
     states = codec.encode(raw.pixels[test_rows]).repeat_interleave(samples, 0)
     known = inpaint_masks(HOLE, codec.shape, 1, make_generator(seed, "cpu")).expand_as(states).clone()
-    result = {"checkpoint": _shown(path), "epochs": ckpt.config["trainer"]["epoch"],
-              "training_seconds": round(ckpt.config["trainer"]["elapsed"]), "hole": HOLE,
-              "training_images": source["split"]["train"], "last_epoch": _history(path),
-              "images": len(test_rows), "centre_test_images": len(centre_rows),
-              "samples_per_image": samples, "sampler": SAMPLER,
-              "shape_classifier": "LogisticRegression on the cropped foreground masks of the "
-                                  f"{len(rows['train']) + len(rows['validation']):,} non-test images",
-              "shape_classifier_test_accuracy": shape_accuracy,
-              "reference_fill_ratio": reference, "captions": {}}
+    result = {
+        "checkpoint": _shown(path),
+        "epochs": ckpt.config["trainer"]["epoch"],
+        "training_seconds": round(ckpt.config["trainer"]["elapsed"]),
+        "hole": HOLE,
+        "training_images": source["split"]["train"],
+        "last_epoch": _history(path),
+        "images": len(test_rows),
+        "centre_test_images": len(centre_rows),
+        "samples_per_image": samples,
+        "sampler": SAMPLER,
+        "shape_classifier": "LogisticRegression on the cropped foreground masks of the "
+        f"{len(rows['train']) + len(rows['validation']):,} non-test images",
+        "shape_classifier_test_accuracy": shape_accuracy,
+        "reference_fill_ratio": reference,
+        "captions": {},
+    }
     hole = ~known[:, 0].numpy()
     started = time.perf_counter()
 
@@ -273,7 +303,9 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
             counts = np.bincount(in_hole, minlength=8)[:7]
             hole_colours.append(colour_names[counts.argmax()] if counts.sum() else "none")
             fg = (labels[i] < 7) & hole[i]
-            shapes_seen.append(SHAPE_NAMES[shape_classifier.predict(_shape_features(fg)[None])[0]] if fg.any() else "none")
+            shapes_seen.append(
+                SHAPE_NAMES[shape_classifier.predict(_shape_features(fg)[None])[0]] if fg.any() else "none"
+            )
             fills.append(_fill_ratio(fg))
             if fg.any():
                 mean_rgb.append(pixels[i][fg].mean(0))
@@ -289,15 +321,21 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
             "shape_counts": {s: shapes_seen.count(s) for s in [*SHAPE_NAMES, "none"] if shapes_seen.count(s)},
             "asked_colour_share": None if colour is None else hole_colours.count(colour) / len(pixels),
             "asked_shape_share": None if shape is None else shapes_seen.count(shape) / len(pixels),
-            "both_share": None if colour is None else float(np.mean([a == colour and b == shape for a, b in zip(hole_colours, shapes_seen)])),
+            "both_share": None
+            if colour is None
+            else float(np.mean([a == colour and b == shape for a, b in zip(hole_colours, shapes_seen)])),
             "mean_fill_ratio": float(np.nanmean(fills)),
             "mean_foreground_rgb": np.mean(mean_rgb, 0).round(1).tolist() if mean_rgb else None,
             "red_share": hole_colours.count("red") / len(pixels),
             "blue_share": hole_colours.count("blue") / len(pixels),
             "square_share": shapes_seen.count("square") / len(pixels),
             "circle_share": shapes_seen.count("circle") / len(pixels),
-            "red_square_share": float(np.mean([a == "red" and b == "square" for a, b in zip(hole_colours, shapes_seen)])),
-            "blue_circle_share": float(np.mean([a == "blue" and b == "circle" for a, b in zip(hole_colours, shapes_seen)])),
+            "red_square_share": float(
+                np.mean([a == "red" and b == "square" for a, b in zip(hole_colours, shapes_seen)])
+            ),
+            "blue_circle_share": float(
+                np.mean([a == "blue" and b == "circle" for a, b in zip(hole_colours, shapes_seen)])
+            ),
         }
         print(f"shapes, {key}: {result['captions'][key]}")
         name = (caption or "no-caption").replace(" ", "-")
@@ -311,11 +349,19 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
         for caption, (colour, shape) in SHAPE_CAPTIONS.items():
             if caption is None:
                 continue
-            chain = sample(model, x=states[once], known=known[once], context=caption_context(model, [caption]),
-                           seed=seed, **variant)
+            chain = sample(
+                model,
+                x=states[once],
+                known=known[once],
+                context=caption_context(model, [caption]),
+                seed=seed,
+                **variant,
+            )
             _, hole_colours, shapes_seen, _, _ = measure(chain)
-            row[caption] = {"asked_colour_share": hole_colours.count(colour) / len(hole_colours),
-                            "asked_shape_share": shapes_seen.count(shape) / len(shapes_seen)}
+            row[caption] = {
+                "asked_colour_share": hole_colours.count(colour) / len(hole_colours),
+                "asked_shape_share": shapes_seen.count(shape) / len(shapes_seen),
+            }
         result["sampler_variants"].append(row)
         print(f"shapes, variant {row}")
 
@@ -381,37 +427,53 @@ def write_page(result: dict) -> None:
         w = d["wordings"]
         summary.append(
             f"* **Digits:** generated from a blank canvas with a caption naming class c, "
-            f"{_pct(w[DIGIT_WORDINGS[0]]['agreement'])} (\"the digit seven\") and {_pct(w[DIGIT_WORDINGS[1]]['agreement'])} "
-            f"(\"a handwritten 7\") of the digits are assigned to c by a classifier trained on the digits data, "
-            f"against {_pct(w['no caption']['agreement'])} without a caption (the target was at least 80% against about 10%).")
+            f'{_pct(w[DIGIT_WORDINGS[0]]["agreement"])} ("the digit seven") and '
+            f"{_pct(w[DIGIT_WORDINGS[1]]['agreement'])} "
+            f'("a handwritten 7") of the digits are assigned to c by a classifier trained on the digits data, '
+            f"against {_pct(w['no caption']['agreement'])} without a caption "
+            "(the target was at least 80% against about 10%)."
+        )
     if s:
         c = s["captions"]
         met = _target_met(s)
         earlier = "; ".join(
-            f"`{o['checkpoint']}` ({o['training_images']:,} training images) {_pct(o['captions']['a red square']['both_share'])} "
+            f"`{o['checkpoint']}` ({o['training_images']:,} training images) "
+            f"{_pct(o['captions']['a red square']['both_share'])} "
             f"and {_pct(o['captions']['a blue circle']['both_share'])}"
-            for o in result.get("shapes_other_runs", []) if o.get("training_images"))
+            for o in result.get("shapes_other_runs", [])
+            if o.get("training_images")
+        )
         summary.append(
-            f"* **Shapes:** filling the centre of held-out images, \"a red square\" gives a red square in "
+            f'* **Shapes:** filling the centre of held-out images, "a red square" gives a red square in '
             f"{_pct(c['a red square']['both_share'])} of the fills (red {_pct(c['a red square']['red_share'])}, square "
-            f"{_pct(c['a red square']['square_share'])}) and \"a blue circle\" a blue circle in "
+            f'{_pct(c["a red square"]["square_share"])}) and "a blue circle" a blue circle in '
             f"{_pct(c['a blue circle']['both_share'])} (blue {_pct(c['a blue circle']['blue_share'])}, circle "
             f"{_pct(c['a blue circle']['circle_share'])}); without a caption "
             f"{_pct(c['no caption'].get('red_square_share'))} of the fills are red squares and "
             f"{_pct(c['no caption'].get('blue_circle_share'))} blue circles (red {_pct(c['no caption']['red_share'])}, "
             f"blue {_pct(c['no caption']['blue_share'])}, square {_pct(c['no caption']['square_share'])}, circle "
             f"{_pct(c['no caption']['circle_share'])}). "
-            + (f"This meets the target (the asked colour and the asked shape in at least {_pct(TARGET)} of each "
-               "caption's fills) with blocked Gibbs sampling"
-               + ("; one-pass ancestral sampling does not reach it (see below)" if any(
-                   min(r["a red square"]["asked_shape_share"], r["a blue circle"]["asked_shape_share"]) < TARGET
-                   for r in s.get("sampler_variants", []) if r["sampler"]["sampler"] == "ancestral") else "")
-               if met else
-               f"This does **not** meet the target (the asked colour and the asked shape in at least {_pct(TARGET)} of "
-               "each caption's fills): it falls short for " + " and ".join(
-                   f"\"{k}\"" for k in ("a red square", "a blue circle") if c[k]["both_share"] < TARGET))
+            + (
+                f"This meets the target (the asked colour and the asked shape in at least {_pct(TARGET)} of each "
+                "caption's fills) with blocked Gibbs sampling"
+                + (
+                    "; one-pass ancestral sampling does not reach it (see below)"
+                    if any(
+                        min(r["a red square"]["asked_shape_share"], r["a blue circle"]["asked_shape_share"]) < TARGET
+                        for r in s.get("sampler_variants", [])
+                        if r["sampler"]["sampler"] == "ancestral"
+                    )
+                    else ""
+                )
+                if met
+                else "This does **not** meet the target "
+                f"(the asked colour and the asked shape in at least {_pct(TARGET)} of "
+                "each caption's fills): it falls short for "
+                + " and ".join(f'"{k}"' for k in ("a red square", "a blue circle") if c[k]["both_share"] < TARGET)
+            )
             + f"; the model was trained on {_count(s.get('training_images'))} images"
-            + (f" (earlier runs, asked colour and shape: {earlier})." if earlier else "."))
+            + (f" (earlier runs, asked colour and shape: {earlier})." if earlier else ".")
+        )
     if summary:
         lines += ["## Summary", "", *summary, ""]
     if d:
@@ -420,7 +482,8 @@ def write_page(result: dict) -> None:
             "## Digits from a blank canvas",
             "",
             f"{d['per_class']} digits per class generated from a blank canvas ({d['sampler']['steps']} steps of "
-            f"blocked Gibbs, block schedule `{d['sampler']['block']}`, T = {d['sampler']['temperature']}), each batch with a "
+            f"blocked Gibbs, block schedule `{d['sampler']['block']}`, T = {d['sampler']['temperature']}), "
+            "each batch with a "
             "caption naming the class or with no caption, then labelled by a logistic regression fitted on the "
             f"checkpoint's 1,500 non-test digits (test accuracy {d['classifier_test_accuracy']:.1%}).",
             "",
@@ -428,20 +491,22 @@ def write_page(result: dict) -> None:
             "|---|---|",
         ]
         for key, row in w.items():
-            label = "no caption" if key == "no caption" else f"`{key}`, e.g. \"{key.format(word='seven', digit=7)}\""
+            label = "no caption" if key == "no caption" else f'`{key}`, e.g. "{key.format(word="seven", digit=7)}"'
             lines.append(f"| {label} | **{_pct(row['agreement'])}** |")
         counts = w["no caption"]["predicted_class_counts"]
         lines += [
             "",
             f"Without a caption the samples spread over the classes (classifier counts 0–9: {counts}), so the",
-            "agreement with an arbitrary class is near chance. Per class, with the first wording: " + ", ".join(
-                f"{c}: {_pct(a)}" for c, a in enumerate(w[DIGIT_WORDINGS[0]]["agreement_per_class"])) + ".",
+            "agreement with an arbitrary class is near chance. Per class, with the first wording: "
+            + ", ".join(f"{c}: {_pct(a)}" for c, a in enumerate(w[DIGIT_WORDINGS[0]]["agreement_per_class"]))
+            + ".",
             "",
-            "Ten captioned samples per class (rows 0–9, caption \"the digit …\") and ten without a caption:",
+            'Ten captioned samples per class (rows 0–9, caption "the digit …") and ten without a caption:',
             "",
-            "![captioned digits](img/captions/digits-captioned.png) ![uncaptioned digits](img/captions/digits-uncaptioned.png)",
+            "![captioned digits](img/captions/digits-captioned.png) "
+            "![uncaptioned digits](img/captions/digits-uncaptioned.png)",
             "",
-            "One chain per class, from the blank canvas, captioned \"the digit zero\" … \"the digit nine\":",
+            'One chain per class, from the blank canvas, captioned "the digit zero" … "the digit nine":',
             "",
             "![digits chains](img/captions/digits-captioned.gif)",
             "",
@@ -455,64 +520,94 @@ def write_page(result: dict) -> None:
         lines += [
             "## Shapes: filling the centre as asked",
             "",
-            (f"{s['images']} of the {s['centre_test_images']} held-out 16x16 shape images whose shape sits at the centre "
-             "(a seeded random choice)" if s.get("centre_test_images", s["images"]) > s["images"] else
-             f"The {s['images']} held-out 16x16 shape images whose shape sits at the centre")
+            (
+                f"{s['images']} of the {s['centre_test_images']} held-out 16x16 shape images "
+                "whose shape sits at the centre "
+                "(a seeded random choice)"
+                if s.get("centre_test_images", s["images"]) > s["images"]
+                else f"The {s['images']} held-out 16x16 shape images whose shape sits at the centre"
+            )
             + ", with the centre "
             f"{HOLE.split(':')[1]} of each side hidden (so only background is known), are filled "
             f"{s['samples_per_image']} time(s) each with each caption. A hole pixel counts as the nearest of the "
             "seven shape colours or the image's own background; the hole's colour is its most common shape colour "
             "and its shape is what a logistic regression fitted on the training images' foreground masks (cropped to "
-            f"their bounding box, 8x8) says; it names the shape of {_pct(s['shape_classifier_test_accuracy'])} of the real "
-            f"test images. Fill ratio = foreground / bounding box; real squares {s['reference_fill_ratio']['square']:.2f}, "
+            "their bounding box, 8x8) says; it names the shape of "
+            f"{_pct(s['shape_classifier_test_accuracy'])} of the real "
+            "test images. Fill ratio = foreground / bounding box; "
+            f"real squares {s['reference_fill_ratio']['square']:.2f}, "
             f"real circles {s['reference_fill_ratio']['circle']:.2f}.",
             "",
             "| caption | red | blue | square | circle | asked colour and shape | fill ratio | mean foreground RGB |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for key, row in c.items():
-            lines.append(f"| {key} | {_pct(row['red_share'])} | {_pct(row['blue_share'])} | {_pct(row['square_share'])} | "
-                         f"{_pct(row['circle_share'])} | "
-                         + (f"**{_pct(row['both_share'])}**" if row["both_share"] is not None else
-                            "–" + (f" ({_no_caption_joint(row)})" if row.get("red_square_share") is not None else "")) + " | "
-                         f"{row['mean_fill_ratio']:.2f} | "
-                         f"{row['mean_foreground_rgb']} |")
+            lines.append(
+                f"| {key} | {_pct(row['red_share'])} | {_pct(row['blue_share'])} | {_pct(row['square_share'])} | "
+                f"{_pct(row['circle_share'])} | "
+                + (
+                    f"**{_pct(row['both_share'])}**"
+                    if row["both_share"] is not None
+                    else "–" + (f" ({_no_caption_joint(row)})" if row.get("red_square_share") is not None else "")
+                )
+                + " | "
+                f"{row['mean_fill_ratio']:.2f} | "
+                f"{row['mean_foreground_rgb']} |"
+            )
         lines += [
             "",
             "Other samplers, one fill per image (share of fills with the asked colour / the asked shape):",
             "",
-            "| sampler | \"a red square\" | \"a blue circle\" |",
+            '| sampler | "a red square" | "a blue circle" |',
             "|---|---|---|",
         ]
         for row in s["sampler_variants"]:
             v = row["sampler"]
-            lines.append(f"| {v['sampler']}, T = {v['temperature']} | {_pct(row['a red square']['asked_colour_share'])} / "
-                         f"{_pct(row['a red square']['asked_shape_share'])} | {_pct(row['a blue circle']['asked_colour_share'])} / "
-                         f"{_pct(row['a blue circle']['asked_shape_share'])} |")
+            lines.append(
+                f"| {v['sampler']}, T = {v['temperature']} | {_pct(row['a red square']['asked_colour_share'])} / "
+                f"{_pct(row['a red square']['asked_shape_share'])} | "
+                f"{_pct(row['a blue circle']['asked_colour_share'])} / "
+                f"{_pct(row['a blue circle']['asked_shape_share'])} |"
+            )
         t = s["true_shape_word_preferred"]
         nc = c["no caption"]
-        shapes_by_sampler = [("gibbs, T = 1.0 (the table above)", c["a red square"]["square_share"],
-                              c["a blue circle"]["circle_share"])] + [
-            (f"{r['sampler']['sampler']}, T = {r['sampler']['temperature']}", r["a red square"]["asked_shape_share"],
-             r["a blue circle"]["asked_shape_share"]) for r in s["sampler_variants"]]
+        shapes_by_sampler = [
+            ("gibbs, T = 1.0 (the table above)", c["a red square"]["square_share"], c["a blue circle"]["circle_share"])
+        ] + [
+            (
+                f"{r['sampler']['sampler']}, T = {r['sampler']['temperature']}",
+                r["a red square"]["asked_shape_share"],
+                r["a blue circle"]["asked_shape_share"],
+            )
+            for r in s["sampler_variants"]
+        ]
         both_shapes = [name for name, sq, ci in shapes_by_sampler if min(sq, ci) >= TARGET]
         lines += [
             "",
             f"Without a caption the Gibbs sampler fills {_pct(nc['square_share'])} of the holes with squares and "
             f"{_pct(nc['circle_share'])} with circles (each is a fifth of the training shapes)"
-            + (", so part of the squares for \"a red square\" is the sampler's leaning, not the caption"
-               if nc["square_share"] > 0.4 else "")
+            + (
+                ', so part of the squares for "a red square" is the sampler\'s leaning, not the caption'
+                if nc["square_share"] > 0.4
+                else ""
+            )
             + ". The samplers differ: "
-            + "; ".join(f"{name}: {_pct(sq)} squares for \"a red square\", {_pct(ci)} circles for \"a blue circle\""
-                        for name, sq, ci in shapes_by_sampler) + ". "
-            + (f"Both shapes reach {_pct(TARGET)} with: {', '.join(both_shapes)}." if both_shapes else
-               f"No sampler tried gives both captions their shape in {_pct(TARGET)} of the fills."),
+            + "; ".join(
+                f'{name}: {_pct(sq)} squares for "a red square", {_pct(ci)} circles for "a blue circle"'
+                for name, sq, ci in shapes_by_sampler
+            )
+            + ". "
+            + (
+                f"Both shapes reach {_pct(TARGET)} with: {', '.join(both_shapes)}."
+                if both_shapes
+                else f"No sampler tried gives both captions their shape in {_pct(TARGET)} of the fills."
+            ),
             f"Does the shape word inform the model at all? For the {t['images']} centre squares and circles among the "
-            "test images, the true hole was scored under \"a ‹its colour› square\" and \"a ‹its colour› circle\" (the sum "
+            'test images, the true hole was scored under "a ‹its colour› square" and "a ‹its colour› circle" (the sum '
             "over the hole of the one-pass conditionals log p(x_i | border, caption)): the caption with the true shape "
             f"scored higher for {_pct(t['share'])} of them (50% is chance).",
             "",
-            "\"a red square\" · \"a blue circle\" · no caption (first frame: the hole in magenta):",
+            '"a red square" · "a blue circle" · no caption (first frame: the hole in magenta):',
             "",
             "![red square](img/captions/shapes-a-red-square.gif) ![blue circle](img/captions/shapes-a-blue-circle.gif) "
             "![no caption](img/captions/shapes-no-caption.gif)",
@@ -520,9 +615,14 @@ def write_page(result: dict) -> None:
             f"Checkpoint: `{s['checkpoint']}`, {s['epochs']} epochs in {s['training_seconds']} s of training on "
             f"{_count(s.get('training_images'))} images "
             f"({' then '.join('`' + c + '`' for c in s.get('commands', [])) or 'the command at the top of the script'})"
-            + (f"; at its last epoch the training loss was {s['last_epoch']['train_loss']:.1f} and the validation loss "
-               f"{s['last_epoch']['validation_loss']:.1f} nats per image, learning rate {s['last_epoch']['learning_rate']:g}"
-               if s.get("last_epoch") else "")
+            + (
+                f"; at its last epoch the training loss was {s['last_epoch']['train_loss']:.1f} "
+                "and the validation loss "
+                f"{s['last_epoch']['validation_loss']:.1f} nats per image, "
+                f"learning rate {s['last_epoch']['learning_rate']:g}"
+                if s.get("last_epoch")
+                else ""
+            )
             + (f". Sampling and scoring took {s['sampling_seconds']} s." if s.get("sampling_seconds") else "."),
             "",
         ]
@@ -534,7 +634,8 @@ def write_page(result: dict) -> None:
             "Measured the same way, each on the centre images of its own held-out split (share of fills with the asked "
             "colour / the asked shape / both; the no-caption column: red and blue, square and circle):",
             "",
-            "| checkpoint | training images | epochs | \"a red square\" | \"a blue circle\" | no caption | true shape word preferred |",
+            '| checkpoint | training images | epochs | "a red square" | "a blue circle" | no caption '
+            "| true shape word preferred |",
             "|---|---|---|---|---|---|---|",
         ]
         for o in others:
@@ -546,45 +647,69 @@ def write_page(result: dict) -> None:
                 f"{_pct(b['asked_colour_share'])} / {_pct(b['asked_shape_share'])} / {_pct(b['both_share'])} | "
                 f"{_pct(c['no caption']['red_share'])}, "
                 f"{_pct(c['no caption']['blue_share'])}; {_pct(c['no caption']['square_share'])}, "
-                f"{_pct(c['no caption']['circle_share'])} | {_pct(o['true_shape_word_preferred']['share'])} |")
+                f"{_pct(c['no caption']['circle_share'])} | {_pct(o['true_shape_word_preferred']['share'])} |"
+            )
         lines += [""]
         for o in others:
             c = o["captions"]
-            empty = c["a blue circle"]["colour_counts"].get("none", 0) / sum(c["a blue circle"]["colour_counts"].values())
+            empty = c["a blue circle"]["colour_counts"].get("none", 0) / sum(
+                c["a blue circle"]["colour_counts"].values()
+            )
             last = o.get("last_epoch")
-            overfit = (f"at its last epoch the training loss was {last['train_loss']:.1f} against "
-                       f"{last['validation_loss']:.1f} on validation, with the learning rate cut to {last['learning_rate']:g}: "
-                       "it had stopped improving and overfitted" if last else "")
-            still = (f"at that epoch the training loss was {last['train_loss']:.1f} and the validation loss "
-                     f"{last['validation_loss']:.1f}, still falling at learning rate {last['learning_rate']:g}" if last else "")
+            overfit = (
+                f"at its last epoch the training loss was {last['train_loss']:.1f} against "
+                f"{last['validation_loss']:.1f} on validation, "
+                f"with the learning rate cut to {last['learning_rate']:g}: "
+                "it had stopped improving and overfitted"
+                if last
+                else ""
+            )
+            still = (
+                f"at that epoch the training loss was {last['train_loss']:.1f} and the validation loss "
+                f"{last['validation_loss']:.1f}, still falling at learning rate {last['learning_rate']:g}"
+                if last
+                else ""
+            )
             note = RUN_NOTES.get(o["checkpoint"], "").format(
-                overfit=overfit, overfit_or_not=still, nc_square=_pct(c["no caption"]["square_share"]), nc_red=_pct(c["no caption"]["red_share"]),
-                empty=_pct(empty))
+                overfit=overfit,
+                overfit_or_not=still,
+                nc_square=_pct(c["no caption"]["square_share"]),
+                nc_red=_pct(c["no caption"]["red_share"]),
+                empty=_pct(empty),
+            )
             lines += [
-                f"`{o['checkpoint']}`" + (f": {note}." if note else ".")
+                f"`{o['checkpoint']}`"
+                + (f": {note}." if note else ".")
                 + f" Trained by `{'` then `'.join(o.get('commands', []))}`; {o['epochs']} epochs in "
-                f"{o['training_seconds']} s. Its {o['images']} test images were filled {o['samples_per_image']} time(s) each.",
+                f"{o['training_seconds']} s. Its {o['images']} test images were filled "
+                f"{o['samples_per_image']} time(s) each.",
                 "",
             ]
     lines += [
         "## How to reproduce",
         "",
         "```bash",
-        "OMP_NUM_THREADS=1 gibbsdream train nade --data builtin:digits --captions --epochs 1000 --lr 2e-3 --max-time 20m --out runs/digits-captions",
-        "OMP_NUM_THREADS=1 gibbsdream train nade --data builtin:shapes --count 20000 --size 16 --levels 8 --captions --width 48 \\",
-        "    --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish+centre:0.75 --lr 2e-3 --epochs 1000 --max-time 55m \\",
+        "OMP_NUM_THREADS=1 gibbsdream train nade --data builtin:digits --captions --epochs 1000 --lr 2e-3 "
+        "--max-time 20m --out runs/digits-captions",
+        "OMP_NUM_THREADS=1 gibbsdream train nade --data builtin:shapes --count 20000 --size 16 --levels 8 "
+        "--captions --width 48 \\",
+        "    --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish+centre:0.75 --lr 2e-3 --epochs 1000 "
+        "--max-time 55m \\",
         "    --out runs/shapes-captions-20k",
         "gibbsdream train nade --data builtin:shapes --count 20000 --size 16 --out runs/shapes-captions-20k \\",
         "    --resume --epochs 1000 --max-time 33m",
         "OMP_NUM_THREADS=1 python docs/scripts/caption_demo.py --per-class 50 "
         f"--max-shape-problems {MAX_SHAPE_PROBLEMS}",
         "# or one at a time from the command line:",
-        "gibbsdream sample runs/digits-captions --num-samples 16 --caption \"the digit seven\" --gif seven.gif --out sevens/",
-        "gibbsdream inpaint runs/shapes-captions-20k --image heldout:8 --mask centre:0.75 --caption \"a red square\" --out red/",
+        'gibbsdream sample runs/digits-captions --num-samples 16 --caption "the digit seven" '
+        "--gif seven.gif --out sevens/",
+        "gibbsdream inpaint runs/shapes-captions-20k --image heldout:8 --mask centre:0.75 "
+        '--caption "a red square" --out red/',
         "```",
         "",
         f"_Measured on {result['machine']}. The trainings ran on this 2-core machine, mostly next to other work (the "
-        "20,000-image shapes run's first 55 minutes on 1 thread, `OMP_NUM_THREADS=1 nice -n 10`; its resumed 33 minutes "
+        "20,000-image shapes run's first 55 minutes on 1 thread, `OMP_NUM_THREADS=1 nice -n 10`; "
+        "its resumed 33 minutes "
         "alone on 2 threads), so their epoch counts are what fitted in the time limit._",
         "",
     ]
@@ -619,14 +744,25 @@ def main() -> None:
     parser.add_argument("--shapes", type=Path, default=ROOT / "runs" / "shapes-captions-20k")
     parser.add_argument("--per-class", type=int, default=100, help="digits generated per class and condition")
     parser.add_argument("--shape-samples", type=int, default=3, help="fills per shape image and caption")
-    parser.add_argument("--max-shape-problems", type=int, default=MAX_SHAPE_PROBLEMS,
-                        help="at most this many centre test images (a seeded random choice; 0: all of them)")
+    parser.add_argument(
+        "--max-shape-problems",
+        type=int,
+        default=MAX_SHAPE_PROBLEMS,
+        help="at most this many centre test images (a seeded random choice; 0: all of them)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip", choices=["digits", "shapes"], default=None)
-    parser.add_argument("--shapes-command", action="append", default=None,
-                        help="the training command(s) of the shapes checkpoint, for the page (repeatable)")
-    parser.add_argument("--other-run", action="store_true",
-                        help="file the shapes measurement under 'other runs' (replacing one of the same checkpoint)")
+    parser.add_argument(
+        "--shapes-command",
+        action="append",
+        default=None,
+        help="the training command(s) of the shapes checkpoint, for the page (repeatable)",
+    )
+    parser.add_argument(
+        "--other-run",
+        action="store_true",
+        help="file the shapes measurement under 'other runs' (replacing one of the same checkpoint)",
+    )
     parser.add_argument("--page-only", action="store_true", help="only rewrite docs/captions.md from the JSON")
     args = parser.parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
@@ -636,14 +772,17 @@ def main() -> None:
     if args.page_only:
         write_page(result)
         return
-    result["machine"] = (f"{_cpu_name()}, {os.cpu_count()} cores, sampling on {torch.get_num_threads()} thread(s), "
-                         f"torch {torch.__version__}")
+    result["machine"] = (
+        f"{_cpu_name()}, {os.cpu_count()} cores, sampling on {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}"
+    )
     if args.skip != "digits":
         result["digits"] = digits(args.digits, args.per_class, args.seed)
     if args.skip != "shapes":
         measured = shapes(args.shapes, args.shape_samples, args.seed, args.max_shape_problems or None)
         measured["commands"] = args.shapes_command or (
-            list(SHAPES_COMMANDS) if measured["checkpoint"] == "runs/shapes-captions-20k" else [])
+            list(SHAPES_COMMANDS) if measured["checkpoint"] == "runs/shapes-captions-20k" else []
+        )
         others = [r for r in result.get("shapes_other_runs", []) if r["checkpoint"] != measured["checkpoint"]]
         previous = result.get("shapes")
         if args.other_run:

@@ -18,21 +18,39 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from gibbsdream.cli import train_rbm  # noqa: E402
-from gibbsdream.checkpoint import load_checkpoint  # noqa: E402
-from gibbsdream.sampling import sample  # noqa: E402
-from gibbsdream.summary import string_records, summarize_records, training_strings  # noqa: E402
+from gibbsdream.checkpoint import load_checkpoint
+from gibbsdream.cli import train_rbm
+from gibbsdream.sampling import sample
+from gibbsdream.summary import string_records, summarize_records, training_strings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "runs" / "docs-regions"
 TRAIN = dict(
-    data="builtin:regions", out=CHECKPOINT, hidden=256, epochs=100, batch_size=64, learning_rate=0.1,
-    lr_decay=0.98, momentum=0.9, weight_cost=1e-3, cd_steps=1, persistent=False, max_length=20, case_fold=True,
-    pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05, monitor_every=10, seed=0,
-    device="cpu", resume=False, quiet=True,
+    data="builtin:regions",
+    out=CHECKPOINT,
+    hidden=256,
+    epochs=100,
+    batch_size=64,
+    learning_rate=0.1,
+    lr_decay=0.98,
+    momentum=0.9,
+    weight_cost=1e-3,
+    cd_steps=1,
+    persistent=False,
+    max_length=20,
+    case_fold=True,
+    pad_side="right",
+    min_char_count=20,
+    rare="skip",
+    validation_fraction=0.05,
+    monitor_every=10,
+    seed=0,
+    device="cpu",
+    resume=False,
+    quiet=True,
 )
 CHAINS, STEPS, SEED = 200, 1000, 0
 SCHEDULES = [  # (label, temperature, anneal, final)
@@ -57,14 +75,30 @@ def main() -> None:
     rows = []
     for label, temperature, anneal, final in SCHEDULES:
         t0 = time.perf_counter()
-        chain = sample(ckpt.model, num_chains=CHAINS, steps=STEPS, temperature=temperature, anneal=anneal,
-                       final=final, init="uniform", seed=SEED)
+        chain = sample(
+            ckpt.model,
+            num_chains=CHAINS,
+            steps=STEPS,
+            temperature=temperature,
+            anneal=anneal,
+            final=final,
+            init="uniform",
+            seed=SEED,
+        )
         seconds = time.perf_counter() - t0
         records = string_records(chain, codec, corpus)
-        rows.append({
-            "label": label, "temperature": temperature, "anneal": anneal, "final": final, "seconds": seconds,
-            "mean_trace": chain.energy.mean(1).tolist(), "records": records, **summarize_records(records),
-        })
+        rows.append(
+            {
+                "label": label,
+                "temperature": temperature,
+                "anneal": anneal,
+                "final": final,
+                "seconds": seconds,
+                "mean_trace": chain.energy.mean(1).tolist(),
+                "records": records,
+                **summarize_records(records),
+            }
+        )
 
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
@@ -82,7 +116,9 @@ def main() -> None:
 
     history = ckpt.history
     last = history[-1]
-    summary = {r["label"]: {k: r[k] for k in ("mean_energy", "unique_share", "in_training_share", "seconds")} for r in rows}
+    summary = {
+        r["label"]: {k: r[k] for k in ("mean_energy", "unique_share", "in_training_share", "seconds")} for r in rows
+    }
     (ROOT / "docs" / "data").mkdir(exist_ok=True)
     (ROOT / "docs" / "data" / "rbm-annealing.json").write_text(json.dumps(summary, indent=2))
 
@@ -115,7 +151,8 @@ def main() -> None:
         "```",
         "gibbsdream train rbm --data builtin:regions --case-fold --max-length 20 --min-char-count 20 \\",
         "    --hidden 256 --epochs 100 --monitor-every 10 --engine torch --out runs/docs-regions",
-        f"gibbsdream sample runs/docs-regions --chains {CHAINS} --steps {STEPS} --temperature 1.5:0.2 --anneal geometric",
+        f"gibbsdream sample runs/docs-regions --chains {CHAINS} --steps {STEPS} "
+        "--temperature 1.5:0.2 --anneal geometric",
         "```",
         "",
         "## Results",
@@ -124,7 +161,10 @@ def main() -> None:
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        lines.append(f"| {r['label']} | {r['mean_energy']:.1f} | {r['unique_share']:.0%} | {r['in_training_share']:.0%} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['label']} | {r['mean_energy']:.1f} | {r['unique_share']:.0%} | "
+            f"{r['in_training_share']:.0%} | {r['seconds']:.1f} |"
+        )
     plain, annealed = rows[0], rows[2]
     lines += [
         "",
@@ -155,7 +195,10 @@ def main() -> None:
         "",
     ]
     for r in rows:
-        shown = ", ".join(f"`{rec['text']}`{'★' if rec['in_training_data'] else ''} ({rec['energy']:.0f})" for rec in r["records"][:15])
+        shown = ", ".join(
+            f"`{rec['text']}`{'★' if rec['in_training_data'] else ''} ({rec['energy']:.0f})"
+            for rec in r["records"][:15]
+        )
         lines += [f"**{r['label']}**: {shown}", ""]
     lines += [f"_Training took {train_seconds:.0f} s (0 if the checkpoint was reused)._", ""]
     (ROOT / "docs" / "rbm-annealing.md").write_text("\n".join(lines))

@@ -18,19 +18,40 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-INPAINT_GRID = ["--grid", "temperature=1,0.9,0.5,0",
-                "--grid", "block=yao:0.5,0.1,0.7;yao:0.5,0.1,0.1;yao:0.5,0.01,0.7;yao:0.5,0.01,0.1",
-                "--grid", "steps=200", "--problems", "6", "--samples", "2", "--every", "4"]
+INPAINT_GRID = [
+    "--grid",
+    "temperature=1,0.9,0.5,0",
+    "--grid",
+    "block=yao:0.5,0.1,0.7;yao:0.5,0.1,0.1;yao:0.5,0.01,0.7;yao:0.5,0.01,0.1",
+    "--grid",
+    "steps=200",
+    "--problems",
+    "6",
+    "--samples",
+    "2",
+    "--every",
+    "4",
+]
 SWEEPS = {  # name -> (sweep arguments, how the checkpoint was trained)
     "rbm-annealing": (
-        ["runs/docs-regions", "--grid", "temperature=1,0.5,1.5:0.2,2:0.5,1:0.1", "--grid", "init=uniform,silhouettes",
-         "--grid", "steps=1000", "--chains", "200"],
+        [
+            "runs/docs-regions",
+            "--grid",
+            "temperature=1,0.5,1.5:0.2,2:0.5,1:0.1",
+            "--grid",
+            "init=uniform,silhouettes",
+            "--grid",
+            "steps=1000",
+            "--chains",
+            "200",
+        ],
         "python docs/scripts/rbm_annealing.py (train rbm --data builtin:regions --case-fold --max-length 20 "
         "--min-char-count 20 --hidden 256 --epochs 100 --engine torch)",
     ),
     "inpaint-digits": (
         ["runs/digits", *INPAINT_GRID],
-        "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --out runs/digits (stopped after 56 epochs)",
+        "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --out runs/digits "
+        "(stopped after 56 epochs)",
     ),
     "inpaint-shapes": (
         ["runs/shapes", *INPAINT_GRID],
@@ -66,20 +87,27 @@ def _mean(rows, key, **where) -> float:
 
 def rbm_section(results: dict) -> str:
     rows = results["rows"]
-    lines = ["| # | T | init | mean final energy | lowest | unique | in training data | seconds |",
-             "|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| # | T | init | mean final energy | lowest | unique | in training data | seconds |",
+        "|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         s = r["settings"]
-        lines.append(f"| {r['cell']} | `{s['temperature']}` | {s['init']} | {r['mean_final_energy']:.1f} | "
-                     f"{r['lowest_final_energy']:.1f} | {_pct(r['unique_share'])} | {_pct(r['in_training_share'])} | "
-                     f"{r['seconds']:.1f} |")
-    plain, annealed = _mean(rows, "mean_final_energy", temperature="1"), _mean(rows, "mean_final_energy", temperature="1.5:0.2")
+        lines.append(
+            f"| {r['cell']} | `{s['temperature']}` | {s['init']} | {r['mean_final_energy']:.1f} | "
+            f"{r['lowest_final_energy']:.1f} | {_pct(r['unique_share'])} | {_pct(r['in_training_share'])} | "
+            f"{r['seconds']:.1f} |"
+        )
+    plain, annealed = (
+        _mean(rows, "mean_final_energy", temperature="1"),
+        _mean(rows, "mean_final_energy", temperature="1.5:0.2"),
+    )
     return f"""## RBM: annealing against plain Gibbs sampling
 
-`{results['command']}`
+`{results["command"]}`
 
-{results['problems']}, seed {results['seed']}; energy is the free energy F(v) at T = 1 (lower is more
-probable), whatever temperature a chain ran at. The model: {SWEEPS['rbm-annealing'][1]}.
+{results["problems"]}, seed {results["seed"]}; energy is the free energy F(v) at T = 1 (lower is more
+probable), whatever temperature a chain ran at. The model: {SWEEPS["rbm-annealing"][1]}.
 [The report page](sweeps/rbm-annealing/index.html) lists every row's samples, lowest energy first.
 
 {chr(10).join(lines)}
@@ -96,29 +124,36 @@ x axis below). Ending at T = 0.5 keeps most samples distinct at nearly the cold 
 def inpaint_section(name: str, results: dict) -> str:
     rows = results["rows"]
     folder = f"sweeps/{name}"
-    lines = ["| # | T | block | chains of problem 0 (magenta = the hole) | last redraw log p | diversity | hole PSNR |",
-             "|---:|---:|---|---|---:|---:|---:|"]
+    lines = [
+        "| # | T | block | chains of problem 0 (magenta = the hole) | last redraw log p | diversity | hole PSNR |",
+        "|---:|---:|---|---|---:|---:|---:|",
+    ]
     for r in rows:
         s = r["settings"]
         cell = json.loads((ROOT / "docs" / folder / "cells" / f"{r['cell']:03d}.json").read_text())
-        lines.append(f"| {r['cell']} | {s['temperature']} | `{s['block']}` | ![row {r['cell']}]({folder}/{cell['gifs'][0]}) | "
-                     f"{r['mean_final_log_prob']:.3f} | {r['diversity']:.2f} | {r['hole_psnr_db']:.1f} dB |")
+        lines.append(
+            f"| {r['cell']} | {s['temperature']} | `{s['block']}` | ![row {r['cell']}]({folder}/{cell['gifs'][0]}) | "
+            f"{r['mean_final_log_prob']:.3f} | {r['diversity']:.2f} | {r['hole_psnr_db']:.1f} dB |"
+        )
     hot, cold = "1", "0"
     slow, fast = "yao:0.5,0.1,0.7", "yao:0.5,0.1,0.1"
     trend = (
         f"Averaged over the block schedules, going from T = 1 to T = 0 moves the last redraw's mean log-probability "
-        f"from {_mean(rows, 'mean_final_log_prob', temperature=hot):.3f} to {_mean(rows, 'mean_final_log_prob', temperature=cold):.3f}, "
+        f"from {_mean(rows, 'mean_final_log_prob', temperature=hot):.3f} "
+        f"to {_mean(rows, 'mean_final_log_prob', temperature=cold):.3f}, "
         f"the diversity between two completions of a problem from {_mean(rows, 'diversity', temperature=hot):.2f} to "
-        f"{_mean(rows, 'diversity', temperature=cold):.2f}, and the hole PSNR from {_mean(rows, 'hole_psnr_db', temperature=hot):.1f} "
+        f"{_mean(rows, 'diversity', temperature=cold):.2f}, "
+        f"and the hole PSNR from {_mean(rows, 'hole_psnr_db', temperature=hot):.1f} "
         f"to {_mean(rows, 'hole_psnr_db', temperature=cold):.1f} dB. With α_min = 0.1, η = 0.7 ({slow}) gives "
-        f"{_mean(rows, 'mean_final_log_prob', block=slow):.3f} and η = 0.1 ({fast}) {_mean(rows, 'mean_final_log_prob', block=fast):.3f} "
+        f"{_mean(rows, 'mean_final_log_prob', block=slow):.3f} "
+        f"and η = 0.1 ({fast}) {_mean(rows, 'mean_final_log_prob', block=fast):.3f} "
         "averaged over temperatures."
     )
-    return f"""## Inpainting {name.split('-')[1]}: temperature × α_min × η
+    return f"""## Inpainting {name.split("-")[1]}: temperature × α_min × η
 
-`{results['command']}`
+`{results["command"]}`
 
-{results['problems']}, seed {results['seed']}, 200 Gibbs steps, Yao block schedule with α_max = 0.5. The
+{results["problems"]}, seed {results["seed"]}, 200 Gibbs steps, Yao block schedule with α_max = 0.5. The
 model: {SWEEPS[name][1]}. [The report page]({folder}/index.html) shows the GIFs of all six problems per row.
 
 {chr(10).join(lines)}

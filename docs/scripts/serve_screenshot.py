@@ -50,8 +50,15 @@ def main() -> None:
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
-                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--disable-background-networking"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--disable-background-networking",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
@@ -71,15 +78,23 @@ def main() -> None:
                 box.send_keys(str(value))
             driver.find_element(By.ID, "i-run").click()
             wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-last-job-state"))
-            wait.until(lambda d: d.execute_script("const g = document.getElementById('gif'); return g.complete && g.naturalWidth > 0"))
+            wait.until(
+                lambda d: d.execute_script(
+                    "const g = document.getElementById('gif'); return g.complete && g.naturalWidth > 0"
+                )
+            )
             # The whole page in one picture: a viewport as tall as the page, scrolled to the top.
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+            )
             driver.execute_script("window.scrollTo(0, 0)")
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500})
+            driver.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(out))
             print(f"wrote {out} ({width}x{height})")

@@ -5,11 +5,17 @@ __version__ = "0.1.0"
 # The exports are imported when first used (PEP 562), not with the package: the command line then
 # starts without PyTorch, so `--help` is quick and Ctrl+C during start-up reaches cli.main's handler.
 _EXPORTS = {
-    "ImageCodec": "data", "StringCodec": "data", "UsageError": "errors", "RBM": "models", "OrderlessNADE": "models",
-    "Chain": "sampling", "sample": "sampling", "load": "api",
+    "ImageCodec": "data",
+    "StringCodec": "data",
+    "UsageError": "errors",
+    "RBM": "models",
+    "OrderlessNADE": "models",
+    "Chain": "sampling",
+    "sample": "sampling",
+    "load": "api",
 }
 
-__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "load", "sample", "__version__"]
+__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "__version__", "load", "sample"]
 
 
 def __getattr__(name: str):

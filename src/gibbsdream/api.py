@@ -41,8 +41,10 @@ def load(path, device="auto", family: str | None = None) -> Checkpoint:
     checkpoint = load_checkpoint(path, device=resolve_device(device), family=held)
     if held == "rbm":
         if checkpoint.codec is None:
-            raise UsageError(f"checkpoint {path} has no string codec, so its samples cannot be decoded; retrain it "
-                             "with `gibbsdream train rbm`")
+            raise UsageError(
+                f"checkpoint {path} has no string codec, so its samples cannot be decoded; retrain it "
+                "with `gibbsdream train rbm`"
+            )
         import torch
 
         for part in ("train", "validation"):

@@ -24,7 +24,7 @@ class IndependentCategorical:
     def __init__(self, num_categories: int, alpha: float = 1.0):
         self.num_categories, self.alpha = num_categories, alpha
 
-    def fit(self, x: torch.Tensor) -> "IndependentCategorical":
+    def fit(self, x: torch.Tensor) -> IndependentCategorical:
         """``x``: ``(N, *shape)`` long levels."""
         counts = _one_hot(x, self.num_categories).sum(0).view(-1, self.num_categories) + self.alpha
         self.log_theta = (counts / counts.sum(-1, keepdim=True)).log()  # (D, K)
@@ -42,14 +42,16 @@ class MixtureOfCategoricals:
     keeps components from assigning zero probability to a level they never saw.
     """
 
-    def __init__(self, num_categories: int, components: int = 100, iterations: int = 100, alpha: float = 1.0, seed: int = 0):
+    def __init__(
+        self, num_categories: int, components: int = 100, iterations: int = 100, alpha: float = 1.0, seed: int = 0
+    ):
         self.num_categories, self.components = num_categories, components
         self.iterations, self.alpha, self.seed = iterations, alpha, seed
 
     def _component_log_likelihoods(self, one_hot: torch.Tensor) -> torch.Tensor:
         return one_hot @ self.log_theta.reshape(self.components, -1).T + self.log_pi  # (N, M)
 
-    def fit(self, x: torch.Tensor) -> "MixtureOfCategoricals":
+    def fit(self, x: torch.Tensor) -> MixtureOfCategoricals:
         """``x``: ``(N, *shape)`` long levels."""
         one_hot = _one_hot(x, self.num_categories)
         N, K, M = x.shape[0], self.num_categories, self.components

@@ -52,6 +52,7 @@ from safetensors.torch import load_file, save
 from . import __version__
 from .errors import UsageError
 from .files import _fault_point, atomic_write_bytes, atomic_write_text, finite_json, remove_leftovers, writer_lock
+from .models.shapes import shapes_only
 from .signals import signals_held
 
 FORMAT = "gibbsdream-checkpoint"
@@ -117,9 +118,11 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             # Loading refuses such weights, so they are not saved over the last good state.
-            raise UsageError(f"the weights became NaN or infinite ({name}): training diverged, so it was stopped; "
-                             f"{folder} keeps its last good state. Lower the learning rate (or the weight cost) and "
-                             "train again, or resume from there")
+            raise UsageError(
+                f"the weights became NaN or infinite ({name}): training diverged, so it was stopped; "
+                f"{folder} keeps its last good state. Lower the learning rate (or the weight cost) and "
+                "train again, or resume from there"
+            )
     files, written = {}, []
     text = None
     try:
@@ -209,7 +212,7 @@ class LoadLimits:
     tensor_bytes: int = 16 * 2**30  # all tensor files together, and the model built from config.json
 
     @classmethod
-    def from_environment(cls) -> "LoadLimits":
+    def from_environment(cls) -> LoadLimits:
         text = os.environ.get(MAX_BYTES_VARIABLE)
         if not text:
             return cls()
@@ -234,9 +237,13 @@ def _open_plain_file(path: Path, folder: Path, what: str) -> int:
         raise _Missing(path) from None
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise UsageError(f"checkpoint {folder}: {path.name} is a symbolic link; a checkpoint holds plain files only "
-                             "(copy the file into the folder)") from None
-        raise UsageError(f"checkpoint {folder}: cannot read {path.name} ({err.strerror}); check its permissions") from None
+            raise UsageError(
+                f"checkpoint {folder}: {path.name} is a symbolic link; a checkpoint holds plain files only "
+                "(copy the file into the folder)"
+            ) from None
+        raise UsageError(
+            f"checkpoint {folder}: cannot read {path.name} ({err.strerror}); check its permissions"
+        ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise UsageError(f"checkpoint {folder}: {path.name} is not a regular file; restore the checkpoint's {what}")
@@ -250,8 +257,10 @@ def _read_bounded(path: Path, folder: Path, limit: int, what: str, *, prefix: in
         size = os.fstat(fd).st_size
         want = size if prefix is None else prefix
         if want > limit:
-            raise UsageError(f"checkpoint {folder}: {path.name} is {_gb(want)}, more than a {what} may be "
-                             f"({_gb(limit)}); it is not a gibbsdream checkpoint or it is damaged")
+            raise UsageError(
+                f"checkpoint {folder}: {path.name} is {_gb(want)}, more than a {what} may be "
+                f"({_gb(limit)}); it is not a gibbsdream checkpoint or it is damaged"
+            )
         chunks, left = [], want
         while left > 0:
             chunk = os.read(fd, min(left, 1 << 20))
@@ -301,9 +310,13 @@ def _parse_config(folder: Path, payload: bytes) -> dict:
         raise UsageError(f"{folder} is not a gibbsdream checkpoint (its config.json is from something else)")
     try:  # a lone surrogate (\ud800) in what becomes output (the alphabet, the caption words) parses,
         # but cannot be printed or written; in a path (a file name in another encoding) it is fine
-        json.dumps([config.get(k) for k in ("family", "model", "codec", "captions")], ensure_ascii=False).encode("utf-8")
+        json.dumps([config.get(k) for k in ("family", "model", "codec", "captions")], ensure_ascii=False).encode(
+            "utf-8"
+        )
     except (UnicodeEncodeError, RecursionError, ValueError):
-        raise UsageError(f"{config_path} is corrupt (it holds text that is not valid Unicode); restore the checkpoint") from None
+        raise UsageError(
+            f"{config_path} is corrupt (it holds text that is not valid Unicode); restore the checkpoint"
+        ) from None
     if config.get("format_version") not in READABLE_FORMATS:
         raise UsageError(
             f"{folder} uses checkpoint format {config.get('format_version')!r} (library "
@@ -387,8 +400,9 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
             return _load(folder, _parse_config(folder, payload), limits, device, family)
         except _Missing as missing:
             if payload == previous or _config_bytes(folder, limits) == payload:
-                raise UsageError(f"checkpoint {folder} is incomplete: {missing.path.name} is missing; "
-                                 "retrain or restore it") from None
+                raise UsageError(
+                    f"checkpoint {folder} is incomplete: {missing.path.name} is missing; retrain or restore it"
+                ) from None
             previous = payload
     raise UsageError(f"checkpoint {folder} kept changing while it was read; stop the run writing it, or try again")
 
@@ -404,27 +418,39 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
     held = config.get("family")
     builder = _model_class(held) if isinstance(held, str) else None
     if builder is None:
-        raise UsageError(f"{folder} holds an unknown model family {held!r}; upgrade gibbsdream (or restore its config.json)")
+        raise UsageError(
+            f"{folder} holds an unknown model family {held!r}; upgrade gibbsdream (or restore its config.json)"
+        )
     if family is not None and held != family:
-        raise UsageError(f"{folder} holds {FAMILY_NAMES[held]}, but this command needs {FAMILY_NAMES.get(family, family)}")
+        raise UsageError(
+            f"{folder} holds {FAMILY_NAMES[held]}, but this command needs {FAMILY_NAMES.get(family, family)}"
+        )
     if not isinstance(config.get("model"), dict):
         raise UsageError(f"checkpoint {folder} is corrupt: config.json has no model settings; retrain or restore it")
     # The model is built on the meta device first: its sizes are checked (against the limits and
     # the tensor file's header) before a byte is allocated for them.
     try:
-        with torch.device("meta"):
+        with shapes_only():
             skeleton = builder(**config["model"])
     except UsageError as err:  # the model's own check: says which setting is wrong
         raise UsageError(f"checkpoint {folder} has an unreadable model config: {err}; retrain or restore it") from None
     except (TypeError, ValueError, OverflowError, RuntimeError) as err:  # torch's messages can run to many lines
         text = str(err).strip()
-        detail = "a size too large to build" if "overflow" in text.lower() else (text.splitlines() or [type(err).__name__])[0][:200]
-        raise UsageError(f"checkpoint {folder} has an unreadable model config ({detail}); retrain or restore it") from None
+        detail = (
+            "a size too large to build"
+            if "overflow" in text.lower()
+            else (text.splitlines() or [type(err).__name__])[0][:200]
+        )
+        raise UsageError(
+            f"checkpoint {folder} has an unreadable model config ({detail}); retrain or restore it"
+        ) from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in skeleton.state_dict().items()}
     needed = sum(math.prod(shape) * 4 for shape, _ in expected.values())
     if needed > limits.tensor_bytes:
-        raise UsageError(f"checkpoint {folder}: its model config asks for {_gb(needed)} of weights, more than the "
-                         f"{_gb(limits.tensor_bytes)} allowed; raise {MAX_BYTES_VARIABLE} if you trust it")
+        raise UsageError(
+            f"checkpoint {folder}: its model config asks for {_gb(needed)} of weights, more than the "
+            f"{_gb(limits.tensor_bytes)} allowed; raise {MAX_BYTES_VARIABLE} if you trust it"
+        )
     _check_trainer_position(folder, config)
     entries = _file_entries(folder, config)
     if "model" not in entries:
@@ -435,26 +461,41 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
     model = builder(**config["model"])
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise UsageError(f"checkpoint {folder} is corrupt: its weights hold NaN or infinite values ({name}); "
-                             "the run diverged or the file is damaged: retrain or restore an earlier copy")
+            raise UsageError(
+                f"checkpoint {folder} is corrupt: its weights hold NaN or infinite values ({name}); "
+                "the run diverged or the file is damaged: retrain or restore an earlier copy"
+            )
     model.load_state_dict(state)
     if getattr(model, "caption_encoder", None) is not None:
         from .data.captions import CaptionVocabulary
 
         if not isinstance(config.get("captions"), dict):
-            raise UsageError(f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary; "
-                             "retrain or restore it")
+            raise UsageError(
+                f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary; "
+                "retrain or restore it"
+            )
         try:
             model.caption_vocabulary = CaptionVocabulary.from_dict(config["captions"])
         except (TypeError, ValueError, KeyError, AttributeError):
-            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable; retrain or restore it") from None
+            raise UsageError(
+                f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable; retrain or restore it"
+            ) from None
         if model.caption_vocabulary.size != model.settings.caption_vocab_size:
-            raise UsageError(f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config; "
-                             "retrain or restore it")
+            raise UsageError(
+                f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config; "
+                "retrain or restore it"
+            )
     data = {k: v.long() for k, v in _read_tensors(folder, entries, "data", budget, _data_rule(model, codec)).items()}
     trainer = _read_tensors(folder, entries, "trainer", budget, _trainer_rule(expected, model))
-    return Checkpoint(model=model.to(device), config=config, codec=codec, data=data, trainer=trainer,
-                      history=_read_history(folder, config, limits), path=folder)
+    return Checkpoint(
+        model=model.to(device),
+        config=config,
+        codec=codec,
+        data=data,
+        trainer=trainer,
+        history=_read_history(folder, config, limits),
+        path=folder,
+    )
 
 
 def _check_trainer_position(folder: Path, config: dict) -> None:
@@ -468,12 +509,19 @@ def _check_trainer_position(folder: Path, config: dict) -> None:
     for key in ("epoch", "batch"):
         value = position.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UsageError(f"{corrupt} trainer {key} is {value!r}, not a whole number >= 0; restore it, "
-                             "or train into a new --out")
+            raise UsageError(
+                f"{corrupt} trainer {key} is {value!r}, not a whole number >= 0; restore it, or train into a new --out"
+            )
     elapsed = position.get("elapsed", 0.0)
-    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not (math.isfinite(elapsed) and elapsed >= 0):
-        raise UsageError(f"{corrupt} trainer elapsed time is {elapsed!r}, not a number of seconds; restore it, "
-                         "or train into a new --out")
+    if (
+        isinstance(elapsed, bool)
+        or not isinstance(elapsed, (int, float))
+        or not (math.isfinite(elapsed) and elapsed >= 0)
+    ):
+        raise UsageError(
+            f"{corrupt} trainer elapsed time is {elapsed!r}, not a number of seconds; restore it, "
+            "or train into a new --out"
+        )
 
 
 def _codec(folder: Path, config: dict, model):
@@ -483,20 +531,35 @@ def _codec(folder: Path, config: dict, model):
 
     codec_config = config.get("codec")
     codecs = {"string": StringCodec, "image": ImageCodec}
-    if not (isinstance(codec_config, dict) and isinstance(codec_config.get("kind"), str) and codec_config["kind"] in codecs):
+    if not (
+        isinstance(codec_config, dict) and isinstance(codec_config.get("kind"), str) and codec_config["kind"] in codecs
+    ):
         return None
     try:
         codec = codecs[codec_config["kind"]].from_dict(codec_config)
     except (TypeError, ValueError, KeyError, AttributeError):
-        raise UsageError(f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it") from None
+        raise UsageError(
+            f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it"
+        ) from None
     if codec_config["kind"] == "string":
-        fits = model.family == "rbm" and codec.num_categories == model.num_categories and codec.max_length == model.num_visible
+        fits = (
+            model.family == "rbm"
+            and codec.num_categories == model.num_categories
+            and codec.max_length == model.num_visible
+        )
     else:
-        fits = (model.family == "nade" and codec.channels == model.channels and codec.levels == model.num_categories
-                and 1 <= codec.height <= 2**14 and 1 <= codec.width <= 2**14)
+        fits = (
+            model.family == "nade"
+            and codec.channels == model.channels
+            and codec.levels == model.num_categories
+            and 1 <= codec.height <= 2**14
+            and 1 <= codec.width <= 2**14
+        )
     if not fits:
-        raise UsageError(f"checkpoint {folder} is corrupt: its codec does not describe its model "
-                         f"({codec_config['kind']} codec on {FAMILY_NAMES.get(model.family, model.family)}); restore it")
+        raise UsageError(
+            f"checkpoint {folder} is corrupt: its codec does not describe its model "
+            f"({codec_config['kind']} codec on {FAMILY_NAMES.get(model.family, model.family)}); restore it"
+        )
     return codec
 
 
@@ -520,7 +583,9 @@ def _weights_rule(expected: dict):
 
 def _data_rule(model, codec):
     """Encoded states: integer tensors of one state per row, values checked after loading."""
-    shape = tuple(model.shape) if model.family == "rbm" else (model.channels, codec.height, codec.width) if codec else None
+    shape = (
+        tuple(model.shape) if model.family == "rbm" else (model.channels, codec.height, codec.width) if codec else None
+    )
 
     def rule(name, tensor_shape, dtype):
         if dtype not in _INTEGERS:
@@ -567,7 +632,7 @@ def _trainer_rule(expected: dict, model):
             ok = parameter in expected and shape == expected[parameter][0] and dtype in _FLOATS
             return None if ok else f"{name} does not fit the weights"
         if name.startswith("adam."):
-            _, index, kind = (name.split(".", 2) + ["", ""])[:3]
+            _, index, kind = ([*name.split(".", 2), "", ""])[:3]
             if not index.isdigit() or int(index) >= len(parameters):
                 return f"{name} names no weight of the model"
             wanted = () if kind == "step" else parameters[int(index)]
@@ -577,13 +642,21 @@ def _trainer_rule(expected: dict, model):
             return None if ok else f"{name} is not a generator state"
         if name == "persistent_chains":
             ok = dtype in _INTEGERS and len(shape) == 2 and shape[0] >= 1 and tuple(shape[1:]) == tuple(model.shape)
-            return None if ok else f"{name} has shape {list(shape)} and dtype {dtype}, not (chains >= 1, positions) integers"
+            return (
+                None
+                if ok
+                else f"{name} has shape {list(shape)} and dtype {dtype}, not (chains >= 1, positions) integers"
+            )
         return f"holds an unexpected tensor {name!r}"
 
     def values(name, tensor):
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             return f"{name} holds NaN or infinite values"
-        if name == "persistent_chains" and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= model.num_categories):
+        if (
+            name == "persistent_chains"
+            and tensor.numel()
+            and (int(tensor.min()) < 0 or int(tensor.max()) >= model.num_categories)
+        ):
             return f"{name} holds values outside [0, {model.num_categories})"
         if name.startswith("adam.") and name.endswith(".step") and not (tensor >= 0 and tensor == tensor.floor()):
             return f"{name} is not a whole number of steps >= 0"
@@ -607,8 +680,10 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
     try:
         size = os.fstat(fd).st_size
         if size > budget[0]:
-            raise UsageError(f"checkpoint {folder}: {path.name} is {_gb(size)}, more than the {_gb(budget[0])} left of "
-                             f"the loading budget; raise {MAX_BYTES_VARIABLE} if you trust it")
+            raise UsageError(
+                f"checkpoint {folder}: {path.name} is {_gb(size)}, more than the {_gb(budget[0])} left of "
+                f"the loading budget; raise {MAX_BYTES_VARIABLE} if you trust it"
+            )
         if "bytes" in entry and size != entry["bytes"]:
             raise UsageError(f"{damaged} does not match config.json (its size differs); retrain or restore it")
         budget[0] -= size
@@ -617,7 +692,9 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         through = f"/proc/self/fd/{fd}" if os.path.exists(f"/proc/self/fd/{fd}") else str(path)
         try:  # the header alone (safetensors maps the file; nothing is read until a tensor is asked for)
             with safe_open(through, framework="pt") as f:
-                header = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in f.keys()}
+                # safe_open handles are not iterable: .keys() is needed
+                names = f.keys()
+                header = {key: (tuple(f.get_slice(key).get_shape()), f.get_slice(key).get_dtype()) for key in names}
         except (SafetensorError, OSError, ValueError, RuntimeError):
             raise UsageError(f"{damaged} cannot be read as safetensors; retrain or restore it") from None
         for key, (shape, dtype_name) in header.items():
@@ -628,7 +705,9 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         missing = getattr(rule, "complete", set()) - set(header)
         if missing:
             raise UsageError(f"{damaged} lacks {', '.join(sorted(missing))}; retrain or restore it")
-        problem = rule.together({key: shape for key, (shape, _) in header.items()}) if hasattr(rule, "together") else None
+        problem = (
+            rule.together({key: shape for key, (shape, _) in header.items()}) if hasattr(rule, "together") else None
+        )
         if problem:
             raise UsageError(f"{damaged}: {problem}; retrain or restore it")
         digest = hashlib.sha256()
@@ -645,9 +724,12 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
         os.close(fd)
     # Where the file had to be opened again by its name, it must still be what the header check passed.
     if {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()} != {
-            k: (shape, _SAFETENSORS_DTYPES[dtype]) for k, (shape, dtype) in header.items()}:
-        raise UsageError(f"checkpoint {folder}: {path.name} changed while it was read; stop whatever writes the "
-                         "folder, then try again")
+        k: (shape, _SAFETENSORS_DTYPES[dtype]) for k, (shape, dtype) in header.items()
+    }:
+        raise UsageError(
+            f"checkpoint {folder}: {path.name} changed while it was read; stop whatever writes the "
+            "folder, then try again"
+        )
     check = getattr(rule, "values", None)
     for key, tensor in tensors.items():
         problem = check(key, tensor) if check else None
@@ -657,8 +739,15 @@ def _read_tensors(folder: Path, entries: dict, name: str, budget: list, rule) ->
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
     "BOOL": torch.bool,
 }
 
@@ -676,16 +765,23 @@ def _read_history(folder: Path, config: dict, limits: LoadLimits) -> list:
     elif vouched is None:
         return []
     else:
-        if not (isinstance(vouched, dict) and isinstance(vouched.get("bytes"), int) and vouched["bytes"] >= 0
-                and isinstance(vouched.get("rows"), int) and isinstance(vouched.get("sha256"), str)):
+        if not (
+            isinstance(vouched, dict)
+            and isinstance(vouched.get("bytes"), int)
+            and vouched["bytes"] >= 0
+            and isinstance(vouched.get("rows"), int)
+            and isinstance(vouched.get("sha256"), str)
+        ):
             raise UsageError(f"checkpoint {folder} is corrupt: config.json's history entry is damaged; restore it")
         payload = _read_bounded(path, folder, limits.history_bytes, "training history", prefix=vouched["bytes"])
         if len(payload) != vouched["bytes"] or hashlib.sha256(payload).hexdigest() != vouched["sha256"]:
-            raise UsageError(f"{damaged} does not match config.json; restore it (or delete it and the "
-                             "\"history\" entry of config.json to keep the model without its history)")
+            raise UsageError(
+                f"{damaged} does not match config.json; restore it (or delete it and the "
+                '"history" entry of config.json to keep the model without its history)'
+            )
     rows = []
     try:  # rows end at "\n" only: a row's strings may hold other line separators (U+2028, U+0085)
-        for number, raw in enumerate(payload.split(b"\n"), 1):
+        for number, raw in enumerate(payload.split(b"\n"), 1):  # noqa: B007 (named in the error below)
             line = raw.decode("utf-8")
             if line.strip():
                 row = json.loads(line)
@@ -693,8 +789,10 @@ def _read_history(folder: Path, config: dict, limits: LoadLimits) -> list:
                     raise ValueError
                 rows.append(row)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise UsageError(f"{damaged} (line {number}) is not a JSON object per line; restore it, or delete the file "
-                         "to keep the model without its history") from None
+        raise UsageError(
+            f"{damaged} (line {number}) is not a JSON object per line; restore it, or delete the file "
+            "to keep the model without its history"
+        ) from None
     if vouched is not None and len(rows) != vouched["rows"]:
         raise UsageError(f"{damaged} does not match config.json; restore it")
     return rows

@@ -156,8 +156,10 @@ def _hold_checkpoint(out: Path, resume: bool) -> None:
 
     if resume:
         if out.is_dir() and not (out / "config.json").exists() and any(out.iterdir()):
-            raise UsageError(f"nothing was saved in {out} yet (the run writing it stopped before its first save); "
-                             "run the same command without --resume")
+            raise UsageError(
+                f"nothing was saved in {out} yet (the run writing it stopped before its first save); "
+                "run the same command without --resume"
+            )
         _read_config(out)  # a missing or foreign --out is refused before the lock makes its folder
 
     ctx = click.get_current_context(silent=True)  # None when a script calls the command's callback
@@ -204,14 +206,17 @@ def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
         shown = f"{given} differs from the checkpoint's {_spelled(param, old)}"
         undo = f"pass {_spelled(param, old)}" if param.required else f"drop {flag}"
         if name in fixed:
-            raise UsageError(f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train "
-                             "into a new --out")
+            raise UsageError(
+                f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train into a new --out"
+            )
         if not apply:
             raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or {undo}")
         changes[name] = new
     if changes:
-        _say("note: continuing with " + ", ".join(f"{_spelled(params[n], v)} (was {_spelled(params[n], saved[n])})"
-                                                  for n, v in changes.items()))
+        _say(
+            "note: continuing with "
+            + ", ".join(f"{_spelled(params[n], v)} (was {_spelled(params[n], saved[n])})" for n, v in changes.items())
+        )
     return changes
 
 
@@ -239,10 +244,31 @@ def _same_file(a, b) -> bool:
         return False
 
 
-RBM_FIXED_ON_RESUME = {"hidden", "data", "max_length", "case_fold", "pad_side", "min_char_count", "rare",
-                       "validation_fraction", "seed", "batch_size", "persistent"}
-RBM_TRAINING_FIELDS = ("batch_size", "learning_rate", "lr_decay", "momentum", "weight_cost", "cd_steps", "persistent",
-                       "validation_fraction", "monitor_every", "seed")
+RBM_FIXED_ON_RESUME = {
+    "hidden",
+    "data",
+    "max_length",
+    "case_fold",
+    "pad_side",
+    "min_char_count",
+    "rare",
+    "validation_fraction",
+    "seed",
+    "batch_size",
+    "persistent",
+}
+RBM_TRAINING_FIELDS = (
+    "batch_size",
+    "learning_rate",
+    "lr_decay",
+    "momentum",
+    "weight_cost",
+    "cd_steps",
+    "persistent",
+    "validation_fraction",
+    "monitor_every",
+    "seed",
+)
 
 
 def _only_for(ctx, family: str, options: dict) -> None:
@@ -285,8 +311,14 @@ def train_app():
 
 
 @train_app.command("rbm")
-@option("--data", required=True, help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages.")
-@option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing).")
+@option(
+    "--data",
+    required=True,
+    help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages.",
+)
+@option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing)."
+)
 @option("--hidden", default=128, help="Number of hidden units.")
 @option("--epochs", default=20, help="Total number of epochs (with --resume: the total to reach).")
 @option("--batch-size", default=64, help="Strings per mini-batch.")
@@ -295,33 +327,74 @@ def train_app():
 @option("--momentum", default=0.9, help="SGD momentum, in [0, 1).")
 @option("--weight-cost", default=1e-3, help="L2 penalty on the weights; larger values help chains mix.")
 @option("--cd-steps", default=1, help="Gibbs sweeps per update (the k of CD-k).")
-@option("--persistent/--no-persistent", default=False, help="Persistent CD: negative chains carry over between updates.")
-@option("--max-length", type=int, default=None, help="Positions per string; longer lines are skipped.  [default: the longest line]")
+@option(
+    "--persistent/--no-persistent", default=False, help="Persistent CD: negative chains carry over between updates."
+)
+@option(
+    "--max-length",
+    type=int,
+    default=None,
+    help="Positions per string; longer lines are skipped.  [default: the longest line]",
+)
 @option("--case-fold/--keep-case", default=False, help="Fold case before learning the alphabet.")
 @option("--pad-side", type=click.Choice(["right", "left"]), default="right", help="Where padding goes.")
 @option("--min-char-count", default=1, help="Characters seen fewer times than this are rare.")
-@option("--rare", type=click.Choice(["skip", "replace", "keep"]), default="skip", help="Rare characters: skip their lines, replace them with '?', or keep them.")
+@option(
+    "--rare",
+    type=click.Choice(["skip", "replace", "keep"]),
+    default="skip",
+    help="Rare characters: skip their lines, replace them with '?', or keep them.",
+)
 @option("--validation-fraction", default=0.05, help="Share of lines held out for monitoring.")
 @option("--monitor-every", default=1, help="Epochs between pseudo-likelihood / free-energy-gap checks (0: never).")
 @option("--seed", default=0, help="Random seed (same seed, same device: same model).")
 @option("--device", default="auto", help=DEVICE_HELP)
-@option("--engine", type=click.Choice(["auto", "torch", "numba"]), default="auto",
-        help="How updates run: numba (a compiled loop on several CPU threads, for categorical models on the "
-             "CPU; needs numba and a PyTorch built with MKL), torch (any device), or auto (numba where it can "
-             "run). Same random numbers; results differ only by float rounding.")
+@option(
+    "--engine",
+    type=click.Choice(["auto", "torch", "numba"]),
+    default="auto",
+    help="How updates run: numba (a compiled loop on several CPU threads, for categorical models on the "
+    "CPU; needs numba and a PyTorch built with MKL), torch (any device), or auto (numba where it can "
+    "run). Same random numbers; results differ only by float rounding.",
+)
 @option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
-@option("--apply-changes", is_flag=True, help="With --resume: continue with the learning-rate, momentum, weight-cost, "
-        "CD-steps and monitoring options given, where they differ from the checkpoint's (refused otherwise).")
+@option(
+    "--apply-changes",
+    is_flag=True,
+    help="With --resume: continue with the learning-rate, momentum, weight-cost, "
+    "CD-steps and monitoring options given, where they differ from the checkpoint's (refused otherwise).",
+)
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_rbm(
-    data, out, hidden, epochs, batch_size, learning_rate, lr_decay, momentum, weight_cost, cd_steps, persistent,
-    max_length, case_fold, pad_side, min_char_count, rare, validation_fraction, monitor_every, seed, device, engine,
-    resume, quiet, apply_changes=False,
+    data,
+    out,
+    hidden,
+    epochs,
+    batch_size,
+    learning_rate,
+    lr_decay,
+    momentum,
+    weight_cost,
+    cd_steps,
+    persistent,
+    max_length,
+    case_fold,
+    pad_side,
+    min_char_count,
+    rare,
+    validation_fraction,
+    monitor_every,
+    seed,
+    device,
+    engine,
+    resume,
+    quiet,
+    apply_changes=False,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
 
-    from .data.strings import StringCodec, read_lines
     from .checkpoint import load_checkpoint
+    from .data.strings import StringCodec, read_lines
     from .models import RBM
     from .sampling.api import make_generator
     from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
@@ -332,11 +405,18 @@ def train_rbm(
     if resume:
         checkpoint = load_checkpoint(out, device=target, family="rbm")
         saved = checkpoint.config
-        if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}) or not checkpoint.trainer:
-            raise UsageError(f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out")
+        if (
+            not isinstance(saved.get("training"), dict)
+            or "epoch" not in (saved.get("trainer") or {})
+            or not checkpoint.trainer
+        ):
+            raise UsageError(
+                f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out"
+            )
         codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
         trained_with = {
-            "hidden": saved["model"].get("num_hidden"), "data": corpus_saved.get("source"),
+            "hidden": saved["model"].get("num_hidden"),
+            "data": corpus_saved.get("source"),
             **{name: saved["training"][name] for name in RBM_TRAINING_FIELDS if name in saved["training"]},
             **{name: codec_config[name] for name in ("max_length", "case_fold", "pad_side") if name in codec_config},
             **{name: corpus_saved[name] for name in ("min_char_count", "rare") if name in corpus_saved},
@@ -350,10 +430,16 @@ def train_rbm(
                 overrides["engine"] = engine
             config = RBMTrainConfig(**{**saved["training"], **overrides}).check()
         except TypeError:
-            raise UsageError(f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it") from None
+            raise UsageError(
+                f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it"
+            ) from None
         trainer = RBMTrainer(
-            checkpoint.model, config, checkpoint.data["train"], checkpoint.data["validation"],
-            codec=checkpoint.codec, history=checkpoint.history,
+            checkpoint.model,
+            config,
+            checkpoint.data["train"],
+            checkpoint.data["validation"],
+            codec=checkpoint.codec,
+            history=checkpoint.history,
         )
         if not trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"]):
             _say("note: the checkpoint was saved on another kind of device; its sampling RNG was re-seeded")
@@ -367,18 +453,34 @@ def train_rbm(
         if apply_changes:
             raise UsageError("--apply-changes goes with --resume")
         config = RBMTrainConfig(
-            num_hidden=hidden, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            lr_decay=lr_decay, momentum=momentum, weight_cost=weight_cost, cd_steps=cd_steps,
-            persistent=persistent, validation_fraction=validation_fraction, monitor_every=monitor_every, seed=seed,
+            num_hidden=hidden,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            lr_decay=lr_decay,
+            momentum=momentum,
+            weight_cost=weight_cost,
+            cd_steps=cd_steps,
+            persistent=persistent,
+            validation_fraction=validation_fraction,
+            monitor_every=monitor_every,
+            seed=seed,
             engine=engine,
         ).check()
         lines = read_lines(data)
         codec, kept, report = StringCodec.fit(
-            lines, max_length=max_length, case_fold=case_fold, pad_side=pad_side,
-            min_char_count=min_char_count, rare=rare,
+            lines,
+            max_length=max_length,
+            case_fold=case_fold,
+            pad_side=pad_side,
+            min_char_count=min_char_count,
+            rare=rare,
         )
         if not quiet:
-            _say(f"corpus {data}: {report.summary()}; alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions")
+            _say(
+                f"corpus {data}: {report.summary()}; "
+                f"alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions"
+            )
         _check_string_training_memory(codec, len(kept), config, max_length)
         states = codec.encode(kept)
         train_states, val_states = split_data(states, config.validation_fraction, config.seed)
@@ -415,8 +517,11 @@ def _check_string_training_memory(codec, strings: int, config, max_length: int |
     positions, categories = codec.max_length, codec.num_categories
     needed = rbm_training_bytes(strings, positions, categories, config.num_hidden, config.batch_size)
     what = product_text((strings, "strings"), (positions, "positions"), (categories, "categories"))
-    remedy = "lower --hidden" if max_length is not None else (
-        f"the longest line has {positions:,} characters: pass --max-length to skip long lines, or lower --hidden")
+    remedy = (
+        "lower --hidden"
+        if max_length is not None
+        else (f"the longest line has {positions:,} characters: pass --max-length to skip long lines, or lower --hidden")
+    )
     check_memory(needed, f"{what}, --hidden {config.num_hidden:,}", remedy)
 
 
@@ -433,41 +538,115 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
     needed = rbm_sampling_bytes(*sizes, steps, frames, threads=threads)
     per_step = needed - rbm_sampling_bytes(*sizes, 0, 0, threads=threads)  # the trace and the frames
     what = product_text(("--chains", chains), (model.num_visible, "positions"), (model.num_categories, "categories"))
-    remedy = (f"lower --steps{' or raise --every' if frames else ''} (the trace keeps every step of every chain)"
-              if per_step > needed / 2 else "lower --chains")
+    remedy = (
+        f"lower --steps{' or raise --every' if frames else ''} (the trace keeps every step of every chain)"
+        if per_step > needed / 2
+        else "lower --chains"
+    )
     check_memory(needed, f"{what}, {model.num_hidden:,} hidden units, {steps:,} steps", remedy)
 
 
 @app.command("sample")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--chains", "--num-samples", "chains", default=20, help="Number of parallel chains (strings or images) to sample.")
-@option("--steps", default=None, type=int, help="Gibbs sweeps (string models) or Gibbs steps (image models).  [default: 1000 / 200]")
+@option(
+    "--chains", "--num-samples", "chains", default=20, help="Number of parallel chains (strings or images) to sample."
+)
+@option(
+    "--steps",
+    default=None,
+    type=int,
+    help="Gibbs sweeps (string models) or Gibbs steps (image models).  [default: 1000 / 200]",
+)
 @option("--temperature", "-t", default="1.0", help="Constant (1.0) or annealed start:end (1.5:0.2); 0 is argmax.")
-@option("--anneal", type=click.Choice(ANNEAL_KINDS), default="geometric", help="How an annealed temperature goes from start to end.")
+@option(
+    "--anneal",
+    type=click.Choice(ANNEAL_KINDS),
+    default="geometric",
+    help="How an annealed temperature goes from start to end.",
+)
 @option("--init", type=click.Choice(INIT_NAMES), default="uniform", help="String models: where chains start.")
-@option("--final", type=click.Choice(["sample", "argmax"]), default="sample", help="String models: argmax takes the most likely character at the last sweep.")
+@option(
+    "--final",
+    type=click.Choice(["sample", "argmax"]),
+    default="sample",
+    help="String models: argmax takes the most likely character at the last sweep.",
+)
 @option("--prefix", default=None, help="String models: clamp the start of every string (right-padded models).")
 @option("--suffix", default=None, help="String models: clamp the end of every string (left-padded models).")
-@option("--every", type=int, default=None, help="String models: also report each chain's state every this many steps. Image models: a GIF frame every this many steps.")
+@option(
+    "--every",
+    type=int,
+    default=None,
+    help="String models: also report each chain's state every this many steps. "
+    "Image models: a GIF frame every this many steps.",
+)
 @option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
-@option("--engine", type=click.Choice(["auto", "torch", "numba"]), default="auto",
-        help="String models: numba (a compiled loop on several CPU threads; categorical models on the CPU, "
-             "not with --every), torch (any device), or auto (numba where it applies). Same random numbers; "
-             "samples differ only where float rounding flips a draw.")
-@option("--format", "output_format", type=click.Choice(["text", "jsonl"]), default="text", help="String models: text (aligned lines) or jsonl (one JSON object per sample).")
+@option(
+    "--engine",
+    type=click.Choice(["auto", "torch", "numba"]),
+    default="auto",
+    help="String models: numba (a compiled loop on several CPU threads; categorical models on the CPU, "
+    "not with --every), torch (any device), or auto (numba where it applies). Same random numbers; "
+    "samples differ only where float rounding flips a draw.",
+)
+@option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    help="String models: text (aligned lines) or jsonl (one JSON object per sample).",
+)
 @option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
-@option("--block", default="yao:0.9,0.1,0.7", help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
-@option("--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains.")
-@option("--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON.")
-@option("--out", type=click.Path(path_type=Path), default=None, help="String models: a file for the samples (default stdout). Image models: the folder for the PNGs (required).")
-@option("--caption", default=None, help="Image models trained with --captions: generate what this caption says, e.g. \"the digit seven\".")
+@option(
+    "--block",
+    default="yao:0.9,0.1,0.7",
+    help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
+)
+@option(
+    "--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains."
+)
+@option(
+    "--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON."
+)
+@option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="String models: a file for the samples (default stdout). Image models: the folder for the PNGs (required).",
+)
+@option(
+    "--caption",
+    default=None,
+    help='Image models trained with --captions: generate what this caption says, e.g. "the digit seven".',
+)
 @option("--seed", default=0, help="Random seed.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def sample_command(
-    ctx, checkpoint, chains, steps, temperature, anneal, init, final, prefix, suffix, every, dedupe, engine,
-    output_format, sampler, block, gif, trace, out, caption, seed, device, quiet,
+    ctx,
+    checkpoint,
+    chains,
+    steps,
+    temperature,
+    anneal,
+    init,
+    final,
+    prefix,
+    suffix,
+    every,
+    dedupe,
+    engine,
+    output_format,
+    sampler,
+    block,
+    gif,
+    trace,
+    out,
+    caption,
+    seed,
+    device,
+    quiet,
 ):
     """Dream: run many chains with temperature or annealing (strings from an RBM, images from a NADE).
 
@@ -485,8 +664,14 @@ def sample_command(
 
     _positive("chains", chains)
     family = checkpoint_family(checkpoint)
-    _only_for(ctx, family, {"rbm": ("init", "final", "prefix", "suffix", "dedupe", "engine", "output_format"),
-                            "nade": ("sampler", "block", "gif", "trace", "caption")})
+    _only_for(
+        ctx,
+        family,
+        {
+            "rbm": ("init", "final", "prefix", "suffix", "dedupe", "engine", "output_format"),
+            "nade": ("sampler", "block", "gif", "trace", "caption"),
+        },
+    )
     if family == "nade":
         from .cli_images import sample_images
 
@@ -494,9 +679,20 @@ def sample_command(
         if every is not None:
             _positive("every", every)
         sample_images(
-            load(checkpoint, device, family="nade"), num_samples=chains, sampler=sampler, steps=steps,
-            temperature=temperature, anneal=anneal, block=block, seed=seed, gif=gif, every=every, trace=trace,
-            out=out, quiet=quiet, caption=caption,
+            load(checkpoint, device, family="nade"),
+            num_samples=chains,
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            anneal=anneal,
+            block=block,
+            seed=seed,
+            gif=gif,
+            every=every,
+            trace=trace,
+            out=out,
+            quiet=quiet,
+            caption=caption,
         )
         return
     steps = _positive("steps", 1000 if steps is None else steps)
@@ -517,9 +713,21 @@ def sample_command(
         x, known = codec.clamp_suffix(suffix)
     train_states = ckpt.data["train"] if len(ckpt.data["train"]) else None
     chain = sample(
-        ckpt.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal,
-        init=init, x=x, known=known, final=final, seed=seed, data=train_states, codec=codec,
-        record_every=every, progress=not quiet, engine=engine,
+        ckpt.model,
+        num_chains=chains,
+        steps=steps,
+        temperature=temperature,
+        anneal=anneal,
+        init=init,
+        x=x,
+        known=known,
+        final=final,
+        seed=seed,
+        data=train_states,
+        codec=codec,
+        record_every=every,
+        progress=not quiet,
+        engine=engine,
     )
     corpus = training_strings(ckpt)
     records = string_records(chain, codec, corpus, dedupe=dedupe)
@@ -527,7 +735,8 @@ def sample_command(
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     else:
         text = "".join(
-            f"{r['energy']:9.2f}  {r['text']}{'   (in training data)' if r['in_training_data'] else ''}\n" for r in records
+            f"{r['energy']:9.2f}  {r['text']}{'   (in training data)' if r['in_training_data'] else ''}\n"
+            for r in records
         )
     if out is not None:
         atomic_write_text(out, text)
@@ -536,7 +745,8 @@ def sample_command(
     if not quiet:
         s = summarize_records(records)
         _say(
-            f"{s['samples']} samples, T {chain.settings['temperature']}, {steps} steps: mean energy {s['mean_energy']:.2f}, "
+            f"{s['samples']} samples, T {chain.settings['temperature']}, {steps} steps: "
+            f"mean energy {s['mean_energy']:.2f}, "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
 
@@ -546,21 +756,54 @@ def sample_command(
 
 @app.command("evaluate")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--data", default=None, help="String models (required): a UTF-8 file with one per line, or builtin:NAME. Image models: a folder or file of images, or heldout (the checkpoint's test split; naming the source it was trained on means the same).  [default for images: heldout]")
-@option("--method", type=click.Choice(["auto", "exact", "ais"]), default="auto", help="String models: log Z by exact enumeration when feasible (auto), or AIS.")
+@option(
+    "--data",
+    default=None,
+    help="String models (required): a UTF-8 file with one per line, or builtin:NAME. "
+    "Image models: a folder or file of images, or heldout "
+    "(the checkpoint's test split; naming the source it was trained on means the same).  "
+    "[default for images: heldout]",
+)
+@option(
+    "--method",
+    type=click.Choice(["auto", "exact", "ais"]),
+    default="auto",
+    help="String models: log Z by exact enumeration when feasible (auto), or AIS.",
+)
 @option("--ais-runs", default=100, help="String models: parallel AIS runs.")
 @option("--ais-betas", default=10000, help="String models: intermediate distributions in AIS.")
 @option("--skip-invalid", is_flag=True, help="String models: skip lines the model cannot encode instead of stopping.")
 @option("--orders", default=8, help="Image models: random orders per image (the NLL is their log-mean-exp ensemble).")
 @option("--batch-size", default=1024, help="Image models: images x orders per network call.")
 @option("--max-images", type=int, default=None, help="Image models: evaluate only the first this many images.")
-@option("--caption", default=None, help="Image models trained with --captions: evaluate every image with this caption, and without one.  [default for held-out images: each image's own first caption]")
+@option(
+    "--caption",
+    default=None,
+    help="Image models trained with --captions: evaluate every image with this caption, and without one.  "
+    "[default for held-out images: each image's own first caption]",
+)
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @option("--seed", default=0, help="Random seed (AIS, or the orders).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
-def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_invalid, orders, batch_size, max_images, caption, as_json, seed, device, quiet):
+def evaluate_command(
+    ctx,
+    checkpoint,
+    data,
+    method,
+    ais_runs,
+    ais_betas,
+    skip_invalid,
+    orders,
+    batch_size,
+    max_images,
+    caption,
+    as_json,
+    seed,
+    device,
+    quiet,
+):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
     from .api import load
     from .checkpoint import checkpoint_family
@@ -568,19 +811,33 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
     from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
 
     family = checkpoint_family(checkpoint)
-    _only_for(ctx, family, {"rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
-                            "nade": ("orders", "batch_size", "max_images", "caption")})
+    _only_for(
+        ctx,
+        family,
+        {
+            "rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
+            "nade": ("orders", "batch_size", "max_images", "caption"),
+        },
+    )
     if family == "nade":
         from .cli_images import evaluate_images
 
         evaluate_images(
-            load(checkpoint, device, family="nade"), data=data, orders=_positive("orders", orders),
-            batch_size=_positive("batch-size", batch_size), max_images=max_images, caption=caption, seed=seed,
-            as_json=as_json, quiet=quiet,
+            load(checkpoint, device, family="nade"),
+            data=data,
+            orders=_positive("orders", orders),
+            batch_size=_positive("batch-size", batch_size),
+            max_images=max_images,
+            caption=caption,
+            seed=seed,
+            as_json=as_json,
+            quiet=quiet,
         )
         return
     if data is None:
-        raise UsageError("evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)")
+        raise UsageError(
+            "evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)"
+        )
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = load(checkpoint, device, family="rbm")
@@ -588,10 +845,15 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
         from .resources import ais_bytes, check_memory, product_text
 
         model = ckpt.model
-        check_memory(ais_bytes(ais_runs, ais_betas, model.num_visible, model.num_categories, model.num_hidden),
-                     product_text(("--ais-runs", ais_runs), (model.num_visible, "positions"),
-                                  (model.num_categories, "categories")) + f", {model.num_hidden:,} hidden units, "
-                     f"--ais-betas {ais_betas:,}", "lower --ais-runs or --ais-betas")
+        check_memory(
+            ais_bytes(ais_runs, ais_betas, model.num_visible, model.num_categories, model.num_hidden),
+            product_text(
+                ("--ais-runs", ais_runs), (model.num_visible, "positions"), (model.num_categories, "categories")
+            )
+            + f", {model.num_hidden:,} hidden units, "
+            f"--ais-betas {ais_betas:,}",
+            "lower --ais-runs or --ais-betas",
+        )
     lines = read_lines(data)
     kept, report = ckpt.codec.filter(lines)
     if report.skipped and not skip_invalid:
@@ -640,7 +902,12 @@ def evaluate_command(ctx, checkpoint, data, method, ais_runs, ais_betas, skip_in
 
 
 @app.command("demo")
-@option("--out", type=click.Path(path_type=Path), default=Path("runs/demo-regions"), help="Where to keep the demo's checkpoint.")
+@option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/demo-regions"),
+    help="Where to keep the demo's checkpoint.",
+)
 @option("--epochs", default=60, help="Training epochs.")
 @option("--chains", default=12, help="Chains per sampling setting.")
 @option("--steps", default=1000, help="Gibbs sweeps per chain.")
@@ -652,10 +919,29 @@ def demo_command(out, epochs, chains, steps, seed):
     if not (out / "config.json").exists():
         _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
         train_rbm.callback(
-            data="builtin:regions", out=out, hidden=256, epochs=epochs, batch_size=64, learning_rate=0.1,
-            lr_decay=0.98, momentum=0.9, weight_cost=1e-3, cd_steps=1, persistent=False, max_length=20,
-            case_fold=True, pad_side="right", min_char_count=20, rare="skip", validation_fraction=0.05, monitor_every=0,
-            seed=seed, device="auto", engine="auto", resume=False, quiet=True,
+            data="builtin:regions",
+            out=out,
+            hidden=256,
+            epochs=epochs,
+            batch_size=64,
+            learning_rate=0.1,
+            lr_decay=0.98,
+            momentum=0.9,
+            weight_cost=1e-3,
+            cd_steps=1,
+            persistent=False,
+            max_length=20,
+            case_fold=True,
+            pad_side="right",
+            min_char_count=20,
+            rare="skip",
+            validation_fraction=0.05,
+            monitor_every=0,
+            seed=seed,
+            device="auto",
+            engine="auto",
+            resume=False,
+            quiet=True,
         )
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
@@ -677,17 +963,19 @@ def demo_command(out, epochs, chains, steps, seed):
     for label, _, s in columns:
         table.add_column(f"{label}\nmean energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True)
     for row in zip(*(records for _, records, _ in columns)):
-        table.add_row(*(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row))
+        table.add_row(
+            *(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row)
+        )
     Console().print(table)
 
 
 # ---- entry point ------------------------------------------------------------------------------
 
-from . import cli_images  # noqa: E402,F401  (registers `train nade` and `inpaint`)
-from . import cli_serve  # noqa: E402,F401  (registers `serve`)
-from . import cli_sweep  # noqa: E402,F401  (registers `sweep`)
-
-
+from . import (  # noqa: E402  (registers commands on app, defined above)
+    cli_images,  # noqa: F401  (registers `train nade` and `inpaint`)
+    cli_serve,  # noqa: F401  (registers `serve`)
+    cli_sweep,  # noqa: F401  (registers `sweep`)
+)
 
 # What PyTorch and Python say when an allocation fails (CPU allocator, CUDA caching allocator, glibc).
 _OUT_OF_MEMORY = re.compile(
@@ -696,8 +984,21 @@ _OUT_OF_MEMORY = re.compile(
     re.IGNORECASE,
 )
 # The options that make a command's tensors big, in the order to suggest lowering them.
-SIZE_OPTIONS = ("--chains", "--samples", "--problems", "--orders", "--batch-size", "--ais-runs", "--hidden",
-                "--width", "--depth", "--max-length", "--steps", "--max-images", "--workers")
+SIZE_OPTIONS = (
+    "--chains",
+    "--samples",
+    "--problems",
+    "--orders",
+    "--batch-size",
+    "--ais-runs",
+    "--hidden",
+    "--width",
+    "--depth",
+    "--max-length",
+    "--steps",
+    "--max-images",
+    "--workers",
+)
 
 
 def _is_out_of_memory(err: BaseException) -> bool:

@@ -14,8 +14,22 @@ from pathlib import Path
 
 import click
 
-from .cli import (DEVICE_HELP, IMAGE_SAMPLER_HELP, IMAGE_SAMPLERS, _all_or_nothing, _changes_on_resume, _check_output,
-                  _hold_checkpoint, _positive, _same_file, _say, app, corpus_source, option, train_app)
+from .cli import (
+    DEVICE_HELP,
+    IMAGE_SAMPLER_HELP,
+    IMAGE_SAMPLERS,
+    _all_or_nothing,
+    _changes_on_resume,
+    _check_output,
+    _hold_checkpoint,
+    _positive,
+    _same_file,
+    _say,
+    app,
+    corpus_source,
+    option,
+    train_app,
+)
 from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
 from .sampling.registry import applicable
@@ -60,7 +74,9 @@ def _check_sampling_memory(ckpt, images: int, steps: int, frames: int, what: str
     sizes = (images, C, H, W, ckpt.codec.levels, ckpt.model.settings.width)
     needed = image_sampling_bytes(*sizes, steps, frames)
     if needed - image_sampling_bytes(*sizes, 0, 0) > needed / 2:  # the per-step trace and frames dominate
-        remedy = "lower --steps" + (" or raise --every" if frames else "") + " (the trace keeps every step of every chain)"
+        remedy = (
+            "lower --steps" + (" or raise --every" if frames else "") + " (the trace keeps every step of every chain)"
+        )
     check_memory(needed, f"{what} of {C}x{H}x{W} at {ckpt.codec.levels} levels, {steps:,} steps", remedy)
 
 
@@ -74,14 +90,25 @@ def _sample_images(model, x, known, *, sampler, steps, temperature, anneal, bloc
 
     # --block has a default, so it is always here: pass it to the samplers that take it
     return sample(
-        model, x=x, known=known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal,
-        seed=seed, record_every=every, progress=progress, context=context,
+        model,
+        x=x,
+        known=known,
+        sampler=sampler,
+        steps=steps,
+        temperature=temperature,
+        anneal=anneal,
+        seed=seed,
+        record_every=every,
+        progress=progress,
+        context=context,
         **applicable("conditional", sampler, block=block),
     )
 
 
-CAPTION_HELP = ("Condition on this caption (models trained with --captions), e.g. \"a red square\"; "
-                "without it the model fills in as it sees fit.")
+CAPTION_HELP = (
+    'Condition on this caption (models trained with --captions), e.g. "a red square"; '
+    "without it the model fills in as it sees fit."
+)
 
 
 def _caption_context(ckpt, caption: str | None):
@@ -103,22 +130,63 @@ def _trace_json(chain) -> str:
 
 
 @train_app.command("nade")
-@option("--data", required=True, help="Images: builtin:digits, builtin:shapes, or a folder of PNG/JPEG files (subfolders are read when it has none at the top).")
-@option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing).")
-@option("--levels", type=int, default=None, help="K intensity levels per channel (2..256); p -> round(p(K-1)/255).  [default: 17 for digits, else 256]")
-@option("--channels", type=click.Choice(["1", "3"]), default=None, help="Force grayscale (1) or RGB (3).  [default: as the files are]")
+@option(
+    "--data",
+    required=True,
+    help="Images: builtin:digits, builtin:shapes, or a folder of PNG/JPEG files "
+    "(subfolders are read when it has none at the top).",
+)
+@option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing)."
+)
+@option(
+    "--levels",
+    type=int,
+    default=None,
+    help="K intensity levels per channel (2..256); p -> round(p(K-1)/255).  [default: 17 for digits, else 256]",
+)
+@option(
+    "--channels",
+    type=click.Choice(["1", "3"]),
+    default=None,
+    help="Force grayscale (1) or RGB (3).  [default: as the files are]",
+)
 @option("--size", type=int, default=None, help="builtin:shapes only: image side in pixels (16..64).  [default: 32]")
 @option("--count", type=int, default=None, help="builtin:shapes only: number of images.  [default: 2000]")
 @option("--width", default=64, help="Feature maps per layer.")
 @option("--depth", default=6, help="Residual blocks.")
 @option("--kernel-size", default=3, help="Convolution kernel size (odd).")
-@option("--dilations", default="1,2,1,4", type=WholeList(1, MAX_DILATION, DILATION_WHY), help="Dilations the blocks cycle through (comma-separated).")
+@option(
+    "--dilations",
+    default="1,2,1,4",
+    type=WholeList(1, MAX_DILATION, DILATION_WHY),
+    help="Dilations the blocks cycle through (comma-separated).",
+)
 @option("--residual/--no-residual", default=True, help="Skip connections around every block.")
-@option("--masks", default="orderless", help="Training masks: orderless, squares, contiguish, centre[:F], bernoulli[:P], or a mix like orderless+contiguish or orderless=0.7,contiguish=0.3.")
-@option("--loss", type=click.Choice(["ce", "emd2"]), default="ce", help="Cross-entropy, or the squared earth mover's distance over ordered levels.")
-@option("--rescale/--no-rescale", default=True, help="Weight each example's loss by D/(D-d+1) (Uria et al.): the loss then estimates nats per image.")
+@option(
+    "--masks",
+    default="orderless",
+    help="Training masks: orderless, squares, contiguish, centre[:F], bernoulli[:P], "
+    "or a mix like orderless+contiguish or orderless=0.7,contiguish=0.3.",
+)
+@option(
+    "--loss",
+    type=click.Choice(["ce", "emd2"]),
+    default="ce",
+    help="Cross-entropy, or the squared earth mover's distance over ordered levels.",
+)
+@option(
+    "--rescale/--no-rescale",
+    default=True,
+    help="Weight each example's loss by D/(D-d+1) (Uria et al.): the loss then estimates nats per image.",
+)
 @option("--epochs", default=200, help="Maximum epochs (with --resume: the total to reach).")
-@option("--max-time", default=None, type=Duration(), help="Stop cleanly and save when this much training time has passed (e.g. 90s, 8m, 1h30m).")
+@option(
+    "--max-time",
+    default=None,
+    type=Duration(),
+    help="Stop cleanly and save when this much training time has passed (e.g. 90s, 8m, 1h30m).",
+)
 @option("--batch-size", default=64, help="Images per update (per process under torchrun).")
 @option("--lr", "learning_rate", default=1e-3, help="Adam learning rate.")
 @option("--lr-factor", default=0.5, help="The learning rate is multiplied by this when the validation loss plateaus.")
@@ -126,28 +194,100 @@ def _trace_json(chain) -> str:
 @option("--min-lr", default=1e-5, help="The learning rate never goes below this.")
 @option("--weight-decay", default=0.0, help="Adam weight decay.")
 @option("--grad-clip", default=10.0, help="Clip the gradient norm to this (0: no clipping).")
-@option("--test-size", default=None, type=CountOrFraction(), help="Images held out for `evaluate` (a count, or a fraction < 1).  [default: 297 for digits, else 0.1]")
+@option(
+    "--test-size",
+    default=None,
+    type=CountOrFraction(),
+    help="Images held out for `evaluate` (a count, or a fraction < 1).  [default: 297 for digits, else 0.1]",
+)
 @option("--validation-fraction", default=0.1, help="Share of the remaining images used for the plateau schedule.")
 @option("--seed", default=0, help="Random seed (the split, the initial weights, the shuffles and the masks).")
-@option("--captions", is_flag=True, help="Condition on captions: builtin:digits and builtin:shapes write their own; a folder needs a captions.json (file name -> list of captions) or the class project's captions pickle beside the images.")
-@option("--caption-dropout", default=0.2, help="With --captions: chance that an example trains without its caption (so the model also works without one).")
-@option("--caption-min-count", default=2, help="With --captions: words seen fewer times in the training captions become the unknown word.")
+@option(
+    "--captions",
+    is_flag=True,
+    help="Condition on captions: builtin:digits and builtin:shapes write their own; "
+    "a folder needs a captions.json (file name -> list of captions) "
+    "or the class project's captions pickle beside the images.",
+)
+@option(
+    "--caption-dropout",
+    default=0.2,
+    help="With --captions: chance that an example trains without its caption (so the model also works without one).",
+)
+@option(
+    "--caption-min-count",
+    default=2,
+    help="With --captions: words seen fewer times in the training captions become the unknown word.",
+)
 @option("--caption-max-length", default=24, help="With --captions: words read per caption (longer ones are cut).")
 @option("--caption-embedding", default=32, help="With --captions: word embedding size.")
 @option("--caption-hidden", default=64, help="With --captions: QRNN states per direction.")
-@option("--caption-bidirectional/--caption-unidirectional", default=True, help="With --captions: read the caption both ways.")
-@option("--caption-merge", type=click.Choice(["attention", "concat"]), default="attention", help="With --captions: attention over the caption's words, or a tiled mean caption vector concatenated to the features.")
-@option("--caption-merge-every", default=2, help="With --captions: merge the caption into the convnet after every this many blocks.")
+@option(
+    "--caption-bidirectional/--caption-unidirectional",
+    default=True,
+    help="With --captions: read the caption both ways.",
+)
+@option(
+    "--caption-merge",
+    type=click.Choice(["attention", "concat"]),
+    default="attention",
+    help="With --captions: attention over the caption's words, "
+    "or a tiled mean caption vector concatenated to the features.",
+)
+@option(
+    "--caption-merge-every",
+    default=2,
+    help="With --captions: merge the caption into the convnet after every this many blocks.",
+)
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--resume", is_flag=True, help="Continue the run saved in --out (up to --epochs / --max-time more).")
-@option("--apply-changes", is_flag=True, help="With --resume: continue with the optimizer, schedule, mask, loss and "
-        "caption-dropout options given, where they differ from the checkpoint's (refused otherwise).")
+@option(
+    "--apply-changes",
+    is_flag=True,
+    help="With --resume: continue with the optimizer, schedule, mask, loss and "
+    "caption-dropout options given, where they differ from the checkpoint's (refused otherwise).",
+)
 @option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
 def train_nade(
-    data, out, levels, channels, size, count, width, depth, kernel_size, dilations, residual, masks, loss, rescale,
-    epochs, max_time, batch_size, learning_rate, lr_factor, lr_patience, min_lr, weight_decay, grad_clip, test_size,
-    validation_fraction, seed, captions, caption_dropout, caption_min_count, caption_max_length, caption_embedding,
-    caption_hidden, caption_bidirectional, caption_merge, caption_merge_every, device, resume, quiet, apply_changes=False,
+    data,
+    out,
+    levels,
+    channels,
+    size,
+    count,
+    width,
+    depth,
+    kernel_size,
+    dilations,
+    residual,
+    masks,
+    loss,
+    rescale,
+    epochs,
+    max_time,
+    batch_size,
+    learning_rate,
+    lr_factor,
+    lr_patience,
+    min_lr,
+    weight_decay,
+    grad_clip,
+    test_size,
+    validation_fraction,
+    seed,
+    captions,
+    caption_dropout,
+    caption_min_count,
+    caption_max_length,
+    caption_embedding,
+    caption_hidden,
+    caption_bidirectional,
+    caption_merge,
+    caption_merge_every,
+    device,
+    resume,
+    quiet,
+    apply_changes=False,
 ):
     """Train an Orderless NADE convnet on images with random masks (runs under torchrun too).
 
@@ -159,10 +299,18 @@ def train_nade(
     """
     import torch
 
-    from .data.images import load_images
     from .checkpoint import load_checkpoint
+    from .data.images import load_images
     from .models import OrderlessNADE
-    from .training import NADETrainConfig, NADETrainer, parse_duration, resolve_device, save_nade_trainer, setup_distributed, split_images
+    from .training import (
+        NADETrainConfig,
+        NADETrainer,
+        parse_duration,
+        resolve_device,
+        save_nade_trainer,
+        setup_distributed,
+        split_images,
+    )
 
     _check_output(out, "--out", folder=True)
     target = resolve_device(device)
@@ -172,7 +320,9 @@ def train_nade(
         checkpoint = load_checkpoint(out, device="cpu", family="nade")
         saved = checkpoint.config
         if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}):
-            raise UsageError(f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out")
+            raise UsageError(
+                f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out"
+            )
         codec_config, source_saved = saved.get("codec") or {}, saved.get("data_source") or {}
         trained_with = {
             **{name: saved["training"][name] for name in NADE_TRAINING_FIELDS if name in saved["training"]},
@@ -184,10 +334,13 @@ def train_nade(
             trained_with["data"] = data  # another spelling of the same folder
         changes = _changes_on_resume(trained_with, NADE_FIXED_ON_RESUME, apply_changes)
         try:
-            config = NADETrainConfig(**{**saved["training"], **changes, "epochs": _positive("epochs", epochs),
-                                        "max_time": None})
+            config = NADETrainConfig(
+                **{**saved["training"], **changes, "epochs": _positive("epochs", epochs), "max_time": None}
+            )
         except TypeError:
-            raise UsageError(f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it") from None
+            raise UsageError(
+                f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it"
+            ) from None
         config.max_time = None if seconds is None else float(saved["trainer"]["elapsed"]) + seconds
         config.check()
         model, codec, splits = checkpoint.model, checkpoint.codec, checkpoint.data
@@ -198,23 +351,50 @@ def train_nade(
         if apply_changes:
             raise UsageError("--apply-changes goes with --resume")
         config = NADETrainConfig(
-            width=width, depth=depth, kernel_size=kernel_size, dilations=dilations, residual=residual,
-            epochs=epochs, max_time=seconds, batch_size=batch_size, learning_rate=learning_rate, lr_factor=lr_factor,
-            lr_patience=lr_patience, min_lr=min_lr, weight_decay=weight_decay, grad_clip=grad_clip, masks=masks,
-            loss=loss, rescale=rescale, validation_fraction=validation_fraction, seed=seed,
-            captions=captions, caption_dropout=caption_dropout, caption_min_count=caption_min_count,
-            caption_max_length=caption_max_length, caption_embedding=caption_embedding, caption_hidden=caption_hidden,
-            caption_bidirectional=caption_bidirectional, caption_merge=caption_merge,
+            width=width,
+            depth=depth,
+            kernel_size=kernel_size,
+            dilations=dilations,
+            residual=residual,
+            epochs=epochs,
+            max_time=seconds,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            lr_factor=lr_factor,
+            lr_patience=lr_patience,
+            min_lr=min_lr,
+            weight_decay=weight_decay,
+            grad_clip=grad_clip,
+            masks=masks,
+            loss=loss,
+            rescale=rescale,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            captions=captions,
+            caption_dropout=caption_dropout,
+            caption_min_count=caption_min_count,
+            caption_max_length=caption_max_length,
+            caption_embedding=caption_embedding,
+            caption_hidden=caption_hidden,
+            caption_bidirectional=caption_bidirectional,
+            caption_merge=caption_merge,
             caption_merge_every=caption_merge_every,
         ).check()
         if captions:
-            for name, value in (("caption-embedding", caption_embedding), ("caption-hidden", caption_hidden),
-                                ("caption-merge-every", caption_merge_every)):
+            for name, value in (
+                ("caption-embedding", caption_embedding),
+                ("caption-hidden", caption_hidden),
+                ("caption-merge-every", caption_merge_every),
+            ):
                 _positive(name, value)
         else:
             ctx = click.get_current_context()
-            given = [p.opts[0] for p in ctx.command.params if p.name.startswith("caption_")
-                     and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+            given = [
+                p.opts[0]
+                for p in ctx.command.params
+                if p.name.startswith("caption_")
+                and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+            ]
             if given:
                 raise UsageError(f"{given[0]} applies only with --captions; add --captions or leave it out")
         options = {k: v for k, v in (("size", size), ("count", count)) if v is not None}
@@ -228,33 +408,54 @@ def train_nade(
         train_all, test = split_images(torch.arange(len(dataset.states)), held, seed)
         train, validation = split_images(train_all, float(validation_fraction), seed + 1)
         if len(train) == 0 or len(validation) == 0:
-            raise UsageError(f"{data} has only {len(dataset.states)} images: too few to split into training and validation")
+            raise UsageError(
+                f"{data} has only {len(dataset.states)} images: too few to split into training and validation"
+            )
         parts = {"train": train, "validation": validation, "test": test}
         splits = {name: dataset.states[rows] for name, rows in parts.items()}
         vocabulary = None
         if captions:
             from .data.captions import CaptionVocabulary, caption_table
 
-            vocabulary = CaptionVocabulary.fit((t for i in train.tolist() for t in dataset.captions[i]),
-                                               min_count=caption_min_count, max_length=caption_max_length)
+            vocabulary = CaptionVocabulary.fit(
+                (t for i in train.tolist() for t in dataset.captions[i]),
+                min_count=caption_min_count,
+                max_length=caption_max_length,
+            )
             table = caption_table(dataset.captions, vocabulary)
             splits.update({f"captions.{name}": table[rows] for name, rows in parts.items()})
         with torch.random.fork_rng():  # the initial weights depend on --seed alone (same on every rank)
             torch.manual_seed(seed)
-            model = OrderlessNADE(**config.model_config(codec.channels, codec.levels, vocabulary.size if vocabulary else 0))
+            model = OrderlessNADE(
+                **config.model_config(codec.channels, codec.levels, vocabulary.size if vocabulary else 0)
+            )
         model.caption_vocabulary = vocabulary
-        source = {"source": corpus_source(data), "images": len(dataset.states), "levels": codec.levels, **options,
-                  "split": {k: len(v) for k, v in parts.items()}}
+        source = {
+            "source": corpus_source(data),
+            "images": len(dataset.states),
+            "levels": codec.levels,
+            **options,
+            "split": {k: len(v) for k, v in parts.items()},
+        }
         if not quiet:
-            _say(f"{data}: {len(dataset.states)} images, {codec.describe()}; train {len(train)}, "
-                 f"validation {len(validation)}, test {len(test)}"
-                 + (f"; captions with {len(vocabulary.words)} words" if vocabulary else ""))
+            _say(
+                f"{data}: {len(dataset.states)} images, {codec.describe()}; train {len(train)}, "
+                f"validation {len(validation)}, test {len(test)}"
+                + (f"; captions with {len(vocabulary.words)} words" if vocabulary else "")
+            )
     where = setup_distributed(target)
     if target.type == "cuda" and where.active:
         target = torch.device("cuda", where.local_rank)
-    trainer = NADETrainer(model.to(target), config, splits["train"], splits["validation"], where=where,
-                          history=list(getattr(checkpoint, "history", [])) if resume else [],
-                          train_captions=splits.get("captions.train"), validation_captions=splits.get("captions.validation"))
+    trainer = NADETrainer(
+        model.to(target),
+        config,
+        splits["train"],
+        splits["validation"],
+        where=where,
+        history=list(getattr(checkpoint, "history", [])) if resume else [],
+        train_captions=splits.get("captions.train"),
+        validation_captions=splits.get("captions.validation"),
+    )
     if resume:
         trainer.load_state(checkpoint.trainer, checkpoint.config["trainer"])
         if changes:
@@ -267,14 +468,18 @@ def train_nade(
         save_nade_trainer(t, out, codec, splits, source)
         if not quiet and t.history and not t.stopped_by_time:
             row = t.history[-1]
-            _say(f"epoch {row['epoch']:>4}  {row['seconds']:.1f}s  lr {row['learning_rate']:.2g}  "
-                 f"train {row['train_loss']:.3f}  validation {row['validation_loss']:.3f}")
+            _say(
+                f"epoch {row['epoch']:>4}  {row['seconds']:.1f}s  lr {row['learning_rate']:.2g}  "
+                f"train {row['train_loss']:.3f}  validation {row['validation_loss']:.3f}"
+            )
 
     trainer.fit(progress=not quiet, on_save=on_save)
     if where.is_main and not quiet:
         why = "time limit reached" if trainer.stopped_by_time else "done"
-        _say(f"saved {out} ({why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
-             f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted")
+        _say(
+            f"saved {out} ({why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
+            f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted"
+        )
     if where.active:
         torch.distributed.destroy_process_group()
 
@@ -283,36 +488,122 @@ def train_nade(
 
 
 NADE_TRAINING_FIELDS = (
-    "width", "depth", "kernel_size", "dilations", "residual", "masks", "loss", "rescale", "batch_size",
-    "learning_rate", "lr_factor", "lr_patience", "min_lr", "weight_decay", "grad_clip", "validation_fraction", "seed",
-    "captions", "caption_dropout", "caption_min_count", "caption_max_length", "caption_embedding", "caption_hidden",
-    "caption_bidirectional", "caption_merge", "caption_merge_every",
+    "width",
+    "depth",
+    "kernel_size",
+    "dilations",
+    "residual",
+    "masks",
+    "loss",
+    "rescale",
+    "batch_size",
+    "learning_rate",
+    "lr_factor",
+    "lr_patience",
+    "min_lr",
+    "weight_decay",
+    "grad_clip",
+    "validation_fraction",
+    "seed",
+    "captions",
+    "caption_dropout",
+    "caption_min_count",
+    "caption_max_length",
+    "caption_embedding",
+    "caption_hidden",
+    "caption_bidirectional",
+    "caption_merge",
+    "caption_merge_every",
 )
 # What --apply-changes may change on --resume: how the model learns, not what it is or sees.
-NADE_CHANGEABLE_ON_RESUME = {"masks", "loss", "rescale", "learning_rate", "lr_factor", "lr_patience", "min_lr",
-                             "weight_decay", "grad_clip", "caption_dropout"}
-NADE_FIXED_ON_RESUME = (set(NADE_TRAINING_FIELDS) | {"levels", "channels", "size", "count", "data"}) - NADE_CHANGEABLE_ON_RESUME
+NADE_CHANGEABLE_ON_RESUME = {
+    "masks",
+    "loss",
+    "rescale",
+    "learning_rate",
+    "lr_factor",
+    "lr_patience",
+    "min_lr",
+    "weight_decay",
+    "grad_clip",
+    "caption_dropout",
+}
+NADE_FIXED_ON_RESUME = (
+    set(NADE_TRAINING_FIELDS) | {"levels", "channels", "size", "count", "data"}
+) - NADE_CHANGEABLE_ON_RESUME
 
 
 @app.command("inpaint")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@option("--image", required=True, help="An image file, a folder of images (one result per image), or heldout:N (the checkpoint's held-out test images).")
+@option(
+    "--image",
+    required=True,
+    help="An image file, a folder of images (one result per image), "
+    "or heldout:N (the checkpoint's held-out test images).",
+)
 @option("--mask", default="centre", help="What to fill: centre[:F], box:x,y,w,h, random:P, or MASK.png (white = hole).")
 @option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help=IMAGE_SAMPLER_HELP)
-@option("--block", default="yao:0.9,0.1,0.7", help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.")
-@option("--temperature", "-t", default="1.0", help="Temperature of every categorical: constant (0.9), or annealed start:end (1.5:0.5); 0 is argmax.")
-@option("--anneal", type=click.Choice(ANNEAL_KINDS), default="geometric", help="How an annealed temperature goes from start to end.")
+@option(
+    "--block",
+    default="yao:0.9,0.1,0.7",
+    help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
+)
+@option(
+    "--temperature",
+    "-t",
+    default="1.0",
+    help="Temperature of every categorical: constant (0.9), or annealed start:end (1.5:0.5); 0 is argmax.",
+)
+@option(
+    "--anneal",
+    type=click.Choice(ANNEAL_KINDS),
+    default="geometric",
+    help="How an annealed temperature goes from start to end.",
+)
 @option("--steps", default=200, help="Gibbs steps (ignored by --sampler ancestral).")
 @option("--samples", default=1, help="Completions per image (written as NAME-k.png when more than one).")
 @option("--seed", default=0, help="Random seed (the random mask and the sampler).")
-@option("--gif", type=click.Path(path_type=Path), default=None, help="Write an animated GIF of the chains (all images tiled, the last frame held).")
+@option(
+    "--gif",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write an animated GIF of the chains (all images tiled, the last frame held).",
+)
 @option("--every", type=int, default=None, help="A GIF frame every this many steps.  [default: steps/50]")
-@option("--trace", type=click.Path(path_type=Path), default=None, help="Write the per-step trace (mean log-probability of the redrawn variables) as JSON.")
-@option("--out", required=True, type=click.Path(path_type=Path), help="Output image file, or a folder (required when --image is a folder, heldout:N or --samples > 1).")
+@option(
+    "--trace",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the per-step trace (mean log-probability of the redrawn variables) as JSON.",
+)
+@option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output image file, or a folder (required when --image is a folder, heldout:N or --samples > 1).",
+)
 @option("--caption", default=None, help=CAPTION_HELP)
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal, steps, samples, seed, gif, every, trace, out, caption, device, quiet):
+def inpaint_command(
+    checkpoint,
+    image,
+    mask,
+    sampler,
+    block,
+    temperature,
+    anneal,
+    steps,
+    samples,
+    seed,
+    gif,
+    every,
+    trace,
+    out,
+    caption,
+    device,
+    quiet,
+):
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
     import torch
 
@@ -335,14 +626,21 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     states, names, many = images_to_fill(ckpt, image)
     many = many or samples > 1
     if many and out.suffix.lower() in IMAGE_SUFFIX_FORMATS:
-        raise UsageError(f"--out {out} looks like one image file, but this run makes {len(states) * samples} images; pass a folder")
+        raise UsageError(
+            f"--out {out} looks like one image file, but this run makes {len(states) * samples} images; pass a folder"
+        )
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
     _check_output(out, "--out", folder=many)
     frames = steps // _frame_every(steps, every) + 2 if gif else 0
-    _check_sampling_memory(ckpt, len(states) * samples, steps, frames,
-                           f"{len(states):,} images x --samples {samples:,}",
-                           "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""))
+    _check_sampling_memory(
+        ckpt,
+        len(states) * samples,
+        steps,
+        frames,
+        f"{len(states):,} images x --samples {samples:,}",
+        "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""),
+    )
     mask_generator = make_generator(seed, "cpu")
     known = inpaint_masks(mask, codec.shape, len(states), mask_generator)
     device_ = next(ckpt.model.parameters()).device
@@ -350,8 +648,18 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
     known = known.repeat_interleave(samples, 0).to(device_)
     started = time.perf_counter()
     chain = _sample_images(
-        ckpt.model, x, known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
-        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet, context=context,
+        ckpt.model,
+        x,
+        known,
+        sampler=sampler,
+        steps=steps,
+        temperature=temperature,
+        anneal=anneal,
+        block=block,
+        seed=seed,
+        every=_frame_every(steps, every) if gif else None,
+        progress=not quiet,
+        context=context,
     )
     seconds = time.perf_counter() - started
     if not torch.equal(chain.samples[known], x[known]):  # the samplers promise this; never ship a broken result
@@ -371,16 +679,19 @@ def inpaint_command(checkpoint, image, mask, sampler, block, temperature, anneal
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
         final = chain.energy[-1].nanmean().item()
-        _say(f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
-             f"T {chain.settings['temperature']}) in {seconds:.1f}s; mean log-prob of the last redraw {final:.3f}; "
-             f"wrote {out}" + (f" and {gif}" if gif else ""))
+        _say(
+            f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
+            f"T {chain.settings['temperature']}) in {seconds:.1f}s; mean log-prob of the last redraw {final:.3f}; "
+            f"wrote {out}" + (f" and {gif}" if gif else "")
+        )
 
 
 # ---- sample / evaluate (image branches) ----------------------------------------------------------
 
 
-def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet,
-                  caption=None):
+def sample_images(
+    ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet, caption=None
+):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
     import torch
 
@@ -395,8 +706,14 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     _check_output(trace, "--trace", folder=False)
     _check_block(block)
     frames = steps // _frame_every(steps, every) + 2 if gif else 0
-    _check_sampling_memory(ckpt, num_samples, steps, frames, f"--chains {num_samples:,} images",
-                           "lower --chains" + (" (or raise --every)" if gif else ""))
+    _check_sampling_memory(
+        ckpt,
+        num_samples,
+        steps,
+        frames,
+        f"--chains {num_samples:,} images",
+        "lower --chains" + (" (or raise --every)" if gif else ""),
+    )
     context = _caption_context(ckpt, caption)
     codec = ckpt.codec
     device_ = next(ckpt.model.parameters()).device
@@ -404,8 +721,18 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
     known = torch.zeros_like(x, dtype=torch.bool)
     started = time.perf_counter()
     chain = _sample_images(
-        ckpt.model, x, known, sampler=sampler, steps=steps, temperature=temperature, anneal=anneal, block=block,
-        seed=seed, every=_frame_every(steps, every) if gif else None, progress=not quiet, context=context,
+        ckpt.model,
+        x,
+        known,
+        sampler=sampler,
+        steps=steps,
+        temperature=temperature,
+        anneal=anneal,
+        block=block,
+        seed=seed,
+        every=_frame_every(steps, every) if gif else None,
+        progress=not quiet,
+        context=context,
     )
     seconds = time.perf_counter() - started
     pixels = codec.decode(chain.samples.cpu())
@@ -420,8 +747,11 @@ def sample_images(ckpt, *, num_samples, sampler, steps, temperature, anneal, blo
 
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
-        _say(f"{num_samples} samples with {sampler} ({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
-             f"in {seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else ""))
+        _say(
+            f"{num_samples} samples with {sampler} "
+            f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
+            f"in {seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else "")
+        )
 
 
 def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):
@@ -456,7 +786,8 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
     check_memory(
         order_likelihood_bytes(len(states), orders, batch_size, C, H, W, ckpt.codec.levels, ckpt.model.settings.width),
         product_text((len(states), "images"), ("--orders", orders)) + f", --batch-size {batch_size:,}",
-        "lower --orders or --batch-size" + ("" if max_images else ", or pass --max-images"))
+        "lower --orders or --batch-size" + ("" if max_images else ", or pass --max-images"),
+    )
     device_ = next(ckpt.model.parameters()).device
     context, caption_label = None, None
     if caption is not None:
@@ -467,8 +798,13 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
 
     def log_likelihoods(context):
         return order_log_likelihoods(
-            ckpt.model, states.to(device_), num_orders=orders, generator=make_generator(seed, device_),
-            batch_size=batch_size, context=context, progress=not quiet and not as_json,
+            ckpt.model,
+            states.to(device_),
+            num_orders=orders,
+            generator=make_generator(seed, device_),
+            batch_size=batch_size,
+            context=context,
+            progress=not quiet and not as_json,
         ).cpu()
 
     def stderr(values):

@@ -35,8 +35,11 @@ class Number(click.ParamType):
         if math.isnan(number):
             self.fail(f"{value!r} is not a number; give a finite one", param, ctx)
         if math.isinf(number):
-            self.fail(f"{value!r} is infinite or beyond the range of a float (about ±1.8e308); give a finite number",
-                      param, ctx)
+            self.fail(
+                f"{value!r} is infinite or beyond the range of a float (about ±1.8e308); give a finite number",
+                param,
+                ctx,
+            )
         return number
 
 
@@ -60,7 +63,9 @@ class Whole(click.ParamType):
             except ValueError:
                 self.fail(f"{value!r} is not a whole number", param, ctx)
         if not self.low <= number <= self.high:
-            self.fail(f"{value} is out of range: give a whole number from {self.low_text} to {self.high_text}", param, ctx)
+            self.fail(
+                f"{value} is out of range: give a whole number from {self.low_text} to {self.high_text}", param, ctx
+            )
         return number
 
 
@@ -85,8 +90,9 @@ class Device(click.ParamType):
                 self.fail(f"{value!r} asks for a CUDA GPU, but none is available here; use cpu or auto", param, ctx)
             count = torch.cuda.device_count()
             if match.group(1) is not None and int(match.group(1)) >= count:
-                self.fail(f"there is no GPU {value!r}: this machine has {count} (cuda:0 to cuda:{count - 1})",
-                          param, ctx)
+                self.fail(
+                    f"there is no GPU {value!r}: this machine has {count} (cuda:0 to cuda:{count - 1})", param, ctx
+                )
             return text
         if text == "mps":
             import torch
@@ -153,8 +159,11 @@ class CountOrFraction(click.ParamType):
         if isinstance(number, float) and not 0 <= number < 1:
             self.fail(f"{value!r}: a fraction must lie in [0, 1); give a count without a decimal point", param, ctx)
         if isinstance(number, int) and not 0 <= number <= INT64_MAX:
-            self.fail(f"{value!r}: a count must be >= 0 and at most {INT64_MAX} (or give a fraction below 1, "
-                      "e.g. 0.1)", param, ctx)
+            self.fail(
+                f"{value!r}: a count must be >= 0 and at most {INT64_MAX} (or give a fraction below 1, e.g. 0.1)",
+                param,
+                ctx,
+            )
         return number
 
 
@@ -175,5 +184,7 @@ class WholeList(click.ParamType):
             self.fail(f"{value!r} is not whole numbers separated by commas, e.g. 1,2,4", param, ctx)
         for number in numbers:
             if not self.low <= number <= self.high:
-                self.fail(f"{number} is out of range: each must be from {self.low} to {self.high}{self.why}", param, ctx)
+                self.fail(
+                    f"{number} is out of range: each must be from {self.low} to {self.high}{self.why}", param, ctx
+                )
         return numbers

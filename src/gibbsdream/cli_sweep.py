@@ -39,13 +39,17 @@ def _check_memory(spec, workers: int) -> None:
             V, H, K = (int(model[k]) for k in ("num_visible", "num_hidden", "num_categories"))
             needed = rbm_sampling_bytes(spec.chains, V, K, H, steps, threads=os.cpu_count() or 1)
             base = rbm_sampling_bytes(spec.chains, V, K, H, 0, threads=os.cpu_count() or 1)
-            what, remedy = product_text(("--chains", spec.chains), (V, "positions"), (K, "categories")), "lower --chains"
+            what, remedy = (
+                product_text(("--chains", spec.chains), (V, "positions"), (K, "categories")),
+                "lower --chains",
+            )
         else:
             codec = config.get("codec", {})
             C, H, W, K = (int(codec[k]) for k in ("channels", "height", "width", "levels"))
             images = spec.problems * spec.samples
-            needed = image_sampling_bytes(images, C, H, W, K, int(model["width"]), steps,
-                                          steps // frame_every(spec, steps) + 2)
+            needed = image_sampling_bytes(
+                images, C, H, W, K, int(model["width"]), steps, steps // frame_every(spec, steps) + 2
+            )
             base = image_sampling_bytes(images, C, H, W, K, int(model["width"]), 0, 0)
             what = product_text(("--problems", spec.problems), ("--samples", spec.samples)) + f" images of {C}x{H}x{W}"
             remedy = "lower --problems or --samples (or raise --every)"
@@ -53,27 +57,48 @@ def _check_memory(spec, workers: int) -> None:
         return  # an unusual config: loading the checkpoint says what is wrong with it
     if needed - base > needed / 2:  # the per-step trace and frames dominate
         remedy = "lower the steps in --grid (the trace keeps every step of every chain)"
-    check_memory(needed * workers, f"{what}, {steps:,} steps" + (f", --workers {workers}" if workers > 1 else ""),
-                 remedy + (" or --workers" if workers > 1 else ""))
+    check_memory(
+        needed * workers,
+        f"{what}, {steps:,} steps" + (f", --workers {workers}" if workers > 1 else ""),
+        remedy + (" or --workers" if workers > 1 else ""),
+    )
 
 
 @app.command("sweep")
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--grid", "grid", multiple=True, help=GRID_HELP)
-@option("--out", required=True, type=click.Path(path_type=Path), help="Report folder (index.html, results.json, plots, cells/); rerun the same command to resume it.")
-@option("--chains", default=100, help="String models: parallel chains per combination (all start from the same states).")
+@option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Report folder (index.html, results.json, plots, cells/); rerun the same command to resume it.",
+)
+@option(
+    "--chains", default=100, help="String models: parallel chains per combination (all start from the same states)."
+)
 @option("--problems", default=6, help="Image models: how many images to fill (held-out test images unless --image).")
-@option("--mask", default="centre", help="Image models: the hole: centre[:F], box:x,y,w,h, random:P, MASK.png, or blank (generate from an empty canvas).")
+@option(
+    "--mask",
+    default="centre",
+    help="Image models: the hole: centre[:F], box:x,y,w,h, random:P, MASK.png, "
+    "or blank (generate from an empty canvas).",
+)
 @option("--image", default=None, help="Image models: an image file or folder to fill instead of the held-out images.")
 @option("--samples", default=2, help="Image models: chains per problem (2 or more measure diversity).")
-@option("--caption", default=None, help="Image models with a caption encoder: one caption for every row (or use --grid caption=...).")
+@option(
+    "--caption",
+    default=None,
+    help="Image models with a caption encoder: one caption for every row (or use --grid caption=...).",
+)
 @option("--every", type=int, default=None, help="Image models: a GIF frame every this many steps.  [default: steps/50]")
 @option("--seed", default=0, help="Random seed, the same in every row.")
 @option("--workers", default=1, help="Processes running combinations at once (results do not depend on it).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
-def sweep_command(ctx, checkpoint, grid, out, chains, problems, mask, image, samples, caption, every, seed, workers, device, quiet):
+def sweep_command(
+    ctx, checkpoint, grid, out, chains, problems, mask, image, samples, caption, every, seed, workers, device, quiet
+):
     """Run the same problems under every combination of a grid of sampling settings, into a report folder.
 
     \b

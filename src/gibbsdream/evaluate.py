@@ -120,11 +120,13 @@ def _beta_schedule(num_betas: int) -> torch.Tensor:
     """Inverse temperatures 0 -> 1, denser near 1 (Salakhutdinov & Murray's 5% / 40% / 55% split)."""
     n1, n2 = max(2, num_betas // 20), max(2, num_betas * 2 // 5)
     n3 = max(2, num_betas - n1 - n2)
-    return torch.cat([
-        torch.linspace(0.0, 0.5, n1 + 1, dtype=torch.float64)[:-1],
-        torch.linspace(0.5, 0.9, n2 + 1, dtype=torch.float64)[:-1],
-        torch.linspace(0.9, 1.0, n3, dtype=torch.float64),
-    ])
+    return torch.cat(
+        [
+            torch.linspace(0.0, 0.5, n1 + 1, dtype=torch.float64)[:-1],
+            torch.linspace(0.5, 0.9, n2 + 1, dtype=torch.float64)[:-1],
+            torch.linspace(0.9, 1.0, n3, dtype=torch.float64),
+        ]
+    )
 
 
 def is_enumerable(model) -> bool:
@@ -163,8 +165,10 @@ def pseudo_log_likelihood(model, v: torch.Tensor, chunk_elements: int = 2**24) -
     """
     V, K, H = model.num_visible, model.num_categories, model.num_hidden
     W = model.weight.detach().view(H, V, K) if model.categorical else _bernoulli_as_two(model)
-    b = model.visible_bias.detach().view(V, K) if model.categorical else torch.stack(
-        [torch.zeros_like(model.visible_bias), model.visible_bias.detach()], -1
+    b = (
+        model.visible_bias.detach().view(V, K)
+        if model.categorical
+        else torch.stack([torch.zeros_like(model.visible_bias), model.visible_bias.detach()], -1)
     )
     rows_per_chunk = max(1, chunk_elements // (V * K * H))
     out = []

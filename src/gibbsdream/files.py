@@ -158,8 +158,9 @@ def writer_lock(folder):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
         except OSError as err:
-            raise UsageError(f"cannot lock {folder} for writing ({path}: {err.strerror}); check that the folder is "
-                             "writable") from None
+            raise UsageError(
+                f"cannot lock {folder} for writing ({path}: {err.strerror}); check that the folder is writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

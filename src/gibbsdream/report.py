@@ -105,7 +105,7 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
         values = trace[steps]
         if window > 1 and len(values) >= window:
             values = np.convolve(values, np.ones(window) / window, mode="valid")
-            steps = steps[window - 1:]
+            steps = steps[window - 1 :]
         ax.plot(steps, values, label=f"{cell['cell']}: {cell['label']}", color=colour, linewidth=1.3)
     if longest > 250:  # long chains: show the start too
         ax.set_xscale("symlog", linthresh=10)
@@ -138,8 +138,15 @@ def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     ax.set_ylabel(score_label)
     ax.set_title("Final score against diversity, per combination")
     if not plotted:
-        ax.text(0.5, 0.5, "no diversity to show: one completion per problem (use --samples 2 or more)",
-                ha="center", va="center", transform=ax.transAxes, fontsize=9)
+        ax.text(
+            0.5,
+            0.5,
+            "no diversity to show: one completion per problem (use --samples 2 or more)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            fontsize=9,
+        )
     else:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.3)
@@ -165,7 +172,8 @@ tr.best td { background: #fff8dc; }
 figure { display: inline-block; margin: 0 .4rem .4rem 0; text-align: center; }
 figure img { image-rendering: pixelated; max-width: 100%; height: auto; }
 figcaption { font-size: .75rem; color: #555; }
-ol.samples { margin: 0; padding-left: 1.6rem; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem; }
+ol.samples { margin: 0; padding-left: 1.6rem; font-family: ui-monospace, Menlo, Consolas, monospace; \
+font-size: .85rem; }
 ol.samples mark { background: #ffe066; }
 .seen { color: #777; font-style: italic; }
 @media (max-width: 600px) {  /* a phone: each row becomes a card, each cell a labelled line */
@@ -203,24 +211,34 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     if spec.family == "nade" and spec.mask != "blank":
         metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
     metrics.append(("seconds", "seconds"))
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["#", *varying]) + "".join(
-        f"<th>{html.escape(title)}</th>" for _, title in metrics) + "<th>chains</th>"
+    head = (
+        "".join(f"<th>{html.escape(n)}</th>" for n in ["#", *varying])
+        + "".join(f"<th>{html.escape(title)}</th>" for _, title in metrics)
+        + "<th>chains</th>"
+    )
     body = []
     for cell in cells:
         row = cell["row"]
         is_best = best is not None and row.get(key) == best
-        tds = [f"<td class=num data-label=\"#\">{cell['cell']}</td>"]
-        tds += [f"<td data-label=\"{html.escape(n)}\"><code>{html.escape(_fmt(cell['settings'][n]))}</code></td>"
-                for n in varying]
-        tds += [f"<td class=num data-label=\"{html.escape(title)}\">{html.escape(_fmt(row.get(k)))}</td>"
-                for k, title in metrics]
-        tds.append(f"<td data-label=\"chains\">{_chains_html(spec, cell)}</td>")
+        tds = [f'<td class=num data-label="#">{cell["cell"]}</td>']
+        tds += [
+            f'<td data-label="{html.escape(n)}"><code>{html.escape(_fmt(cell["settings"][n]))}</code></td>'
+            for n in varying
+        ]
+        tds += [
+            f'<td class=num data-label="{html.escape(title)}">{html.escape(_fmt(row.get(k)))}</td>'
+            for k, title in metrics
+        ]
+        tds.append(f'<td data-label="chains">{_chains_html(spec, cell)}</td>')
         body.append(f"<tr{' class=best' if is_best else ''}>{''.join(tds)}</tr>")
     fixed_text = ", ".join(f"{n} = <code>{html.escape(_fmt(v))}</code>" for n, v in fixed.items()) or "none"
     command_html = f"<p class=meta>Made by <code>{html.escape(command)}</code></p>" if command else ""
-    legend = ("In each cell the lowest-energy sample is highlighted; grey italics are strings already in "
-              "the training data; ×n counts repeats. " if spec.family == "rbm" else
-              "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. ")
+    legend = (
+        "In each cell the lowest-energy sample is highlighted; grey italics are strings already in "
+        "the training data; ×n counts repeats. "
+        if spec.family == "rbm"
+        else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
+    )
     best_note = ("highest" if higher_better else "lowest") + f" {html.escape(score_label)}"
     return f"""<!doctype html>
 <html lang="en">
@@ -256,8 +274,10 @@ def _chains_html(spec, cell: dict) -> str:
         figures = []
         for gif, name in zip(cell["gifs"], cell["problems"]):
             alt = f"problem {name}, {cell['label']}"
-            figures.append(f'<figure><img src="{html.escape(gif)}" alt="{html.escape(alt)}" loading="lazy">'
-                           f"<figcaption>{html.escape(name)}</figcaption></figure>")
+            figures.append(
+                f'<figure><img src="{html.escape(gif)}" alt="{html.escape(alt)}" loading="lazy">'
+                f"<figcaption>{html.escape(name)}</figcaption></figure>"
+            )
         return "".join(figures)
     distinct: dict[str, dict] = {}
     for sample in cell["samples"]:

@@ -11,7 +11,6 @@ chains, a corpus line of a million characters), not to predict a run's peak to t
 
 from __future__ import annotations
 
-
 from .errors import UsageError
 
 
@@ -107,29 +106,43 @@ def check_memory(needed: float, what: str, remedy: str) -> None:
 # Bytes per element: long and float64 are 8, float32 is 4.
 
 
-def rbm_sampling_bytes(chains: int, positions: int, categories: int, hidden: int, steps: int,
-                       frames: int = 0, threads: int = 1) -> int:
+def rbm_sampling_bytes(
+    chains: int, positions: int, categories: int, hidden: int, steps: int, frames: int = 0, threads: int = 1
+) -> int:
     """Block Gibbs sampling of an RBM: per chain, the visible logits and their softmax, the float64
     CDF and uniforms (the compiled sampler keeps one float32 copy of the logits per thread), a few
     copies of the states, the hidden pre-activations and draws, the energy trace and the frames."""
-    per_chain = (positions * categories * (4 * (2 + threads) + 8) + positions * 8 * 5 + hidden * 4 * 4
-                 + (steps + 1) * 4 + frames * positions * 8)
+    per_chain = (
+        positions * categories * (4 * (2 + threads) + 8)
+        + positions * 8 * 5
+        + hidden * 4 * 4
+        + (steps + 1) * 4
+        + frames * positions * 8
+    )
     return chains * per_chain
 
 
-def image_sampling_bytes(images: int, channels: int, height: int, width: int, levels: int, features: int,
-                         steps: int, frames: int = 0) -> int:
+def image_sampling_bytes(
+    images: int, channels: int, height: int, width: int, levels: int, features: int, steps: int, frames: int = 0
+) -> int:
     """Sampling a convnet conditional model: per image, a few layers of feature maps, the logits with
     their softmax and float64 CDF, a few copies of the states and masks, the trace and the frames."""
     pixels = height * width
     variables = channels * pixels
-    per_image = (pixels * features * 4 * (4 + 2 * channels) + pixels * (2 * channels * levels + 2) * 4
-                 + variables * levels * (4 * 3 + 8) + variables * 8 * 8 + (steps + 1) * 4 + frames * variables * 8)
+    per_image = (
+        pixels * features * 4 * (4 + 2 * channels)
+        + pixels * (2 * channels * levels + 2) * 4
+        + variables * levels * (4 * 3 + 8)
+        + variables * 8 * 8
+        + (steps + 1) * 4
+        + frames * variables * 8
+    )
     return images * per_image
 
 
-def order_likelihood_bytes(images: int, orders: int, batch: int, channels: int, height: int, width: int,
-                           levels: int, features: int) -> int:
+def order_likelihood_bytes(
+    images: int, orders: int, batch: int, channels: int, height: int, width: int, levels: int, features: int
+) -> int:
     """:func:`gibbsdream.evaluate.order_log_likelihoods`: every image repeated once per order (the
     states and a float64 total), then per call of ``batch`` rows the orders, their ranks, the masks,
     the feature maps and the logits."""
@@ -164,6 +177,13 @@ def product_text(*parts) -> str:
 
 
 __all__ = [
-    "ais_bytes", "available_bytes", "check_memory", "human_bytes", "image_sampling_bytes",
-    "order_likelihood_bytes", "product_text", "rbm_sampling_bytes", "rbm_training_bytes",
+    "ais_bytes",
+    "available_bytes",
+    "check_memory",
+    "human_bytes",
+    "image_sampling_bytes",
+    "order_likelihood_bytes",
+    "product_text",
+    "rbm_sampling_bytes",
+    "rbm_training_bytes",
 ]

@@ -11,7 +11,9 @@ def training_strings(ckpt) -> set[str]:
     return set(ckpt.codec.decode(torch.cat(parts))) if parts else set()
 
 
-def string_records(chain, codec, training_strings: set[str] | frozenset = frozenset(), dedupe: bool = False) -> list[dict]:
+def string_records(
+    chain, codec, training_strings: set[str] | frozenset = frozenset(), dedupe: bool = False
+) -> list[dict]:
     """One record per sample: ``{"chain", "step", "text", "energy", "in_training_data"}``.
 
     With frames recorded (``record_every``) every frame of every chain is a sample, in chain
@@ -32,17 +34,27 @@ def string_records(chain, codec, training_strings: set[str] | frozenset = frozen
             if dedupe and text in seen:
                 continue
             seen.add(text)
-            records.append({
-                "chain": c, "step": step, "text": text, "energy": round(energies[f][c], 4),
-                "in_training_data": text in training_strings,
-            })
+            records.append(
+                {
+                    "chain": c,
+                    "step": step,
+                    "text": text,
+                    "energy": round(energies[f][c], 4),
+                    "in_training_data": text in training_strings,
+                }
+            )
     return records
 
 
 def summarize_records(records: list[dict]) -> dict:
     """Mean energy, share of unique texts and share already in the training data."""
     if not records:
-        return {"samples": 0, "mean_energy": float("nan"), "unique_share": float("nan"), "in_training_share": float("nan")}
+        return {
+            "samples": 0,
+            "mean_energy": float("nan"),
+            "unique_share": float("nan"),
+            "in_training_share": float("nan"),
+        }
     texts = [r["text"] for r in records]
     return {
         "samples": len(records),

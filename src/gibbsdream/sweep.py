@@ -42,8 +42,14 @@ GRID_NAMES = {
 }
 DEFAULTS = {
     "rbm": {"temperature": "1", "anneal": "geometric", "steps": 1000, "init": "uniform", "final": "sample"},
-    "nade": {"temperature": "1", "anneal": "geometric", "steps": 200, "block": "yao:0.9,0.1,0.7",
-             "sampler": "gibbs", "caption": None},
+    "nade": {
+        "temperature": "1",
+        "anneal": "geometric",
+        "steps": 200,
+        "block": "yao:0.9,0.1,0.7",
+        "sampler": "gibbs",
+        "caption": None,
+    },
 }
 NO_CAPTION = ("none", "")
 
@@ -67,24 +73,29 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
     """
     names = valid_names(family)
     if not entries:
-        raise UsageError(f"the grid is empty; give at least one --grid NAME=V1,V2,... with NAME one of {', '.join(names)}")
+        raise UsageError(
+            f"the grid is empty; give at least one --grid NAME=V1,V2,... with NAME one of {', '.join(names)}"
+        )
     grid: dict[str, list] = {}
     for entry in entries:
         name, sep, text = entry.partition("=")
         name = name.strip()
         if not sep:
-            raise UsageError(f"cannot read --grid {entry!r}: expected NAME=V1,V2,... with NAME one of {', '.join(names)}")
+            raise UsageError(
+                f"cannot read --grid {entry!r}: expected NAME=V1,V2,... with NAME one of {', '.join(names)}"
+            )
         if name not in GRID_NAMES:
             raise UsageError(f"unknown grid name {name!r}; choose one of {', '.join(names)}")
         if family not in GRID_NAMES[name]:
             raise UsageError(
-                f"grid name {name!r} applies to {' and '.join(FAMILY_NAMES[f] for f in GRID_NAMES[name])} models, and this "
+                f"grid name {name!r} applies to "
+                f"{' and '.join(FAMILY_NAMES[f] for f in GRID_NAMES[name])} models, and this "
                 f"checkpoint holds a {FAMILY_NAMES[family]} model; choose one of {', '.join(names)}"
             )
         if name in grid:
             raise UsageError(f"--grid {name}=... is given twice; put all its values in one list")
         values = _split_values(text)
-        if not text.strip() or any(v == "" for v in values) and name != "caption":
+        if not text.strip() or (any(v == "" for v in values) and name != "caption"):
             raise UsageError(f"--grid {entry!r} has an empty value; give values like {name}={_example(name)}")
         try:
             grid[name] = [check_value(name, v) for v in values]
@@ -94,16 +105,23 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
 
 
 def _example(name: str) -> str:
-    return {"temperature": "1,0.5,1.5:0.2", "anneal": "geometric,linear", "steps": "100,1000", "init": "uniform,train",
-            "final": "sample,argmax", "block": "0.5;yao:0.9,0.1,0.7", "sampler": "gibbs,ancestral",
-            "caption": "none;a red square"}[name]
+    return {
+        "temperature": "1,0.5,1.5:0.2",
+        "anneal": "geometric,linear",
+        "steps": "100,1000",
+        "init": "uniform,train",
+        "final": "sample,argmax",
+        "block": "0.5;yao:0.9,0.1,0.7",
+        "sampler": "gibbs,ancestral",
+        "caption": "none;a red square",
+    }[name]
 
 
 def check_value(name: str, text: str):
     """One grid value, checked and in its canonical form (``steps`` as an int; ``caption`` None for none)."""
     from .sampling.init import INITS
-    from .sampling.registry import sampler_names
     from .sampling.rbm_gibbs import FINALS
+    from .sampling.registry import sampler_names
     from .sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
 
     choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": sampler_names("conditional")}
@@ -176,8 +194,7 @@ class SweepSpec:
             raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
         grid = parse_grid(grid_entries, family)
         identity = checkpoint_identity(checkpoint)
-        spec = cls(checkpoint=str(checkpoint), checkpoint_sha256=identity, family=family, grid=grid,
-                   **options)
+        spec = cls(checkpoint=str(checkpoint), checkpoint_sha256=identity, family=family, grid=grid, **options)
         spec.cells = combinations(grid, family)
         return spec
 
@@ -294,9 +311,16 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
     ckpt = problems.ckpt
     train = ckpt.data.get("train")
     chain = sample(
-        ckpt.model, num_chains=spec.chains, steps=settings["steps"], temperature=settings["temperature"],
-        anneal=settings["anneal"], init=settings["init"], final=settings["final"], seed=spec.seed,
-        data=train if train is not None and len(train) else None, codec=ckpt.codec,
+        ckpt.model,
+        num_chains=spec.chains,
+        steps=settings["steps"],
+        temperature=settings["temperature"],
+        anneal=settings["anneal"],
+        init=settings["init"],
+        final=settings["final"],
+        seed=spec.seed,
+        data=train if train is not None and len(train) else None,
+        codec=ckpt.codec,
     )
     records = string_records(chain, ckpt.codec, problems.training_keys)
     summary = summarize_records(records)
@@ -320,9 +344,16 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     ckpt, codec = problems.ckpt, problems.ckpt.codec
     context = caption_context(ckpt, settings["caption"])
     chain = sample(
-        ckpt.model, x=problems.x, known=problems.known, sampler=settings["sampler"], steps=settings["steps"],
-        temperature=settings["temperature"], anneal=settings["anneal"], seed=spec.seed,
-        context=context, record_every=frame_every(spec, settings["steps"]),
+        ckpt.model,
+        x=problems.x,
+        known=problems.known,
+        sampler=settings["sampler"],
+        steps=settings["steps"],
+        temperature=settings["temperature"],
+        anneal=settings["anneal"],
+        seed=spec.seed,
+        context=context,
+        record_every=frame_every(spec, settings["steps"]),
         **applicable("conditional", settings["sampler"], block=settings["block"]),
     )
     if not torch.equal(chain.samples[problems.known], problems.x[problems.known]):
@@ -332,8 +363,7 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     for p, name in enumerate(problems.names):
         rows = slice(p * spec.samples, (p + 1) * spec.samples)
         relative = Path("cells") / f"{index:03d}" / f"{p:02d}-{name}.gif"
-        chain_gif(frames[:, rows], codec, Path(out) / relative, known=known[rows], duration_ms=60,
-                  columns=spec.samples)
+        chain_gif(frames[:, rows], codec, Path(out) / relative, known=known[rows], duration_ms=60, columns=spec.samples)
         gifs.append(relative.as_posix())
     final = chain.samples.cpu()
     row = {
@@ -341,7 +371,8 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
         "diversity": _image_diversity(final, known, spec.samples),
         "unique_share": round(len({bytes(s.to(torch.uint8).numpy()) for s in final}) / len(final), 4),
         "in_training_share": round(
-            sum(bytes(s.to(torch.uint8).numpy()) in problems.training_keys for s in final) / len(final), 4),
+            sum(bytes(s.to(torch.uint8).numpy()) in problems.training_keys for s in final) / len(final), 4
+        ),
     }
     if spec.mask != "blank":
         row["hole_psnr_db"] = _psnr(codec.decode(problems.x.cpu()), codec.decode(final), ~known)
@@ -390,11 +421,14 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
     if saved.exists() or saved.is_symlink():
         previous = _read_record(saved)
         if not isinstance(previous, dict):
-            raise UsageError(f"{saved} is damaged (not a plain file holding a JSON object); delete {out} or choose "
-                             "another --out")
+            raise UsageError(
+                f"{saved} is damaged (not a plain file holding a JSON object); delete {out} or choose another --out"
+            )
         if not spec.same_work(previous):
-            raise UsageError(f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
-                             "choose another --out, or delete that folder to start over")
+            raise UsageError(
+                f"--out {out} holds a different sweep (other checkpoint, grid, problems or seed); "
+                "choose another --out, or delete that folder to start over"
+            )
     elif out.exists() and not all(is_leftover(p.name) for p in out.iterdir()):
         raise UsageError(f"--out {out} is a folder that holds other files; choose a new or empty folder")
     if out.exists():
@@ -418,8 +452,13 @@ def _finished(out: Path, index: int) -> bool:
     # Cell files are written atomically, so one that is not a whole record was damaged from
     # elsewhere: the cell is run again and its file replaced.
     record = _read_record(cell_path(out, index))
-    return (isinstance(record, dict) and record.get("cell") == index and isinstance(record.get("row"), dict)
-            and isinstance(record.get("settings"), dict) and isinstance(record.get("label"), str))
+    return (
+        isinstance(record, dict)
+        and record.get("cell") == index
+        and isinstance(record.get("row"), dict)
+        and isinstance(record.get("settings"), dict)
+        and isinstance(record.get("label"), str)
+    )
 
 
 def load_cells(spec: SweepSpec, out: Path) -> list[dict]:
@@ -445,7 +484,9 @@ def _worker_run(index: int) -> dict:
     return run_cell(_WORKER["spec"], _WORKER["problems"], index, _WORKER["out"])
 
 
-def run_sweep(spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, on_start=None, on_cell=None) -> list[dict]:
+def run_sweep(
+    spec: SweepSpec, out, *, workers: int = 1, progress: bool = True, on_start=None, on_cell=None
+) -> list[dict]:
     """Run every unfinished cell of ``spec`` into ``out`` (``workers`` processes); return all cell records.
 
     ``on_start(todo, total)`` is called once the inputs are checked and the folder is ready;
@@ -481,7 +522,9 @@ def _run_cells(spec: SweepSpec, problems, out: Path, workers: int, progress: boo
 
             threads = max(1, (os.cpu_count() or 1) // workers)
             pool = multiprocessing.get_context("spawn").Pool(
-                min(workers, len(todo)), initializer=_worker_start, initargs=(spec.to_dict(), str(out), threads),
+                min(workers, len(todo)),
+                initializer=_worker_start,
+                initargs=(spec.to_dict(), str(out), threads),
             )
             try:
                 for record in pool.imap_unordered(_worker_run, todo):

@@ -54,8 +54,9 @@ def _grid(tiles: np.ndarray, columns: int | None, pad: int, pad_value) -> np.nda
     return top_left
 
 
-def image_grid(images, columns: int | None = None, pad: int = 1, scale: int = 1,
-               pad_value: int = DEFAULT_PAD_VALUE) -> np.ndarray:
+def image_grid(
+    images, columns: int | None = None, pad: int = 1, scale: int = 1, pad_value: int = DEFAULT_PAD_VALUE
+) -> np.ndarray:
     """Tile images into one picture.
 
     Args:
@@ -77,8 +78,16 @@ def image_grid(images, columns: int | None = None, pad: int = 1, scale: int = 1,
     return _grid(upscale(tiles, scale), columns, pad, pad_value)
 
 
-def save_grid_png(path, images, codec: ImageCodec | None = None, *, columns: int | None = None,
-                  pad: int = 1, scale: int = 1, pad_value: int = DEFAULT_PAD_VALUE) -> Path:
+def save_grid_png(
+    path,
+    images,
+    codec: ImageCodec | None = None,
+    *,
+    columns: int | None = None,
+    pad: int = 1,
+    scale: int = 1,
+    pad_value: int = DEFAULT_PAD_VALUE,
+) -> Path:
     """Write a grid of images as one PNG, atomically; returns the path.
 
     ``images`` are ``uint8`` pixels as in :func:`image_grid`, or ``(N, C, H, W)`` integer states
@@ -110,8 +119,9 @@ def _palette_frames(movie: np.ndarray, colours: np.ndarray | None) -> list:
     """``(F, H, W, C)`` uint8 pictures -> Pillow ``P`` images that all share one palette.
 
     GIF frames hold at most 256 colours. ``colours`` (``(M, 3)``, None for grayscale) are all
-    the colours an RGB movie uses; when there are at most 256 the palette is exactly them (grayscale content always fits:
-    the palette is then the 256 grays, index = gray value), so every pixel is kept exactly.
+    the colours an RGB movie uses; when there are at most 256 the palette is exactly them
+    (grayscale content always fits: the palette is then the 256 grays, index = gray value), so
+    every pixel is kept exactly.
     Otherwise one median-cut palette is fitted to a sample of the colours and every frame is
     mapped to its nearest entries, without dithering: dithering would make the frames of a
     converging chain flicker.
@@ -230,7 +240,12 @@ def chain_gif(
     buffer = io.BytesIO()
     durations = [duration_ms] * (num_frames - 1) + [hold_last_ms]
     images[0].save(
-        buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=durations,
+        loop=0,
         optimize=False,  # keep the whole palette, so colours never shift between frames
     )
     path = Path(path)

@@ -13,6 +13,15 @@ from .images import (
 from .strings import CorpusReport, StringCodec, read_lines
 
 __all__ = [
-    "BUILTIN_CORPORA", "BUILTIN_IMAGES", "CorpusReport", "ImageCodec", "ImageDataset", "StringCodec",
-    "load_image_file", "load_image_folder", "load_images", "read_lines", "save_png",
+    "BUILTIN_CORPORA",
+    "BUILTIN_IMAGES",
+    "CorpusReport",
+    "ImageCodec",
+    "ImageDataset",
+    "StringCodec",
+    "load_image_file",
+    "load_image_folder",
+    "load_images",
+    "read_lines",
+    "save_png",
 ]

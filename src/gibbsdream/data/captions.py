@@ -96,7 +96,9 @@ class CaptionVocabulary:
         return FIRST_WORD + len(self.words)
 
     @classmethod
-    def fit(cls, captions, min_count: int = 2, max_length: int = DEFAULT_MAX_LENGTH, max_words: int | None = None) -> CaptionVocabulary:
+    def fit(
+        cls, captions, min_count: int = 2, max_length: int = DEFAULT_MAX_LENGTH, max_words: int | None = None
+    ) -> CaptionVocabulary:
         """The words of ``captions`` (an iterable of strings) seen at least ``min_count`` times.
 
         Rare words become the unknown token. ``max_words`` keeps only the most frequent ones.
@@ -121,7 +123,9 @@ class CaptionVocabulary:
 
     def decode(self, ids) -> str:
         """Token ids -> words joined by spaces (padding dropped, unknown words as ``<unk>``)."""
-        names = [SPECIALS[i] if i < FIRST_WORD else self.words[i - FIRST_WORD] for i in (int(t) for t in ids) if i != PAD]
+        names = [
+            SPECIALS[i] if i < FIRST_WORD else self.words[i - FIRST_WORD] for i in (int(t) for t in ids) if i != PAD
+        ]
         return " ".join(names)
 
     def encode_batch(self, texts) -> torch.Tensor:
@@ -142,7 +146,9 @@ class CaptionVocabulary:
         if d.get("specials", list(SPECIALS)) != list(SPECIALS):
             raise UsageError("the checkpoint's caption vocabulary uses other special tokens; upgrade gibbsdream")
         if not all(isinstance(word, str) for word in d["words"]):
-            raise UsageError("the caption vocabulary in the checkpoint is unreadable (a word is not a string); retrain or restore it")
+            raise UsageError(
+                "the caption vocabulary in the checkpoint is unreadable (a word is not a string); retrain or restore it"
+            )
         return cls(d["words"], max_length=d.get("max_length", DEFAULT_MAX_LENGTH))
 
 
@@ -152,7 +158,9 @@ class CaptionVocabulary:
 def has_captions(model) -> bool:
     """Whether ``model`` (or a checkpoint's) was built with a caption encoder and its vocabulary."""
     model = getattr(model, "model", model)
-    return getattr(model, "caption_encoder", None) is not None and getattr(model, "caption_vocabulary", None) is not None
+    return (
+        getattr(model, "caption_encoder", None) is not None and getattr(model, "caption_vocabulary", None) is not None
+    )
 
 
 def caption_context(ckpt_or_model, captions: list[str] | None, device=None) -> torch.Tensor | None:
@@ -187,7 +195,7 @@ def caption_context(ckpt_or_model, captions: list[str] | None, device=None) -> t
             raise UsageError(f"a caption must be text, got {type(text).__name__}")
         words = tokenize(text)
         if not words:
-            raise UsageError(f"the caption {text!r} has no words; write a few, e.g. \"a red square\"")
+            raise UsageError(f'the caption {text!r} has no words; write a few, e.g. "a red square"')
         if len(words) > vocabulary.max_length:
             notice(f"the caption has {len(words)} words; the model reads only the first {vocabulary.max_length}")
             words = words[: vocabulary.max_length]
@@ -199,7 +207,9 @@ def caption_context(ckpt_or_model, captions: list[str] | None, device=None) -> t
                 f"{len(vocabulary.words)} words, e.g. {examples}); use words from its training captions"
             )
         if unknown:
-            notice(f"the model does not know {', '.join(repr(w) for w in dict.fromkeys(unknown))}; read as unknown words")
+            notice(
+                f"the model does not know {', '.join(repr(w) for w in dict.fromkeys(unknown))}; read as unknown words"
+            )
     if device is None:
         device = next(model.parameters()).device
     return vocabulary.encode_batch(captions).to(device)
@@ -208,7 +218,9 @@ def caption_context(ckpt_or_model, captions: list[str] | None, device=None) -> t
 # ---- captions per image, as token ids ----------------------------------------------------------------
 
 
-def caption_table(captions: list[list[str]], vocabulary: CaptionVocabulary, per_image: int | None = None) -> torch.Tensor:
+def caption_table(
+    captions: list[list[str]], vocabulary: CaptionVocabulary, per_image: int | None = None
+) -> torch.Tensor:
     """Every image's captions as ids: ``(N, M, T)`` long, padded with PAD.
 
     ``M`` is the most captions any image has (or ``per_image``, keeping the first ones); ``T``
@@ -273,11 +285,14 @@ def digit_captions(labels, per_image: int = 4, seed: int = 0) -> list[list[str]]
     for label in np.asarray(labels).tolist():
         word, digit = NUMBER_WORDS[int(label)], str(int(label))
         chosen = rng.choice(len(_DIGIT_TEMPLATES), size=min(per_image, len(_DIGIT_TEMPLATES)), replace=False)
-        out.append([
-            _DIGIT_TEMPLATES[t].format(word=word, digit=digit,
-                                       article=_article(digit if "{digit}" in _DIGIT_TEMPLATES[t] else word))
-            for t in chosen
-        ])
+        out.append(
+            [
+                _DIGIT_TEMPLATES[t].format(
+                    word=word, digit=digit, article=_article(digit if "{digit}" in _DIGIT_TEMPLATES[t] else word)
+                )
+                for t in chosen
+            ]
+        )
     return out
 
 
@@ -344,9 +359,13 @@ def read_captions_json(path) -> dict[str, list[str]]:
     except UnicodeDecodeError:
         raise UsageError(f"{path} is not UTF-8 text; save it as UTF-8 JSON") from None
     except json.JSONDecodeError as err:
-        raise UsageError(f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix it") from None
+        raise UsageError(
+            f"{path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); fix it"
+        ) from None
     if not isinstance(data, dict):
-        raise UsageError(f"{path} must hold a JSON object of file name -> list of captions, not a {type(data).__name__}")
+        raise UsageError(
+            f"{path} must hold a JSON object of file name -> list of captions, not a {type(data).__name__}"
+        )
     return {str(name): _caption_list(value, f"{path}, {name!r}") for name, value in data.items()}
 
 
@@ -403,8 +422,10 @@ def read_captions_pickle(path) -> dict[str, list[str]]:
         data = _PlainUnpickler(io.BytesIO(payload), encoding="utf-8").load()
     except UsageError as err:
         raise UsageError(f"{path}: {err}") from None
-    except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways, none may escape
-        raise UsageError(f"cannot read the captions pickle {path} ({type(err).__name__}); convert it to captions.json") from None
+    except Exception as err:
+        raise UsageError(
+            f"cannot read the captions pickle {path} ({type(err).__name__}); convert it to captions.json"
+        ) from None
     _check_expansion(data, path, len(payload))
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a dict of image id -> captions, not a {type(data).__name__}")

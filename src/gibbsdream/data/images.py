@@ -241,9 +241,7 @@ def pixels_nchw(pixels) -> torch.Tensor:
     if pixels.dtype != torch.uint8:
         raise UsageError(f"pixels must be uint8 (0..255), got a {pixels.dtype} tensor; convert them first")
     if pixels.dim() != 4 or pixels.shape[1] not in CHANNEL_WORDS:
-        raise UsageError(
-            f"a tensor batch of images must be (B, C, H, W) with C = 1 or 3, got {tuple(pixels.shape)}"
-        )
+        raise UsageError(f"a tensor batch of images must be (B, C, H, W) with C = 1 or 3, got {tuple(pixels.shape)}")
     return pixels
 
 
@@ -316,8 +314,10 @@ def load_image_file(path, channels: int | None = None, name: str | None = None) 
     except UnidentifiedImageError:
         raise UsageError(f"{name} is not a readable image ({IMAGE_KINDS}); remove it or re-save it") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UsageError(f"{name} has too many pixels to decode safely (Pillow's limit is about "
-                         f"{Image.MAX_IMAGE_PIXELS // 10**6} million); resize it first") from None
+        raise UsageError(
+            f"{name} has too many pixels to decode safely (Pillow's limit is about "
+            f"{Image.MAX_IMAGE_PIXELS // 10**6} million); resize it first"
+        ) from None
     except UsageError as err:
         raise UsageError(f"{name}: {err}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
@@ -341,8 +341,11 @@ def find_image_files(folder, recursive: bool | None = None) -> list[Path]:
     def scan(deep: bool) -> list[Path]:
         candidates = folder.rglob("*") if deep else folder.iterdir()
         return sorted(
-            (p for p in candidates
-             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _is_hidden(p.relative_to(folder))),
+            (
+                p
+                for p in candidates
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _is_hidden(p.relative_to(folder))
+            ),
             key=lambda p: p.relative_to(folder).as_posix(),
         )
 
@@ -352,7 +355,9 @@ def find_image_files(folder, recursive: bool | None = None) -> list[Path]:
     return files
 
 
-def load_image_folder(folder, channels: int | None = None, recursive: bool | None = None) -> tuple[np.ndarray, list[str]]:
+def load_image_folder(
+    folder, channels: int | None = None, recursive: bool | None = None
+) -> tuple[np.ndarray, list[str]]:
     """Read every image in ``folder``: ``(pixels (N, H, W, C) uint8, names)``.
 
     Files are taken by suffix ({kinds}) in sorted order; other files are ignored and never
@@ -518,13 +523,15 @@ def _shape_masks(shape_ids, cx, cy, r, side: int) -> np.ndarray:
     ax, ay = np.abs(dx), np.abs(dy)
     dist2 = dx * dx + dy * dy
     arm = r / 3
-    masks = np.stack([
-        (ax <= r) & (ay <= r),  # square
-        dist2 <= r * r,  # circle
-        (ax <= (dy + r) / 2) & (dy <= r),  # triangle, apex up: width grows from 0 at top to 2r at base
-        ((ax <= r) & (ay <= arm)) | ((ay <= r) & (ax <= arm)),  # cross (a plus sign)
-        (dist2 <= r * r) & (dist2 >= (0.55 * r) ** 2),  # ring
-    ])  # (5, n, S, S)
+    masks = np.stack(
+        [
+            (ax <= r) & (ay <= r),  # square
+            dist2 <= r * r,  # circle
+            (ax <= (dy + r) / 2) & (dy <= r),  # triangle, apex up: width grows from 0 at top to 2r at base
+            ((ax <= r) & (ay <= arm)) | ((ay <= r) & (ax <= arm)),  # cross (a plus sign)
+            (dist2 <= r * r) & (dist2 >= (0.55 * r) ** 2),  # ring
+        ]
+    )  # (5, n, S, S)
     return masks[shape_ids, np.arange(len(shape_ids))]
 
 
@@ -538,7 +545,12 @@ def generate_shapes(count: int = 2000, size: int = 32, seed: int = 0) -> RawImag
     from them. The same ``(count, size, seed)`` always gives the same images.
     """
     for what, value, low, high in (("count", count, 1, None), ("size", size, SHAPES_MIN_SIDE, SHAPES_MAX_SIDE)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high and value > high):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < low
+            or (high and value > high)
+        ):
             allowed = f"from {low} to {high}" if high else f">= {low}"
             raise UsageError(f"builtin:shapes {what} must be a whole number {allowed}, got {value!r}")
     rng = np.random.default_rng(seed)
@@ -565,8 +577,9 @@ def generate_shapes(count: int = 2000, size: int = 32, seed: int = 0) -> RawImag
     chunk = 512  # bounds the (5, chunk, S, S) mask stack to a few MB
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
-        mask = _shape_masks(shape_ids[part], cx[part].astype(np.float32), cy[part].astype(np.float32),
-                            r[part].astype(np.float32), s)
+        mask = _shape_masks(
+            shape_ids[part], cx[part].astype(np.float32), cy[part].astype(np.float32), r[part].astype(np.float32), s
+        )
         pixels[part] = np.where(mask[..., None], colours[part, None, None, :], background[part, None, None, :])
 
     colour_names = list(SHAPE_COLOURS)

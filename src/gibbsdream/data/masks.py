@@ -102,9 +102,7 @@ def _check_shape(shape) -> tuple[int, int, int]:
     except (TypeError, ValueError):
         dims, exact = (), False
     if len(dims) != 3 or not exact or min(dims) < 1:
-        raise UsageError(
-            f"image shape must be three positive integers (channels, height, width), got {shape!r}"
-        )
+        raise UsageError(f"image shape must be three positive integers (channels, height, width), got {shape!r}")
     return dims
 
 
@@ -351,9 +349,7 @@ class MaskDistribution:
         else:
             weights = torch.tensor([w for _, w in self.components], dtype=torch.float64, device=where)
             which = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
-            picks = [
-                (kind, (which == i).nonzero().squeeze(1)) for i, (kind, _) in enumerate(self.components)
-            ]
+            picks = [(kind, (which == i).nonzero().squeeze(1)) for i, (kind, _) in enumerate(self.components)]
         for kind, rows in picks:
             n = batch_size if rows is None else rows.numel()
             if n == 0:
@@ -392,9 +388,7 @@ def _parse_kind(text: str, whole: str) -> MaskKind:
             return _KINDS_WITH_PARAMETER[name]()
         value = _parse_float(parameter.strip(), f"{name} parameter", _TRAINING_FORMS)
         return _KINDS_WITH_PARAMETER[name](value)
-    raise UsageError(
-        f"unknown mask kind {name or text!r} in {whole!r}; valid kinds and forms: {_TRAINING_FORMS}"
-    )
+    raise UsageError(f"unknown mask kind {name or text!r} in {whole!r}; valid kinds and forms: {_TRAINING_FORMS}")
 
 
 def training_masks(spec) -> MaskDistribution:
@@ -431,9 +425,7 @@ def training_masks(spec) -> MaskDistribution:
             "(orderless=0.7,contiguish=0.3) or none (orderless+contiguish)"
         )
     if min(weights) <= 0:
-        raise UsageError(
-            f"mask weights must be positive, got {spec!r}; e.g. orderless=0.7,contiguish=0.3"
-        )
+        raise UsageError(f"mask weights must be positive, got {spec!r}; e.g. orderless=0.7,contiguish=0.3")
     total = sum(weights)
     if all(w == weights[0] for w in weights):
         weights = [1.0 / len(kinds)] * len(kinds)  # prints as "a+b", which parses to exactly this
@@ -476,9 +468,7 @@ def mask_from_array(hole, shape=None) -> torch.Tensor:
     """
     hole = torch.as_tensor(hole).cpu()
     if hole.dim() != 2:
-        raise UsageError(
-            f"a hole mask must be a 2-D (height, width) array, got shape {tuple(hole.shape)}"
-        )
+        raise UsageError(f"a hole mask must be a 2-D (height, width) array, got shape {tuple(hole.shape)}")
     hole = hole != 0
     H, W = hole.shape
     C = 1

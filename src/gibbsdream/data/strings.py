@@ -75,12 +75,14 @@ class StringCodec:
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
             raise UsageError(f"max length must be a whole number >= 1, got {self.max_length!r}")
         if not isinstance(self.case_fold, bool) or not isinstance(self.pad_symbol, str):
-            raise UsageError(f"a codec's case_fold must be true or false and its pad_symbol a string, got "
-                             f"{self.case_fold!r} and {self.pad_symbol!r}")
+            raise UsageError(
+                f"a codec's case_fold must be true or false and its pad_symbol a string, got "
+                f"{self.case_fold!r} and {self.pad_symbol!r}"
+            )
         if self.replacement is not None and not (isinstance(self.replacement, str) and len(self.replacement) == 1):
             raise UsageError(f"a codec's replacement must be one character or null, got {self.replacement!r}")
         self._index = {ch: i + 1 for i, ch in enumerate(self.alphabet)}
-        self._lookup = ["\0"] + list(self.alphabet)
+        self._lookup = ["\x00", *list(self.alphabet)]
 
     @property
     def num_categories(self) -> int:
@@ -105,7 +107,7 @@ class StringCodec:
         rare: str = "skip",
         replacement: str = "?",
         pad_symbol: str = "·",
-    ) -> tuple["StringCodec", list[str], CorpusReport]:
+    ) -> tuple[StringCodec, list[str], CorpusReport]:
         """Learn an alphabet from ``lines``; return ``(codec, kept_lines, report)``.
 
         Empty lines are skipped; so are lines longer than ``max_length`` (default: the longest
@@ -210,7 +212,7 @@ class StringCodec:
     def decode(self, states: torch.Tensor, show_padding: bool = False) -> list[str]:
         """``(N, max_length)`` category indices -> N strings (padding dropped unless shown)."""
         pad = self.pad_symbol if show_padding else ""
-        lookup = [pad] + list(self.alphabet)
+        lookup = [pad, *list(self.alphabet)]
         return ["".join(lookup[c] for c in row) for row in states.tolist()]
 
     # ---- clamping ------------------------------------------------------------------------------
@@ -256,7 +258,7 @@ class StringCodec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "StringCodec":
+    def from_dict(cls, d: dict) -> StringCodec:
         return cls(**{k: v for k, v in d.items() if k != "kind"})
 
 
@@ -270,8 +272,7 @@ def read_lines(source: str) -> list[str]:
         name = source.split(":", 1)[1]
         if name not in BUILTIN_CORPORA:
             raise UsageError(
-                f"unknown built-in corpus {name!r}; choose one of "
-                + ", ".join(f"builtin:{n}" for n in BUILTIN_CORPORA)
+                f"unknown built-in corpus {name!r}; choose one of " + ", ".join(f"builtin:{n}" for n in BUILTIN_CORPORA)
             )
         lines = BUILTIN_CORPORA[name].load()
     else:
@@ -285,8 +286,10 @@ def read_lines(source: str) -> list[str]:
             raise UsageError(f"{source} is a folder; pass a UTF-8 text file with one string per line")
         if not path.is_file():
             # Reading a FIFO (or a terminal) would wait for a writer, perhaps forever.
-            raise UsageError(f"{source} is not a regular file (a pipe, a socket or a device); save the corpus to a "
-                             "file and pass that")
+            raise UsageError(
+                f"{source} is not a regular file (a pipe, a socket or a device); save the corpus to a "
+                "file and pass that"
+            )
         from ..resources import check_memory
 
         size = path.stat().st_size

@@ -3,4 +3,4 @@
 from .nade import OrderlessNADE
 from .rbm import RBM
 
-__all__ = ["OrderlessNADE", "RBM"]
+__all__ = ["RBM", "OrderlessNADE"]

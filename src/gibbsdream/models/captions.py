@@ -86,8 +86,15 @@ def _reverse_tokens(t: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 class CaptionEncoder(nn.Module):
     """Token ids ``(B, T)`` -> caption states ``(B, T + 1, S)`` and their mask ``(B, T + 1)``."""
 
-    def __init__(self, vocab_size: int, embedding: int, hidden: int, kernel_size: int = 2,
-                 bidirectional: bool = True, layers: int = 1):
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding: int,
+        hidden: int,
+        kernel_size: int = 2,
+        bidirectional: bool = True,
+        layers: int = 1,
+    ):
         super().__init__()
         self.start = vocab_size  # one row past the vocabulary: the caption-start token
         self.embedding = nn.Embedding(vocab_size + 1, embedding, padding_idx=0)
@@ -124,7 +131,7 @@ class AttentionMerge(nn.Module):
 
     def __init__(self, width: int, state_size: int):
         super().__init__()
-        self.metric = nn.Parameter(torch.randn(width, state_size) / math.sqrt(state_size))
+        self.metric = nn.Parameter(nn.init.normal_(torch.empty(width, state_size), std=1.0 / math.sqrt(state_size)))
         self.value = nn.Linear(state_size, width)
         self.scale = 1 / math.sqrt(width)
 

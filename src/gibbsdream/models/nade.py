@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from ..errors import UsageError
 from .captions import MERGE_CLASSES, MERGES, CaptionEncoder
-
+from .shapes import row_offsets
 
 MAX_DEPTH = 1024  # residual blocks (and QRNN layers)
 MAX_KERNEL = 63
@@ -62,7 +62,7 @@ class NADEConfig:
     caption_merge: str = "attention"  # or "concat"
     caption_merge_every: int = 2  # a merge after every this many blocks
 
-    def check(self) -> "NADEConfig":
+    def check(self) -> NADEConfig:
         for name in ("channels", "width", "depth", "kernel_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -72,21 +72,38 @@ class NADEConfig:
         for name, most in (("depth", MAX_DEPTH), ("kernel_size", MAX_KERNEL)):
             if getattr(self, name) > most:
                 raise UsageError(f"NADE {name} must be at most {most}, got {getattr(self, name)}")
-        if isinstance(self.num_categories, bool) or not isinstance(self.num_categories, int) or not 2 <= self.num_categories <= 256:
+        if (
+            isinstance(self.num_categories, bool)
+            or not isinstance(self.num_categories, int)
+            or not 2 <= self.num_categories <= 256
+        ):
             raise UsageError(f"NADE num_categories (levels) must lie in 2..256, got {self.num_categories}")
         if self.kernel_size % 2 == 0:
-            raise UsageError(f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}")
+            raise UsageError(
+                f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}"
+            )
         self.dilations = tuple(self.dilations)
-        if not self.dilations or any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DILATION
-                                     for d in self.dilations):
+        if not self.dilations or any(
+            isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DILATION for d in self.dilations
+        ):
             raise UsageError(f"NADE dilations must be whole numbers in 1..{MAX_DILATION}, got {list(self.dilations)}")
         for name in ("residual", "caption_bidirectional"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"NADE {name} must be true or false, got {getattr(self, name)!r}")
-        if isinstance(self.caption_vocab_size, bool) or not isinstance(self.caption_vocab_size, int) or self.caption_vocab_size < 0:
+        if (
+            isinstance(self.caption_vocab_size, bool)
+            or not isinstance(self.caption_vocab_size, int)
+            or self.caption_vocab_size < 0
+        ):
             raise UsageError(f"NADE caption_vocab_size must be a whole number >= 0, got {self.caption_vocab_size!r}")
         if self.caption_vocab_size:
-            for name in ("caption_embedding", "caption_hidden", "caption_kernel", "caption_layers", "caption_merge_every"):
+            for name in (
+                "caption_embedding",
+                "caption_hidden",
+                "caption_kernel",
+                "caption_layers",
+                "caption_merge_every",
+            ):
                 value = getattr(self, name)
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
@@ -135,8 +152,9 @@ class OrderlessNADE(nn.Module):
         **captions,
     ):
         super().__init__()
-        self.settings = NADEConfig(channels, num_categories, width, depth, kernel_size, tuple(dilations), residual,
-                                   **captions).check()
+        self.settings = NADEConfig(
+            channels, num_categories, width, depth, kernel_size, tuple(dilations), residual, **captions
+        ).check()
         C, K = channels, num_categories
         self.channels, self.num_categories = C, K
         # A 1x1 convolution over the one-hot input is a sum of looked-up columns: one table row per
@@ -153,12 +171,19 @@ class OrderlessNADE(nn.Module):
         self.caption_vocabulary = None  # the tokenizer's words (set by training or loading; saved as JSON)
         if self.settings.caption_vocab_size:
             s = self.settings
-            self.caption_encoder = CaptionEncoder(s.caption_vocab_size, s.caption_embedding, s.caption_hidden,
-                                                  s.caption_kernel, s.caption_bidirectional, s.caption_layers)
+            self.caption_encoder = CaptionEncoder(
+                s.caption_vocab_size,
+                s.caption_embedding,
+                s.caption_hidden,
+                s.caption_kernel,
+                s.caption_bidirectional,
+                s.caption_layers,
+            )
             self._merge_slots = {block: slot for slot, block in enumerate(s.merge_after())}
-            self.merges = nn.ModuleList(MERGE_CLASSES[s.caption_merge](width, self.caption_encoder.state_size)
-                                        for _ in self._merge_slots)
-        self.register_buffer("channel_offsets", torch.arange(C) * K, persistent=False)
+            self.merges = nn.ModuleList(
+                MERGE_CLASSES[s.caption_merge](width, self.caption_encoder.state_size) for _ in self._merge_slots
+            )
+        self.register_buffer("channel_offsets", row_offsets(C, K), persistent=False)
         nn.init.normal_(self.level_embedding.weight, std=1.0 / (C**0.5))
         nn.init.normal_(self.mask_weight, std=1.0 / (C**0.5))
 

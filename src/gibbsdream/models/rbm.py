@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..sampling.categorical import sample_bernoulli, sample_categorical
+from .shapes import row_offsets
 
 
 class RBM(nn.Module):
@@ -58,7 +59,7 @@ class RBM(nn.Module):
         self.visible_bias = nn.Parameter(torch.zeros(visible_shape))
         self.hidden_bias = nn.Parameter(torch.zeros(num_hidden))
         # Row of (position i, category 0) in the flattened (V*K, H) weights.
-        self.register_buffer("position_offsets", torch.arange(num_visible) * num_categories, persistent=False)
+        self.register_buffer("position_offsets", row_offsets(num_visible, num_categories), persistent=False)
         self.reset_parameters()
 
     @property
@@ -79,6 +80,8 @@ class RBM(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator | None = None, std: float = 0.01) -> None:
         """Small random weights (Hinton's practical guide) and zero biases."""
+        if self.weight.is_meta:  # built as shapes only (models.shapes): no values to draw
+            return
         with torch.no_grad():
             noise = torch.randn(self.weight.shape, generator=generator, device=self.weight.device)
             self.weight.copy_(noise * std)

@@ -5,4 +5,4 @@ from .chain import Chain
 from .init import INITS, initial_states
 from .schedules import block_schedule, temperature_schedule
 
-__all__ = ["Chain", "INITS", "block_schedule", "initial_states", "sample", "temperature_schedule"]
+__all__ = ["INITS", "Chain", "block_schedule", "initial_states", "sample", "temperature_schedule"]

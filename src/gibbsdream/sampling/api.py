@@ -132,8 +132,17 @@ def sample(
     schedule = temperature_schedule(temperature, anneal)
     if generator is None:
         generator = make_generator(seed, _device(model, x))
-    request = Request(steps=steps, temperature=schedule, x=x, known=known, generator=generator,
-                      record_every=record_every, progress=progress, on_step=on_step, context=context)
+    request = Request(
+        steps=steps,
+        temperature=schedule,
+        x=x,
+        known=known,
+        generator=generator,
+        record_every=record_every,
+        progress=progress,
+        on_step=on_step,
+        context=context,
+    )
     return chosen.run(model, request, options)
 
 
@@ -165,8 +174,13 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
     final, init, engine, num_chains = options.final, options.init, options.engine, options.num_chains
     if final not in FINALS:
         raise UsageError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
-    record_every, on_step, generator, x, known = (request.record_every, request.on_step, request.generator,
-                                                  request.x, request.known)
+    record_every, on_step, generator, x, known = (
+        request.record_every,
+        request.on_step,
+        request.generator,
+        request.x,
+        request.known,
+    )
     if record_every is not None:
         check_count("record_every", record_every)
     temperatures = temperature_values(request.temperature, steps)
@@ -176,7 +190,9 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         x = torch.as_tensor(x, device=device).long()
         x = x.unsqueeze(0) if x.dim() == 1 else x
         if x.dim() != 2 or x.shape[1] != model.num_visible:
-            raise UsageError(f"x has shape {tuple(x.shape)}; expected (N, {model.num_visible}) or ({model.num_visible},)")
+            raise UsageError(
+                f"x has shape {tuple(x.shape)}; expected (N, {model.num_visible}) or ({model.num_visible},)"
+            )
     if num_chains is None:
         num_chains = x.shape[0] if x is not None and x.shape[0] > 1 else 100
     check_count("num_chains", num_chains)
@@ -194,7 +210,10 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         known = torch.as_tensor(known, device=device).bool()
         known = known.unsqueeze(0) if known.dim() == 1 else known
         if known.dim() != 2 or known.shape[1] != model.num_visible or known.shape[0] not in (1, num_chains):
-            raise UsageError(f"known has shape {tuple(known.shape)}; expected ({num_chains}, {model.num_visible}) or ({model.num_visible},)")
+            raise UsageError(
+                f"known has shape {tuple(known.shape)}; "
+                f"expected ({num_chains}, {model.num_visible}) or ({model.num_visible},)"
+            )
         known = known.expand(num_chains, -1)
         v = torch.where(known, x.expand(num_chains, -1), v)
     elif x is not None:
@@ -204,16 +223,27 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         raise UsageError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}")
     compiled = engine != "torch" and record_every is None and on_step is None and compiled_sampler_fits(model)
     if engine == "numba" and not compiled:
-        raise UsageError("the numba sampling engine runs categorical RBMs on the CPU without frames (--every, "
-                         "record_every) or on_step, where numba and a PyTorch with MKL are installed; "
-                         "use the torch engine (--engine torch, engine='torch') or auto")
+        raise UsageError(
+            "the numba sampling engine runs categorical RBMs on the CPU without frames (--every, "
+            "record_every) or on_step, where numba and a PyTorch with MKL are installed; "
+            "use the torch engine (--engine torch, engine='torch') or auto"
+        )
     if compiled:
-        chain = gibbs_compiled(model, v, steps, temperatures, known=known, final=final, generator=generator,
-                               progress=request.progress)
+        chain = gibbs_compiled(
+            model, v, steps, temperatures, known=known, final=final, generator=generator, progress=request.progress
+        )
     else:
         chain = gibbs_energy_model(
-            model, v, steps, temperatures, known=known, final=final, generator=generator,
-            record_every=record_every, progress=request.progress, on_step=on_step,
+            model,
+            v,
+            steps,
+            temperatures,
+            known=known,
+            final=final,
+            generator=generator,
+            record_every=record_every,
+            progress=request.progress,
+            on_step=on_step,
         )
     chain.settings = {
         "temperature": str(request.temperature),
@@ -264,12 +294,26 @@ def _blocked_gibbs(resample: str, name: str):
         steps = check_count("steps", request.steps)
         block = block_schedule(options.block)
         chain = blocked_gibbs(
-            model, request.x, request.known, steps, temperature_values(request.temperature, steps),
-            schedule_values(block, steps), request.generator, resample=resample, context=request.context,
-            record_every=request.record_every, progress=request.progress, on_step=request.on_step,
+            model,
+            request.x,
+            request.known,
+            steps,
+            temperature_values(request.temperature, steps),
+            schedule_values(block, steps),
+            request.generator,
+            resample=resample,
+            context=request.context,
+            record_every=request.record_every,
+            progress=request.progress,
+            on_step=request.on_step,
         )
-        chain.settings = {"sampler": name, "temperature": str(request.temperature), "steps": steps,
-                          "block": str(block), "chains": request.x.shape[0]}
+        chain.settings = {
+            "sampler": name,
+            "temperature": str(request.temperature),
+            "steps": steps,
+            "block": str(block),
+            "chains": request.x.shape[0],
+        }
         return chain
 
     run.__name__ = run.__qualname__ = name.replace("-", "_")
@@ -285,19 +329,58 @@ def ancestral_sampling(model, request: Request, options: AncestralOptions):
         raise UsageError(f"unknown ancestral order {order!r}; choose one of {', '.join(ANCESTRAL_ORDERS)}")
     free = int((~known).reshape(known.shape[0], -1).sum(1).max())
     calls = max(-(-free // per_call), 1)
-    chain = ancestral(model, request.x, known, temperature_values(request.temperature, calls), request.generator,
-                      per_call=per_call, order=order, context=request.context, record_every=request.record_every,
-                      on_step=request.on_step)
-    chain.settings = {"sampler": "ancestral", "temperature": str(request.temperature), "steps": calls,
-                      "chains": request.x.shape[0], "per_call": per_call, "order": order}
+    chain = ancestral(
+        model,
+        request.x,
+        known,
+        temperature_values(request.temperature, calls),
+        request.generator,
+        per_call=per_call,
+        order=order,
+        context=request.context,
+        record_every=request.record_every,
+        on_step=request.on_step,
+    )
+    chain.settings = {
+        "sampler": "ancestral",
+        "temperature": str(request.temperature),
+        "steps": calls,
+        "chains": request.x.shape[0],
+        "per_call": per_call,
+        "order": order,
+    }
     return chain
 
 
-register(Sampler("gibbs", "energy", EnergyGibbsOptions, energy_gibbs,
-                 "block Gibbs sweeps v -> h -> v of many parallel chains"))
-register(Sampler("gibbs", "conditional", BlockOptions, _blocked_gibbs("independent", "gibbs"),
-                 "Yao et al.'s blocked Gibbs: each step redraws a block of variables independently"))
-register(Sampler("ancestral-gibbs", "conditional", BlockOptions, _blocked_gibbs("ancestral", "ancestral-gibbs"),
-                 "blocked Gibbs whose blocks are redrawn one variable at a time"))
-register(Sampler("ancestral", "conditional", AncestralOptions, ancestral_sampling,
-                 "orderless-NADE ancestral sampling: one pass in a random order"))
+register(
+    Sampler(
+        "gibbs", "energy", EnergyGibbsOptions, energy_gibbs, "block Gibbs sweeps v -> h -> v of many parallel chains"
+    )
+)
+register(
+    Sampler(
+        "gibbs",
+        "conditional",
+        BlockOptions,
+        _blocked_gibbs("independent", "gibbs"),
+        "Yao et al.'s blocked Gibbs: each step redraws a block of variables independently",
+    )
+)
+register(
+    Sampler(
+        "ancestral-gibbs",
+        "conditional",
+        BlockOptions,
+        _blocked_gibbs("ancestral", "ancestral-gibbs"),
+        "blocked Gibbs whose blocks are redrawn one variable at a time",
+    )
+)
+register(
+    Sampler(
+        "ancestral",
+        "conditional",
+        AncestralOptions,
+        ancestral_sampling,
+        "orderless-NADE ancestral sampling: one pass in a random order",
+    )
+)

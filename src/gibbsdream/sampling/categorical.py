@@ -13,7 +13,6 @@ import torch
 
 from ..errors import UsageError
 
-
 _SMALL = 2**16  # below this many probabilities, sum the CDF in float64 directly
 
 # Temperatures below this act as T = 0 (the argmax). Tempered logits z / T are float32: they
@@ -62,7 +61,7 @@ def sample_categorical(
         # to inf - inf = NaN however small T is.
         logits = (logits - logits.amax(dim=dim, keepdim=True)) / temperature
     probs = torch.softmax(logits, dim=dim).movedim(dim, -1)
-    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=torch.float64)
+    u = torch.rand((*probs.shape[:-1], 1), generator=generator, device=probs.device, dtype=torch.float64)
     return categorical_from_uniform(probs, u)
 
 
@@ -90,7 +89,9 @@ def categorical_from_uniform(probs: torch.Tensor, u: torch.Tensor) -> torch.Tens
     index = _cdf_index(cdf, threshold.to(cdf.dtype), scaled=True)
     # Interval [lo, hi) of the chosen category in the float32 CDF.
     hi = cdf.gather(-1, index.unsqueeze(-1))
-    lo = torch.where(index.unsqueeze(-1) > 0, cdf.gather(-1, (index - 1).clamp(min=0).unsqueeze(-1)), torch.zeros_like(hi))
+    lo = torch.where(
+        index.unsqueeze(-1) > 0, cdf.gather(-1, (index - 1).clamp(min=0).unsqueeze(-1)), torch.zeros_like(hi)
+    )
     slack = 4 * K * torch.finfo(cdf.dtype).eps * cdf[..., -1:]
     doubtful = ((threshold - lo) < slack) | ((hi - threshold) < slack)
     rows = doubtful.squeeze(-1).nonzero(as_tuple=True)

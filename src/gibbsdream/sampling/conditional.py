@@ -101,8 +101,12 @@ def ancestral(
         if on_step is not None:
             on_step(step + 1, flat_x.view_as(x), trace[step + 1])
     return Chain(
-        samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,
-        frames=torch.stack(frames) if frames else None, frame_steps=frame_steps,
+        samples=flat_x.view_as(x),
+        energy=trace,
+        temperatures=list(temperatures),
+        known=known,
+        frames=torch.stack(frames) if frames else None,
+        frame_steps=frame_steps,
     )
 
 
@@ -157,8 +161,14 @@ def blocked_gibbs(
                 flat_x = torch.where(block, draws, flat_x)
                 trace[step + 1] = (log_probs * block).sum(1) / block.sum(1)
             else:
-                inner = ancestral(model, flat_x.view_as(x), (~block).view_as(known), [temperatures[step]] * int(size.max()),
-                                  generator, context=context)
+                inner = ancestral(
+                    model,
+                    flat_x.view_as(x),
+                    (~block).view_as(known),
+                    [temperatures[step]] * int(size.max()),
+                    generator,
+                    context=context,
+                )
                 flat_x = _flat(inner.samples)
                 trace[step + 1] = inner.energy[1:].nanmean(0)
             if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
@@ -168,6 +178,10 @@ def blocked_gibbs(
                 on_step(step + 1, flat_x.view_as(x), trace[step + 1])
             advance()
     return Chain(
-        samples=flat_x.view_as(x), energy=trace, temperatures=list(temperatures), known=known,
-        frames=torch.stack(frames) if frames else None, frame_steps=frame_steps,
+        samples=flat_x.view_as(x),
+        energy=trace,
+        temperatures=list(temperatures),
+        known=known,
+        frames=torch.stack(frames) if frames else None,
+        frame_steps=frame_steps,
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .chain import Chain
 from ..progress import progress_bar
+from .chain import Chain
 
 FINALS = ("sample", "argmax")
 
@@ -92,8 +92,14 @@ def compiled_sampler_fits(model) -> bool:
 
 @torch.no_grad()
 def gibbs_compiled(
-    model, v: torch.Tensor, steps: int, temperatures: list[float], known: torch.Tensor | None = None,
-    final: str = "sample", generator: torch.Generator | None = None, progress: bool = False,
+    model,
+    v: torch.Tensor,
+    steps: int,
+    temperatures: list[float],
+    known: torch.Tensor | None = None,
+    final: str = "sample",
+    generator: torch.Generator | None = None,
+    progress: bool = False,
     threads: int | None = None,
 ) -> Chain:
     """:func:`gibbs_energy_model` without frames or ``on_step``, for a categorical RBM on the CPU,
@@ -137,10 +143,22 @@ def gibbs_compiled(
     energy = torch.empty(steps + 1, num_chains, dtype=dtype)
     weight_t = model.flat_weight_t().detach().numpy()
     float_type = weight_t.dtype
-    shared = (states.numpy(), known_flags, clamped, hidden_temperatures, visible_temperatures, num_categories,
-              hidden_uniforms.numpy(), visible_uniforms.numpy(), weight_t,
-              model.visible_bias.detach().reshape(-1).numpy(), model.hidden_bias.detach().numpy(), energy.numpy(),
-              np.empty((threads, num_chains, rows), float_type), np.zeros((threads, num_chains)))
+    shared = (
+        states.numpy(),
+        known_flags,
+        clamped,
+        hidden_temperatures,
+        visible_temperatures,
+        num_categories,
+        hidden_uniforms.numpy(),
+        visible_uniforms.numpy(),
+        weight_t,
+        model.visible_bias.detach().reshape(-1).numpy(),
+        model.hidden_bias.detach().numpy(),
+        energy.numpy(),
+        np.empty((threads, num_chains, rows), float_type),
+        np.zeros((threads, num_chains)),
+    )
     flags = loops.flags_for(threads)
 
     def columns(thread):
@@ -149,19 +167,30 @@ def gibbs_compiled(
     def own_arrays(thread):
         first, last = columns(thread)
         width = last - first
-        return (np.empty((rows, width), float_type), np.empty(width, float_type),
-                np.empty(num_chains * width, float_type), np.empty(num_chains * width, float_type),
-                np.empty(max(num_chains * width, rows), np.int32), np.empty((num_chains, width), float_type),
-                np.empty(rows, float_type), np.empty((4, num_categories)), *loops.blas_scratch(float_type))
+        return (
+            np.empty((rows, width), float_type),
+            np.empty(width, float_type),
+            np.empty(num_chains * width, float_type),
+            np.empty(num_chains * width, float_type),
+            np.empty(max(num_chains * width, rows), np.int32),
+            np.empty((num_chains, width), float_type),
+            np.empty(rows, float_type),
+            np.empty((4, num_categories)),
+            *loops.blas_scratch(float_type),
+        )
 
     scratch = [own_arrays(t) for t in range(threads)]  # made once: worker 0 is called chunk after chunk
 
     def arguments(thread):
         return (*shared, flags, *scratch[thread])
 
-    with progress_bar(steps, "sampling", enabled=progress) as advance, \
-            ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="gibbsdream-sample") as pool:
-        loops.run_workers(loops.sample_worker, threads, columns, steps, per_chunk, feed, arguments, flags, pool,
-                          advance)
-    return Chain(samples=states, energy=energy, temperatures=list(temperatures), known=known, frames=None,
-                 frame_steps=[])
+    with (
+        progress_bar(steps, "sampling", enabled=progress) as advance,
+        ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="gibbsdream-sample") as pool,
+    ):
+        loops.run_workers(
+            loops.sample_worker, threads, columns, steps, per_chunk, feed, arguments, flags, pool, advance
+        )
+    return Chain(
+        samples=states, energy=energy, temperatures=list(temperatures), known=known, frames=None, frame_steps=[]
+    )

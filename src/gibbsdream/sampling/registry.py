@@ -80,7 +80,9 @@ class Sampler:
         """The options instance from the options ``given``; a UsageError names one it does not take."""
         for name in given:
             if name not in self.option_names:
-                takes = f"its options are {', '.join(self.option_names)}" if self.option_names else "it takes no options"
+                takes = (
+                    f"its options are {', '.join(self.option_names)}" if self.option_names else "it takes no options"
+                )
                 raise UsageError(f"{name} does not apply to {self.describe()}; {takes}")
         return self.options(**given)
 

@@ -140,9 +140,7 @@ class CosineBlock:
 
     def __post_init__(self):
         if not (0 < self.end <= 1 and 0 < self.start <= 1):
-            raise UsageError(
-                f"cosine-block fractions must lie in (0, 1], got {_fmt(self.start)},{_fmt(self.end)}"
-            )
+            raise UsageError(f"cosine-block fractions must lie in (0, 1], got {_fmt(self.start)},{_fmt(self.end)}")
 
     def __call__(self, step: int, total_steps: int) -> float:
         return self.end + (self.start - self.end) * math.cos(0.5 * math.pi * step / total_steps)
@@ -226,8 +224,7 @@ def block_schedule(spec):
             return CosineBlock(*(_numbers(rest, "cosine-block schedule", 2) if rest else []))
         if sep:
             raise UsageError(
-                f"unknown block schedule {text!r}; use a fraction like 0.3, yao:0.9,0.1,0.7 or "
-                "cosine-block:1,0.05"
+                f"unknown block schedule {text!r}; use a fraction like 0.3, yao:0.9,0.1,0.7 or cosine-block:1,0.05"
             )
         (fraction,) = _numbers(text, "block fraction", 1)
     if not 0 < fraction <= 1:

@@ -4,6 +4,15 @@ from .nade import NADETrainConfig, NADETrainer, parse_duration, save_nade_traine
 from .rbm import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
 
 __all__ = [
-    "NADETrainConfig", "NADETrainer", "RBMTrainConfig", "RBMTrainer", "parse_duration", "resolve_device",
-    "save_nade_trainer", "save_trainer", "setup_distributed", "split_data", "split_images",
+    "NADETrainConfig",
+    "NADETrainer",
+    "RBMTrainConfig",
+    "RBMTrainer",
+    "parse_duration",
+    "resolve_device",
+    "save_nade_trainer",
+    "save_trainer",
+    "setup_distributed",
+    "split_data",
+    "split_images",
 ]

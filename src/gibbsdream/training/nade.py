@@ -75,7 +75,7 @@ class NADETrainConfig:
     caption_merge: str = "attention"
     caption_merge_every: int = 2
 
-    def check(self) -> "NADETrainConfig":
+    def check(self) -> NADETrainConfig:
         from ..errors import check_finite, check_seed
 
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
@@ -87,7 +87,9 @@ class NADETrainConfig:
         for name in ("learning_rate", "min_lr"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
-                raise UsageError(f"--{name.replace('_', '-').replace('learning-rate', 'lr')} must be a positive number, got {value}")
+                raise UsageError(
+                    f"--{name.replace('_', '-').replace('learning-rate', 'lr')} must be a positive number, got {value}"
+                )
         if not 0 < self.lr_factor < 1:
             raise UsageError(f"--lr-factor must lie in (0, 1), got {self.lr_factor}")
         if self.weight_decay < 0 or self.grad_clip < 0:
@@ -99,11 +101,15 @@ class NADETrainConfig:
         if not 0 < self.validation_fraction < 1:
             raise UsageError(f"--validation-fraction must lie in (0, 1), got {self.validation_fraction}")
         if isinstance(self.dilations, (str, bytes)) or not hasattr(self.dilations, "__iter__"):
-            raise UsageError(f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}")
+            raise UsageError(
+                f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}"
+            )
         try:
             self.dilations = tuple(int(d) for d in self.dilations)
         except (TypeError, ValueError, OverflowError):
-            raise UsageError(f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}") from None
+            raise UsageError(
+                f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}"
+            ) from None
         training_masks(self.masks)  # raises a UsageError naming the valid kinds
         if not 0 <= self.caption_dropout < 1:
             raise UsageError(f"--caption-dropout must lie in [0, 1), got {self.caption_dropout}")
@@ -112,13 +118,31 @@ class NADETrainConfig:
         return self
 
     def model_config(self, channels: int, levels: int, caption_vocab_size: int = 0) -> dict:
-        config = dict(channels=channels, num_categories=levels, width=self.width, depth=self.depth,
-                      kernel_size=self.kernel_size, dilations=list(self.dilations), residual=self.residual)
+        config = dict(
+            channels=channels,
+            num_categories=levels,
+            width=self.width,
+            depth=self.depth,
+            kernel_size=self.kernel_size,
+            dilations=list(self.dilations),
+            residual=self.residual,
+        )
         if caption_vocab_size:
-            config.update(caption_vocab_size=caption_vocab_size, **{
-                name: getattr(self, name) for name in (
-                    "caption_embedding", "caption_hidden", "caption_kernel", "caption_layers",
-                    "caption_bidirectional", "caption_merge", "caption_merge_every")})
+            config.update(
+                caption_vocab_size=caption_vocab_size,
+                **{
+                    name: getattr(self, name)
+                    for name in (
+                        "caption_embedding",
+                        "caption_hidden",
+                        "caption_kernel",
+                        "caption_layers",
+                        "caption_bidirectional",
+                        "caption_merge",
+                        "caption_merge_every",
+                    )
+                },
+            )
         return config
 
 
@@ -140,11 +164,11 @@ def parse_duration(text: str) -> float:
 def split_images(states: torch.Tensor, holdout: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle ``(N, C, H, W)`` with ``seed`` and hold out ``holdout`` images (a count, or a fraction < 1)."""
     n = states.shape[0]
-    count = int(round(holdout * n)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
+    count = round(holdout * n) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if not 0 <= count < n:
         raise UsageError(f"cannot hold out {count} of {n} images; pass a smaller --test-size")
     order = torch.randperm(n, generator=make_generator(seed, "cpu"))
-    return states[order[: n - count]], states[order[n - count:]]
+    return states[order[: n - count]], states[order[n - count :]]
 
 
 # ---- distributed --------------------------------------------------------------------------------
@@ -181,8 +205,10 @@ def setup_distributed(device: torch.device, init_method: str | None = None) -> D
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(
-            backend, init_method=init_method or os.environ.get("GIBBSDREAM_INIT_METHOD", "env://"),
-            rank=rank, world_size=world_size,
+            backend,
+            init_method=init_method or os.environ.get("GIBBSDREAM_INIT_METHOD", "env://"),
+            rank=rank,
+            world_size=world_size,
         )
     return Distributed(rank, world_size, local_rank)
 
@@ -224,8 +250,9 @@ class NADETrainer:
         if self.where.active:
             ids = [self.where.local_rank] if self.device.type == "cuda" else None
             self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate,
-                                          weight_decay=self.config.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=self.config.lr_factor, patience=self.config.lr_patience, min_lr=self.config.min_lr
         )
@@ -274,7 +301,9 @@ class NADETrainer:
             # every image with its first caption: the same question every epoch
             context = None if self.validation_captions is None else self.validation_captions[rows, 0].to(self.device)
             losses = self._loss(self.model, x, known, context)
-            total += torch.stack([losses.sum().double(), torch.tensor(float(x.shape[0]), device=self.device, dtype=torch.float64)])
+            total += torch.stack(
+                [losses.sum().double(), torch.tensor(float(x.shape[0]), device=self.device, dtype=torch.float64)]
+            )
         self.model.train()
         total = _all_reduce_sum(total, self.where)
         return (total[0] / total[1]).item()
@@ -282,11 +311,14 @@ class NADETrainer:
     def _out_of_time(self, started: float) -> bool:
         if self.config.max_time is None:
             return False
-        flag = torch.tensor([float(self.elapsed + time.perf_counter() - started >= self.config.max_time)], device=self.device)
+        flag = torch.tensor(
+            [float(self.elapsed + time.perf_counter() - started >= self.config.max_time)], device=self.device
+        )
         return bool(_all_reduce_sum(flag, self.where).item() > 0)  # every rank stops at the same batch
 
-    def fit(self, progress: bool = True, on_save=None) -> "NADETrainer":
-        """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a timed stop."""
+    def fit(self, progress: bool = True, on_save=None) -> NADETrainer:
+        """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a
+        timed stop."""
         self.model.train()
         started = time.perf_counter()
         self.stopped_by_time = False
@@ -295,10 +327,14 @@ class NADETrainer:
             num_batches = -(-order.shape[0] // self.config.batch_size)
             epoch_started = time.perf_counter()
             # A resumed epoch starts from the (all-ranks) loss sum of the batches run before the stop.
-            loss_sum = torch.tensor(self.partial_loss[0] if self.where.is_main else 0.0, device=self.device, dtype=torch.float64)
+            loss_sum = torch.tensor(
+                self.partial_loss[0] if self.where.is_main else 0.0, device=self.device, dtype=torch.float64
+            )
             seen = self.partial_loss[1] if self.where.is_main else 0
             self.partial_loss = (0.0, 0)
-            with progress_bar(num_batches - self.batch, f"epoch {self.epoch + 1}", enabled=progress and self.where.is_main) as advance:
+            with progress_bar(
+                num_batches - self.batch, f"epoch {self.epoch + 1}", enabled=progress and self.where.is_main
+            ) as advance:
                 while self.batch < num_batches:
                     if self._out_of_time(started):
                         self.stopped_by_time = True
@@ -308,8 +344,9 @@ class NADETrainer:
                     known = self.masks(x.shape[0], self.shape, self._mask_generator(), self.device)
                     context = None
                     if self.train_captions is not None:
-                        context = draw_captions(self.train_captions[rows], self.config.caption_dropout,
-                                                self._caption_generator()).to(self.device)
+                        context = draw_captions(
+                            self.train_captions[rows], self.config.caption_dropout, self._caption_generator()
+                        ).to(self.device)
                     loss = self._loss(self.network, x, known, context).mean()
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
@@ -321,28 +358,37 @@ class NADETrainer:
                     self.batch += 1
                     advance(status=f"loss {loss.item():.3f}" if self.batch % 10 == 0 else "")
             if self.stopped_by_time and self.batch < num_batches:
-                partial = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where)
+                partial = _all_reduce_sum(
+                    torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]),
+                    self.where,
+                )
                 self.partial_loss = (partial[0].item(), int(partial[1].item()))
                 self.elapsed += time.perf_counter() - started
                 started = time.perf_counter()
                 if on_save is not None and self.where.is_main:
                     on_save(self)
                 break
-            train_stats = _all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where)
+            train_stats = _all_reduce_sum(
+                torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where
+            )
             validation = self.validation_loss()
-            self.scheduler.step(validation if math.isfinite(validation) else train_stats[0].item() / max(train_stats[1].item(), 1))
+            self.scheduler.step(
+                validation if math.isfinite(validation) else train_stats[0].item() / max(train_stats[1].item(), 1)
+            )
             self.epoch += 1
             self.batch = 0
             self.elapsed += time.perf_counter() - started
             started = time.perf_counter()
-            self.history.append({
-                "epoch": self.epoch,
-                "seconds": round(time.perf_counter() - epoch_started, 3),
-                "elapsed": round(self.elapsed, 3),
-                "learning_rate": self.learning_rate,
-                "train_loss": train_stats[0].item() / max(train_stats[1].item(), 1),
-                "validation_loss": validation,
-            })
+            self.history.append(
+                {
+                    "epoch": self.epoch,
+                    "seconds": round(time.perf_counter() - epoch_started, 3),
+                    "elapsed": round(self.elapsed, 3),
+                    "learning_rate": self.learning_rate,
+                    "train_loss": train_stats[0].item() / max(train_stats[1].item(), 1),
+                    "validation_loss": validation,
+                }
+            )
             if on_save is not None and self.where.is_main:
                 on_save(self)
         return self
@@ -365,7 +411,11 @@ class NADETrainer:
             "elapsed": self.elapsed,
             "partial_loss": list(self.partial_loss),
             "optimizer_groups": json.loads(json.dumps(groups, default=list)),
-            "scheduler": {k: v for k, v in self.scheduler.state_dict().items() if isinstance(v, (int, float, str, list, type(None)))},
+            "scheduler": {
+                k: v
+                for k, v in self.scheduler.state_dict().items()
+                if isinstance(v, (int, float, str, list, type(None)))
+            },
         }
 
     def apply_settings(self) -> None:
@@ -382,8 +432,14 @@ class NADETrainer:
             raise _damaged("its trainer entry")
         saved = {"partial_loss": [0.0, 0], **saved}
         epoch, batch, elapsed, partial = (saved.get(k) for k in ("epoch", "batch", "elapsed", "partial_loss"))
-        if not (_same_kind(0, epoch) and epoch >= 0 and _same_kind(0, batch) and batch >= 0
-                and _same_kind(0.0, elapsed) and elapsed >= 0):
+        if not (
+            _same_kind(0, epoch)
+            and epoch >= 0
+            and _same_kind(0, batch)
+            and batch >= 0
+            and _same_kind(0.0, elapsed)
+            and elapsed >= 0
+        ):
             raise _damaged("its epoch, batch or elapsed time")
         if not (_same_kind([0.0, 0], partial) and partial[1] >= 0):
             raise _damaged("partial_loss")
@@ -397,7 +453,9 @@ class NADETrainer:
             if key.startswith("adam."):
                 _, index, name = key.split(".", 2)
                 state.setdefault(int(index), {})[name] = value.to(self.device) if name != "step" else value
-        moments = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if any(g.get("amsgrad") for g in groups) else set())
+        moments = {"step", "exp_avg", "exp_avg_sq"} | (
+            {"max_exp_avg_sq"} if any(g.get("amsgrad") for g in groups) else set()
+        )
         parameters = sum(len(g["params"]) for g in fresh)
         if state and (set(state) != set(range(parameters)) or any(not moments <= set(s) for s in state.values())):
             raise _damaged("the Adam moments of some weights are missing")
@@ -415,8 +473,10 @@ class NADETrainer:
 
 
 def _damaged(what: str) -> UsageError:
-    return UsageError(f"the checkpoint's training state is damaged ({what}), so it cannot be resumed; restore it, "
-                      "or train into a new --out")
+    return UsageError(
+        f"the checkpoint's training state is damaged ({what}), so it cannot be resumed; restore it, "
+        "or train into a new --out"
+    )
 
 
 def _same_kind(fresh, value) -> bool:
@@ -454,11 +514,19 @@ def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, sou
     from ..checkpoint import save_checkpoint
 
     save_checkpoint(
-        folder, trainer.model, codec=codec,
+        folder,
+        trainer.model,
+        codec=codec,
         # levels <= 256 fit a byte; caption token ids do not
-        data={name: tensor.to(torch.int32 if name.startswith("captions.") else torch.uint8) for name, tensor in data.items()},
+        data={
+            name: tensor.to(torch.int32 if name.startswith("captions.") else torch.uint8)
+            for name, tensor in data.items()
+        },
         trainer=trainer.state_tensors(),
-        extra={"training": {**asdict(trainer.config), "dilations": list(trainer.config.dilations)},
-               "trainer": trainer.state_json(), "data_source": source},
+        extra={
+            "training": {**asdict(trainer.config), "dilations": list(trainer.config.dilations)},
+            "trainer": trainer.state_json(),
+            "data_source": source,
+        },
         history=trainer.history,
     )

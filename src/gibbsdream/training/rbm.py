@@ -58,9 +58,11 @@ class RBMTrainConfig:
     fantasy_particles: int = 8  # decoded into the history each epoch
     monitor_every: int = 1  # epochs between pseudo-log-likelihood / free-energy gap / fantasy checks; 0 = never
     seed: int = 0
-    engine: str = "auto"  # "auto" (numba for categorical RBMs on the CPU where it can run, else torch), "torch", "numba"
+    engine: str = (
+        "auto"  # "auto" (numba for categorical RBMs on the CPU where it can run, else torch), "torch", "numba"
+    )
 
-    def check(self) -> "RBMTrainConfig":
+    def check(self) -> RBMTrainConfig:
         """Raise UsageError (naming the command-line flag) for an impossible setting."""
         from ..errors import check_finite, check_seed
 
@@ -148,7 +150,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle ``(N, V)`` states with ``seed`` and hold out a validation fraction."""
     order = torch.randperm(data.shape[0], generator=make_generator(seed, "cpu"))
-    num_val = int(round(validation_fraction * data.shape[0]))
+    num_val = round(validation_fraction * data.shape[0])
     if validation_fraction > 0 and data.shape[0] - num_val < 1:
         raise UsageError("the corpus is too small to hold out a validation set; use --validation-fraction 0")
     return data[order[num_val:]], data[order[:num_val]]
@@ -244,11 +246,24 @@ class RBMTrainer:
         shape = (per_chunk, cfg.cd_steps, num_chains)
         hidden_uniforms = torch.empty(*shape, model.num_hidden, dtype=model.weight.dtype)
         visible_uniforms = torch.empty(*shape, model.num_visible, dtype=torch.float64)
-        chains = self.chains if self.chains is not None else torch.empty(num_chains, model.num_visible, dtype=torch.long)
-        coefficients = np.array([self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size],
-                                dtype=self._parameter_arrays[0].dtype)
-        shared = (data.numpy(), batch_size, self.chains is not None, model.num_categories, hidden_uniforms.numpy(),
-                  visible_uniforms.numpy(), chains.numpy(), coefficients, *self._parameter_arrays)
+        chains = (
+            self.chains if self.chains is not None else torch.empty(num_chains, model.num_visible, dtype=torch.long)
+        )
+        coefficients = np.array(
+            [self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size],
+            dtype=self._parameter_arrays[0].dtype,
+        )
+        shared = (
+            data.numpy(),
+            batch_size,
+            self.chains is not None,
+            model.num_categories,
+            hidden_uniforms.numpy(),
+            visible_uniforms.numpy(),
+            chains.numpy(),
+            coefficients,
+            *self._parameter_arrays,
+        )
         threads = self.threads
         partials = np.empty((threads, num_chains, model.num_visible * model.num_categories), coefficients.dtype)
         flags = loops.flags_for(threads)
@@ -262,8 +277,18 @@ class RBMTrainer:
         def arguments(thread):
             return (*shared, partials, flags, *self._scratch(thread, batch_size, num_chains))
 
-        loops.run_workers(loops.train_worker, threads, self._columns, num_updates, per_chunk, feed, arguments, flags,
-                          self._helpers(threads - 1), advance)
+        loops.run_workers(
+            loops.train_worker,
+            threads,
+            self._columns,
+            num_updates,
+            per_chunk,
+            feed,
+            arguments,
+            flags,
+            self._helpers(threads - 1),
+            advance,
+        )
 
     def _helpers(self, count: int):
         """This trainer's threads for the compiled loop's workers 1..T-1 (the calling thread is
@@ -290,10 +315,16 @@ class RBMTrainer:
             first, last = self._columns(thread)
             width, rows = last - first, model.num_visible * model.num_categories
             self._scratch_arrays[key] = (
-                np.empty((rows, width), dtype), np.empty((rows, width), dtype), np.empty(width, dtype), np.empty(width, dtype),
-                np.empty((batch_size + num_chains) * width, dtype), np.empty(num_chains * width, dtype),
-                np.empty((num_chains, width), dtype), np.empty(max((batch_size + num_chains) * width, rows), np.int32),
-                np.empty(rows, dtype), np.empty((4, model.num_categories), np.float64),
+                np.empty((rows, width), dtype),
+                np.empty((rows, width), dtype),
+                np.empty(width, dtype),
+                np.empty(width, dtype),
+                np.empty((batch_size + num_chains) * width, dtype),
+                np.empty(num_chains * width, dtype),
+                np.empty((num_chains, width), dtype),
+                np.empty(max((batch_size + num_chains) * width, rows), np.int32),
+                np.empty(rows, dtype),
+                np.empty((4, model.num_categories), np.float64),
                 *self._loops.blas_scratch(dtype),
             )
         return self._scratch_arrays[key]
@@ -311,8 +342,11 @@ class RBMTrainer:
             else:  # torch.optim.SGD keeps no velocity without momentum; a weight cost still needs a buffer
                 velocity = {name: torch.zeros_like(v) for name, v in self.velocity.items()}
             tensors = [model.flat_weight_t(), model.visible_bias.view(-1), model.hidden_bias]
-            tensors += [velocity["weight"].reshape(model.num_hidden, -1).t(), velocity["visible_bias"].view(-1),
-                        velocity["hidden_bias"]]
+            tensors += [
+                velocity["weight"].reshape(model.num_hidden, -1).t(),
+                velocity["visible_bias"].view(-1),
+                velocity["hidden_bias"],
+            ]
             self._views = [t.detach().numpy() for t in tensors]
             self._views_key = key
         return self._views
@@ -338,7 +372,7 @@ class RBMTrainer:
 
     # ---- epochs ------------------------------------------------------------------------------
 
-    def fit(self, progress: bool = True, on_epoch=None) -> "RBMTrainer":
+    def fit(self, progress: bool = True, on_epoch=None) -> RBMTrainer:
         """Train until ``config.epochs`` epochs are done; returns the trainer (its ``history`` holds
         one row per epoch), as :meth:`NADETrainer.fit` and scikit-learn's ``fit`` do.
 
@@ -374,14 +408,18 @@ class RBMTrainer:
         cfg, model = self.config, self.model
         device = model.weight.device
         pick = make_generator(cfg.seed + 2, "cpu")  # the same monitoring subsets every epoch
-        train_rows = self.train_data[torch.randperm(len(self.train_data), generator=pick)[: cfg.monitor_size]].to(device)
+        train_rows = self.train_data[torch.randperm(len(self.train_data), generator=pick)[: cfg.monitor_size]].to(
+            device
+        )
         row = {"train_pseudo_log_likelihood": pseudo_log_likelihood(model, train_rows).mean().item()}
         if len(self.validation_data):
             val_rows = self.validation_data[: cfg.monitor_size].to(device)
             row["validation_pseudo_log_likelihood"] = pseudo_log_likelihood(model, val_rows).mean().item()
             same_size_train = train_rows[: len(val_rows)]
             # > 0 and growing means the model prefers its training strings: overfitting (Hinton §6).
-            row["free_energy_gap"] = (model.free_energy(val_rows).mean() - model.free_energy(same_size_train).mean()).item()
+            row["free_energy_gap"] = (
+                model.free_energy(val_rows).mean() - model.free_energy(same_size_train).mean()
+            ).item()
         if cfg.fantasy_particles:
             particles = self._fantasy_particles()
             row["fantasy"] = self.codec.decode(particles) if self.codec is not None else particles.tolist()
@@ -393,7 +431,10 @@ class RBMTrainer:
         from ..sampling.api import sample
 
         chain = sample(
-            self.model, num_chains=self.config.fantasy_particles, steps=100, init="uniform",
+            self.model,
+            num_chains=self.config.fantasy_particles,
+            steps=100,
+            init="uniform",
             generator=make_generator(self.config.seed + 3, self.model.weight.device),
         )
         return chain.samples
@@ -417,10 +458,14 @@ class RBMTrainer:
         does not fit a CPU generator): the generator is then re-seeded from ``seed + epoch``, so
         the run is still reproducible, but it is not the run that never stopped.
         """
-        missing = {"generator_state", "shuffle_generator_state", *(f"velocity.{name}" for name in self.velocity)} - set(tensors)
+        missing = {"generator_state", "shuffle_generator_state", *(f"velocity.{name}" for name in self.velocity)} - set(
+            tensors
+        )
         if missing:
-            raise UsageError(f"the checkpoint's training state lacks {', '.join(sorted(missing))}, so it cannot be "
-                             "resumed; restore it, or train into a new --out")
+            raise UsageError(
+                f"the checkpoint's training state lacks {', '.join(sorted(missing))}, so it cannot be "
+                "resumed; restore it, or train into a new --out"
+            )
         self.epoch = check_count("the checkpoint's epoch", epoch, least=0)
         saved = tensors["generator_state"]
         restored = saved.numel() == self.generator.get_state().numel()
@@ -431,8 +476,10 @@ class RBMTrainer:
                 self.generator.manual_seed(self.config.seed + epoch)
             self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
         except RuntimeError:
-            raise UsageError("the checkpoint's random generator state is damaged, so it cannot be resumed; restore it, "
-                             "or train into a new --out") from None
+            raise UsageError(
+                "the checkpoint's random generator state is damaged, so it cannot be resumed; restore it, "
+                "or train into a new --out"
+            ) from None
         device = self.model.weight.device
         for name, velocity in self.velocity.items():
             velocity.copy_(tensors[f"velocity.{name}"].to(device))

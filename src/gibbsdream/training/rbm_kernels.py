@@ -68,14 +68,20 @@ def _library_symbols() -> dict:
         torch_cpu, libc = ctypes.CDLL(path), ctypes.CDLL(None)  # CDLL(None): the C library (POSIX only)
     except (OSError, TypeError) as error:
         raise ImportError(f"the libraries the numba engine calls cannot be loaded here ({error})") from None
-    wanted = {"sgemm": (torch_cpu, "sgemm_"), "dgemm": (torch_cpu, "dgemm_"),
-              "set_blas_threads": (torch_cpu, "MKL_Set_Num_Threads_Local"), "yield": (libc, "sched_yield")}
+    wanted = {
+        "sgemm": (torch_cpu, "sgemm_"),
+        "dgemm": (torch_cpu, "dgemm_"),
+        "set_blas_threads": (torch_cpu, "MKL_Set_Num_Threads_Local"),
+        "yield": (libc, "sched_yield"),
+    }
     addresses = {}
     for key, (library, name) in wanted.items():
         try:
             addresses[key] = ctypes.cast(getattr(library, name), ctypes.c_void_p).value
         except AttributeError:
-            raise ImportError(f"{name} is not exported here (the numba engine needs a PyTorch built with MKL)") from None
+            raise ImportError(
+                f"{name} is not exported here (the numba engine needs a PyTorch built with MKL)"
+            ) from None
     for key, address in addresses.items():
         _llvm.add_symbol(f"gibbsdream_{key}", address)
     return addresses
@@ -144,6 +150,7 @@ def column_block(thread: int, num_threads: int, num_hidden: int) -> tuple[int, i
 def blas_scratch(dtype) -> tuple:
     """A worker's arguments for the Fortran BLAS call: integers, scalars (``dtype``), and characters."""
     return np.empty(GEMM_INTS, np.int32), np.empty(2, dtype), np.empty(2, np.uint8)
+
 
 # Cephes' single-precision exp: exp(x) = 2^n * exp(r), x = n log 2 + r, |r| <= log(2) / 2.
 _F = np.float32
@@ -216,7 +223,7 @@ def hidden_preactivations(states, num_categories, weight_t, hidden_bias, out):  
     (``weight_t (V*K, w)`` contiguous, ``hidden_bias (w,)``: all hidden units or a block of them)."""
     width = weight_t.shape[1]
     for b in range(states.shape[0]):
-        _gather(states, b, num_categories, weight_t, hidden_bias, out[b * width:(b + 1) * width])
+        _gather(states, b, num_categories, weight_t, hidden_bias, out[b * width : (b + 1) * width])
 
 
 @njit(**_COMPILE)
@@ -266,7 +273,7 @@ def _bernoulli(uniforms, probs, first, last, samples):  # pragma: no cover - com
     units of every chain (``uniforms (C, H)``, ``probs`` flat ``(C * w,)``, ``samples (C, w)``)."""
     width = last - first
     for c in range(samples.shape[0]):
-        row, chain, sample = uniforms[c, first:last], probs[c * width:(c + 1) * width], samples[c]
+        row, chain, sample = uniforms[c, first:last], probs[c * width : (c + 1) * width], samples[c]
         for j in range(width):
             sample[j] = 1 if row[j] < chain[j] else 0
 
@@ -320,7 +327,7 @@ def _wait_for_all(flags, thread, num_threads, count):  # pragma: no cover - comp
     the run was called off instead."""
     _yield()  # an opaque call: every store before it is done before the counter is written
     flags[thread * FLAG_STRIDE] = count
-    for other in range(num_threads):
+    for other in range(num_threads):  # noqa: SIM110 (numba compiles no generator expressions)
         if not _wait_until(flags, other * FLAG_STRIDE, count):
             return False
     return True
@@ -340,8 +347,21 @@ def _visible_product(samples, weight_t, out, gemm_ints, gemm_scalars, gemm_chars
     gemm_chars[0], gemm_chars[1] = 84, 78  # 'T', 'N'
     size = weight_t.itemsize
     ints, scalars, chars = gemm_ints.ctypes.data, gemm_scalars.ctypes.data, gemm_chars.ctypes.data
-    args = (chars, chars + 1, ints, ints + 4, ints + 8, scalars, weight_t.ctypes.data, ints + 12,
-            samples.ctypes.data, ints + 16, scalars + size, out.ctypes.data, ints + 20)
+    args = (
+        chars,
+        chars + 1,
+        ints,
+        ints + 4,
+        ints + 8,
+        scalars,
+        weight_t.ctypes.data,
+        ints + 12,
+        samples.ctypes.data,
+        ints + 16,
+        scalars + size,
+        out.ctypes.data,
+        ints + 20,
+    )
     if size == 4:
         _sgemm(*args)
     else:
@@ -349,8 +369,9 @@ def _visible_product(samples, weight_t, out, gemm_ints, gemm_scalars, gemm_chars
 
 
 @njit(**_COMPILE)
-def _add_statistics(states, hidden, scale, num_categories, weight_t, visible_bias, hidden_bias,
-                    with_visible):  # pragma: no cover - compiled
+def _add_statistics(
+    states, hidden, scale, num_categories, weight_t, visible_bias, hidden_bias, with_visible
+):  # pragma: no cover - compiled
     """``scale * hidden[b]`` into the weight row of every (string ``b``, position) of the batch
     (``weight_t (V*K, w)``) and into the hidden biases; ``scale`` into the rows' visible biases
     when ``with_visible`` (one thread does those). ``hidden`` is flat ``(n * w,)``."""
@@ -360,26 +381,55 @@ def _add_statistics(states, hidden, scale, num_categories, weight_t, visible_bia
             row = i * num_categories + states[b, i]
             if with_visible:
                 visible_bias[row] += scale
-            weights, statistics = weight_t[row], hidden[b * width:(b + 1) * width]
+            weights, statistics = weight_t[row], hidden[b * width : (b + 1) * width]
             for j in range(width):
                 weights[j] += scale * statistics[j]
     for b in range(states.shape[0]):
-        statistics = hidden[b * width:(b + 1) * width]
+        statistics = hidden[b * width : (b + 1) * width]
         for j in range(width):
             hidden_bias[j] += scale * statistics[j]
 
 
 @njit(**_COMPILE)
-def _sgd_step(model_states, model_hidden, data_states, data_hidden, coefficients, num_categories, with_visible,
-              weight_t, visible_bias, hidden_bias, velocity_t, velocity_visible, velocity_hidden):  # pragma: no cover
+def _sgd_step(
+    model_states,
+    model_hidden,
+    data_states,
+    data_hidden,
+    coefficients,
+    num_categories,
+    with_visible,
+    weight_t,
+    visible_bias,
+    hidden_bias,
+    velocity_t,
+    velocity_visible,
+    velocity_hidden,
+):  # pragma: no cover
     """SGD with momentum on a thread's block of hidden units (torch.optim.SGD's rule, see
     :func:`train_worker`); the visible biases too when ``with_visible``."""
     learning_rate, momentum, weight_cost, model_scale, data_scale = coefficients
     if momentum == 0 and weight_cost == 0:  # straight into the rows the batch uses
-        _add_statistics(model_states, model_hidden, -learning_rate * model_scale, num_categories,
-                        weight_t, visible_bias, hidden_bias, with_visible)
-        _add_statistics(data_states, data_hidden, -learning_rate * data_scale, num_categories,
-                        weight_t, visible_bias, hidden_bias, with_visible)
+        _add_statistics(
+            model_states,
+            model_hidden,
+            -learning_rate * model_scale,
+            num_categories,
+            weight_t,
+            visible_bias,
+            hidden_bias,
+            with_visible,
+        )
+        _add_statistics(
+            data_states,
+            data_hidden,
+            -learning_rate * data_scale,
+            num_categories,
+            weight_t,
+            visible_bias,
+            hidden_bias,
+            with_visible,
+        )
         return
     width = weight_t.shape[1]
     for r in range(weight_t.shape[0]):
@@ -391,10 +441,26 @@ def _sgd_step(model_states, model_hidden, data_states, data_hidden, coefficients
     if with_visible:
         for r in range(velocity_visible.shape[0]):
             velocity_visible[r] *= momentum
-    _add_statistics(model_states, model_hidden, model_scale, num_categories,
-                    velocity_t, velocity_visible, velocity_hidden, with_visible)
-    _add_statistics(data_states, data_hidden, data_scale, num_categories,
-                    velocity_t, velocity_visible, velocity_hidden, with_visible)
+    _add_statistics(
+        model_states,
+        model_hidden,
+        model_scale,
+        num_categories,
+        velocity_t,
+        velocity_visible,
+        velocity_hidden,
+        with_visible,
+    )
+    _add_statistics(
+        data_states,
+        data_hidden,
+        data_scale,
+        num_categories,
+        velocity_t,
+        velocity_visible,
+        velocity_hidden,
+        with_visible,
+    )
     for r in range(weight_t.shape[0]):
         weights, velocity = weight_t[r], velocity_t[r]
         for j in range(width):
@@ -419,11 +485,41 @@ def _copy_columns(source, first, last, destination, back):  # pragma: no cover -
 
 @njit(**_COMPILE)
 def train_worker(
-    thread, num_threads, first, last, first_update, last_update, data, batch_size, persistent, num_categories,
+    thread,
+    num_threads,
+    first,
+    last,
+    first_update,
+    last_update,
+    data,
+    batch_size,
+    persistent,
+    num_categories,
     hidden_uniforms,
-    visible_uniforms, chains, coefficients, weight_t, visible_bias, hidden_bias, velocity_t, velocity_visible,
-    velocity_hidden, partials, flags, own_weight_t, own_velocity_t, own_hidden_bias, own_velocity_hidden, probs,
-    model_hidden, samples, exponents, logits, cdf, gemm_ints, gemm_scalars, gemm_chars,
+    visible_uniforms,
+    chains,
+    coefficients,
+    weight_t,
+    visible_bias,
+    hidden_bias,
+    velocity_t,
+    velocity_visible,
+    velocity_hidden,
+    partials,
+    flags,
+    own_weight_t,
+    own_velocity_t,
+    own_hidden_bias,
+    own_velocity_hidden,
+    probs,
+    model_hidden,
+    samples,
+    exponents,
+    logits,
+    cdf,
+    gemm_ints,
+    gemm_scalars,
+    gemm_chars,
 ):  # pragma: no cover - compiled
     """Thread ``thread`` of ``num_threads``: updates ``[first_update, last_update)`` of CD-k / PCD-k
     on hidden units ``[first, last)``.
@@ -457,7 +553,7 @@ def train_worker(
     """
     previous_blas_threads = _set_blas_threads(1)
     per_chunk, num_steps, num_chains = hidden_uniforms.shape[0], hidden_uniforms.shape[1], hidden_uniforms.shape[2]
-    width, rows = last - first, weight_t.shape[0]
+    width = last - first
     my_first_chain, my_last_chain = thread * num_chains // num_threads, (thread + 1) * num_chains // num_threads
     _copy_columns(weight_t, first, last, own_weight_t, False)
     _copy_columns(velocity_t, first, last, own_velocity_t, False)
@@ -468,11 +564,11 @@ def train_worker(
         if not _wait_until(flags, num_threads * FLAG_STRIDE, g + 1):
             return
         u = g % per_chunk
-        batch = data[g * batch_size:(g + 1) * batch_size]
+        batch = data[g * batch_size : (g + 1) * batch_size]
         hidden_preactivations(batch, num_categories, own_weight_t, own_hidden_bias, probs)
-        chain_probs = probs[:batch_size * width]  # CD starts its chains at the data
+        chain_probs = probs[: batch_size * width]  # CD starts its chains at the data
         if persistent:
-            chain_probs = probs[batch_size * width:(batch_size + num_chains) * width]
+            chain_probs = probs[batch_size * width : (batch_size + num_chains) * width]
             hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, chain_probs)
         sigmoid(probs, (batch_size + (num_chains if persistent else 0)) * width, exponents)
         for s in range(num_steps):
@@ -490,8 +586,21 @@ def train_worker(
             hidden_preactivations(chains, num_categories, own_weight_t, own_hidden_bias, model_hidden)
             sigmoid(model_hidden, num_chains * width, exponents)
             chain_probs = model_hidden
-        _sgd_step(chains, model_hidden, batch, probs, coefficients, num_categories, thread == 0,
-                  own_weight_t, visible_bias, own_hidden_bias, own_velocity_t, velocity_visible, own_velocity_hidden)
+        _sgd_step(
+            chains,
+            model_hidden,
+            batch,
+            probs,
+            coefficients,
+            num_categories,
+            thread == 0,
+            own_weight_t,
+            visible_bias,
+            own_hidden_bias,
+            own_velocity_t,
+            velocity_visible,
+            own_velocity_hidden,
+        )
     _copy_columns(weight_t, first, last, own_weight_t, True)
     _copy_columns(velocity_t, first, last, own_velocity_t, True)
     hidden_bias[first:last] = own_hidden_bias
@@ -529,14 +638,16 @@ def _softplus_sums(pre, num_rows, width, work, exponents, sums):  # pragma: no c
             work[i] = (x if x > 0 else _F(0.0)) + _TWO * z * series
     for r in range(num_rows):
         total = 0.0
-        row = work[r * width:(r + 1) * width]
+        row = work[r * width : (r + 1) * width]
         for j in range(width):
             total += row[j]
         sums[r] = total
 
 
 @njit(**_COMPILE)
-def _free_energy_partials(states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents, sums):  # pragma: no cover
+def _free_energy_partials(
+    states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents, sums
+):  # pragma: no cover
     """This thread's share of every chain's free energy: ``sums[c] = sum_own softplus(c + W v)``;
     leaves the hidden pre-activations in ``pre``."""
     hidden_preactivations(states, num_categories, own_weight_t, own_hidden_bias, pre)
@@ -557,10 +668,38 @@ def _free_energy(states, c, num_categories, visible_bias, energy_partials):  # p
 
 @njit(**_COMPILE)
 def sample_worker(
-    thread, num_threads, first, last, first_step, last_step, states, known, clamped, temperatures,
-    visible_temperatures, num_categories, hidden_uniforms, visible_uniforms, weight_t, visible_bias, hidden_bias,
-    energy, partials, energy_partials, flags, own_weight_t, own_hidden_bias, pre, work, exponents, samples, logits,
-    cdf, gemm_ints, gemm_scalars, gemm_chars,
+    thread,
+    num_threads,
+    first,
+    last,
+    first_step,
+    last_step,
+    states,
+    known,
+    clamped,
+    temperatures,
+    visible_temperatures,
+    num_categories,
+    hidden_uniforms,
+    visible_uniforms,
+    weight_t,
+    visible_bias,
+    hidden_bias,
+    energy,
+    partials,
+    energy_partials,
+    flags,
+    own_weight_t,
+    own_hidden_bias,
+    pre,
+    work,
+    exponents,
+    samples,
+    logits,
+    cdf,
+    gemm_ints,
+    gemm_scalars,
+    gemm_chars,
 ):  # pragma: no cover - compiled
     """Thread ``thread`` of ``num_threads``: block Gibbs sweeps ``[first_step, last_step)`` of
     :func:`gibbsdream.sampling.rbm_gibbs.gibbs_energy_model`, on hidden units ``[first, last)``;
@@ -590,11 +729,12 @@ def sample_worker(
         if not _wait_until(flags, num_threads * FLAG_STRIDE, step + 1):
             return
         u = step % per_chunk
-        _free_energy_partials(states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents,
-                              energy_partials[thread])
+        _free_energy_partials(
+            states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents, energy_partials[thread]
+        )
         temperature = temperatures[step]
         for c in range(num_chains):
-            chain, sample = pre[c * width:(c + 1) * width], samples[c]
+            chain, sample = pre[c * width : (c + 1) * width], samples[c]
             if temperature == 0:
                 for j in range(width):
                     sample[j] = 1 if chain[j] > 0 else 0
@@ -621,8 +761,9 @@ def sample_worker(
                             best = k
                     chain[i] = best
             else:
-                _draw_softmax(logits, 1 / visible_temperature, visible_uniforms[u, c], num_categories, exponents, cdf,
-                              chain)
+                _draw_softmax(
+                    logits, 1 / visible_temperature, visible_uniforms[u, c], num_categories, exponents, cdf, chain
+                )
             if clamping:
                 for i in range(chain.shape[0]):
                     if known[c, i]:
@@ -631,8 +772,9 @@ def sample_worker(
         if not _wait_for_all(flags, thread, num_threads, meeting):
             return
     if last_step == total_steps:
-        _free_energy_partials(states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents,
-                              energy_partials[thread])
+        _free_energy_partials(
+            states, num_categories, own_weight_t, own_hidden_bias, pre, work, exponents, energy_partials[thread]
+        )
         if not _wait_for_all(flags, thread, num_threads, 2 * total_steps + 1):
             return
         for c in range(my_first_chain, my_last_chain):
@@ -640,8 +782,9 @@ def sample_worker(
     _set_blas_threads(previous_blas_threads)
 
 
-def run_workers(worker, threads: int, columns, total: int, per_chunk: int, feed, arguments, flags, pool,
-                advance=None) -> None:
+def run_workers(
+    worker, threads: int, columns, total: int, per_chunk: int, feed, arguments, flags, pool, advance=None
+) -> None:
     """Run ``worker(t, threads, first, last, start, stop, *arguments(t))`` on ``threads`` threads
     over ``total`` steps (updates or sweeps): the calling thread is worker 0 and goes a chunk of
     ``per_chunk`` steps at a time, each after ``feed(start, stop)`` has drawn its random numbers;

@@ -118,8 +118,14 @@ class ServedModel:
             c = self.codec
             split, states = self.gallery()
             about.update(
-                kind="image", channels=c.channels, height=c.height, width=c.width, levels=c.levels,
-                description=c.describe(), caption=self.has_caption(), gallery=min(len(states), GALLERY_SIZE),
+                kind="image",
+                channels=c.channels,
+                height=c.height,
+                width=c.width,
+                levels=c.levels,
+                description=c.describe(),
+                caption=self.has_caption(),
+                gallery=min(len(states), GALLERY_SIZE),
                 gallery_split=split,
             )
         else:
@@ -127,8 +133,12 @@ class ServedModel:
 
             c = self.codec
             about.update(
-                kind="strings", positions=c.max_length, alphabet=c.alphabet, pad_side=c.pad_side,
-                clamp="prefix" if c.pad_side == "right" else "suffix", inits=list(INITS),
+                kind="strings",
+                positions=c.max_length,
+                alphabet=c.alphabet,
+                pad_side=c.pad_side,
+                clamp="prefix" if c.pad_side == "right" else "suffix",
+                inits=list(INITS),
                 hidden=self.model.num_hidden,
             )
         return about
@@ -219,7 +229,9 @@ def parse_json_object(raw: bytes) -> dict:
 
     def whole(text):
         if len(text.lstrip("-")) > MAX_DIGITS:
-            raise UsageError(f"the request holds a number of {len(text.lstrip('-'))} digits; the most taken is {MAX_DIGITS}")
+            raise UsageError(
+                f"the request holds a number of {len(text.lstrip('-'))} digits; the most taken is {MAX_DIGITS}"
+            )
         return int(text)
 
     def real(text):
@@ -246,12 +258,16 @@ def _amount(size: int) -> str:
 def decode_data_url(data, limits: Limits) -> bytes:
     """The bytes of a ``data:...;base64,...`` URL (or bare base64), within the upload limit."""
     if not isinstance(data, str) or not data:
-        raise UsageError("the image must be a data URL (data:image/png;base64,...) of a PNG, JPEG, GIF, BMP or WebP file")
+        raise UsageError(
+            "the image must be a data URL (data:image/png;base64,...) of a PNG, JPEG, GIF, BMP or WebP file"
+        )
     _, comma, payload = data.partition(",") if data.startswith("data:") else ("", ",", data)
     if not comma:
         raise UsageError("the image data URL has no comma; expected data:image/png;base64,...")
     if len(payload) > limits.max_upload_bytes * 4 // 3 + 4:
-        raise UsageError(f"the image file is larger than this server's limit of {_amount(limits.max_upload_bytes)}; shrink it first")
+        raise UsageError(
+            f"the image file is larger than this server's limit of {_amount(limits.max_upload_bytes)}; shrink it first"
+        )
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
@@ -387,9 +403,18 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
 
         device = served.device
         chain = sample(
-            served.model, x=x.to(device), known=known.to(device), sampler=sampler, steps=steps,
-            temperature=temperature, anneal=anneal, seed=seed, record_every=every,
-            context=context, on_step=job.on_step, **applicable("conditional", sampler, block=block),
+            served.model,
+            x=x.to(device),
+            known=known.to(device),
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            anneal=anneal,
+            seed=seed,
+            record_every=every,
+            context=context,
+            on_step=job.on_step,
+            **applicable("conditional", sampler, block=block),
         )
         samples, kept = chain.samples.cpu(), known
         if not torch.equal(samples[kept], x[kept]):  # the samplers promise this; never show a broken result
@@ -426,8 +451,18 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
         from ..sampling import sample
 
         chain = sample(
-            served.model, num_chains=chains, steps=steps, temperature=temperature, anneal=anneal, init=init,
-            x=x, known=known, final=final, seed=seed, data=train if len(train) else None, codec=codec,
+            served.model,
+            num_chains=chains,
+            steps=steps,
+            temperature=temperature,
+            anneal=anneal,
+            init=init,
+            x=x,
+            known=known,
+            final=final,
+            seed=seed,
+            data=train if len(train) else None,
+            codec=codec,
             on_step=job.on_step,
         )
         return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
@@ -445,14 +480,21 @@ def training_strings(served: ServedModel) -> set:
 def job_status(job: Job, served: ServedModel, since: int) -> dict:
     """What a poll sees: state, progress, trace rows from ``since`` on, and the current picture."""
     status = {
-        "id": job.id, "kind": job.kind, "model": job.model, "state": job.state, "step": max(job.step, 0),
-        "steps": job.steps, "seconds": job.seconds, "error": job.error,
+        "id": job.id,
+        "kind": job.kind,
+        "model": job.model,
+        "state": job.state,
+        "step": max(job.step, 0),
+        "steps": job.steps,
+        "seconds": job.seconds,
+        "error": job.error,
     }
     rows = job.trace[since:]
     if rows:
         table = torch.stack(rows).float().cpu()  # (R, N)
         status["trace"] = {
-            "start": since, "mean": json_numbers(table.nanmean(1).tolist(), 5),
+            "start": since,
+            "mean": json_numbers(table.nanmean(1).tolist(), 5),
             "low": json_numbers(table.nan_to_num(float("inf")).min(1).values.tolist(), 5),
             "high": json_numbers(table.nan_to_num(float("-inf")).max(1).values.tolist(), 5),
         }
@@ -525,7 +567,9 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     app = FastAPI(title="gibbsdream", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.jobs, app.state.limits, app.state.models = jobs, limits, by_name
     app.add_middleware(
-        RequestGuard, allowed_hosts=allowed_hosts, max_body_bytes=limits.max_request_bytes,
+        RequestGuard,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=limits.max_request_bytes,
         too_large=f"the request is larger than this server's limit ({_amount(limits.max_upload_bytes)} of image)",
     )
 
@@ -549,7 +593,10 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameter(request, err):
-        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'query')}: {e.get('msg', 'invalid')}" for e in err.errors()]
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'query')}: {e.get('msg', 'invalid')}"
+            for e in err.errors()
+        ]
         return error(400, "bad request parameter " + "; ".join(problems))
 
     @app.exception_handler(StarletteHTTPException)
@@ -589,9 +636,12 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
 
     @app.get("/api/models")
     def list_models():
-        return {"models": [m.describe() for m in models], "limits": asdict(limits),
-                "samplers": [{"name": s.name, "summary": s.summary} for s in samplers("conditional")],
-                "anneals": list(ANNEAL_KINDS)}
+        return {
+            "models": [m.describe() for m in models],
+            "limits": asdict(limits),
+            "samplers": [{"name": s.name, "summary": s.summary} for s in samplers("conditional")],
+            "anneals": list(ANNEAL_KINDS),
+        }
 
     @app.get("/api/models/{name}/images")
     def gallery(name: str):

@@ -115,7 +115,9 @@ class RequestGuard:
         self.app = app
         self.allowed_hosts = frozenset(host_key(h) for h in (*LOOPBACK_HOSTS, *allowed_hosts))
         self.max_body_bytes = max_body_bytes
-        self.too_large_message = too_large or f"the request is larger than this server's limit of {max_body_bytes} bytes"
+        self.too_large_message = (
+            too_large or f"the request is larger than this server's limit of {max_body_bytes} bytes"
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -177,14 +179,19 @@ class RequestGuard:
         own = _split(host, DEFAULT_PORTS.get(scheme))
         for origin in headers.get("origin", []):
             match = _ORIGIN.fullmatch(origin.strip())
-            if (
-                match is None or match["scheme"] != scheme
-                or _split(match, DEFAULT_PORTS[match["scheme"]]) != own
-            ):
-                return 403, f"refused a request from the page at origin {origin[:100]!r}: this server takes requests from its own page only"
+            if match is None or match["scheme"] != scheme or _split(match, DEFAULT_PORTS[match["scheme"]]) != own:
+                return (
+                    403,
+                    f"refused a request from the page at origin {origin[:100]!r}: "
+                    "this server takes requests from its own page only",
+                )
         for site in headers.get("sec-fetch-site", []):
             if site.strip().lower() not in SAME_ORIGIN_FETCHES:
-                return 403, f"refused a {site[:40]!r} request (Sec-Fetch-Site): this server takes requests from its own page only"
+                return (
+                    403,
+                    f"refused a {site[:40]!r} request (Sec-Fetch-Site): "
+                    "this server takes requests from its own page only",
+                )
         has_body = "transfer-encoding" in headers or any(v.strip() != "0" for v in headers.get("content-length", []))
         types = headers.get("content-type", [])
         if (has_body or types) and not (len(types) == 1 and is_json_type(types[0])):
@@ -209,7 +216,9 @@ async def respond(send, status: int, message: str) -> None:
     makes the server drop the connection afterwards instead of reading the rest of the body."""
     body = json.dumps({"error": message}).encode()
     headers = [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

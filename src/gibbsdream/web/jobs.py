@@ -179,7 +179,7 @@ class JobManager:
             job.state = "cancelled"
         except UsageError as err:
             job.error, job.state = str(err), "failed"
-        except Exception as err:  # noqa: BLE001 - a worker must report, never die silently
+        except Exception as err:
             # The page shows one line; the server's terminal keeps the whole story for a bug report.
             traceback.print_exc(file=sys.stderr)
             job.error, job.state = f"the job failed ({type(err).__name__}: {err})", "failed"
