@@ -415,7 +415,7 @@ def test_caption_context(capsys):
 
 
 def test_captioned_model_trains_and_evaluates():
-    from gibbsdream.evaluate import order_log_likelihoods
+    from gibbsdream.likelihood import order_log_likelihoods
     from gibbsdream.training import NADETrainConfig, NADETrainer
 
     model = captioned().train()

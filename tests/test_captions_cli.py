@@ -337,7 +337,7 @@ def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain
     import torch
 
     from gibbsdream.checkpoint import load_checkpoint
-    from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
+    from gibbsdream.likelihood import ensemble_log_likelihood, order_log_likelihoods
     from gibbsdream.sampling.api import make_generator
 
     result = run("evaluate", model, "--orders", 2, "--seed", 3, "--json", "--device", "cpu")

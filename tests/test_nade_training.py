@@ -23,7 +23,7 @@ from gibbsdream.baselines import IndependentCategorical, MixtureOfCategoricals
 from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.data.masks import training_masks
 from gibbsdream.errors import UsageError
-from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
+from gibbsdream.likelihood import ensemble_log_likelihood, order_log_likelihoods
 from gibbsdream.models.nade import OrderlessNADE
 from gibbsdream.training.losses import masked_loss
 from gibbsdream.training.nade import (

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gibbsdream import RBM, sample
-from gibbsdream.evaluate import (
+from gibbsdream.likelihood import (
     _all_states,
     ais_log_partition,
     exact_log_partition,

@@ -26,7 +26,7 @@ import torch
 
 from gibbsdream.baselines import IndependentCategorical, MixtureOfCategoricals
 from gibbsdream.checkpoint import load_checkpoint
-from gibbsdream.evaluate import ensemble_log_likelihood, order_log_likelihoods
+from gibbsdream.likelihood import ensemble_log_likelihood, order_log_likelihoods
 from gibbsdream.sampling.api import make_generator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ issue quotes for those baselines, the margins are {97 - best:.1f} and {107 - bes
   last validation loss {result["final_validation_loss"]:.2f} nats per image.
 - Split: 1,797 images shuffled with seed 0; 297 test, 1,350 training and 150 validation (for
   the learning-rate plateau schedule). The baselines are fitted on all 1,500 non-test images.
-- NADE likelihood: `gibbsdream.evaluate.order_log_likelihoods` with {ORDERS} random orders per
+- NADE likelihood: `gibbsdream.likelihood.order_log_likelihoods` with {ORDERS} random orders per
   image (seed {SEED}), 64 network calls per order; the same numbers come from
   `gibbsdream evaluate runs/digits --orders {ORDERS} --batch-size 2048 --json`. It took {nade_seconds:.0f} s.
 - Baselines: `gibbsdream.baselines`, add-one smoothing; the mixture starts from random soft

@@ -13,9 +13,25 @@ _EXPORTS = {
     "Chain": "sampling",
     "sample": "sampling",
     "load": "api",
+    "generate": "api",
+    "inpaint": "api",
+    "evaluate": "api",
 }
 
-__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "__version__", "load", "sample"]
+__all__ = [
+    "RBM",
+    "Chain",
+    "ImageCodec",
+    "OrderlessNADE",
+    "StringCodec",
+    "UsageError",
+    "__version__",
+    "evaluate",
+    "generate",
+    "inpaint",
+    "load",
+    "sample",
+]
 
 
 def __getattr__(name: str):

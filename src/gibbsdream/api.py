@@ -1,7 +1,14 @@
 """The Python front door: what the commands do, as functions the CLI, the web page and scripts call.
 
-So far it has :func:`load`; training, generating, inpainting and evaluating still live in the
-command bodies and move here next.
+    import gibbsdream
+    names = gibbsdream.load("runs/names")                       # a checkpoint, ready to use
+    dream = gibbsdream.generate(names, num_samples=20, temperature="1.5:0.2")
+    print(dream.outputs)                                        # the strings
+    filled = gibbsdream.inpaint("runs/digits", images, "centre", steps=300)
+    print(gibbsdream.evaluate(names, "held-out.txt").values["mean_log_likelihood"])
+
+Each function looks the checkpoint's family up in :mod:`gibbsdream.families` and runs that
+family's code; the options a family does not take are refused in one line that lists those it does.
 """
 
 from __future__ import annotations
@@ -10,8 +17,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint, checkpoint_family, load_checkpoint
 from .errors import UsageError
-
-FAMILIES = ("rbm", "nade")
+from .families import Evaluation, Generated, family_names, get_family
 
 
 def load(path, device="auto", family: str | None = None) -> Checkpoint:
@@ -20,36 +26,85 @@ def load(path, device="auto", family: str | None = None) -> Checkpoint:
     Args:
         path: the ``--out`` folder of ``gibbsdream train`` (or its ``config.json``).
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, or a ``torch.device``.
-        family: ``"rbm"`` (strings) or ``"nade"`` (images) to refuse the other; None takes either.
+        family: a family name (``"rbm"``, ``"nade"``) to refuse the others; None takes any.
 
     Returns:
         A :class:`~gibbsdream.checkpoint.Checkpoint` whose model is on ``device`` in eval mode,
-        with the codec that decodes its samples (a string or image codec, checked to be there) and,
-        for string models, ``data["train"]`` and ``data["validation"]`` (``(N, V)``, empty when the
-        checkpoint kept none).
+        with the codec that decodes its samples (checked to be there) and, for string models,
+        ``data["train"]`` and ``data["validation"]`` (``(N, V)``, empty when the checkpoint kept none).
 
     Raises:
-        UsageError: the folder is missing, foreign, damaged, of the other family, or holds a model
+        UsageError: the folder is missing, foreign, damaged, of another family, or holds a model
             without the codec its samples need.
     """
     from .training import resolve_device
 
     path = Path(path)
     held = family or checkpoint_family(path)
-    if held not in FAMILIES:
+    if held not in family_names():
         raise UsageError(f"{path} holds a {held!r} model, which this gibbsdream cannot use; upgrade gibbsdream")
     checkpoint = load_checkpoint(path, device=resolve_device(device), family=held)
-    if held == "rbm":
-        if checkpoint.codec is None:
-            raise UsageError(
-                f"checkpoint {path} has no string codec, so its samples cannot be decoded; retrain it "
-                "with `gibbsdream train rbm`"
-            )
-        import torch
-
-        for part in ("train", "validation"):
-            checkpoint.data.setdefault(part, torch.zeros(0, checkpoint.model.num_visible, dtype=torch.long))
-    elif checkpoint.codec is None or getattr(checkpoint.codec, "height", None) is None:
-        raise UsageError(f"checkpoint {path} has no image codec; retrain it with `gibbsdream train nade`")
+    get_family(held).prepare(checkpoint)
     checkpoint.model.eval()
     return checkpoint
+
+
+def _loaded(checkpoint, device) -> Checkpoint:
+    return checkpoint if isinstance(checkpoint, Checkpoint) else load(checkpoint, device)
+
+
+def _refuse_others(family, options: dict, accepted: tuple[str, ...], common: tuple[str, ...], what: str) -> None:
+    wrong = sorted(set(options) - set(accepted) - set(common))
+    if wrong:
+        raise UsageError(
+            f"{what} of {family.title} takes no {', '.join(wrong)}; it takes {', '.join([*common, *accepted])}"
+        )
+
+
+GENERATE_COMMON = ("num_samples", "steps", "temperature", "anneal", "every", "seed", "progress")
+EVALUATE_COMMON = ("seed", "progress")
+
+
+def generate(checkpoint, *, device="auto", **options) -> Generated:
+    """Generate from a checkpoint (a folder or a loaded :class:`Checkpoint`).
+
+    Options every family takes: ``num_samples``, ``steps``, ``temperature`` (a number or
+    ``"start:end"``), ``anneal``, ``every`` (keep frames), ``seed``, ``progress``. String models
+    (RBM) also take ``init``, ``final``, ``prefix``, ``suffix``, ``dedupe``, ``engine``; image
+    models (NADE) ``sampler``, ``block``, ``caption``. See each family's ``generate``.
+
+    Returns:
+        :class:`~gibbsdream.families.Generated`: the chain, the decoded ``outputs`` (strings or
+        ``(N, H, W, C)`` uint8 pixels) and, for strings, one record per sample.
+    """
+    checkpoint = _loaded(checkpoint, device)
+    family = get_family(checkpoint.family)
+    _refuse_others(family, options, family.generate_options, GENERATE_COMMON, "generating")
+    return family.generate(checkpoint, **options)
+
+
+def inpaint(checkpoint, images, mask="centre", *, device="auto", **options) -> Generated:
+    """Fill the holes of ``images`` ``(N, C, H, W)`` (known pixels never change).
+
+    ``mask`` is a spec (``centre``, ``box:x,y,w,h``, ``random:P``, a mask image) or a bool tensor
+    (True = known). Options: ``samples`` (completions per image), ``sampler``, ``steps``,
+    ``temperature``, ``anneal``, ``block``, ``caption``, ``every``, ``seed``, ``progress``.
+    """
+    checkpoint = _loaded(checkpoint, device)
+    family = get_family(checkpoint.family)
+    if family.inpaint is None:
+        raise UsageError(f"{family.title} cannot inpaint; fill holes with a conditional (image) model")
+    return family.inpaint(checkpoint, images, mask, **options)
+
+
+def evaluate(checkpoint, data=None, *, device="auto", **options) -> Evaluation:
+    """Score a checkpoint on ``data``: test log-likelihood (strings: exact or AIS log Z; images:
+    an ensemble of orders). See each family's ``evaluate`` for its options and figures.
+
+    Returns:
+        :class:`~gibbsdream.families.Evaluation` (``values``: the figures, JSON-ready; ``text()``).
+    """
+    checkpoint = _loaded(checkpoint, device)
+    family = get_family(checkpoint.family)
+    _refuse_others(family, options, family.evaluate_options, EVALUATE_COMMON, "evaluating")
+    return family.evaluate(checkpoint, data, **options)

@@ -16,7 +16,6 @@ import shlex
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import click
@@ -271,16 +270,34 @@ RBM_TRAINING_FIELDS = (
 )
 
 
+# Options of a command that are about presenting one kind of output, not about the family's own code.
+PRESENTATION_OPTIONS = {"sample": {"strings": ("output_format",), "images": ("gif", "trace")}}
+
+
+def _options_by_family(field: str, presentation: dict | None = None) -> dict:
+    """{family name: the command options only it takes}: its :class:`~gibbsdream.families.Family`
+    ``field`` (``generate_options``, ``evaluate_options``) and the ``presentation`` options of its
+    kind of outputs (``{"strings": (...), "images": (...)}``)."""
+    from .families import family_names, get_family
+
+    families = [get_family(name) for name in family_names()]
+    return {f.name: (*getattr(f, field), *(presentation or {}).get(f.outputs, ())) for f in families}
+
+
 def _only_for(ctx, family: str, options: dict) -> None:
-    """Refuse options given on the command line that belong to another model family."""
+    """Refuse options given on the command line that belong to another model family
+    (``options``: {family name: the options only it takes})."""
+    from .families import get_family
+
     for other, names in options.items():
-        if other == family:
-            continue
         for name in names:
+            if name in options.get(family, ()):
+                continue
             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
                 flag = next(p.opts[0] for p in ctx.command.params if p.name == name)
-                kind = {"rbm": "string (RBM)", "nade": "image (NADE)"}[other]
-                raise UsageError(f"{flag} applies to {kind} models only; this checkpoint holds a {family} model")
+                raise UsageError(
+                    f"{flag} applies to {get_family(other).label} models only; this checkpoint holds a {family} model"
+                )
 
 
 def _positive(name: str, value: int) -> int:
@@ -656,30 +673,23 @@ def sample_command(
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
 
-    from .api import load
+    from .api import generate, load
     from .checkpoint import checkpoint_family
+    from .families import get_family
     from .files import atomic_write_text
-    from .sampling import sample
-    from .summary import string_records, summarize_records, training_strings
+    from .summary import summarize_records
 
     _positive("chains", chains)
-    family = checkpoint_family(checkpoint)
-    _only_for(
-        ctx,
-        family,
-        {
-            "rbm": ("init", "final", "prefix", "suffix", "dedupe", "engine", "output_format"),
-            "nade": ("sampler", "block", "gif", "trace", "caption"),
-        },
-    )
-    if family == "nade":
+    family = get_family(checkpoint_family(checkpoint))
+    _only_for(ctx, family.name, _options_by_family("generate_options", PRESENTATION_OPTIONS["sample"]))
+    if family.outputs == "images":
         from .cli_images import sample_images
 
         steps = _positive("steps", 200 if steps is None else steps)
         if every is not None:
             _positive("every", every)
         sample_images(
-            load(checkpoint, device, family="nade"),
+            load(checkpoint, device, family=family.name),
             num_samples=chains,
             sampler=sampler,
             steps=steps,
@@ -703,34 +713,25 @@ def sample_command(
         raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
-    ckpt = load(checkpoint, device, family="rbm")
+    ckpt = load(checkpoint, device, family=family.name)
     _check_string_sampling_memory(ckpt.model, chains, steps, every)
-    codec = ckpt.codec
-    x = known = None
-    if prefix is not None:
-        x, known = codec.clamp_prefix(prefix)
-    elif suffix is not None:
-        x, known = codec.clamp_suffix(suffix)
-    train_states = ckpt.data["train"] if len(ckpt.data["train"]) else None
-    chain = sample(
-        ckpt.model,
-        num_chains=chains,
+    dream = generate(
+        ckpt,
+        num_samples=chains,
         steps=steps,
         temperature=temperature,
         anneal=anneal,
         init=init,
-        x=x,
-        known=known,
         final=final,
-        seed=seed,
-        data=train_states,
-        codec=codec,
-        record_every=every,
-        progress=not quiet,
+        prefix=prefix,
+        suffix=suffix,
+        every=every,
+        dedupe=dedupe,
         engine=engine,
+        seed=seed,
+        progress=not quiet,
     )
-    corpus = training_strings(ckpt)
-    records = string_records(chain, codec, corpus, dedupe=dedupe)
+    records = dream.records
     if output_format == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     else:
@@ -745,7 +746,7 @@ def sample_command(
     if not quiet:
         s = summarize_records(records)
         _say(
-            f"{s['samples']} samples, T {chain.settings['temperature']}, {steps} steps: "
+            f"{s['samples']} samples, T {dream.chain.settings['temperature']}, {steps} steps: "
             f"mean energy {s['mean_energy']:.2f}, "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
@@ -805,25 +806,18 @@ def evaluate_command(
     quiet,
 ):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
-    from .api import load
+    from .api import evaluate, load
     from .checkpoint import checkpoint_family
-    from .data.strings import read_lines
-    from .evaluate import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
+    from .families import get_family
+    from .likelihood import resolve_method
 
-    family = checkpoint_family(checkpoint)
-    _only_for(
-        ctx,
-        family,
-        {
-            "rbm": ("method", "ais_runs", "ais_betas", "skip_invalid"),
-            "nade": ("orders", "batch_size", "max_images", "caption"),
-        },
-    )
-    if family == "nade":
+    family = get_family(checkpoint_family(checkpoint))
+    _only_for(ctx, family.name, _options_by_family("evaluate_options"))
+    if family.outputs == "images":
         from .cli_images import evaluate_images
 
         evaluate_images(
-            load(checkpoint, device, family="nade"),
+            load(checkpoint, device, family=family.name),
             data=data,
             orders=_positive("orders", orders),
             batch_size=_positive("batch-size", batch_size),
@@ -840,7 +834,7 @@ def evaluate_command(
         )
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
-    ckpt = load(checkpoint, device, family="rbm")
+    ckpt = load(checkpoint, device, family=family.name)
     if resolve_method(ckpt.model, method) == "ais":
         from .resources import ais_bytes, check_memory, product_text
 
@@ -854,48 +848,11 @@ def evaluate_command(
             f"--ais-betas {ais_betas:,}",
             "lower --ais-runs or --ais-betas",
         )
-    lines = read_lines(data)
-    kept, report = ckpt.codec.filter(lines)
-    if report.skipped and not skip_invalid:
-        reason, examples = next(iter(report.examples.items()))
-        number, text = examples[0]
-        raise UsageError(
-            f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line {number}, "
-            f"{text!r}: {reason}); pass --skip-invalid to ignore them"
-        )
-    if not kept:
-        raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
-    states = ckpt.codec.encode(kept).to(ckpt.model.weight.device)
-    started = time.perf_counter()
-    used = resolve_method(ckpt.model, method)
-    log_z, stderr = log_partition(ckpt.model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed)
-    ll = log_likelihood(ckpt.model, states, log_z)
-    pll = pseudo_log_likelihood(ckpt.model, states)
-    result = {
-        "checkpoint": str(checkpoint),
-        "data": data,
-        "strings": len(kept),
-        "skipped": report.total - report.kept,
-        "log_z": log_z,
-        "log_z_stderr": stderr,
-        "log_z_method": used,
-        "mean_log_likelihood": ll.mean().item(),
-        "mean_log_likelihood_stderr": (ll.std() / len(ll) ** 0.5).item() if len(ll) > 1 else 0.0,
-        "bits_per_character": -ll.sum().item() / sum(len(s) for s in kept) / 0.6931471805599453,
-        "mean_pseudo_log_likelihood": pll.mean().item(),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    click.echo(
-        f"{result['strings']} strings ({result['skipped']} skipped)\n"
-        f"log Z               {log_z:.3f} ± {stderr:.3f} ({result['log_z_method']})\n"
-        f"mean log-likelihood {result['mean_log_likelihood']:.3f} nats per string "
-        f"(± {result['mean_log_likelihood_stderr']:.3f} over strings, ± {stderr:.3f} from log Z)\n"
-        f"bits per character  {result['bits_per_character']:.3f}\n"
-        f"mean pseudo-LL      {result['mean_pseudo_log_likelihood']:.3f} nats per string"
+    scores = evaluate(
+        ckpt, data, method=method, ais_runs=ais_runs, ais_betas=ais_betas, skip_invalid=skip_invalid, seed=seed
     )
+    scores.values["checkpoint"] = str(checkpoint)  # as the user spelled it
+    click.echo(json.dumps(scores.values) if as_json else scores.text())
 
 
 # ---- demo -----------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -32,7 +31,6 @@ from .cli import (
 )
 from .cli_params import CountOrFraction, Duration, WholeList
 from .errors import UsageError
-from .sampling.registry import applicable
 from .sampling.schedules import ANNEAL_KINDS
 
 IMAGE_SUFFIX_FORMATS = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -80,42 +78,10 @@ def _check_sampling_memory(ckpt, images: int, steps: int, frames: int, what: str
     check_memory(needed, f"{what} of {C}x{H}x{W} at {ckpt.codec.levels} levels, {steps:,} steps", remedy)
 
 
-def _frame_every(steps: int, every: int | None) -> int:
-    """Frames every ``every`` steps; by default about 50 frames per GIF."""
-    return every if every is not None else max(1, steps // 50)
-
-
-def _sample_images(model, x, known, *, sampler, steps, temperature, anneal, block, seed, every, progress, context=None):
-    from .sampling import sample
-
-    # --block has a default, so it is always here: pass it to the samplers that take it
-    return sample(
-        model,
-        x=x,
-        known=known,
-        sampler=sampler,
-        steps=steps,
-        temperature=temperature,
-        anneal=anneal,
-        seed=seed,
-        record_every=every,
-        progress=progress,
-        context=context,
-        **applicable("conditional", sampler, block=block),
-    )
-
-
 CAPTION_HELP = (
     'Condition on this caption (models trained with --captions), e.g. "a red square"; '
     "without it the model fills in as it sees fit."
 )
-
-
-def _caption_context(ckpt, caption: str | None):
-    """``--caption`` -> the model's caption context (None without one); bad captions are UsageErrors."""
-    from .data.captions import caption_context
-
-    return caption_context(ckpt, None if caption is None else [caption], next(ckpt.model.parameters()).device)
 
 
 def _trace_json(chain) -> str:
@@ -605,12 +571,9 @@ def inpaint_command(
     quiet,
 ):
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
-    import torch
-
-    from .api import load
+    from .api import inpaint, load
     from .data.images import images_to_fill
-    from .data.masks import inpaint_masks
-    from .sampling.api import make_generator
+    from .families.nade import caption_ids, frame_every
     from .viz import chain_gif
 
     _positive("steps", steps)
@@ -621,8 +584,7 @@ def inpaint_command(
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     ckpt = load(checkpoint, device, family="nade")
-    context = _caption_context(ckpt, caption)
-    codec = ckpt.codec
+    context = caption_ids(ckpt, caption)  # a bad caption is refused before the images are read
     states, names, many = images_to_fill(ckpt, image)
     many = many or samples > 1
     if many and out.suffix.lower() in IMAGE_SUFFIX_FORMATS:
@@ -632,7 +594,7 @@ def inpaint_command(
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
     _check_output(out, "--out", folder=many)
-    frames = steps // _frame_every(steps, every) + 2 if gif else 0
+    frames = steps // frame_every(steps, every) + 2 if gif else 0
     _check_sampling_memory(
         ckpt,
         len(states) * samples,
@@ -641,38 +603,30 @@ def inpaint_command(
         f"{len(states):,} images x --samples {samples:,}",
         "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""),
     )
-    mask_generator = make_generator(seed, "cpu")
-    known = inpaint_masks(mask, codec.shape, len(states), mask_generator)
-    device_ = next(ckpt.model.parameters()).device
-    x = states.repeat_interleave(samples, 0).to(device_)
-    known = known.repeat_interleave(samples, 0).to(device_)
-    started = time.perf_counter()
-    chain = _sample_images(
-        ckpt.model,
-        x,
-        known,
+    filled = inpaint(
+        ckpt,
+        states,
+        mask,
+        samples=samples,
         sampler=sampler,
         steps=steps,
         temperature=temperature,
         anneal=anneal,
         block=block,
+        caption=context,
+        every=frame_every(steps, every) if gif else None,
         seed=seed,
-        every=_frame_every(steps, every) if gif else None,
         progress=not quiet,
-        context=context,
     )
-    seconds = time.perf_counter() - started
-    if not torch.equal(chain.samples[known], x[known]):  # the samplers promise this; never ship a broken result
-        raise RuntimeError("a known pixel changed during sampling")
-    pixels = codec.decode(chain.samples.cpu()).permute(0, 2, 3, 1).numpy()
+    chain = filled.chain
     with _all_or_nothing() as stage:  # a full disk half-way leaves no images, GIF or trace behind
-        for i, hwc in enumerate(pixels):
+        for i, hwc in enumerate(filled.outputs):
             name = names[i // samples]
             if samples > 1:
                 name = f"{Path(name).stem}-{i % samples}{Path(name).suffix or '.png'}"
             _write_image(stage(out / name if many else out), hwc)
         if gif:
-            chain_gif(chain.frames.cpu(), codec, stage(gif), known=known.cpu())
+            chain_gif(chain.frames.cpu(), ckpt.codec, stage(gif), known=filled.extra["known"].cpu())
         if trace:
             from .files import atomic_write_text
 
@@ -681,8 +635,8 @@ def inpaint_command(
         final = chain.energy[-1].nanmean().item()
         _say(
             f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
-            f"T {chain.settings['temperature']}) in {seconds:.1f}s; mean log-prob of the last redraw {final:.3f}; "
-            f"wrote {out}" + (f" and {gif}" if gif else "")
+            f"T {chain.settings['temperature']}) in {filled.seconds:.1f}s; mean log-prob of the last redraw "
+            f"{final:.3f}; wrote {out}" + (f" and {gif}" if gif else "")
         )
 
 
@@ -693,8 +647,8 @@ def sample_images(
     ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet, caption=None
 ):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
-    import torch
-
+    from .api import generate
+    from .families.nade import frame_every
     from .viz import chain_gif, save_grid_png
 
     if out is None:
@@ -705,7 +659,7 @@ def sample_images(
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     _check_block(block)
-    frames = steps // _frame_every(steps, every) + 2 if gif else 0
+    frames = steps // frame_every(steps, every) + 2 if gif else 0
     _check_sampling_memory(
         ckpt,
         num_samples,
@@ -714,32 +668,24 @@ def sample_images(
         f"--chains {num_samples:,} images",
         "lower --chains" + (" (or raise --every)" if gif else ""),
     )
-    context = _caption_context(ckpt, caption)
-    codec = ckpt.codec
-    device_ = next(ckpt.model.parameters()).device
-    x = torch.zeros((num_samples, *codec.shape), dtype=torch.long, device=device_)
-    known = torch.zeros_like(x, dtype=torch.bool)
-    started = time.perf_counter()
-    chain = _sample_images(
-        ckpt.model,
-        x,
-        known,
+    dream = generate(
+        ckpt,
+        num_samples=num_samples,
         sampler=sampler,
         steps=steps,
         temperature=temperature,
         anneal=anneal,
         block=block,
+        caption=caption,
+        every=frame_every(steps, every) if gif else None,
         seed=seed,
-        every=_frame_every(steps, every) if gif else None,
         progress=not quiet,
-        context=context,
     )
-    seconds = time.perf_counter() - started
-    pixels = codec.decode(chain.samples.cpu())
+    chain, codec = dream.chain, ckpt.codec
     with _all_or_nothing() as stage:  # a full disk half-way leaves no images, grid, GIF or trace behind
-        for i, image in enumerate(pixels.permute(0, 2, 3, 1).numpy()):
+        for i, image in enumerate(dream.outputs):
             _write_image(stage(out / f"sample-{i:04d}.png"), image)
-        save_grid_png(stage(out / "grid.png"), pixels, scale=max(1, 64 // codec.height))
+        save_grid_png(stage(out / "grid.png"), codec.decode(chain.samples.cpu()), scale=max(1, 64 // codec.height))
         if gif:
             chain_gif(chain.frames.cpu(), codec, stage(gif))
         if trace:
@@ -750,106 +696,35 @@ def sample_images(
         _say(
             f"{num_samples} samples with {sampler} "
             f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
-            f"in {seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else "")
+            f"in {dream.seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else "")
         )
 
 
 def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):
-    """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders.
-
-    A captioned model is evaluated twice with the same orders, with captions (``caption`` for
-    every image, else each held-out image's own first caption) and without, so the difference
-    is what the caption is worth in nats per image.
-    """
-    import math
-
-    from .data.captions import has_captions
-    from .data.images import load_images
-    from .evaluate import ensemble_log_likelihood, order_log_likelihoods
-    from .sampling.api import make_generator
-
-    source = ckpt.config.get("data_source", {}).get("source")
-    held_out = data in (None, "heldout") or data == source or _same_file(data, source)
-    if held_out:
-        states = ckpt.data.get("test")
-        if states is None or len(states) == 0:
-            raise UsageError(f"checkpoint {ckpt.path} keeps no held-out images; pass --data FOLDER")
-        label = f"held-out test split of {source}"
-    else:
-        states = load_images(data, codec=ckpt.codec).states
-        label = data
-    if max_images is not None:
-        states = states[: _positive("max-images", max_images)]
+    """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders
+    (:func:`gibbsdream.families.nade.evaluate`), after a memory pre-flight worded in flags."""
+    from .api import evaluate
+    from .families.nade import held_out_images
     from .resources import check_memory, order_likelihood_bytes, product_text
 
+    states, _, _ = held_out_images(ckpt, data)
+    if max_images is not None:
+        states = states[: _positive("max-images", max_images)]
     C, H, W = ckpt.codec.shape
     check_memory(
         order_likelihood_bytes(len(states), orders, batch_size, C, H, W, ckpt.codec.levels, ckpt.model.settings.width),
         product_text((len(states), "images"), ("--orders", orders)) + f", --batch-size {batch_size:,}",
         "lower --orders or --batch-size" + ("" if max_images else ", or pass --max-images"),
     )
-    device_ = next(ckpt.model.parameters()).device
-    context, caption_label = None, None
-    if caption is not None:
-        context, caption_label = _caption_context(ckpt, caption), caption
-    elif has_captions(ckpt.model) and held_out and "captions.test" in ckpt.data:
-        context = ckpt.data["captions.test"][: len(states), 0].to(device_)  # (N, T): each image's first caption
-        caption_label = "each image's own first caption"
-
-    def log_likelihoods(context):
-        return order_log_likelihoods(
-            ckpt.model,
-            states.to(device_),
-            num_orders=orders,
-            generator=make_generator(seed, device_),
-            batch_size=batch_size,
-            context=context,
-            progress=not quiet and not as_json,
-        ).cpu()
-
-    def stderr(values):
-        return (values.std() / len(values) ** 0.5).item() if len(values) > 1 else 0.0
-
-    started = time.perf_counter()
-    values = log_likelihoods(context)
-    ensemble = ensemble_log_likelihood(values)
-    dims = math.prod(states.shape[1:])
-    nll = -ensemble.mean().item()
-    result = {
-        "checkpoint": str(ckpt.path),
-        "data": label,
-        "images": len(states),
-        "dimensions": dims,
-        "orders": orders,
-        "caption": caption_label,
-        "nll_nats": nll,
-        "nll_nats_stderr": stderr(ensemble),
-        "bits_per_dim": nll / (dims * math.log(2)),
-        "single_order_nll_nats": -values.mean().item(),
-    }
-    if context is not None:
-        # The same seed gives the same orders, so the two runs differ only by the caption.
-        plain = ensemble_log_likelihood(log_likelihoods(None))
-        result.update(
-            nll_nats_without_caption=-plain.mean().item(),
-            caption_gain_nats=(ensemble - plain).mean().item(),
-            caption_gain_nats_stderr=stderr(ensemble - plain),
-        )
-    result["seconds"] = round(time.perf_counter() - started, 3)
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    lines = [
-        f"{result['images']} images ({label}), {orders} random orders each"
-        + (f"; caption: {caption_label}" if caption_label else ""),
-        f"NLL (order ensemble)  {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image",
-        f"bits per dimension    {result['bits_per_dim']:.4f}",
-        f"single-order NLL      {result['single_order_nll_nats']:.3f} nats per image (mean over orders)",
-    ]
-    if context is not None:
-        lines.append(
-            f"without a caption     {result['nll_nats_without_caption']:.3f} nats per image: the caption is worth "
-            f"{result['caption_gain_nats']:.3f} ± {result['caption_gain_nats_stderr']:.3f} nats per image"
-        )
-    click.echo("\n".join(lines))
+    scores = evaluate(
+        ckpt,
+        data,
+        orders=orders,
+        batch_size=batch_size,
+        max_images=max_images,
+        caption=caption,
+        seed=seed,
+        progress=not quiet and not as_json,
+    )
+    click.echo(json.dumps(scores.values) if as_json else scores.text())
     sys.stdout.flush()

@@ -210,3 +210,11 @@ def remove_leftovers(folder: Path) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
             _fault_point()
+
+
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name the same existing file (False when either is None or missing)."""
+    try:
+        return a is not None and b is not None and os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return False

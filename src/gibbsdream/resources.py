@@ -143,7 +143,7 @@ def image_sampling_bytes(
 def order_likelihood_bytes(
     images: int, orders: int, batch: int, channels: int, height: int, width: int, levels: int, features: int
 ) -> int:
-    """:func:`gibbsdream.evaluate.order_log_likelihoods`: every image repeated once per order (the
+    """:func:`gibbsdream.likelihood.order_log_likelihoods`: every image repeated once per order (the
     states and a float64 total), then per call of ``batch`` rows the orders, their ranks, the masks,
     the feature maps and the logits."""
     variables = channels * height * width

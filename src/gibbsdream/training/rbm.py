@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..evaluate import pseudo_log_likelihood
+from ..likelihood import pseudo_log_likelihood
 from ..progress import progress_bar
 from ..sampling.api import check_count, make_generator
 from ..sampling.categorical import bernoulli_from_probs

@@ -1,0 +1,106 @@
+"""The family record, the registry, and the result objects that generating and scoring return."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+
+
+@dataclass
+class Generated:
+    """What generating (or inpainting) returns.
+
+    Attributes:
+        chain: the :class:`~gibbsdream.Chain` (final states ``(N, *shape)``, the per-step trace,
+            frames when asked for).
+        outputs: the decoded samples: a list of strings (string families) or a ``(N, H, W, C)``
+            uint8 array (image families).
+        records: one dict per sample for string families (``chain``, ``step``, ``text``,
+            ``energy``, ``in_training_data``); empty for images.
+        seconds: wall time of the sampling itself.
+        extra: family-specific facts a front end may show (for inpainting: ``names``, ``known``).
+    """
+
+    chain: Any
+    outputs: Any
+    records: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """What scoring a model on data returns: the figures (``values``, JSON-ready) and a text form."""
+
+    values: dict
+    lines: list[str]
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the front ends know about one model family.
+
+    Attributes:
+        name: the name checkpoints record (``config.json`` ``"family"``), e.g. ``"rbm"``.
+        title: how messages name a model of it, e.g. ``"an RBM (string) model"``.
+        label: how messages name its kind of models, e.g. ``"string (RBM)"``.
+        outputs: ``"strings"`` or ``"images"``: how its samples are presented and written.
+        prepare: ``prepare(checkpoint)`` readies a loaded checkpoint (refuses one without the codec
+            its samples need, fills in optional parts); raises UsageError.
+        generate: ``generate(checkpoint, **options) -> Generated``.
+        evaluate: ``evaluate(checkpoint, data, **options) -> Evaluation``.
+        generate_options: the keyword options ``generate`` takes (the CLI refuses the others).
+        evaluate_options: the keyword options ``evaluate`` takes.
+        inpaint: ``inpaint(checkpoint, images, mask, **options) -> Generated``, None when the family
+            cannot fill holes.
+        sweep_names: the settings a sweep grid may vary.
+    """
+
+    name: str
+    title: str
+    label: str
+    outputs: str
+    prepare: Callable
+    generate: Callable
+    evaluate: Callable
+    generate_options: tuple[str, ...]
+    evaluate_options: tuple[str, ...]
+    inpaint: Callable | None = None
+    sweep_names: tuple[str, ...] = ()
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    """Make ``family`` known to the API, the CLI, sweeps and the web page (a later one replaces an
+    earlier one of the same name: a test or plug-in may stand in for a built-in)."""
+    if family.outputs not in ("strings", "images"):
+        raise ValueError(f"Family.outputs must be 'strings' or 'images', got {family.outputs!r}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """The family a checkpoint names; UsageError for one this gibbsdream does not know."""
+    _builtins()
+    if name not in _FAMILIES:
+        raise UsageError(f"a {name!r} model is of a family this gibbsdream does not know; upgrade gibbsdream")
+    return _FAMILIES[name]
+
+
+def family_names() -> list[str]:
+    _builtins()
+    return list(_FAMILIES)
+
+
+def _builtins() -> None:
+    # The built-in families register themselves when their modules are imported; importing them
+    # here (not at package import) keeps `import gibbsdream.families.base` free of PyTorch models.
+    from . import nade, rbm  # noqa: F401
