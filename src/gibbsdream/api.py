@@ -61,7 +61,7 @@ def _refuse_others(family, options: dict, accepted: tuple[str, ...], common: tup
         )
 
 
-GENERATE_COMMON = ("num_samples", "steps", "temperature", "anneal", "every", "seed", "progress")
+GENERATE_COMMON = ("num_samples", "steps", "temperature", "anneal", "every", "seed", "progress", "on_step")
 EVALUATE_COMMON = ("seed", "progress")
 
 
@@ -69,7 +69,8 @@ def generate(checkpoint, *, device="auto", **options) -> Generated:
     """Generate from a checkpoint (a folder or a loaded :class:`Checkpoint`).
 
     Options every family takes: ``num_samples``, ``steps``, ``temperature`` (a number or
-    ``"start:end"``), ``anneal``, ``every`` (keep frames), ``seed``, ``progress``. String models
+    ``"start:end"``), ``anneal``, ``every`` (keep frames), ``seed``, ``progress``, ``on_step`` (``on_step(n, states,
+    trace)`` after every step). String models
     (RBM) also take ``init``, ``final``, ``prefix``, ``suffix``, ``dedupe``, ``engine``; image
     models (NADE) ``sampler``, ``block``, ``caption``. See each family's ``generate``.
 

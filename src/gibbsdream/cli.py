@@ -276,12 +276,13 @@ PRESENTATION_OPTIONS = {"sample": {"strings": ("output_format",), "images": ("gi
 
 def _options_by_family(field: str, presentation: dict | None = None) -> dict:
     """{family name: the command options only it takes}: its :class:`~gibbsdream.families.Family`
-    ``field`` (``generate_options``, ``evaluate_options``) and the ``presentation`` options of its
-    kind of outputs (``{"strings": (...), "images": (...)}``)."""
+    ``field`` (``generate_options``, ``evaluate_options``; ``"outputs"``: none) and the
+    ``presentation`` options of its kind of outputs (``{"strings": (...), "images": (...)}``)."""
     from .families import family_names, get_family
 
     families = [get_family(name) for name in family_names()]
-    return {f.name: (*getattr(f, field), *(presentation or {}).get(f.outputs, ())) for f in families}
+    own = {f.name: getattr(f, field) if field != "outputs" else () for f in families}
+    return {f.name: (*own[f.name], *(presentation or {}).get(f.outputs, ())) for f in families}
 
 
 def _only_for(ctx, family: str, options: dict) -> None:

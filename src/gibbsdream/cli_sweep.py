@@ -12,8 +12,11 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _check_output, _only_for, _positive, _say, app, option
+from .cli import DEVICE_HELP, _check_output, _only_for, _options_by_family, _positive, _say, app, option
 from .errors import Terminated, UsageError
+
+# The sweep options that apply to one kind of outputs only.
+SWEEP_OPTIONS = {"strings": ("chains",), "images": ("problems", "mask", "image", "samples", "caption", "every")}
 
 GRID_HELP = (
     "NAME=V1,V2,... (repeatable): a setting and the values to try. Names: temperature (1, 0.5, 1.5:0.2), anneal, "
@@ -35,7 +38,7 @@ def _check_memory(spec, workers: int) -> None:
     config = _read_config(Path(spec.checkpoint))
     model, steps = config.get("model", {}), max(cell["steps"] for cell in spec.cells)
     try:
-        if spec.family == "rbm":
+        if spec.family == "rbm":  # the memory model of each built-in family; others are not pre-flighted
             V, H, K = (int(model[k]) for k in ("num_visible", "num_hidden", "num_categories"))
             needed = rbm_sampling_bytes(spec.chains, V, K, H, steps, threads=os.cpu_count() or 1)
             base = rbm_sampling_bytes(spec.chains, V, K, H, 0, threads=os.cpu_count() or 1)
@@ -43,7 +46,7 @@ def _check_memory(spec, workers: int) -> None:
                 product_text(("--chains", spec.chains), (V, "positions"), (K, "categories")),
                 "lower --chains",
             )
-        else:
+        elif spec.family == "nade":
             codec = config.get("codec", {})
             C, H, W, K = (int(codec[k]) for k in ("channels", "height", "width", "levels"))
             images = spec.problems * spec.samples
@@ -53,6 +56,8 @@ def _check_memory(spec, workers: int) -> None:
             base = image_sampling_bytes(images, C, H, W, K, int(model["width"]), 0, 0)
             what = product_text(("--problems", spec.problems), ("--samples", spec.samples)) + f" images of {C}x{H}x{W}"
             remedy = "lower --problems or --samples (or raise --every)"
+        else:
+            return
     except (KeyError, TypeError, ValueError):
         return  # an unusual config: loading the checkpoint says what is wrong with it
     if needed - base > needed / 2:  # the per-step trace and frames dominate
@@ -109,11 +114,12 @@ def sweep_command(
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
     from .checkpoint import checkpoint_family
+    from .families import get_family
     from .report import SCORES, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
-    family = checkpoint_family(checkpoint)
-    _only_for(ctx, family, {"rbm": ("chains",), "nade": ("problems", "mask", "image", "samples", "caption", "every")})
+    family = get_family(checkpoint_family(checkpoint))
+    _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
     for name, value in (("chains", chains), ("problems", problems), ("samples", samples), ("workers", workers)):
         _positive(name, value)
     if every is not None:
@@ -129,7 +135,7 @@ def sweep_command(
         entries.append(f"caption={caption.replace(';', ',')}")
     _check_output(out, "--out", folder=True)
     options = dict(seed=seed, device=device, every=every)
-    if family == "rbm":
+    if family.outputs == "strings":
         options.update(chains=chains)
     else:
         options.update(problems=problems, mask=mask, image=image, samples=samples)
@@ -154,6 +160,6 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        key, title, higher = SCORES[family]
+        key, title, higher = SCORES[family.outputs]
         best = (max if higher else min)(cells, key=lambda c: c["row"][key])
         _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")

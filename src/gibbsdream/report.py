@@ -13,17 +13,17 @@ from pathlib import Path
 
 from .files import atomic_write_bytes, atomic_write_text
 
-SCORES = {  # family -> (row key, axis label, higher is better)
-    "rbm": ("mean_final_energy", "mean final free energy (T = 1)", False),
-    "nade": ("mean_final_log_prob", "mean log-probability of the last redraw", True),
+SCORES = {  # kind of outputs -> (row key, axis label, higher is better)
+    "strings": ("mean_final_energy", "mean final free energy (T = 1)", False),
+    "images": ("mean_final_log_prob", "mean log-probability of the last redraw", True),
 }
 DIVERSITY = {
-    "rbm": "diversity: share of unique samples",
-    "nade": "diversity: share of hole pixels where two completions differ",
+    "strings": "diversity: share of unique samples",
+    "images": "diversity: share of hole pixels where two completions differ",
 }
 TRACE_LABEL = {
-    "rbm": "mean free energy F(v) at T = 1",
-    "nade": "mean log-probability of the variables redrawn",
+    "strings": "mean free energy F(v) at T = 1",
+    "images": "mean log-probability of the variables redrawn",
 }
 MAX_STRINGS = 25  # samples listed per string cell (the rest are counted)
 
@@ -57,7 +57,7 @@ def write_report(spec, cells: list[dict], out, command: str | None = None) -> di
 
 
 def _problem_text(spec) -> str:
-    if spec.family == "rbm":
+    if spec.outputs == "strings":
         return f"{spec.chains} chains from the same starting states"
     if spec.mask == "blank":
         return f"{spec.problems} blank canvases x {spec.samples} chains each"
@@ -98,7 +98,7 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     longest = max((len(c["mean_trace"]) for c in cells), default=0)
     # Image traces average a new random block each step and jump about; a running mean shows the trend.
-    window = max(1, longest // 25) if spec.family == "nade" else 1
+    window = max(1, longest // 25) if spec.outputs == "images" else 1
     for cell, colour in zip(cells, _colours(plt, len(cells))):
         trace = np.array([np.nan if v is None else v for v in cell["mean_trace"]], dtype=float)
         steps = np.flatnonzero(~np.isnan(trace))
@@ -112,7 +112,7 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
         ax.set_xlabel("step (symmetric log scale)")
     else:
         ax.set_xlabel("step")
-    ax.set_ylabel(TRACE_LABEL[spec.family] + (f"\n(running mean over {window} steps)" if window > 1 else ""))
+    ax.set_ylabel(TRACE_LABEL[spec.outputs] + (f"\n(running mean over {window} steps)" if window > 1 else ""))
     ax.set_title("Mean trace over steps, per combination")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -124,7 +124,7 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
 def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     """Final energy (or log-probability) against diversity, one labelled point per combination."""
     plt = _figure()
-    key, score_label, _ = SCORES[spec.family]
+    key, score_label, _ = SCORES[spec.outputs]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     plotted = 0
     for cell, colour in zip(cells, _colours(plt, len(cells))):
@@ -134,7 +134,7 @@ def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
         ax.scatter([x], [y], color=colour, s=36, label=f"{cell['cell']}: {cell['label']}")
         ax.annotate(str(cell["cell"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         plotted += 1
-    ax.set_xlabel(DIVERSITY[spec.family])
+    ax.set_xlabel(DIVERSITY[spec.outputs])
     ax.set_ylabel(score_label)
     ax.set_title("Final score against diversity, per combination")
     if not plotted:
@@ -197,18 +197,18 @@ def _fmt(value) -> str:
 
 
 def _page(spec, cells: list[dict], command: str | None) -> str:
-    key, score_label, higher_better = SCORES[spec.family]
+    key, score_label, higher_better = SCORES[spec.outputs]
     varying = spec.varying
     fixed = {name: values[0] for name, values in spec.grid.items() if len(values) == 1}
     scores = [c["row"].get(key) for c in cells if c["row"].get(key) is not None]
     best = (max(scores) if higher_better else min(scores)) if scores else None
-    metrics = [(key, "final log p" if spec.family == "nade" else "mean final energy")]
-    if spec.family == "rbm":
+    metrics = [(key, "final log p" if spec.outputs == "images" else "mean final energy")]
+    if spec.outputs == "strings":
         metrics.append(("lowest_final_energy", "lowest energy"))
-    if spec.family == "nade":  # for strings diversity is the unique share, shown next
+    if spec.outputs == "images":  # for strings diversity is the unique share, shown next
         metrics.append(("diversity", "diversity"))
     metrics += [("unique_share", "unique"), ("in_training_share", "in training data")]
-    if spec.family == "nade" and spec.mask != "blank":
+    if spec.outputs == "images" and spec.mask != "blank":
         metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
     metrics.append(("seconds", "seconds"))
     head = (
@@ -236,7 +236,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     legend = (
         "In each cell the lowest-energy sample is highlighted; grey italics are strings already in "
         "the training data; ×n counts repeats. "
-        if spec.family == "rbm"
+        if spec.outputs == "strings"
         else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
     )
     best_note = ("highest" if higher_better else "lowest") + f" {html.escape(score_label)}"
@@ -270,7 +270,7 @@ Fixed settings: {fixed_text}. The shaded row has the {best_note}.
 
 
 def _chains_html(spec, cell: dict) -> str:
-    if spec.family == "nade":
+    if spec.outputs == "images":
         figures = []
         for gif, name in zip(cell["gifs"], cell["problems"]):
             alt = f"problem {name}, {cell['label']}"

@@ -27,35 +27,30 @@ import torch
 from .errors import UsageError
 from .files import json_numbers
 
-FAMILY_NAMES = {"rbm": "string (RBM)", "nade": "image (NADE)"}
-
-# Every grid name, the families it applies to, and its default (the `sample` command's).
+# Every grid name, with an example of its values (each Family.sweep_defaults says which names it takes).
 GRID_NAMES = {
-    "temperature": ("rbm", "nade"),
-    "anneal": ("rbm", "nade"),
-    "steps": ("rbm", "nade"),
-    "init": ("rbm",),
-    "final": ("rbm",),
-    "block": ("nade",),
-    "sampler": ("nade",),
-    "caption": ("nade",),
-}
-DEFAULTS = {
-    "rbm": {"temperature": "1", "anneal": "geometric", "steps": 1000, "init": "uniform", "final": "sample"},
-    "nade": {
-        "temperature": "1",
-        "anneal": "geometric",
-        "steps": 200,
-        "block": "yao:0.9,0.1,0.7",
-        "sampler": "gibbs",
-        "caption": None,
-    },
+    "temperature": "1,0.5,1.5:0.2",
+    "anneal": "geometric,linear",
+    "steps": "100,1000",
+    "init": "uniform,train",
+    "final": "sample,argmax",
+    "block": "0.5;yao:0.9,0.1,0.7",
+    "sampler": "gibbs,ancestral",
+    "caption": "none;a red square",
 }
 NO_CAPTION = ("none", "")
 
 
 def valid_names(family: str) -> list[str]:
-    return [name for name, families in GRID_NAMES.items() if family in families]
+    from .families import get_family
+
+    return list(get_family(family).sweep_defaults)
+
+
+def _families_taking(name: str) -> list:
+    from .families import family_names, get_family
+
+    return [get_family(f) for f in family_names() if name in get_family(f).sweep_defaults]
 
 
 def _split_values(text: str) -> list[str]:
@@ -84,13 +79,16 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
             raise UsageError(
                 f"cannot read --grid {entry!r}: expected NAME=V1,V2,... with NAME one of {', '.join(names)}"
             )
-        if name not in GRID_NAMES:
+        taking = _families_taking(name)
+        if name not in GRID_NAMES or not taking:
             raise UsageError(f"unknown grid name {name!r}; choose one of {', '.join(names)}")
-        if family not in GRID_NAMES[name]:
+        if name not in names:
+            from .families import get_family
+
             raise UsageError(
                 f"grid name {name!r} applies to "
-                f"{' and '.join(FAMILY_NAMES[f] for f in GRID_NAMES[name])} models, and this "
-                f"checkpoint holds a {FAMILY_NAMES[family]} model; choose one of {', '.join(names)}"
+                f"{' and '.join(f.label for f in taking)} models, and this "
+                f"checkpoint holds a {get_family(family).label} model; choose one of {', '.join(names)}"
             )
         if name in grid:
             raise UsageError(f"--grid {name}=... is given twice; put all its values in one list")
@@ -105,16 +103,7 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
 
 
 def _example(name: str) -> str:
-    return {
-        "temperature": "1,0.5,1.5:0.2",
-        "anneal": "geometric,linear",
-        "steps": "100,1000",
-        "init": "uniform,train",
-        "final": "sample,argmax",
-        "block": "0.5;yao:0.9,0.1,0.7",
-        "sampler": "gibbs,ancestral",
-        "caption": "none;a red square",
-    }[name]
+    return GRID_NAMES[name]
 
 
 def check_value(name: str, text: str):
@@ -150,7 +139,10 @@ def check_value(name: str, text: str):
 def combinations(grid: dict[str, list], family: str) -> list[dict]:
     """Every combination of the grid, in row-major order, with the defaults filled in."""
     names = list(grid)
-    return [{**DEFAULTS[family], **dict(zip(names, values))} for values in itertools.product(*grid.values())]
+    from .families import get_family
+
+    defaults = get_family(family).sweep_defaults
+    return [{**defaults, **dict(zip(names, values))} for values in itertools.product(*grid.values())]
 
 
 def label(settings: dict, varying: list[str]) -> str:
@@ -190,7 +182,9 @@ class SweepSpec:
 
         config = _read_config(Path(checkpoint))
         family = str(config.get("family"))
-        if family not in DEFAULTS:
+        from .families import family_names
+
+        if family not in family_names():
             raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
         grid = parse_grid(grid_entries, family)
         identity = checkpoint_identity(checkpoint)
@@ -208,6 +202,13 @@ class SweepSpec:
         for key in ("device", "checkpoint"):
             mine.pop(key, None), theirs.pop(key, None)
         return mine == theirs
+
+    @property
+    def outputs(self) -> str:
+        """``"strings"`` or ``"images"``: what the family's samples are (how cells are run and shown)."""
+        from .families import get_family
+
+        return get_family(self.family).outputs
 
     @property
     def varying(self) -> list[str]:
@@ -230,17 +231,14 @@ class Problems:
 
 def load_problems(spec: SweepSpec) -> Problems:
     """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
-    from .checkpoint import load_checkpoint
+    from .api import load
     from .training import resolve_device
 
     device = resolve_device(spec.device)
-    ckpt = load_checkpoint(spec.checkpoint, device=device, family=spec.family)
-    if ckpt.codec is None:
-        raise UsageError(f"checkpoint {spec.checkpoint} has no codec, so its samples cannot be shown; retrain it")
-    ckpt.model.eval()
+    ckpt = load(spec.checkpoint, device=device, family=spec.family)
     for caption in spec.grid.get("caption", []):
         caption_context(ckpt, caption)  # refuse a bad caption before any sampling
-    if spec.family == "rbm":
+    if spec.outputs == "strings":
         from .summary import training_strings
 
         return Problems(ckpt=ckpt, training_keys=training_strings(ckpt))
@@ -283,7 +281,7 @@ def run_cell(spec: SweepSpec, problems: Problems, index: int, out: Path) -> dict
     """Sample one combination of the grid; write its GIFs and ``cells/NNN.json``; return the cell record."""
     settings = spec.cells[index]
     started = time.perf_counter()
-    if spec.family == "rbm":
+    if spec.outputs == "strings":
         record = _run_string_cell(spec, problems, settings)
     else:
         record = _run_image_cell(spec, problems, settings, index, out)
@@ -305,24 +303,11 @@ def _mean_trace(chain) -> list:
 
 
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
-    from .sampling import sample
-    from .summary import string_records, summarize_records
+    from .api import generate
+    from .summary import summarize_records
 
-    ckpt = problems.ckpt
-    train = ckpt.data.get("train")
-    chain = sample(
-        ckpt.model,
-        num_chains=spec.chains,
-        steps=settings["steps"],
-        temperature=settings["temperature"],
-        anneal=settings["anneal"],
-        init=settings["init"],
-        final=settings["final"],
-        seed=spec.seed,
-        data=train if train is not None and len(train) else None,
-        codec=ckpt.codec,
-    )
-    records = string_records(chain, ckpt.codec, problems.training_keys)
+    dream = generate(problems.ckpt, num_samples=spec.chains, seed=spec.seed, **settings)
+    records = dream.records
     summary = summarize_records(records)
     energies = [r["energy"] for r in records]
     row = {
@@ -333,31 +318,22 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
         "in_training_share": round(summary["in_training_share"], 4),
     }
     samples = [{"text": r["text"], "energy": r["energy"], "in_training_data": r["in_training_data"]} for r in records]
-    return {"row": row, "mean_trace": _mean_trace(chain), "samples": samples}
+    return {"row": row, "mean_trace": _mean_trace(dream.chain), "samples": samples}
 
 
 def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
-    from .sampling import sample
-    from .sampling.registry import applicable
+    from .api import inpaint
     from .viz import chain_gif
 
     ckpt, codec = problems.ckpt, problems.ckpt.codec
-    context = caption_context(ckpt, settings["caption"])
-    chain = sample(
-        ckpt.model,
-        x=problems.x,
-        known=problems.known,
-        sampler=settings["sampler"],
-        steps=settings["steps"],
-        temperature=settings["temperature"],
-        anneal=settings["anneal"],
+    chain = inpaint(
+        ckpt,
+        problems.x,
+        problems.known,
         seed=spec.seed,
-        context=context,
-        record_every=frame_every(spec, settings["steps"]),
-        **applicable("conditional", settings["sampler"], block=settings["block"]),
-    )
-    if not torch.equal(chain.samples[problems.known], problems.x[problems.known]):
-        raise RuntimeError("a known pixel changed during sampling")  # the samplers promise this
+        every=frame_every(spec, settings["steps"]),
+        **settings,
+    ).chain
     frames, known = chain.frames.cpu(), problems.known.cpu()
     gifs = []
     for p, name in enumerate(problems.names):

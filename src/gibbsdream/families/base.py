@@ -59,7 +59,7 @@ class Family:
         evaluate_options: the keyword options ``evaluate`` takes.
         inpaint: ``inpaint(checkpoint, images, mask, **options) -> Generated``, None when the family
             cannot fill holes.
-        sweep_names: the settings a sweep grid may vary.
+        sweep_defaults: the settings a sweep grid may vary, with their defaults (those of generating).
     """
 
     name: str
@@ -72,7 +72,7 @@ class Family:
     generate_options: tuple[str, ...]
     evaluate_options: tuple[str, ...]
     inpaint: Callable | None = None
-    sweep_names: tuple[str, ...] = ()
+    sweep_defaults: dict = field(default_factory=dict)
 
 
 _FAMILIES: dict[str, Family] = {}

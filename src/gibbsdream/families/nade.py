@@ -62,6 +62,7 @@ def run_sampler(
     every=None,
     progress=False,
     context=None,
+    on_step=None,
 ):
     """One conditional sampler run over ``x`` ``(N, C, H, W)`` with ``known`` clamped; the block
     schedule goes to the samplers that take one (the registry says which)."""
@@ -80,6 +81,7 @@ def run_sampler(
         record_every=every,
         progress=progress,
         context=context,
+        on_step=on_step,
         **applicable("conditional", sampler, block=block),
     )
 
@@ -105,6 +107,7 @@ def generate(
     every: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    on_step=None,
 ) -> Generated:
     """Generate ``num_samples`` images from a blank canvas.
 
@@ -118,6 +121,7 @@ def generate(
         caption: what the image should show (captioned models only; text, or token ids).
         every: keep frames every this many steps (for an animation).
         seed: same seed, same device: same images.
+        on_step: called as ``on_step(n, states, trace)`` after every step (a live view).
 
     Returns:
         :class:`Generated` with ``outputs`` the ``(N, H, W, C)`` uint8 pixels and the chain (its
@@ -142,6 +146,7 @@ def generate(
         every=every,
         progress=progress,
         context=context,
+        on_step=on_step,
     )
     return Generated(chain=chain, outputs=_pixels(codec, chain.samples), seconds=time.perf_counter() - started)
 
@@ -161,6 +166,7 @@ def inpaint(
     every: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    on_step=None,
 ) -> Generated:
     """Fill the holes of ``images``; the known pixels never change.
 
@@ -207,6 +213,7 @@ def inpaint(
         every=every,
         progress=progress,
         context=context,
+        on_step=on_step,
     )
     seconds = time.perf_counter() - started
     if not torch.equal(chain.samples[known], x[known]):  # the samplers promise this; never ship a broken result
@@ -349,5 +356,13 @@ FAMILY = register(
         inpaint=inpaint,
         generate_options=("sampler", "block", "caption"),
         evaluate_options=("orders", "batch_size", "max_images", "caption"),
+        sweep_defaults={
+            "temperature": "1",
+            "anneal": "geometric",
+            "steps": DEFAULT_STEPS,
+            "block": DEFAULT_BLOCK,
+            "sampler": "gibbs",
+            "caption": None,
+        },
     )
 )

@@ -46,6 +46,7 @@ def generate(
     engine: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    on_step=None,
 ) -> Generated:
     """Run ``num_samples`` block-Gibbs chains of the checkpoint's RBM and decode them.
 
@@ -61,6 +62,7 @@ def generate(
         dedupe: with ``every``, drop a string already seen in the same chain.
         engine: ``"auto"``, ``"torch"`` or ``"numba"``.
         seed: same seed, same device: same samples.
+        on_step: called as ``on_step(n, states, trace)`` after every sweep (a live view).
 
     Returns:
         :class:`Generated` with ``outputs`` the decoded strings (one per record) and ``records``
@@ -99,6 +101,7 @@ def generate(
         record_every=every,
         progress=progress,
         engine=engine,
+        on_step=on_step,
     )
     seconds = time.perf_counter() - started
     records = string_records(chain, codec, training_strings(checkpoint), dedupe=dedupe)
@@ -193,6 +196,12 @@ FAMILY = register(
         evaluate=evaluate,
         generate_options=("init", "final", "prefix", "suffix", "dedupe", "engine"),
         evaluate_options=("method", "ais_runs", "ais_betas", "skip_invalid"),
-        sweep_names=(),
+        sweep_defaults={
+            "temperature": "1",
+            "anneal": "geometric",
+            "steps": DEFAULT_STEPS,
+            "init": "uniform",
+            "final": "sample",
+        },
     )
 )

@@ -39,7 +39,7 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 
 from ..errors import UsageError
 from ..files import json_numbers
-from ..sampling.registry import applicable, sampler_names, samplers
+from ..sampling.registry import sampler_names, samplers
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
@@ -393,33 +393,30 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     every = max(1, steps // 50)  # about 50 GIF frames, as the command line makes
     job = Job("image", served.name, steps, inputs={"x": x, "known": known, "seed": seed})
     context = None
-    if caption:
-        from ..data.captions import caption_context
+    if caption:  # refused now (a 400), not when the job runs
+        from ..families.nade import caption_ids
 
-        context = caption_context(served.model, [caption], served.device)
+        context = caption_ids(served.checkpoint, caption)
 
     def work(job: Job) -> dict:
-        from ..sampling import sample
+        from ..api import inpaint
 
-        device = served.device
-        chain = sample(
-            served.model,
-            x=x.to(device),
-            known=known.to(device),
+        filled = inpaint(
+            served.checkpoint,
+            x,
+            known,
             sampler=sampler,
             steps=steps,
             temperature=temperature,
             anneal=anneal,
+            block=block,
+            caption=context,
+            every=every,
             seed=seed,
-            record_every=every,
-            context=context,
             on_step=job.on_step,
-            **applicable("conditional", sampler, block=block),
         )
-        samples, kept = chain.samples.cpu(), known
-        if not torch.equal(samples[kept], x[kept]):  # the samplers promise this; never show a broken result
-            raise RuntimeError("a known pixel changed during sampling")
-        return {"samples": samples, "frames": chain.frames.cpu(), "settings": chain.settings}
+        chain = filled.chain
+        return {"samples": chain.samples.cpu(), "frames": chain.frames.cpu(), "settings": chain.settings}
 
     return jobs.submit(job, work)
 
@@ -437,34 +434,33 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
     final = _choice(body, "final", "sample", FINALS, "final")
     if _text(body, "caption", "", "caption"):
         raise UsageError(f"model {served.name} is a string model; it takes no caption")
-    x = known = None
-    for what in ("prefix", "suffix"):
-        text = _text(body, what, "", what, limits.max_prefix)
+    prefix, suffix = (_text(body, what, "", what, limits.max_prefix) for what in ("prefix", "suffix"))
+    for text, clamp in ((prefix, codec.clamp_prefix), (suffix, codec.clamp_suffix)):
         if text:
-            x, known = codec.clamp_prefix(text) if what == "prefix" else codec.clamp_suffix(text)
+            clamp(text)  # a string the codec cannot clamp is refused now, not in the job
+    if prefix and suffix:
+        raise UsageError("give a prefix or a suffix, not both")
     train = served.checkpoint.data["train"]
     if init in ("train", "silhouettes") and not len(train):
         raise UsageError(f"model {served.name} keeps no training strings, so init {init!r} cannot be used")
     job = Job("strings", served.name, steps, inputs={"seed": seed})
 
     def work(job: Job) -> dict:
-        from ..sampling import sample
+        from ..api import generate
 
-        chain = sample(
-            served.model,
-            num_chains=chains,
+        chain = generate(
+            served.checkpoint,
+            num_samples=chains,
             steps=steps,
             temperature=temperature,
             anneal=anneal,
             init=init,
-            x=x,
-            known=known,
             final=final,
+            prefix=prefix or None,
+            suffix=suffix or None,
             seed=seed,
-            data=train if len(train) else None,
-            codec=codec,
             on_step=job.on_step,
-        )
+        ).chain
         return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
 
     return jobs.submit(job, work)
