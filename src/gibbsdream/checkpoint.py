@@ -383,6 +383,16 @@ class Checkpoint:
 
 
 FAMILY_NAMES = {"rbm": "an RBM (string) model", "nade": "an Orderless NADE (image) model"}
+# Model classes of families beyond the built-in two, by family name (gibbsdream.families.register
+# adds them): loading builds a checkpoint's model from the class its "family" names.
+_MODEL_CLASSES: dict[str, type] = {}
+
+
+def register_model_class(family: str, model_class: type, title: str) -> None:
+    """Let checkpoints of ``family`` load: ``model_class(**config["model"])`` builds the model (it
+    must build on the meta device; see :mod:`gibbsdream.models.shapes`), ``title`` names it in messages."""
+    _MODEL_CLASSES[family] = model_class
+    FAMILY_NAMES[family] = title
 
 
 def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | None = None) -> Checkpoint:
@@ -411,7 +421,7 @@ def _model_class(family: str):
     from .models.nade import OrderlessNADE
     from .models.rbm import RBM
 
-    return {"rbm": RBM, "nade": OrderlessNADE}.get(family)
+    return {"rbm": RBM, "nade": OrderlessNADE, **_MODEL_CLASSES}.get(family)
 
 
 def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | None) -> Checkpoint:
@@ -541,16 +551,15 @@ def _codec(folder: Path, config: dict, model):
         raise UsageError(
             f"checkpoint {folder} is corrupt: its codec settings are unreadable; retrain or restore it"
         ) from None
+    # What a codec needs of a model is its sizes, whatever its family: a string codec, one
+    # position per visible unit; an image codec, its channels and levels.
     if codec_config["kind"] == "string":
-        fits = (
-            model.family == "rbm"
-            and codec.num_categories == model.num_categories
-            and codec.max_length == model.num_visible
+        fits = codec.num_categories == getattr(model, "num_categories", None) and codec.max_length == getattr(
+            model, "num_visible", None
         )
     else:
         fits = (
-            model.family == "nade"
-            and codec.channels == model.channels
+            codec.channels == getattr(model, "channels", None)
             and codec.levels == model.num_categories
             and 1 <= codec.height <= 2**14
             and 1 <= codec.width <= 2**14
@@ -584,7 +593,11 @@ def _weights_rule(expected: dict):
 def _data_rule(model, codec):
     """Encoded states: integer tensors of one state per row, values checked after loading."""
     shape = (
-        tuple(model.shape) if model.family == "rbm" else (model.channels, codec.height, codec.width) if codec else None
+        (model.channels, codec.height, codec.width)
+        if getattr(codec, "height", None)
+        else tuple(model.shape)
+        if hasattr(model, "shape") and not hasattr(model, "channels")
+        else None
     )
 
     def rule(name, tensor_shape, dtype):

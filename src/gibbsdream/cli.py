@@ -715,22 +715,25 @@ def sample_command(
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
     ckpt = load(checkpoint, device, family=family.name)
-    _check_string_sampling_memory(ckpt.model, chains, steps, every)
+    if hasattr(ckpt.model, "num_hidden"):  # the memory an RBM's chains take (other families: not pre-flighted)
+        _check_string_sampling_memory(ckpt.model, chains, steps, every)
     dream = generate(
         ckpt,
         num_samples=chains,
         steps=steps,
         temperature=temperature,
         anneal=anneal,
-        init=init,
-        final=final,
-        prefix=prefix,
-        suffix=suffix,
         every=every,
-        dedupe=dedupe,
-        engine=engine,
         seed=seed,
         progress=not quiet,
+        # the family's own options (an RBM takes them all; _only_for refused any given to a family without)
+        **{
+            name: value
+            for name, value in dict(
+                init=init, final=final, prefix=prefix, suffix=suffix, dedupe=dedupe, engine=engine
+            ).items()
+            if name in family.generate_options
+        },
     )
     records = dream.records
     if output_format == "jsonl":

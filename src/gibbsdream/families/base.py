@@ -60,6 +60,8 @@ class Family:
         inpaint: ``inpaint(checkpoint, images, mask, **options) -> Generated``, None when the family
             cannot fill holes.
         sweep_defaults: the settings a sweep grid may vary, with their defaults (those of generating).
+        model_class: for a family beyond the built-in two, the model class its checkpoints hold
+            (``model_class(**config["model"])``), registered with the checkpoint loader.
     """
 
     name: str
@@ -73,6 +75,7 @@ class Family:
     evaluate_options: tuple[str, ...]
     inpaint: Callable | None = None
     sweep_defaults: dict = field(default_factory=dict)
+    model_class: type | None = None
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -83,6 +86,10 @@ def register(family: Family) -> Family:
     earlier one of the same name: a test or plug-in may stand in for a built-in)."""
     if family.outputs not in ("strings", "images"):
         raise ValueError(f"Family.outputs must be 'strings' or 'images', got {family.outputs!r}")
+    if family.model_class is not None:
+        from ..checkpoint import register_model_class
+
+        register_model_class(family.name, family.model_class, family.title)
     _FAMILIES[family.name] = family
     return family
 

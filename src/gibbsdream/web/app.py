@@ -88,6 +88,13 @@ class ServedModel:
         return self.checkpoint.family
 
     @property
+    def outputs(self) -> str:
+        """``"strings"`` or ``"images"``: which page and which jobs the model gets."""
+        from ..families import get_family
+
+        return get_family(self.family).outputs
+
+    @property
     def model(self):
         return self.checkpoint.model
 
@@ -98,6 +105,13 @@ class ServedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def takes(self) -> tuple[str, ...]:
+        """The generating options of the model's family beyond the common ones."""
+        from ..families import get_family
+
+        return get_family(self.family).generate_options
 
     def has_caption(self) -> bool:
         from ..data.captions import has_captions
@@ -114,7 +128,7 @@ class ServedModel:
 
     def describe(self) -> dict:
         about = {"name": self.name, "family": self.family, "path": str(self.checkpoint.path)}
-        if self.family == "nade":
+        if self.outputs == "images":
             c = self.codec
             split, states = self.gallery()
             about.update(
@@ -138,8 +152,8 @@ class ServedModel:
                 alphabet=c.alphabet,
                 pad_side=c.pad_side,
                 clamp="prefix" if c.pad_side == "right" else "suffix",
-                inits=list(INITS),
-                hidden=self.model.num_hidden,
+                inits=list(INITS) if "init" in self.takes else [],
+                hidden=getattr(self.model, "num_hidden", None),
             )
         return about
 
@@ -440,10 +454,12 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             clamp(text)  # a string the codec cannot clamp is refused now, not in the job
     if prefix and suffix:
         raise UsageError("give a prefix or a suffix, not both")
-    train = served.checkpoint.data["train"]
-    if init in ("train", "silhouettes") and not len(train):
+    train = served.checkpoint.data.get("train", ())
+    if "init" in served.takes and init in ("train", "silhouettes") and not len(train):
         raise UsageError(f"model {served.name} keeps no training strings, so init {init!r} cannot be used")
     job = Job("strings", served.name, steps, inputs={"seed": seed})
+    # what this family takes of the page's fields (an RBM all of them)
+    options = {"init": init, "final": final, "prefix": prefix or None, "suffix": suffix or None}
 
     def work(job: Job) -> dict:
         from ..api import generate
@@ -454,12 +470,9 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             steps=steps,
             temperature=temperature,
             anneal=anneal,
-            init=init,
-            final=final,
-            prefix=prefix or None,
-            suffix=suffix or None,
             seed=seed,
             on_step=job.on_step,
+            **{k: v for k, v in options.items() if k in served.takes},
         ).chain
         return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
 
@@ -642,7 +655,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     @app.get("/api/models/{name}/images")
     def gallery(name: str):
         served = model(name)
-        if served.family != "nade":
+        if served.outputs != "images":
             raise UsageError(f"model {name} is a string model; it has no images")
         split, states = served.gallery()
         images = [
@@ -654,7 +667,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     @app.post("/api/models/{name}/upload")
     async def upload(name: str, request: Request):
         served = model(name)
-        if served.family != "nade":
+        if served.outputs != "images":
             raise UsageError(f"model {name} is a string model; it takes no images")
         body = await body_of(request)
         with jobs.slot():  # a decoding upload holds a job place: eight 4096x4096 images at once would not fit
@@ -665,7 +678,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     @app.post("/api/models/{name}/mask")
     async def mask(name: str, request: Request):
         served = model(name)
-        if served.family != "nade":
+        if served.outputs != "images":
             raise UsageError(f"model {name} is a string model; it takes no mask")
         body = await body_of(request)
         seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
@@ -676,7 +689,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     async def start(request: Request):
         body = await body_of(request)
         served = model(_text(body, "model", "", "model"))
-        start_job = start_image_job if served.family == "nade" else start_string_job
+        start_job = start_image_job if served.outputs == "images" else start_string_job
         job = await run_in_threadpool(start_job, served, body, limits, jobs)
         return {"id": job.id, "steps": job.steps}
 
