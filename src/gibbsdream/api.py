@@ -49,6 +49,19 @@ def load(path, device="auto", family: str | None = None) -> Checkpoint:
     return checkpoint
 
 
+def family_of(path):
+    """The :class:`~gibbsdream.families.Family` of a checkpoint folder, read from its config.json
+    (UsageError for a folder that is not a checkpoint, or one of a family this gibbsdream lacks)."""
+    from . import checkpoint  # looked up at call time: tests inject deep failures into checkpoint_family
+
+    name = checkpoint.checkpoint_family(path)
+    if name not in family_names():
+        raise UsageError(
+            f"{path} holds an unknown model family {name!r}; upgrade gibbsdream (or restore its config.json)"
+        )
+    return get_family(name)
+
+
 def _loaded(checkpoint, device) -> Checkpoint:
     return checkpoint if isinstance(checkpoint, Checkpoint) else load(checkpoint, device)
 

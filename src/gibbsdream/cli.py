@@ -674,14 +674,12 @@ def sample_command(
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
 
-    from .api import generate, load
-    from .checkpoint import checkpoint_family
-    from .families import get_family
+    from .api import family_of, generate, load
     from .files import atomic_write_text
     from .summary import summarize_records
 
     _positive("chains", chains)
-    family = get_family(checkpoint_family(checkpoint))
+    family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("generate_options", PRESENTATION_OPTIONS["sample"]))
     if family.outputs == "images":
         from .cli_images import sample_images
@@ -810,12 +808,10 @@ def evaluate_command(
     quiet,
 ):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
-    from .api import evaluate, load
-    from .checkpoint import checkpoint_family
-    from .families import get_family
+    from .api import evaluate, family_of, load
     from .likelihood import resolve_method
 
-    family = get_family(checkpoint_family(checkpoint))
+    family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("evaluate_options"))
     if family.outputs == "images":
         from .cli_images import evaluate_images

@@ -113,12 +113,11 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from .checkpoint import checkpoint_family
-    from .families import get_family
+    from .api import family_of
     from .report import SCORES, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
-    family = get_family(checkpoint_family(checkpoint))
+    family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
     for name, value in (("chains", chains), ("problems", problems), ("samples", samples), ("workers", workers)):
         _positive(name, value)
