@@ -193,3 +193,27 @@ def test_the_web_api_serves_it(toy):
             break
     assert status["state"] == "done", status
     assert get_family("toy-table").outputs == "strings"
+
+
+def test_a_command_added_outside_the_package_runs_through_the_api(toy, capsys):
+    """A command is a click function on gibbsdream.cli.app that parses flags, calls the API and
+    presents; a UsageError it lets through is one `error:` line and exit 2."""
+    import click
+
+    from gibbsdream.cli import app
+
+    @app.command("toy-best")
+    @click.argument("checkpoint")
+    @click.option("--chains", default=200)
+    def toy_best(checkpoint, chains):
+        dream = gibbsdream.generate(checkpoint, num_samples=chains, steps=10, device="cpu")
+        click.echo(max(set(dream.outputs), key=dream.outputs.count))
+
+    try:
+        folder, _, _ = toy
+        code, out, _ = run_cli(capsys, "toy-best", folder)
+        assert code == 0 and out.strip() == "abc"  # the table's most likely string
+        code, _, err = run_cli(capsys, "toy-best", folder.parent / "missing")
+        assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    finally:
+        app.commands.pop("toy-best")
