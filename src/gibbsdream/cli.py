@@ -746,7 +746,7 @@ def sample_command(
         s = summarize_records(records)
         _say(
             f"{s['samples']} samples, T {chain.settings['temperature']}, {steps} steps: "
-            f"mean energy {s['mean_energy']:.2f}, "
+            f"mean {chain.trace_name} {s['mean_energy']:.2f} ({chain.trace_kind.direction}), "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
 

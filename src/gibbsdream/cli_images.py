@@ -119,11 +119,15 @@ def _caption_context(ckpt, caption: str | None):
 
 
 def _trace_json(chain) -> str:
-    """The per-step trace: mean log-probability of the variables redrawn at each step, per image."""
+    """The per-step trace: mean log-probability of the variables redrawn at each step, per image.
+
+    ``"trace"`` names the quantity and its direction; the rows keep their old key ``"mean_log_prob"``.
+    """
     from .files import json_numbers
 
-    rows = chain.energy.T.tolist()  # (N, S+1)
-    return json.dumps({"settings": chain.settings, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
+    rows = chain.trace.T.tolist()  # (N, S+1)
+    record = {"settings": chain.settings, "trace": chain.trace_kind.to_json()}
+    return json.dumps({**record, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
 
 
 # ---- train nade ----------------------------------------------------------------------------------
@@ -678,7 +682,7 @@ def inpaint_command(
 
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
-        final = chain.energy[-1].nanmean().item()
+        final = chain.final_trace.nanmean().item()
         _say(
             f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
             f"T {chain.settings['temperature']}) in {seconds:.1f}s; mean log-prob of the last redraw {final:.3f}; "

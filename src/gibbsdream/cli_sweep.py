@@ -109,7 +109,7 @@ def sweep_command(
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
     from .checkpoint import checkpoint_family
-    from .report import SCORES, write_report
+    from .report import SCORES, trace_kind, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
     family = checkpoint_family(checkpoint)
@@ -154,6 +154,6 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        key, title, higher = SCORES[family]
-        best = (max if higher else min)(cells, key=lambda c: c["row"][key])
+        key, title, _ = SCORES[family]
+        best = min(cells, key=lambda c: trace_kind(spec, cells).sort_key(c["row"][key]))
         _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")

@@ -301,7 +301,8 @@ def cell_path(out: Path, index: int) -> Path:
 
 
 def _mean_trace(chain) -> list:
-    return json_numbers(chain.energy.float().nanmean(1).tolist(), 5)
+    """``(S + 1,)`` the trace averaged over chains, for the cell record's ``"mean_trace"``."""
+    return json_numbers(chain.trace.float().nanmean(1).tolist(), 5)
 
 
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
@@ -333,7 +334,7 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
         "in_training_share": round(summary["in_training_share"], 4),
     }
     samples = [{"text": r["text"], "energy": r["energy"], "in_training_data": r["in_training_data"]} for r in records]
-    return {"row": row, "mean_trace": _mean_trace(chain), "samples": samples}
+    return {"row": row, "mean_trace": _mean_trace(chain), "trace_kind": chain.trace_kind.to_json(), "samples": samples}
 
 
 def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
@@ -367,7 +368,7 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
         gifs.append(relative.as_posix())
     final = chain.samples.cpu()
     row = {
-        "mean_final_log_prob": round(float(chain.energy[-1].float().nanmean()), 5),
+        "mean_final_log_prob": round(float(chain.final_trace.float().nanmean()), 5),
         "diversity": _image_diversity(final, known, spec.samples),
         "unique_share": round(len({bytes(s.to(torch.uint8).numpy()) for s in final}) / len(final), 4),
         "in_training_share": round(
@@ -376,7 +377,13 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     }
     if spec.mask != "blank":
         row["hole_psnr_db"] = _psnr(codec.decode(problems.x.cpu()), codec.decode(final), ~known)
-    return {"row": row, "mean_trace": _mean_trace(chain), "gifs": gifs, "problems": problems.names}
+    return {
+        "row": row,
+        "mean_trace": _mean_trace(chain),
+        "trace_kind": chain.trace_kind.to_json(),
+        "gifs": gifs,
+        "problems": problems.names,
+    }
 
 
 def _image_diversity(final: torch.Tensor, known: torch.Tensor, samples: int):

@@ -10,7 +10,7 @@ import torch
 from ..errors import UsageError, check_seed
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
-from .registry import Request, Sampler, get_sampler, protocol_of, register
+from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
 from .schedules import block_schedule, schedule_values, temperature_schedule, temperature_values
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
@@ -143,7 +143,10 @@ def sample(
         on_step=on_step,
         context=context,
     )
-    return chosen.run(model, request, options)
+    chain = chosen.run(model, request, options)
+    if chain.trace_kind is None:  # a sampler registered from outside may not say; its protocol decides
+        chain.trace_kind = TRACE_KINDS[protocol]
+    return chain
 
 
 def _device(model, x):

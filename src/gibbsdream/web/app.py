@@ -39,7 +39,7 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 
 from ..errors import UsageError
 from ..files import json_numbers
-from ..sampling.registry import applicable, sampler_names, samplers
+from ..sampling.registry import applicable, sampler_names, samplers, trace_kind_of
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
@@ -465,7 +465,7 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             codec=codec,
             on_step=job.on_step,
         )
-        return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
+        return {"samples": chain.samples.cpu(), "energy": chain.final_trace.cpu(), "settings": chain.settings}
 
     return jobs.submit(job, work)
 
@@ -490,16 +490,19 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
         "error": job.error,
     }
     rows = job.trace[since:]
+    # What the trace holds and which way is better, so the page sorts samples and names its plot.
+    kind = trace_kind_of(served.model).to_json()
     if rows:
         table = torch.stack(rows).float().cpu()  # (R, N)
         status["trace"] = {
+            **kind,
             "start": since,
             "mean": json_numbers(table.nanmean(1).tolist(), 5),
             "low": json_numbers(table.nan_to_num(float("inf")).min(1).values.tolist(), 5),
             "high": json_numbers(table.nan_to_num(float("-inf")).max(1).values.tolist(), 5),
         }
     else:
-        status["trace"] = {"start": since, "mean": [], "low": [], "high": []}
+        status["trace"] = {**kind, "start": since, "mean": [], "low": [], "high": []}
     latest = job.latest
     if job.state == "done":
         states, values = job.result["samples"], job.result.get("energy")
