@@ -45,19 +45,9 @@ DILATION_WHY = " (a dilation wider than the image only pads it with zeros)"
 
 def _write_image(path: Path, hwc) -> None:
     """Write ``(H, W, C)`` uint8 pixels in the format the file name asks for (PNG by default)."""
-    import io
+    from .viz import write_image  # brings torch: imported when writing, not at start-up
 
-    import numpy as np
-    from PIL import Image
-
-    from .files import atomic_write_bytes
-
-    pixels = np.ascontiguousarray(hwc)
-    pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-    buffer = io.BytesIO()
-    fmt = IMAGE_SUFFIX_FORMATS.get(path.suffix.lower(), "PNG")
-    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    atomic_write_bytes(path, buffer.getvalue())
+    write_image(path, hwc, IMAGE_SUFFIX_FORMATS.get(path.suffix.lower(), "PNG"))
 
 
 def _check_block(block: str) -> None:

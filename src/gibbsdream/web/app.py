@@ -42,6 +42,7 @@ from ..files import json_numbers
 from ..sampling.registry import applicable, sampler_names, samplers, trace_kind_of
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
+from ..viz import png_bytes
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
 from .jobs import Job, JobManager, ServerBusy
 
@@ -321,8 +322,7 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
 
 
 def png_data_url(hwc: np.ndarray) -> str:
-    from ..data.images import png_bytes
-
+    """``(H, W, C)`` uint8 pixels -> a ``data:image/png;base64,...`` URL."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(hwc)).decode("ascii")
 
 
@@ -708,8 +708,6 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
 
     @app.get("/api/jobs/{job_id}/result.png")
     def result_png(job_id: str):
-        from ..data.images import png_bytes
-
         job = finished(job_id)
         pixels = states_png(by_name[job.model].codec, job.result["samples"][0])
         headers = {"Content-Disposition": f'inline; filename="inpainted-{job.inputs["seed"]}.png"'}
