@@ -395,9 +395,10 @@ def train_rbm(
 
     from .checkpoint import load_checkpoint
     from .data.strings import StringCodec, read_lines
+    from .devices import resolve_device
     from .models import RBM
-    from .sampling.api import make_generator
-    from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
+    from .randomness import make_generator
+    from .training import RBMTrainConfig, RBMTrainer, save_trainer, split_data
 
     _check_output(out, "--out", folder=True)
     target = resolve_device(device)

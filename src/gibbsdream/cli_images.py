@@ -295,12 +295,12 @@ def train_nade(
 
     from .checkpoint import load_checkpoint
     from .data.images import load_images
+    from .devices import resolve_device
     from .models import OrderlessNADE
     from .training import (
         NADETrainConfig,
         NADETrainer,
         parse_duration,
-        resolve_device,
         save_nade_trainer,
         setup_distributed,
         split_images,
@@ -604,7 +604,7 @@ def inpaint_command(
     from .api import load
     from .data.images import images_to_fill
     from .data.masks import inpaint_masks
-    from .sampling.api import make_generator
+    from .randomness import make_generator
     from .viz import chain_gif
 
     _positive("steps", steps)
@@ -760,7 +760,7 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
     from .data.captions import has_captions
     from .data.images import load_images
     from .evaluate import ensemble_log_likelihood, order_log_likelihoods
-    from .sampling.api import make_generator
+    from .randomness import make_generator
 
     source = ckpt.config.get("data_source", {}).get("source")
     held_out = data in (None, "heldout") or data == source or _same_file(data, source)

@@ -231,7 +231,7 @@ class Problems:
 def load_problems(spec: SweepSpec) -> Problems:
     """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
     from .checkpoint import load_checkpoint
-    from .training import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(spec.device)
     ckpt = load_checkpoint(spec.checkpoint, device=device, family=spec.family)
@@ -249,7 +249,7 @@ def load_problems(spec: SweepSpec) -> Problems:
 
 def _image_problems(spec: SweepSpec, ckpt, device) -> Problems:
     from .data.masks import inpaint_masks
-    from .sampling.api import make_generator
+    from .randomness import make_generator
 
     codec = ckpt.codec
     if spec.mask == "blank":  # generation from an empty canvas: nothing is known

@@ -39,6 +39,7 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 
 from ..errors import UsageError
 from ..files import json_numbers
+from ..randomness import MAX_SEED, make_generator
 from ..sampling.registry import applicable, sampler_names, samplers, trace_kind_of
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
@@ -49,7 +50,6 @@ from .jobs import Job, JobManager, ServerBusy
 STATIC = Path(__file__).parent / "static"
 FINALS = ("sample", "argmax")
 GALLERY_SIZE = 24  # built-in images offered per image model
-MAX_SEED = 2**63 - 1
 MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
 _WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
@@ -334,7 +334,6 @@ def states_png(codec, states: torch.Tensor) -> np.ndarray:
 def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
     """The request's mask -> ``known: (C, H, W)`` bool (True = keep)."""
     from ..data.masks import inpaint_mask, mask_from_array
-    from ..sampling.api import make_generator
 
     codec = served.codec
     mask = body.get("mask", "centre")
