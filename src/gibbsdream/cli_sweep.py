@@ -155,5 +155,6 @@ def sweep_command(
     write_report(spec, cells, out, command=command)
     if not quiet:
         key, title, _ = SCORES[family]
-        best = min(cells, key=lambda c: trace_kind(spec, cells).sort_key(c["row"][key]))
+        kind = trace_kind(spec, cells)
+        best = min(cells, key=lambda c: kind.sort_key(c["row"][key]))
         _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")
