@@ -47,8 +47,8 @@ from gibbsdream.data.captions import NUMBER_WORDS, caption_context
 from gibbsdream.data.images import SHAPE_COLOURS, SHAPE_NAMES, ImageCodec, generate_shapes
 from gibbsdream.data.masks import inpaint_masks
 from gibbsdream.files import atomic_write_text
+from gibbsdream.randomness import make_generator
 from gibbsdream.sampling import sample
-from gibbsdream.sampling.api import make_generator
 from gibbsdream.training import split_images
 from gibbsdream.viz import chain_gif, save_grid_png
 

@@ -27,7 +27,7 @@ import torch
 from gibbsdream.baselines import IndependentCategorical, MixtureOfCategoricals
 from gibbsdream.checkpoint import load_checkpoint
 from gibbsdream.likelihood import ensemble_log_likelihood, order_log_likelihoods
-from gibbsdream.sampling.api import make_generator
+from gibbsdream.randomness import make_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 16

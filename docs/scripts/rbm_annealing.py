@@ -94,7 +94,7 @@ def main() -> None:
                 "anneal": anneal,
                 "final": final,
                 "seconds": seconds,
-                "mean_trace": chain.energy.mean(1).tolist(),
+                "mean_trace": chain.trace.mean(1).tolist(),
                 "records": records,
                 **summarize_records(records),
             }

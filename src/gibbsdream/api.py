@@ -37,7 +37,7 @@ def load(path, device="auto", family: str | None = None) -> Checkpoint:
         UsageError: the folder is missing, foreign, damaged, of another family, or holds a model
             without the codec its samples need.
     """
-    from .training import resolve_device
+    from .devices import resolve_device
 
     path = Path(path)
     held = family or checkpoint_family(path)

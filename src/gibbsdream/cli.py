@@ -413,9 +413,10 @@ def train_rbm(
 
     from .checkpoint import load_checkpoint
     from .data.strings import StringCodec, read_lines
+    from .devices import resolve_device
     from .models import RBM
-    from .sampling.api import make_generator
-    from .training import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
+    from .randomness import make_generator
+    from .training import RBMTrainConfig, RBMTrainer, save_trainer, split_data
 
     _check_output(out, "--out", folder=True)
     target = resolve_device(device)
@@ -749,7 +750,7 @@ def sample_command(
         s = summarize_records(records)
         _say(
             f"{s['samples']} samples, T {dream.chain.settings['temperature']}, {steps} steps: "
-            f"mean energy {s['mean_energy']:.2f}, "
+            f"mean {dream.chain.trace_name} {s['mean_energy']:.2f} ({dream.chain.trace_kind.direction}), "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
 

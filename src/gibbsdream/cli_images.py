@@ -43,19 +43,9 @@ DILATION_WHY = " (a dilation wider than the image only pads it with zeros)"
 
 def _write_image(path: Path, hwc) -> None:
     """Write ``(H, W, C)`` uint8 pixels in the format the file name asks for (PNG by default)."""
-    import io
+    from .viz import write_image  # brings torch: imported when writing, not at start-up
 
-    import numpy as np
-    from PIL import Image
-
-    from .files import atomic_write_bytes
-
-    pixels = np.ascontiguousarray(hwc)
-    pixels = pixels[..., 0] if pixels.shape[-1] == 1 else pixels
-    buffer = io.BytesIO()
-    fmt = IMAGE_SUFFIX_FORMATS.get(path.suffix.lower(), "PNG")
-    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    atomic_write_bytes(path, buffer.getvalue())
+    write_image(path, hwc, IMAGE_SUFFIX_FORMATS.get(path.suffix.lower(), "PNG"))
 
 
 def _check_block(block: str) -> None:
@@ -85,11 +75,15 @@ CAPTION_HELP = (
 
 
 def _trace_json(chain) -> str:
-    """The per-step trace: mean log-probability of the variables redrawn at each step, per image."""
+    """The per-step trace: mean log-probability of the variables redrawn at each step, per image.
+
+    ``"trace"`` names the quantity and its direction; the rows keep their old key ``"mean_log_prob"``.
+    """
     from .files import json_numbers
 
-    rows = chain.energy.T.tolist()  # (N, S+1)
-    return json.dumps({"settings": chain.settings, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
+    rows = chain.trace.T.tolist()  # (N, S+1)
+    record = {"settings": chain.settings, "trace": chain.trace_kind.to_json()}
+    return json.dumps({**record, "mean_log_prob": [json_numbers(row, 6) for row in rows]}) + "\n"
 
 
 # ---- train nade ----------------------------------------------------------------------------------
@@ -267,12 +261,12 @@ def train_nade(
 
     from .checkpoint import load_checkpoint
     from .data.images import load_images
+    from .devices import resolve_device
     from .models import OrderlessNADE
     from .training import (
         NADETrainConfig,
         NADETrainer,
         parse_duration,
-        resolve_device,
         save_nade_trainer,
         setup_distributed,
         split_images,
@@ -632,7 +626,7 @@ def inpaint_command(
 
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
-        final = chain.energy[-1].nanmean().item()
+        final = chain.final_trace.nanmean().item()
         _say(
             f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
             f"T {chain.settings['temperature']}) in {filled.seconds:.1f}s; mean log-prob of the last redraw "

@@ -15,7 +15,7 @@ import re
 
 import click
 
-from .errors import MAX_SEED
+from .randomness import MAX_SEED
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

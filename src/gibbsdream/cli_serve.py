@@ -46,7 +46,7 @@ def serve_command(checkpoints, host, port, allow_hosts, max_jobs, max_steps, max
       gibbsdream serve runs/digits runs/regions
       gibbsdream serve runs/shapes --port 0 --max-jobs 4
     """
-    from .training import resolve_device
+    from .devices import resolve_device
     from .web import Limits, bind, create_app, load_models
     from .web.guard import host_key
     from .web.server import serve, url_of

@@ -114,7 +114,7 @@ def sweep_command(
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
     from .api import family_of
-    from .report import SCORES, write_report
+    from .report import SCORES, trace_kind, write_report
     from .sweep import SweepSpec, load_cells, run_sweep
 
     family = family_of(checkpoint)
@@ -159,6 +159,7 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        key, title, higher = SCORES[family.outputs]
-        best = (max if higher else min)(cells, key=lambda c: c["row"][key])
+        key, title, _ = SCORES[family.outputs]
+        kind = trace_kind(spec, cells)
+        best = min(cells, key=lambda c: kind.sort_key(c["row"][key]))
         _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")

@@ -15,24 +15,6 @@ class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl+C, with exit code 143."""
 
 
-# The trainers derive their other generators from seed + a small offset (seed + 1, seed + 424242,
-# seed + epoch), and PyTorch seeds are 64-bit, so seeds stop at 2**63 - 1 to leave that room.
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` if it is a whole number in [0, MAX_SEED], else a UsageError naming ``name``."""
-    import operator
-
-    try:
-        value = None if isinstance(seed, bool) else operator.index(seed)  # ints, numpy ints; not 1.5
-    except TypeError:
-        value = None
-    if value is None or not 0 <= value <= MAX_SEED:
-        raise UsageError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed!r}")
-    return value
-
-
 def check_finite(owner, names) -> None:
     """Raise a UsageError for the first of ``owner``'s number fields ``names`` that is NaN or infinite
     (e.g. a training config's learning rate), naming it as Python code does: ``Owner.field``."""

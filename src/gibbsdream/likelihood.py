@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
-from .sampling.api import make_generator
+from .randomness import make_generator
 from .sampling.categorical import sample_bernoulli, sample_categorical
 
 MAX_ENUMERATION = 2**22

@@ -12,10 +12,14 @@ import json
 from pathlib import Path
 
 from .files import atomic_write_bytes, atomic_write_text
+from .sampling.chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
 
-SCORES = {  # kind of outputs -> (row key, axis label, higher is better)
-    "strings": ("mean_final_energy", "mean final free energy (T = 1)", False),
-    "images": ("mean_final_log_prob", "mean log-probability of the last redraw", True),
+# What a family's trace holds, for cell records written before they carried "trace_kind" (only
+# the two built-in families wrote such records).
+FAMILY_TRACE_KINDS = {"rbm": FREE_ENERGY, "nade": LOG_PROBABILITY}
+SCORES = {  # kind of outputs -> (row key, axis label, higher is better); the score is the final trace
+    "strings": ("mean_final_energy", "mean final free energy (T = 1)", FREE_ENERGY.higher_is_better),
+    "images": ("mean_final_log_prob", "mean log-probability of the last redraw", LOG_PROBABILITY.higher_is_better),
 }
 DIVERSITY = {
     "strings": "diversity: share of unique samples",
@@ -54,6 +58,14 @@ def write_report(spec, cells: list[dict], out, command: str | None = None) -> di
     _plot_score_diversity(spec, cells, out / "energy-diversity.png")
     atomic_write_text(out / "index.html", _page(spec, cells, command))
     return results
+
+
+def trace_kind(spec, cells: list[dict]) -> TraceKind:
+    """What the cells' traces (and so their scores) hold: from the records, or by family for old ones."""
+    for cell in cells:
+        if "trace_kind" in cell:
+            return TraceKind.from_json(cell["trace_kind"])
+    return FAMILY_TRACE_KINDS[spec.family]
 
 
 def _problem_text(spec) -> str:
@@ -112,7 +124,9 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
         ax.set_xlabel("step (symmetric log scale)")
     else:
         ax.set_xlabel("step")
-    ax.set_ylabel(TRACE_LABEL[spec.outputs] + (f"\n(running mean over {window} steps)" if window > 1 else ""))
+    kind = trace_kind(spec, cells)
+    label = f"{TRACE_LABEL[spec.outputs]} ({kind.direction})"
+    ax.set_ylabel(label + (f"\n(running mean over {window} steps)" if window > 1 else ""))
     ax.set_title("Mean trace over steps, per combination")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -197,11 +211,12 @@ def _fmt(value) -> str:
 
 
 def _page(spec, cells: list[dict], command: str | None) -> str:
-    key, score_label, higher_better = SCORES[spec.outputs]
+    key, score_label, _ = SCORES[spec.outputs]
+    kind = trace_kind(spec, cells)
     varying = spec.varying
     fixed = {name: values[0] for name, values in spec.grid.items() if len(values) == 1}
     scores = [c["row"].get(key) for c in cells if c["row"].get(key) is not None]
-    best = (max(scores) if higher_better else min(scores)) if scores else None
+    best = kind.best(scores) if scores else None
     metrics = [(key, "final log p" if spec.outputs == "images" else "mean final energy")]
     if spec.outputs == "strings":
         metrics.append(("lowest_final_energy", "lowest energy"))
@@ -229,17 +244,18 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
             f'<td class=num data-label="{html.escape(title)}">{html.escape(_fmt(row.get(k)))}</td>'
             for k, title in metrics
         ]
-        tds.append(f'<td data-label="chains">{_chains_html(spec, cell)}</td>')
+        tds.append(f'<td data-label="chains">{_chains_html(spec, cell, kind)}</td>')
         body.append(f"<tr{' class=best' if is_best else ''}>{''.join(tds)}</tr>")
     fixed_text = ", ".join(f"{n} = <code>{html.escape(_fmt(v))}</code>" for n, v in fixed.items()) or "none"
     command_html = f"<p class=meta>Made by <code>{html.escape(command)}</code></p>" if command else ""
+    extreme = "highest" if kind.higher_is_better else "lowest"
     legend = (
-        "In each cell the lowest-energy sample is highlighted; grey italics are strings already in "
+        f"In each cell the sample with the {extreme} {kind.name} is highlighted; grey italics are strings already in "
         "the training data; ×n counts repeats. "
         if spec.outputs == "strings"
         else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
     )
-    best_note = ("highest" if higher_better else "lowest") + f" {html.escape(score_label)}"
+    best_note = f"{extreme} {html.escape(score_label)}"
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -269,7 +285,7 @@ Fixed settings: {fixed_text}. The shaded row has the {best_note}.
 """
 
 
-def _chains_html(spec, cell: dict) -> str:
+def _chains_html(spec, cell: dict, kind: TraceKind) -> str:
     if spec.outputs == "images":
         figures = []
         for gif, name in zip(cell["gifs"], cell["problems"]):
@@ -283,8 +299,8 @@ def _chains_html(spec, cell: dict) -> str:
     for sample in cell["samples"]:
         seen = distinct.setdefault(sample["text"], {**sample, "count": 0})
         seen["count"] += 1
-        seen["energy"] = min(seen["energy"], sample["energy"])
-    ranked = sorted(distinct.values(), key=lambda s: s["energy"])
+        seen["energy"] = kind.best((seen["energy"], sample["energy"]))  # a string's trace value: its best
+    ranked = sorted(distinct.values(), key=lambda s: kind.sort_key(s["energy"]))  # best first
     items = []
     for i, s in enumerate(ranked[:MAX_STRINGS]):
         text = html.escape(s["text"]).replace(" ", "&nbsp;") or "&nbsp;"

@@ -16,6 +16,9 @@ def string_records(
 ) -> list[dict]:
     """One record per sample: ``{"chain", "step", "text", "energy", "in_training_data"}``.
 
+    ``"energy"`` is the chain's trace value for the sample (free energy for an energy model; the
+    key keeps the name the command line's JSON lines have always used).
+
     With frames recorded (``record_every``) every frame of every chain is a sample, in chain
     order; ``dedupe`` drops a text already seen earlier in the same chain. Without frames the
     final states are the samples.
@@ -23,9 +26,9 @@ def string_records(
     if chain.frames is not None:
         states, steps = chain.frames, chain.frame_steps
     else:
-        states, steps = chain.samples.unsqueeze(0), [chain.energy.shape[0] - 1]
+        states, steps = chain.samples.unsqueeze(0), [chain.trace.shape[0] - 1]
     texts = [codec.decode(frame) for frame in states]
-    energies = chain.energy[torch.tensor(steps)].tolist()  # (F, N)
+    energies = chain.trace[torch.tensor(steps)].tolist()  # (F, N)
     records = []
     for c in range(chain.num_chains):
         seen = set()

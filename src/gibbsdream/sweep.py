@@ -232,7 +232,7 @@ class Problems:
 def load_problems(spec: SweepSpec) -> Problems:
     """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
     from .api import load
-    from .training import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(spec.device)
     ckpt = load(spec.checkpoint, device=device, family=spec.family)
@@ -247,7 +247,7 @@ def load_problems(spec: SweepSpec) -> Problems:
 
 def _image_problems(spec: SweepSpec, ckpt, device) -> Problems:
     from .data.masks import inpaint_masks
-    from .sampling.api import make_generator
+    from .randomness import make_generator
 
     codec = ckpt.codec
     if spec.mask == "blank":  # generation from an empty canvas: nothing is known
@@ -299,7 +299,8 @@ def cell_path(out: Path, index: int) -> Path:
 
 
 def _mean_trace(chain) -> list:
-    return json_numbers(chain.energy.float().nanmean(1).tolist(), 5)
+    """``(S + 1,)`` the trace averaged over chains, for the cell record's ``"mean_trace"``."""
+    return json_numbers(chain.trace.float().nanmean(1).tolist(), 5)
 
 
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
@@ -318,7 +319,12 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
         "in_training_share": round(summary["in_training_share"], 4),
     }
     samples = [{"text": r["text"], "energy": r["energy"], "in_training_data": r["in_training_data"]} for r in records]
-    return {"row": row, "mean_trace": _mean_trace(dream.chain), "samples": samples}
+    return {
+        "row": row,
+        "mean_trace": _mean_trace(dream.chain),
+        "trace_kind": dream.chain.trace_kind.to_json(),
+        "samples": samples,
+    }
 
 
 def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
@@ -343,7 +349,7 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
         gifs.append(relative.as_posix())
     final = chain.samples.cpu()
     row = {
-        "mean_final_log_prob": round(float(chain.energy[-1].float().nanmean()), 5),
+        "mean_final_log_prob": round(float(chain.final_trace.float().nanmean()), 5),
         "diversity": _image_diversity(final, known, spec.samples),
         "unique_share": round(len({bytes(s.to(torch.uint8).numpy()) for s in final}) / len(final), 4),
         "in_training_share": round(
@@ -352,7 +358,13 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     }
     if spec.mask != "blank":
         row["hole_psnr_db"] = _psnr(codec.decode(problems.x.cpu()), codec.decode(final), ~known)
-    return {"row": row, "mean_trace": _mean_trace(chain), "gifs": gifs, "problems": problems.names}
+    return {
+        "row": row,
+        "mean_trace": _mean_trace(chain),
+        "trace_kind": chain.trace_kind.to_json(),
+        "gifs": gifs,
+        "problems": problems.names,
+    }
 
 
 def _image_diversity(final: torch.Tensor, known: torch.Tensor, samples: int):

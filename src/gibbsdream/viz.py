@@ -1,8 +1,13 @@
-"""Pictures of images and sampling chains: grids, PNGs and animated GIFs.
+"""Pictures of images and sampling chains: grids, PNGs and animated GIFs, and the one place that
+encodes and writes picture files.
 
-Pixel layouts follow :mod:`gibbsdream.data.images`: tensors are channel-first ``(N, C, H, W)``,
-numpy arrays channel-last ``(N, H, W, C)``, and what these functions return is a numpy
-``(H', W', C)`` picture. Everything is written atomically (temporary file, then rename).
+Pixel layouts: tensors are channel-first ``(N, C, H, W)``, numpy arrays channel-last
+``(N, H, W, C)`` (``(N, H, W)`` for grayscale), and what these functions return is a numpy
+``(H', W', C)`` picture. Every picture file gibbsdream writes goes through :func:`image_bytes`
+(PNG, JPEG, BMP, one-frame GIF) or :func:`gif_bytes` (animations), and every file is written
+atomically (temporary file, then rename) by :func:`write_image` / :func:`write_png` /
+:func:`write_gif`. Codecs (:class:`gibbsdream.data.images.ImageCodec`) are only called here,
+never imported, so :mod:`gibbsdream.data` can write through this module without a cycle.
 """
 
 from __future__ import annotations
@@ -10,17 +15,130 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .data.images import ImageCodec, pixels_nchw, png_bytes, upscale
 from .errors import UsageError
+from .files import atomic_write_bytes
+
+if TYPE_CHECKING:  # annotations only: data.images writes its PNGs through this module
+    from .data.images import ImageCodec
+
+CHANNEL_WORDS = {1: "grayscale", 3: "RGB"}  # the channel counts a picture may have
+WRITE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # what image_bytes encodes (Pillow's format names)
+JPEG_QUALITY = 95
 
 DEFAULT_PAD_VALUE = 128  # mid gray: visible between black digits' backgrounds and light shapes'
 DEFAULT_HOLE_COLOR = (255, 0, 255)  # magenta: none of the built-in shape colours or backgrounds
 MIN_GIF_SIDE = 64  # default upscaling makes each image at least this many pixels tall
 GIF_PALETTE_SIZE = 256
+
+
+def pixels_nchw(pixels) -> torch.Tensor:
+    """``uint8`` pixels as a ``(B, C, H, W)`` tensor (a view where possible).
+
+    Takes a ``uint8`` tensor ``(B, C, H, W)`` or numpy array ``(B, H, W)`` / ``(B, H, W, C)``
+    with ``C`` in (1, 3); anything else raises UsageError.
+    """
+    if isinstance(pixels, np.ndarray):
+        if pixels.dtype != np.uint8:
+            raise UsageError(f"pixels must be uint8 (0..255), got a {pixels.dtype} array; convert them first")
+        if pixels.ndim == 3:
+            pixels = pixels[..., None]
+        if pixels.ndim != 4 or pixels.shape[-1] not in CHANNEL_WORDS:
+            raise UsageError(
+                f"a numpy batch of images must be (N, H, W) or (N, H, W, C) with C = 1 or 3, got {pixels.shape}"
+            )
+        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+    pixels = torch.as_tensor(pixels)
+    if pixels.dtype != torch.uint8:
+        raise UsageError(f"pixels must be uint8 (0..255), got a {pixels.dtype} tensor; convert them first")
+    if pixels.dim() != 4 or pixels.shape[1] not in CHANNEL_WORDS:
+        raise UsageError(f"a tensor batch of images must be (B, C, H, W) with C = 1 or 3, got {tuple(pixels.shape)}")
+    return pixels
+
+
+def upscale(pixels: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of ``(..., H, W, C)`` by an integer ``scale`` (>= 1)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise UsageError(f"scale must be a whole number >= 1, got {scale!r}")
+    if scale == 1:
+        return pixels
+    return np.repeat(np.repeat(pixels, scale, axis=-3), scale, axis=-2)
+
+
+# ---- picture files ---------------------------------------------------------------------------------
+
+
+def image_bytes(pixels: np.ndarray, format: str = "PNG") -> bytes:
+    """Encode one picture as a file's bytes.
+
+    Args:
+        pixels: ``uint8`` numpy ``(H, W, C)`` with ``C`` = 1 or 3, or ``(H, W)`` (grayscale).
+        format: one of :data:`WRITE_FORMATS`; JPEG is written at quality :data:`JPEG_QUALITY`.
+    """
+    from PIL import Image  # imported on the first picture written, not with the module (start-up time)
+
+    if format not in WRITE_FORMATS:
+        raise ValueError(f"cannot write {format!r} pictures; one of {', '.join(WRITE_FORMATS)}")
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    img = Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
+    buffer = io.BytesIO()
+    img.save(buffer, format=format, **({"quality": JPEG_QUALITY} if format == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """Encode ``(H, W, C)`` (C = 1 or 3) or ``(H, W)`` ``uint8`` pixels as a PNG file's bytes."""
+    return image_bytes(pixels, "PNG")
+
+
+def write_image(path, pixels: np.ndarray, format: str = "PNG") -> Path:
+    """Write one picture (as in :func:`image_bytes`) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, image_bytes(pixels, format))
+    return path
+
+
+def write_png(path, pixels: np.ndarray) -> Path:
+    """Write ``(H, W, C)`` / ``(H, W)`` ``uint8`` pixels as a PNG, atomically; returns the path."""
+    return write_image(path, pixels, "PNG")
+
+
+def gif_bytes(movie: np.ndarray, durations_ms: list[int], colours: np.ndarray | None = None) -> bytes:
+    """Encode an animation that loops forever as a GIF file's bytes.
+
+    Args:
+        movie: ``(F, H, W, C)`` ``uint8`` frames, ``C`` = 1 or 3.
+        durations_ms: ``F`` frame durations in milliseconds.
+        colours: for RGB, ``(M, 3)`` every colour the movie uses (see :func:`_palette_frames`).
+    """
+    images = _palette_frames(movie, colours)
+    buffer = io.BytesIO()
+    images[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=list(durations_ms),
+        loop=0,
+        optimize=False,  # keep the whole palette, so colours never shift between frames
+    )
+    return buffer.getvalue()
+
+
+def write_gif(path, movie: np.ndarray, durations_ms: list[int], colours: np.ndarray | None = None) -> Path:
+    """Write :func:`gif_bytes` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, gif_bytes(movie, durations_ms, colours))
+    return path
+
+
+# ---- grids -----------------------------------------------------------------------------------------
 
 
 def _whole(value, what: str, low: int) -> int:
@@ -93,17 +211,12 @@ def save_grid_png(
     ``images`` are ``uint8`` pixels as in :func:`image_grid`, or ``(N, C, H, W)`` integer states
     with their ``codec``.
     """
-    from .files import atomic_write_bytes
-
     if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
         if codec is None:
             raise UsageError("these are image states (levels, not 8-bit pixels); pass the codec to decode them")
         codec.check(images)
         images = codec.decode(images)
-    picture = image_grid(images, columns=columns, pad=pad, scale=scale, pad_value=pad_value)
-    path = Path(path)
-    atomic_write_bytes(path, png_bytes(picture))
-    return path
+    return write_png(path, image_grid(images, columns=columns, pad=pad, scale=scale, pad_value=pad_value))
 
 
 # ---- animated GIFs ---------------------------------------------------------------------------------
@@ -190,8 +303,6 @@ def chain_gif(
     identical frames into one longer frame, which looks the same: a chain that stops changing
     gives fewer GIF frames than ``F``.
     """
-    from .files import atomic_write_bytes
-
     frames = torch.as_tensor(frames)
     if frames.dim() != 5:
         raise UsageError(
@@ -235,19 +346,4 @@ def chain_gif(
     if channels == 3:  # grayscale needs no colour census: its palette is the 256 grays
         pad_colour = np.full((1, 3), pad_value, dtype=np.uint8)
         colours = np.concatenate([pixels.reshape(-1, 3), first.reshape(-1, 3), pad_colour])
-    images = _palette_frames(movie, colours)
-
-    buffer = io.BytesIO()
-    durations = [duration_ms] * (num_frames - 1) + [hold_last_ms]
-    images[0].save(
-        buffer,
-        format="GIF",
-        save_all=True,
-        append_images=images[1:],
-        duration=durations,
-        loop=0,
-        optimize=False,  # keep the whole palette, so colours never shift between frames
-    )
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return write_gif(path, movie, [duration_ms] * (num_frames - 1) + [hold_last_ms], colours)

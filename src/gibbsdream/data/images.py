@@ -24,7 +24,6 @@ loads plain data only.
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,11 +33,11 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..viz import CHANNEL_WORDS, pixels_nchw, upscale, write_png
 
 MIN_LEVELS, MAX_LEVELS = 2, 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 IMAGE_KINDS = "PNG, JPEG, BMP or GIF"
-CHANNEL_WORDS = {1: "grayscale", 3: "RGB"}
 # Pillow modes whose pixels are one intensity per pixel (an alpha band, if any, is dropped).
 GRAY_MODES = ("1", "L", "LA", "La")
 # 16- and 32-bit integer grayscale (16-bit PNGs open as one of these); scaled from 0..65535.
@@ -221,30 +220,6 @@ class ImageCodec:
             raise UsageError(f"the image codec settings lack {err.args[0]!r}; the checkpoint is damaged") from None
 
 
-def pixels_nchw(pixels) -> torch.Tensor:
-    """``uint8`` pixels as a ``(B, C, H, W)`` tensor (a view where possible).
-
-    Takes a ``uint8`` tensor ``(B, C, H, W)`` or numpy array ``(B, H, W)`` / ``(B, H, W, C)``
-    with ``C`` in (1, 3); anything else raises UsageError.
-    """
-    if isinstance(pixels, np.ndarray):
-        if pixels.dtype != np.uint8:
-            raise UsageError(f"pixels must be uint8 (0..255), got a {pixels.dtype} array; convert them first")
-        if pixels.ndim == 3:
-            pixels = pixels[..., None]
-        if pixels.ndim != 4 or pixels.shape[-1] not in CHANNEL_WORDS:
-            raise UsageError(
-                f"a numpy batch of images must be (N, H, W) or (N, H, W, C) with C = 1 or 3, got {pixels.shape}"
-            )
-        return torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
-    pixels = torch.as_tensor(pixels)
-    if pixels.dtype != torch.uint8:
-        raise UsageError(f"pixels must be uint8 (0..255), got a {pixels.dtype} tensor; convert them first")
-    if pixels.dim() != 4 or pixels.shape[1] not in CHANNEL_WORDS:
-        raise UsageError(f"a tensor batch of images must be (B, C, H, W) with C = 1 or 3, got {tuple(pixels.shape)}")
-    return pixels
-
-
 # ---- image files ------------------------------------------------------------------------------------
 
 
@@ -402,28 +377,6 @@ def load_image_folder(
 load_image_folder.__doc__ = load_image_folder.__doc__.format(kinds=IMAGE_KINDS)
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """Encode ``(H, W, C)`` (C = 1 or 3) or ``(H, W)`` ``uint8`` pixels as a PNG file's bytes."""
-    from PIL import Image
-
-    pixels = np.ascontiguousarray(pixels)
-    if pixels.ndim == 3 and pixels.shape[-1] == 1:
-        pixels = pixels[..., 0]
-    img = Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB")
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def upscale(pixels: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest-neighbour upscaling of ``(..., H, W, C)`` by an integer ``scale`` (>= 1)."""
-    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise UsageError(f"scale must be a whole number >= 1, got {scale!r}")
-    if scale == 1:
-        return pixels
-    return np.repeat(np.repeat(pixels, scale, axis=-3), scale, axis=-2)
-
-
 def to_hwc_uint8(image, codec: ImageCodec | None = None) -> np.ndarray:
     """One image -> ``(H, W, C)`` ``uint8`` numpy pixels.
 
@@ -453,12 +406,7 @@ def save_png(path, image, codec: ImageCodec | None = None, *, scale: int = 1) ->
     ``image`` is as in :func:`to_hwc_uint8` (states need ``codec``). ``scale`` enlarges it by an
     integer factor with nearest-neighbour pixels, so that an 8x8 digit is visible.
     """
-    from ..files import atomic_write_bytes
-
-    pixels = upscale(to_hwc_uint8(image, codec), scale)
-    path = Path(path)
-    atomic_write_bytes(path, png_bytes(pixels))
-    return path
+    return write_png(path, upscale(to_hwc_uint8(image, codec), scale))
 
 
 # ---- built-in image sets ---------------------------------------------------------------------------

@@ -184,7 +184,7 @@ def inpaint(
         ``extra["known"]`` the ``(N*samples, C, H, W)`` mask used.
     """
     from ..data.masks import inpaint_masks
-    from ..sampling.api import make_generator
+    from ..randomness import make_generator
 
     codec = checkpoint.codec
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(codec.shape):
@@ -276,7 +276,7 @@ def evaluate(
     """
     from ..data.captions import has_captions
     from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
-    from ..sampling.api import make_generator
+    from ..randomness import make_generator
 
     states, label, held_out = held_out_images(checkpoint, data)
     if max_images is not None:

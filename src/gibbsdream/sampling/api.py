@@ -7,31 +7,14 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError, check_seed
+from ..errors import UsageError
+from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
-from .registry import Request, Sampler, get_sampler, protocol_of, register
+from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
 from .schedules import block_schedule, schedule_values, temperature_schedule, temperature_values
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
-
-
-def make_generator(seed: int | None, device) -> torch.Generator:
-    """A generator on ``device`` seeded with ``seed`` (a fresh random seed when None)."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-        return generator
-    try:
-        value = int(seed)
-    except (TypeError, ValueError, OverflowError):
-        value = None
-    # Up to what a PyTorch seed holds (64 bits), not check_seed's MAX_SEED: the trainers derive
-    # their other generators from seed + small offsets.
-    if value is None or value != seed or not 0 <= value < 2**64:
-        raise UsageError(f"a seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
-    generator.manual_seed(value)
-    return generator
 
 
 def check_count(name: str, value, least: int = 1) -> int:
@@ -143,7 +126,10 @@ def sample(
         on_step=on_step,
         context=context,
     )
-    return chosen.run(model, request, options)
+    chain = chosen.run(model, request, options)
+    if chain.trace_kind is None:  # a sampler registered from outside may not say; its protocol decides
+        chain.trace_kind = TRACE_KINDS[protocol]
+    return chain
 
 
 def _device(model, x):

@@ -15,7 +15,7 @@ import torch
 
 from ..progress import progress_bar
 from .categorical import sample_categorical
-from .chain import Chain
+from .chain import LOG_PROBABILITY, Chain
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,8 @@ def ancestral(
             on_step(step + 1, flat_x.view_as(x), trace[step + 1])
     return Chain(
         samples=flat_x.view_as(x),
-        energy=trace,
+        trace=trace,
+        trace_kind=LOG_PROBABILITY,
         temperatures=list(temperatures),
         known=known,
         frames=torch.stack(frames) if frames else None,
@@ -170,7 +171,7 @@ def blocked_gibbs(
                     context=context,
                 )
                 flat_x = _flat(inner.samples)
-                trace[step + 1] = inner.energy[1:].nanmean(0)
+                trace[step + 1] = inner.trace[1:].nanmean(0)
             if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
                 frames.append(flat_x.view_as(x).clone())
                 frame_steps.append(step + 1)
@@ -179,7 +180,8 @@ def blocked_gibbs(
             advance()
     return Chain(
         samples=flat_x.view_as(x),
-        energy=trace,
+        trace=trace,
+        trace_kind=LOG_PROBABILITY,
         temperatures=list(temperatures),
         known=known,
         frames=torch.stack(frames) if frames else None,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..progress import progress_bar
-from .chain import Chain
+from .chain import FREE_ENERGY, Chain
 
 FINALS = ("sample", "argmax")
 
@@ -69,7 +69,8 @@ def gibbs_energy_model(
         on_step(steps, v, energy[steps])
     return Chain(
         samples=v,
-        energy=energy,
+        trace=energy,
+        trace_kind=FREE_ENERGY,
         temperatures=list(temperatures),
         known=known,
         frames=torch.stack(frames) if frames else None,
@@ -192,5 +193,11 @@ def gibbs_compiled(
             loops.sample_worker, threads, columns, steps, per_chunk, feed, arguments, flags, pool, advance
         )
     return Chain(
-        samples=states, energy=energy, temperatures=list(temperatures), known=known, frames=None, frame_steps=[]
+        samples=states,
+        trace=energy,
+        trace_kind=FREE_ENERGY,
+        temperatures=list(temperatures),
+        known=known,
+        frames=None,
+        frame_steps=[],
     )

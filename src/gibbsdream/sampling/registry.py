@@ -25,11 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from .chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
 
 PROTOCOLS = {
     "energy": "energy models (gibbsdream.RBM)",
     "conditional": "conditional models (num_categories and logits(x, known, context))",
 }
+TRACE_KINDS = {"energy": FREE_ENERGY, "conditional": LOG_PROBABILITY}
+"""What a chain's trace holds for each protocol: the quantity is the protocol's, whatever the sampler."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,11 @@ def protocol_of(model) -> str:
         f"sample() does not know how to sample a {type(model).__name__}; it needs an energy model "
         "(gibbsdream.RBM) or a conditional model with num_categories and logits(x, known, context)"
     )
+
+
+def trace_kind_of(model) -> TraceKind:
+    """What the trace of a chain sampled from ``model`` holds, and which way is better."""
+    return TRACE_KINDS[protocol_of(model)]
 
 
 def applicable(protocol: str, name: str, **candidates) -> dict:

@@ -1,7 +1,8 @@
 """Training loops."""
 
+from ..devices import resolve_device  # its old home: devices live in gibbsdream.devices now
 from .nade import NADETrainConfig, NADETrainer, parse_duration, save_nade_trainer, setup_distributed, split_images
-from .rbm import RBMTrainConfig, RBMTrainer, resolve_device, save_trainer, split_data
+from .rbm import RBMTrainConfig, RBMTrainer, save_trainer, split_data
 
 __all__ = [
     "NADETrainConfig",

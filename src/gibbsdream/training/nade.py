@@ -35,7 +35,8 @@ from ..data.captions import draw_captions
 from ..data.masks import training_masks
 from ..errors import UsageError
 from ..progress import progress_bar
-from ..sampling.api import check_count, make_generator
+from ..randomness import check_seed, make_generator
+from ..sampling.api import check_count
 from .losses import LOSSES, masked_loss
 
 
@@ -76,7 +77,7 @@ class NADETrainConfig:
     caption_merge_every: int = 2
 
     def check(self) -> NADETrainConfig:
-        from ..errors import check_finite, check_seed
+        from ..errors import check_finite
 
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
         check_finite(self, list(vars(self)))

@@ -27,7 +27,8 @@ import torch
 from ..errors import UsageError
 from ..likelihood import pseudo_log_likelihood
 from ..progress import progress_bar
-from ..sampling.api import check_count, make_generator
+from ..randomness import check_seed, make_generator
+from ..sampling.api import check_count
 from ..sampling.categorical import bernoulli_from_probs
 
 
@@ -64,7 +65,7 @@ class RBMTrainConfig:
 
     def check(self) -> RBMTrainConfig:
         """Raise UsageError (naming the command-line flag) for an impossible setting."""
-        from ..errors import check_finite, check_seed
+        from ..errors import check_finite
 
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
         check_finite(self, list(vars(self)))
@@ -136,15 +137,6 @@ def default_threads(num_hidden: int) -> int:
     per Gibbs step, so thin shares cost more in meetings than they save."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(torch.get_num_threads(), cpus, num_hidden // 64))
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(device)
 
 
 def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

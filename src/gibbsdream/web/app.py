@@ -39,16 +39,17 @@ from fastapi import Request  # at module level: the endpoints' annotations are r
 
 from ..errors import UsageError
 from ..files import json_numbers
-from ..sampling.registry import sampler_names, samplers
+from ..randomness import MAX_SEED, make_generator
+from ..sampling.registry import sampler_names, samplers, trace_kind_of
 from ..sampling.schedules import ANNEAL_KINDS
 from ..summary import training_strings as summary_training_strings
+from ..viz import png_bytes
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
 from .jobs import Job, JobManager, ServerBusy
 
 STATIC = Path(__file__).parent / "static"
 FINALS = ("sample", "argmax")
 GALLERY_SIZE = 24  # built-in images offered per image model
-MAX_SEED = 2**63 - 1
 MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
 _WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
@@ -335,8 +336,7 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
 
 
 def png_data_url(hwc: np.ndarray) -> str:
-    from ..data.images import png_bytes
-
+    """``(H, W, C)`` uint8 pixels -> a ``data:image/png;base64,...`` URL."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(hwc)).decode("ascii")
 
 
@@ -348,7 +348,6 @@ def states_png(codec, states: torch.Tensor) -> np.ndarray:
 def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
     """The request's mask -> ``known: (C, H, W)`` bool (True = keep)."""
     from ..data.masks import inpaint_mask, mask_from_array
-    from ..sampling.api import make_generator
 
     codec = served.codec
     mask = body.get("mask", "centre")
@@ -474,7 +473,7 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             on_step=job.on_step,
             **{k: v for k, v in options.items() if k in served.takes},
         ).chain
-        return {"samples": chain.samples.cpu(), "energy": chain.energy[-1].cpu(), "settings": chain.settings}
+        return {"samples": chain.samples.cpu(), "energy": chain.final_trace.cpu(), "settings": chain.settings}
 
     return jobs.submit(job, work)
 
@@ -499,16 +498,19 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
         "error": job.error,
     }
     rows = job.trace[since:]
+    # What the trace holds and which way is better, so the page sorts samples and names its plot.
+    kind = trace_kind_of(served.model).to_json()
     if rows:
         table = torch.stack(rows).float().cpu()  # (R, N)
         status["trace"] = {
+            **kind,
             "start": since,
             "mean": json_numbers(table.nanmean(1).tolist(), 5),
             "low": json_numbers(table.nan_to_num(float("inf")).min(1).values.tolist(), 5),
             "high": json_numbers(table.nan_to_num(float("-inf")).max(1).values.tolist(), 5),
         }
     else:
-        status["trace"] = {"start": since, "mean": [], "low": [], "high": []}
+        status["trace"] = {**kind, "start": since, "mean": [], "low": [], "high": []}
     latest = job.latest
     if job.state == "done":
         states, values = job.result["samples"], job.result.get("energy")
@@ -714,8 +716,6 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
 
     @app.get("/api/jobs/{job_id}/result.png")
     def result_png(job_id: str):
-        from ..data.images import png_bytes
-
         job = finished(job_id)
         pixels = states_png(by_name[job.model].codec, job.result["samples"][0])
         headers = {"Content-Disposition": f'inline; filename="inpainted-{job.inputs["seed"]}.png"'}

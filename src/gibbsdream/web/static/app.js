@@ -404,10 +404,12 @@ async function runStringJob() {
   await runJob(body, "strings");
 }
 
-function showSamples(samples) {
+function showSamples(samples, higherIsBetter) {
   const body = $("samples").querySelector("tbody");
   body.innerHTML = "";
-  const sorted = samples.slice().sort((a, b) => (a.energy ?? Infinity) - (b.energy ?? Infinity));
+  // Best first: the trace's direction comes with it (free energy: lower is better).
+  const sign = higherIsBetter ? -1 : 1;
+  const sorted = samples.slice().sort((a, b) => sign * ((a.energy ?? sign * Infinity) - (b.energy ?? sign * Infinity)));
   const best = sorted.length ? sorted[0].energy : null;
   for (const s of sorted) {
     const row = document.createElement("tr");
@@ -501,7 +503,7 @@ async function poll() {
     if (data.frame) $("frame").src = data.frame;
     plot(c.plot, job.trace, "mean log-probability of the redrawn pixels");
   } else {
-    if (data.samples) showSamples(data.samples);
+    if (data.samples) showSamples(data.samples, data.trace.higher_is_better);
     plot(c.plot, job.trace, "free energy (mean, and lowest to highest chain)");
   }
   if (data.state === "failed") showError(data.error);
