@@ -94,7 +94,7 @@ def test_trace_kind_orders_best_first_and_round_trips_through_json():
 
 
 def test_a_report_reads_the_kind_from_its_cells_and_old_cells_by_family():
-    spec = SimpleNamespace(family="rbm")
+    spec = SimpleNamespace(family="rbm", outputs="strings")
     assert trace_kind(spec, [{"cell": 0}]) == FREE_ENERGY  # a cell written before records carried the kind
     assert trace_kind(spec, [{"cell": 0, "trace_kind": LOG_PROBABILITY.to_json()}]) == LOG_PROBABILITY
     samples = [
