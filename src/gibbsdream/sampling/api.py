@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError, check_seed
+from ..errors import ConfigError, UsageError, check_seed
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import Request, Sampler, get_sampler, protocol_of, register
@@ -35,8 +35,9 @@ def make_generator(seed: int | None, device) -> torch.Generator:
 
 
 def check_count(name: str, value, least: int = 1) -> int:
+    """``value`` if it is a whole number >= ``least``, else a ConfigError naming the setting ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{name} must be a whole number >= {least}, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}", name)
     return value
 
 
