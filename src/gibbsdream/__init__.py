@@ -13,9 +13,25 @@ _EXPORTS = {
     "Chain": "sampling",
     "sample": "sampling",
     "load": "api",
+    "train": "api",
+    "RBMConfig": "models",
+    "NADEConfig": "models",
 }
 
-__all__ = ["RBM", "Chain", "ImageCodec", "OrderlessNADE", "StringCodec", "UsageError", "__version__", "load", "sample"]
+__all__ = [
+    "RBM",
+    "Chain",
+    "ImageCodec",
+    "NADEConfig",
+    "OrderlessNADE",
+    "RBMConfig",
+    "StringCodec",
+    "UsageError",
+    "__version__",
+    "load",
+    "sample",
+    "train",
+]
 
 
 def __getattr__(name: str):
