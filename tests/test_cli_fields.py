@@ -119,7 +119,7 @@ def test_library_errors_name_fields_and_the_command_line_shows_flags():
     assert in_flags(caught.value, "train rbm") == str(caught.value)
     with pytest.raises(ConfigError) as caught:
         NADEConfig(caption_vocab_size=5, caption_merge="sum").check()
-    assert in_flags(caught.value, "train nade").startswith("--caption-merge must be one of")
+    assert in_flags(caught.value, "train nade").startswith("--caption-merge must be a caption-merge kind")
     with pytest.raises(ConfigError) as caught:
         NADETrainConfig(weight_decay=-1.0).check()
     assert in_flags(caught.value, "train nade") == "--weight-decay and --grad-clip must be >= 0"

@@ -109,7 +109,8 @@ class NADEConfig:
                 )
             if self.caption_merge not in MERGES:
                 raise ConfigError(
-                    f"caption_merge must be one of {', '.join(MERGES)}, got {self.caption_merge!r}", "caption_merge"
+                    f"caption_merge must be a caption-merge kind ({', '.join(MERGES)}), got {self.caption_merge!r}",
+                    "caption_merge",
                 )
         return self
 
