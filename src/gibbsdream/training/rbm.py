@@ -92,7 +92,9 @@ class RBMTrainConfig:
                 f"validation_fraction must lie in [0, 1), got {self.validation_fraction}", "validation_fraction"
             )
         if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}", "engine")
+            # Written as the flag: tests/test_rbm_engines.py pins this message (both `sample` and
+            # `train rbm` take --engine, so it reads the same on either command line).
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}", "engine")
         return self
 
 
