@@ -114,7 +114,7 @@ def get_model(args, device: torch.device):
         training = {
             "source": "checkpoint",
             "checkpoint": str(args.checkpoint),
-            "model": checkpoint.model.config(),
+            "model": checkpoint.model.config.to_dict(),
             "training_config": checkpoint.config.get("training"),
             "seconds": (checkpoint.config.get("trainer") or {}).get("elapsed"),
             "epochs": (checkpoint.config.get("trainer") or {}).get("epoch"),
@@ -154,7 +154,7 @@ def get_model(args, device: torch.device):
     last = trainer.history[-1] if trainer.history else {}
     training = {
         "source": "trained in this run",
-        "model": model.config(),
+        "model": model.config.to_dict(),
         "training_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(config).items()},
         "seconds": seconds,
         "epochs": trainer.epoch,

@@ -21,36 +21,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+import gibbsdream
 from gibbsdream.checkpoint import load_checkpoint
-from gibbsdream.cli import train_rbm
 from gibbsdream.sampling import sample
 from gibbsdream.summary import string_records, summarize_records, training_strings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "runs" / "docs-regions"
 TRAIN = dict(
-    data="builtin:regions",
-    out=CHECKPOINT,
-    hidden=256,
-    epochs=100,
-    batch_size=64,
-    learning_rate=0.1,
-    lr_decay=0.98,
-    momentum=0.9,
-    weight_cost=1e-3,
-    cd_steps=1,
-    persistent=False,
-    max_length=20,
-    case_fold=True,
-    pad_side="right",
-    min_char_count=20,
-    rare="skip",
-    validation_fraction=0.05,
-    monitor_every=10,
-    seed=0,
+    model={"num_hidden": 256},
+    training={"epochs": 100, "monitor_every": 10, "seed": 0},
+    options={"max_length": 20, "case_fold": True, "min_char_count": 20},
     device="cpu",
-    resume=False,
-    quiet=True,
 )
 CHAINS, STEPS, SEED = 200, 1000, 0
 SCHEDULES = [  # (label, temperature, anneal, final)
@@ -67,7 +49,7 @@ SCHEDULES = [  # (label, temperature, anneal, final)
 def main() -> None:
     started = time.perf_counter()
     if not (CHECKPOINT / "config.json").exists():
-        train_rbm.callback(**TRAIN)
+        gibbsdream.train("rbm", "builtin:regions", CHECKPOINT, **TRAIN)
     train_seconds = time.perf_counter() - started
     ckpt = load_checkpoint(CHECKPOINT, family="rbm")
     codec = ckpt.codec

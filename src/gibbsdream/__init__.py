@@ -16,13 +16,18 @@ _EXPORTS = {
     "generate": "api",
     "inpaint": "api",
     "evaluate": "api",
+    "train": "api",
+    "RBMConfig": "models",
+    "NADEConfig": "models",
 }
 
 __all__ = [
     "RBM",
     "Chain",
     "ImageCodec",
+    "NADEConfig",
     "OrderlessNADE",
+    "RBMConfig",
     "StringCodec",
     "UsageError",
     "__version__",
@@ -31,6 +36,7 @@ __all__ = [
     "inpaint",
     "load",
     "sample",
+    "train",
 ]
 
 

@@ -1,6 +1,7 @@
 """The Python front door: what the commands do, as functions the CLI, the web page and scripts call.
 
     import gibbsdream
+    gibbsdream.train("rbm", "names.txt", "runs/names", model={"num_hidden": 256})
     names = gibbsdream.load("runs/names")                       # a checkpoint, ready to use
     dream = gibbsdream.generate(names, num_samples=20, temperature="1.5:0.2")
     print(dream.outputs)                                        # the strings
@@ -16,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checkpoint import Checkpoint, checkpoint_family, load_checkpoint
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .families import Evaluation, Generated, family_names, get_family
+from .training.runs import Trained
 
 
 def load(path, device="auto", family: str | None = None) -> Checkpoint:
@@ -122,3 +124,73 @@ def evaluate(checkpoint, data=None, *, device="auto", **options) -> Evaluation:
     family = get_family(checkpoint.family)
     _refuse_others(family, options, family.evaluate_options, EVALUATE_COMMON, "evaluating")
     return family.evaluate(checkpoint, data, **options)
+
+
+def train(
+    family: str,
+    data: str | None,
+    out,
+    *,
+    model=None,
+    training=None,
+    options=None,
+    resume: bool = False,
+    apply_changes: bool = False,
+    device="auto",
+    progress: bool = False,
+    on_epoch=None,
+    on_event=None,
+) -> Trained:
+    """Train a model into a resumable checkpoint folder, saving after every epoch.
+
+    Args:
+        family: ``"rbm"`` (strings) or ``"nade"`` (images).
+        data: the corpus: for ``"rbm"`` a UTF-8 text file with one string per line or
+            ``builtin:regions|countries|languages``; for ``"nade"`` a folder of images or
+            ``builtin:digits|shapes``. On resume it may be None (the checkpoint keeps its data);
+            given, it must name the data the run started with.
+        out: the checkpoint folder (created if missing; locked against a second writer).
+        model: the model's shape: a :class:`~gibbsdream.models.rbm.RBMConfig` /
+            :class:`~gibbsdream.models.nade.NADEConfig`, or a mapping of the fields to set (the
+            others keep their defaults). The fields the data decides (``num_visible``, ``channels``,
+            ``num_categories``, ``caption_vocab_size``) come from the data.
+        training: the trainer's settings: a :class:`~gibbsdream.training.RBMTrainConfig` /
+            :class:`~gibbsdream.training.NADETrainConfig`, or a mapping of the fields to set.
+        options: how the data is read: a :class:`gibbsdream.families.rbm.CorpusOptions` /
+            :class:`gibbsdream.families.nade.ImageOptions`, or a mapping of its fields.
+        resume: continue the run saved in ``out``. ``training["epochs"]`` is then the total to
+            reach, and (NADE) ``training["max_time"]`` the training time to add. Every other
+            setting given (every field of a dataclass, the keys of a mapping) is compared with the
+            checkpoint's: one that shapes the model, the data or its split must agree, and the
+            others (learning rates and the like) change only with ``apply_changes``.
+        apply_changes: with ``resume``, continue with the changed settings instead of refusing them.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        progress: show progress bars.
+        on_epoch: called with the trainer after every save (the last history row is the new epoch's).
+        on_event: ``on_event(name, info)`` for what a front end may report; see the family's ``train``.
+
+    Returns:
+        A :class:`~gibbsdream.training.runs.Trained`: the checkpoint folder, epochs, history,
+        model, codec and trainer; ``trained`` is False when a resume found its epochs done.
+
+    Raises:
+        UsageError: bad data or checkpoint; a :class:`~gibbsdream.errors.ConfigError` names the
+            setting at fault (a :class:`~gibbsdream.training.runs.ResumeConflict` for a resume).
+    """
+    trainable = [name for name in family_names() if get_family(name).train is not None]
+    if family not in trainable:
+        raise ConfigError(f"family must be one of {', '.join(trainable)}, got {family!r}", "family")
+    record = get_family(family)
+    return record.train(
+        data,
+        out,
+        model=model,
+        training=training,
+        **{record.train_options: options},
+        resume=resume,
+        apply_changes=apply_changes,
+        device=device,
+        progress=progress,
+        on_epoch=on_epoch,
+        on_event=on_event,
+    )

@@ -144,7 +144,7 @@ def _commit(folder: Path, model, codec, data, trainer, extra, history) -> None:
             "format_version": FORMAT_VERSION,
             "library_version": __version__,
             "family": model.family,
-            "model": model.config(),
+            "model": model.config.to_dict(),
             "codec": codec.to_dict() if codec is not None else None,
             "files": files,
             **finite_json(extra or {}),
@@ -490,7 +490,7 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
             raise UsageError(
                 f"checkpoint {folder} is corrupt: its caption vocabulary is unreadable; retrain or restore it"
             ) from None
-        if model.caption_vocabulary.size != model.settings.caption_vocab_size:
+        if model.caption_vocabulary.size != model.config.caption_vocab_size:
             raise UsageError(
                 f"checkpoint {folder} is corrupt: its caption vocabulary does not fit its model config; "
                 "retrain or restore it"

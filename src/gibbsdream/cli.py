@@ -21,8 +21,9 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_fields import FLAGS, NOT_EXPOSED, in_flags
 from .cli_params import option
-from .errors import Terminated, UsageError
+from .errors import ConfigError, Terminated, UsageError
 from .sampling.registry import sampler_names, samplers
 from .sampling.schedules import ANNEAL_KINDS
 
@@ -147,26 +148,6 @@ def _all_or_nothing():
 _invocation: dict = {"argv": [], "out": None}  # this command's arguments, and the checkpoint it writes
 
 
-def _hold_checkpoint(out: Path, resume: bool) -> None:
-    """Hold the writer lock of the checkpoint folder ``out`` until the command ends (a second run
-    writing it is refused), and let an interrupted run say how to continue."""
-    from .checkpoint import _read_config
-    from .files import writer_lock
-
-    if resume:
-        if out.is_dir() and not (out / "config.json").exists() and any(out.iterdir()):
-            raise UsageError(
-                f"nothing was saved in {out} yet (the run writing it stopped before its first save); "
-                "run the same command without --resume"
-            )
-        _read_config(out)  # a missing or foreign --out is refused before the lock makes its folder
-
-    ctx = click.get_current_context(silent=True)  # None when a script calls the command's callback
-    if ctx is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
-        ctx.with_resource(writer_lock(out))
-    _invocation["out"] = out
-
-
 def _interrupted_message() -> str:
     out = _invocation["out"]
     if out is None:
@@ -183,40 +164,102 @@ def _stop_on_sigterm(signum, frame):
     raise Terminated()
 
 
-def _changes_on_resume(saved: dict, fixed: set, apply: bool) -> dict:
-    """The options given on the command line of a ``--resume`` whose values differ from the
-    checkpoint's (``saved``: option name -> the value it was trained with; options missing there
-    cannot be checked). Options in ``fixed`` shape the model, the data or its split and cannot
-    change; the others (learning rates and the like) change only with ``--apply-changes``.
-    Returns {name: new value} of the changes to apply."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return {}
-    params = {p.name: p for p in ctx.command.params}
-    changes = {}
-    for name, old in saved.items():
-        if ctx.get_parameter_source(name) != click.core.ParameterSource.COMMANDLINE:
-            continue
-        new = ctx.params[name]
-        if json.dumps(new, default=list) == json.dumps(old, default=list):
-            continue
-        param, given = params[name], _spelled(params[name], new)
-        flag = given if param.is_flag else param.opts[0]  # a flag is dropped as given (--no-residual)
-        shown = f"{given} differs from the checkpoint's {_spelled(param, old)}"
-        undo = f"pass {_spelled(param, old)}" if param.required else f"drop {flag}"
-        if name in fixed:
-            raise UsageError(
-                f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train into a new --out"
-            )
-        if not apply:
-            raise UsageError(f"{shown}; pass --apply-changes to continue with the new value, or {undo}")
-        changes[name] = new
-    if changes:
-        _say(
-            "note: continuing with "
-            + ", ".join(f"{_spelled(params[n], v)} (was {_spelled(params[n], saved[n])})" for n, v in changes.items())
+def _flag_param(ctx, command: str, name: str):
+    """The click option of ``command`` that sets the library's field or argument ``name``."""
+    flag = FLAGS[command][name]
+    return next(p for p in ctx.command.params if flag in p.opts or flag in p.secondary_opts)
+
+
+def _library_settings(ctx, command: str, *sources, always=()) -> list[dict]:
+    """The values of ``command``'s options given on the command line, as the library's settings: one
+    ``{field: value}`` per dataclass in ``sources``. The library fills in the rest from the same
+    defaults the options show (tests/test_cli_fields.py). ``always``: fields passed even at their default."""
+    import dataclasses
+
+    result = []
+    for source in sources:
+        values = {}
+        for name in (f.name for f in dataclasses.fields(source)):
+            if name not in FLAGS[command] or f"{source.__name__}.{name}" in NOT_EXPOSED[command]:
+                continue
+            param = _flag_param(ctx, command, name)
+            if name in always or ctx.get_parameter_source(param.name) != click.core.ParameterSource.DEFAULT:
+                values[name] = ctx.params[param.name]
+        result.append(values)
+    return result
+
+
+def _resume_conflict(ctx, command: str, conflict) -> UsageError:
+    """A :class:`~gibbsdream.training.runs.ResumeConflict` as the command line says it, with its flags."""
+    param = _flag_param(ctx, command, conflict.field)
+    given = _spelled(param, conflict.new)
+    flag = given if param.is_flag else param.opts[0]  # a flag is dropped as given (--no-residual)
+    shown = f"{given} differs from the checkpoint's {_spelled(param, conflict.old)}"
+    undo = f"pass {_spelled(param, conflict.old)}" if param.required else f"drop {flag}"
+    if conflict.fixed:
+        return UsageError(
+            f"{shown}, and a resumed run keeps its model, data and split; {undo}, or train into a new --out"
         )
-    return changes
+    return UsageError(f"{shown}; pass --apply-changes to continue with the new value, or {undo}")
+
+
+def _training_events(ctx, command: str, quiet: bool):
+    """``on_event`` for gibbsdream.train: what the command says about the run before it trains."""
+
+    def on_event(name: str, info) -> None:
+        if name == "changes":
+            _say(
+                "note: continuing with "
+                + ", ".join(
+                    f"{_spelled(_flag_param(ctx, command, n), new)} (was {_spelled(_flag_param(ctx, command, n), old)})"
+                    for n, (old, new) in info.items()
+                )
+            )
+        elif name == "reseeded":
+            _say("note: the checkpoint was saved on another kind of device; its sampling RNG was re-seeded")
+        elif name == "corpus" and not quiet:
+            codec = info["codec"]
+            _say(
+                f"corpus {info['data']}: {info['report'].summary()}; "
+                f"alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions"
+            )
+        elif name == "images" and not quiet:
+            splits, vocabulary = info["splits"], info["vocabulary"]
+            _say(
+                f"{info['data']}: {len(info['dataset'].states)} images, {info['codec'].describe()}; "
+                f"train {splits['train']}, validation {splits['validation']}, test {splits['test']}"
+                + (f"; captions with {len(vocabulary.words)} words" if vocabulary else "")
+            )
+
+    return on_event
+
+
+def _train(ctx, command: str, family: str, data, out, settings: list, resume, apply_changes, device, quiet, on_epoch):
+    """Run gibbsdream.train for a `train` command: its errors in the command's flags, and an
+    interrupted run told how to continue."""
+    from .api import train
+    from .training.runs import ResumeConflict
+
+    _check_output(out, "--out", folder=True)
+    _invocation["out"] = out
+    model, training, options = settings
+    try:
+        return train(
+            family,
+            data,
+            out,
+            model=model,
+            training=training,
+            options=options,
+            resume=resume,
+            apply_changes=apply_changes,
+            device=device,
+            progress=not quiet,
+            on_epoch=on_epoch,
+            on_event=_training_events(ctx, command, quiet),
+        )
+    except ResumeConflict as conflict:
+        raise _resume_conflict(ctx, command, conflict) from None
 
 
 def _spelled(param, value) -> str:
@@ -230,44 +273,11 @@ def _spelled(param, value) -> str:
     return f"{param.opts[0]} {value}"
 
 
-def corpus_source(data: str) -> str:
-    """How a --data value is saved in a checkpoint: a file or folder by its absolute path, so that
-    --resume from another working directory names the same one."""
-    return data if data.startswith("builtin:") else os.path.abspath(data)
-
-
 def _same_file(a, b) -> bool:
     try:
         return a is not None and b is not None and os.path.samefile(a, b)
     except (OSError, TypeError, ValueError):
         return False
-
-
-RBM_FIXED_ON_RESUME = {
-    "hidden",
-    "data",
-    "max_length",
-    "case_fold",
-    "pad_side",
-    "min_char_count",
-    "rare",
-    "validation_fraction",
-    "seed",
-    "batch_size",
-    "persistent",
-}
-RBM_TRAINING_FIELDS = (
-    "batch_size",
-    "learning_rate",
-    "lr_decay",
-    "momentum",
-    "weight_cost",
-    "cd_steps",
-    "persistent",
-    "validation_fraction",
-    "monitor_every",
-    "seed",
-)
 
 
 # Options of a command that are about presenting one kind of output, not about the family's own code.
@@ -410,107 +420,16 @@ def train_rbm(
     apply_changes=False,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
+    from .families.rbm import CorpusOptions
+    from .models.rbm import RBMConfig
+    from .training import RBMTrainConfig
 
-    from .checkpoint import load_checkpoint
-    from .data.strings import StringCodec, read_lines
-    from .devices import resolve_device
-    from .models import RBM
-    from .randomness import make_generator
-    from .training import RBMTrainConfig, RBMTrainer, save_trainer, split_data
-
-    _check_output(out, "--out", folder=True)
-    target = resolve_device(device)
-    _hold_checkpoint(out, resume)
-    if resume:
-        checkpoint = load_checkpoint(out, device=target, family="rbm")
-        saved = checkpoint.config
-        if (
-            not isinstance(saved.get("training"), dict)
-            or "epoch" not in (saved.get("trainer") or {})
-            or not checkpoint.trainer
-        ):
-            raise UsageError(
-                f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out"
-            )
-        codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
-        trained_with = {
-            "hidden": saved["model"].get("num_hidden"),
-            "data": corpus_saved.get("source"),
-            **{name: saved["training"][name] for name in RBM_TRAINING_FIELDS if name in saved["training"]},
-            **{name: codec_config[name] for name in ("max_length", "case_fold", "pad_side") if name in codec_config},
-            **{name: corpus_saved[name] for name in ("min_char_count", "rare") if name in corpus_saved},
-        }
-        if _same_file(data, trained_with["data"]):
-            trained_with["data"] = data  # another spelling of the same corpus file
-        changes = _changes_on_resume(trained_with, RBM_FIXED_ON_RESUME, apply_changes)
-        try:
-            overrides = {"epochs": _positive("epochs", epochs), **changes}
-            if click.get_current_context().get_parameter_source("engine") == click.core.ParameterSource.COMMANDLINE:
-                overrides["engine"] = engine
-            config = RBMTrainConfig(**{**saved["training"], **overrides}).check()
-        except TypeError:
-            raise UsageError(
-                f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it"
-            ) from None
-        trainer = RBMTrainer(
-            checkpoint.model,
-            config,
-            checkpoint.data["train"],
-            checkpoint.data["validation"],
-            codec=checkpoint.codec,
-            history=checkpoint.history,
-        )
-        if not trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"]):
-            _say("note: the checkpoint was saved on another kind of device; its sampling RNG was re-seeded")
-        corpus = checkpoint.config.get("corpus")
-        if trainer.epoch >= epochs:
-            _say(f"{out} already has {trainer.epoch} epochs; pass a larger --epochs to continue")
-            return
-    else:
-        if (out / "config.json").exists():
-            raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
-        if apply_changes:
-            raise UsageError("--apply-changes goes with --resume")
-        config = RBMTrainConfig(
-            num_hidden=hidden,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            lr_decay=lr_decay,
-            momentum=momentum,
-            weight_cost=weight_cost,
-            cd_steps=cd_steps,
-            persistent=persistent,
-            validation_fraction=validation_fraction,
-            monitor_every=monitor_every,
-            seed=seed,
-            engine=engine,
-        ).check()
-        lines = read_lines(data)
-        codec, kept, report = StringCodec.fit(
-            lines,
-            max_length=max_length,
-            case_fold=case_fold,
-            pad_side=pad_side,
-            min_char_count=min_char_count,
-            rare=rare,
-        )
-        if not quiet:
-            _say(
-                f"corpus {data}: {report.summary()}; "
-                f"alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions"
-            )
-        _check_string_training_memory(codec, len(kept), config, max_length)
-        states = codec.encode(kept)
-        train_states, val_states = split_data(states, config.validation_fraction, config.seed)
-        model = RBM(codec.max_length, config.num_hidden, codec.num_categories)
-        model.reset_parameters(make_generator(config.seed, "cpu"))
-        model.init_visible_bias_from_data(train_states)
-        trainer = RBMTrainer(model.to(target), config, train_states, val_states, codec=codec)
-        corpus = {"source": corpus_source(data), "min_char_count": min_char_count, "rare": rare, **report.to_dict()}
+    ctx = click.get_current_context()
+    # On resume the run keeps its epochs target unless --epochs says otherwise, as before: the
+    # option's value (its default too) is the total to reach.
+    settings = _library_settings(ctx, "train rbm", RBMConfig, RBMTrainConfig, CorpusOptions, always=("epochs",))
 
     def on_epoch(t):
-        save_trainer(t, out, corpus)
         if not quiet:
             row = t.history[-1]
             parts = [f"epoch {row['epoch']:>3}", f"{row['seconds']:.1f}s"]
@@ -523,25 +442,11 @@ def train_rbm(
                 parts.append("e.g. " + ", ".join(repr(s) for s in row["fantasy"][:4]))
             _say("  ".join(parts))
 
-    trainer.fit(progress=not quiet, on_epoch=on_epoch)
-    if not quiet:
-        _say(f"saved {out} ({trainer.epoch} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
-
-
-def _check_string_training_memory(codec, strings: int, config, max_length: int | None) -> None:
-    """Refuse, before encoding the corpus, a model and data that cannot fit in the memory free here
-    (a corpus with one line of a million characters makes every string a million positions)."""
-    from .resources import check_memory, product_text, rbm_training_bytes
-
-    positions, categories = codec.max_length, codec.num_categories
-    needed = rbm_training_bytes(strings, positions, categories, config.num_hidden, config.batch_size)
-    what = product_text((strings, "strings"), (positions, "positions"), (categories, "categories"))
-    remedy = (
-        "lower --hidden"
-        if max_length is not None
-        else (f"the longest line has {positions:,} characters: pass --max-length to skip long lines, or lower --hidden")
-    )
-    check_memory(needed, f"{what}, --hidden {config.num_hidden:,}", remedy)
+    result = _train(ctx, "train rbm", "rbm", data, out, settings, resume, apply_changes, device, quiet, on_epoch)
+    if not result.trained:
+        _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
+    elif not quiet:
+        _say(f"saved {out} ({result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
 
 
 # ---- sample ---------------------------------------------------------------------------------
@@ -876,30 +781,15 @@ def demo_command(out, epochs, chains, steps, seed):
 
     if not (out / "config.json").exists():
         _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
-        train_rbm.callback(
-            data="builtin:regions",
-            out=out,
-            hidden=256,
-            epochs=epochs,
-            batch_size=64,
-            learning_rate=0.1,
-            lr_decay=0.98,
-            momentum=0.9,
-            weight_cost=1e-3,
-            cd_steps=1,
-            persistent=False,
-            max_length=20,
-            case_fold=True,
-            pad_side="right",
-            min_char_count=20,
-            rare="skip",
-            validation_fraction=0.05,
-            monitor_every=0,
-            seed=seed,
-            device="auto",
-            engine="auto",
-            resume=False,
-            quiet=True,
+        from .api import train
+
+        train(
+            "rbm",
+            "builtin:regions",
+            out,
+            model={"num_hidden": 256},
+            training={"epochs": epochs, "monitor_every": 0, "seed": seed},
+            options={"max_length": 20, "case_fold": True, "min_char_count": 20},
         )
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
@@ -968,6 +858,21 @@ def _is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and bool(_OUT_OF_MEMORY.search(str(err)))
 
 
+def _command_of(argv: list[str] | None) -> tuple[click.Command, list[str]]:
+    """The command that ``argv`` runs (the app itself when none), and its path of names."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    command, path = app, []
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        path.append(words[0])
+        command = command.commands[words.pop(0)]
+    return command, path
+
+
+def _command_name(argv: list[str] | None) -> str:
+    """``"train rbm"``: the name :data:`gibbsdream.cli_fields.FLAGS` knows the command by."""
+    return " ".join(_command_of(argv)[1])
+
+
 def _out_of_memory_message(err: BaseException, argv: list[str] | None) -> str:
     """``error: ran out of memory ...; lower --chains ...``, naming the size options of the command run."""
     from .resources import human_bytes
@@ -979,10 +884,7 @@ def _out_of_memory_message(err: BaseException, argv: list[str] | None) -> str:
         size = f" (one allocation of {match.group(1)} {match.group(2)})"
     else:
         size = ""
-    words = list(sys.argv[1:] if argv is None else argv)
-    command = app
-    while isinstance(command, click.Group) and words and words[0] in command.commands:
-        command = command.commands[words.pop(0)]
+    command = _command_of(argv)[0]
     flags = [p.opts[0] for p in command.params if isinstance(p, click.Option)] if command is not app else []
     sizes = [f for f in SIZE_OPTIONS if f in flags]
     what = f"lower {', '.join(sizes[:4])}" if sizes else "ask for less"
@@ -1024,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         interrupt = _interrupt_behind(err)
         if interrupt is not None:  # a check that failed because Ctrl+C cut it short
             _stopped(interrupt)
-        _say(f"error: {err}")
+        message = in_flags(err, _command_name(argv)) if isinstance(err, ConfigError) else str(err)
+        _say(f"error: {message}")
         sys.exit(2)
     except getattr(click.exceptions, "NoArgsIsHelpError", ()) as err:  # a group called without a command
         _say(err.ctx.get_help() if err.ctx else str(err))

@@ -18,14 +18,12 @@ from .cli import (
     IMAGE_SAMPLER_HELP,
     IMAGE_SAMPLERS,
     _all_or_nothing,
-    _changes_on_resume,
     _check_output,
-    _hold_checkpoint,
+    _library_settings,
     _positive,
-    _same_file,
     _say,
+    _train,
     app,
-    corpus_source,
     option,
     train_app,
 )
@@ -34,7 +32,6 @@ from .errors import UsageError
 from .sampling.schedules import ANNEAL_KINDS
 
 IMAGE_SUFFIX_FORMATS = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}
-DIGITS_TEST_SIZE = 297  # the 1,500 / 297 split of the likelihood literature
 # A dilation pads the feature maps by that many pixels on each side; one wider than any image only
 # adds zero padding, and a huge one asks for memory without end (and overflows the convolution).
 MAX_DILATION = 1024
@@ -182,6 +179,8 @@ def _trace_json(chain) -> str:
 @option("--caption-max-length", default=24, help="With --captions: words read per caption (longer ones are cut).")
 @option("--caption-embedding", default=32, help="With --captions: word embedding size.")
 @option("--caption-hidden", default=64, help="With --captions: QRNN states per direction.")
+@option("--caption-kernel", default=2, help="With --captions: QRNN convolution width over the words.")
+@option("--caption-layers", default=1, help="With --captions: stacked QRNN layers.")
 @option(
     "--caption-bidirectional/--caption-unidirectional",
     default=True,
@@ -241,6 +240,8 @@ def train_nade(
     caption_max_length,
     caption_embedding,
     caption_hidden,
+    caption_kernel,
+    caption_layers,
     caption_bidirectional,
     caption_merge,
     caption_merge_every,
@@ -257,175 +258,22 @@ def train_nade(
       gibbsdream train nade --data builtin:digits --captions --max-time 20m --out runs/digits-captions
       torchrun --nproc-per-node 2 -m gibbsdream train nade --data builtin:shapes --out runs/shapes
     """
-    import torch
+    from .families.nade import ImageOptions
+    from .models.nade import NADEConfig
+    from .training import NADETrainConfig, parse_duration
 
-    from .checkpoint import load_checkpoint
-    from .data.images import load_images
-    from .devices import resolve_device
-    from .models import OrderlessNADE
-    from .training import (
-        NADETrainConfig,
-        NADETrainer,
-        parse_duration,
-        save_nade_trainer,
-        setup_distributed,
-        split_images,
+    ctx = click.get_current_context()
+    # On resume the run keeps its epochs target unless --epochs says otherwise, as before: the
+    # option's value (its default too) is the total to reach.
+    model, training, options = _library_settings(
+        ctx, "train nade", NADEConfig, NADETrainConfig, ImageOptions, always=("epochs",)
     )
+    if training.get("max_time") is not None:  # --max-time is a duration (on resume: the time to add)
+        training["max_time"] = parse_duration(training["max_time"])
+    if options.get("channels") is not None:
+        options["channels"] = int(options["channels"])
 
-    _check_output(out, "--out", folder=True)
-    target = resolve_device(device)
-    seconds = parse_duration(max_time) if max_time is not None else None
-    _hold_checkpoint(out, resume)
-    if resume:
-        checkpoint = load_checkpoint(out, device="cpu", family="nade")
-        saved = checkpoint.config
-        if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}):
-            raise UsageError(
-                f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out"
-            )
-        codec_config, source_saved = saved.get("codec") or {}, saved.get("data_source") or {}
-        trained_with = {
-            **{name: saved["training"][name] for name in NADE_TRAINING_FIELDS if name in saved["training"]},
-            **{name: codec_config[name] for name in ("levels", "channels") if name in codec_config},
-            **{name: source_saved[name] for name in ("size", "count") if name in source_saved},
-            "data": source_saved.get("source"),
-        }
-        if _same_file(data, trained_with["data"]):
-            trained_with["data"] = data  # another spelling of the same folder
-        changes = _changes_on_resume(trained_with, NADE_FIXED_ON_RESUME, apply_changes)
-        try:
-            config = NADETrainConfig(
-                **{**saved["training"], **changes, "epochs": _positive("epochs", epochs), "max_time": None}
-            )
-        except TypeError:
-            raise UsageError(
-                f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it"
-            ) from None
-        config.max_time = None if seconds is None else float(saved["trainer"]["elapsed"]) + seconds
-        config.check()
-        model, codec, splits = checkpoint.model, checkpoint.codec, checkpoint.data
-        source = saved.get("data_source", {})
-    else:
-        if (out / "config.json").exists():
-            raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it, or another --out")
-        if apply_changes:
-            raise UsageError("--apply-changes goes with --resume")
-        config = NADETrainConfig(
-            width=width,
-            depth=depth,
-            kernel_size=kernel_size,
-            dilations=dilations,
-            residual=residual,
-            epochs=epochs,
-            max_time=seconds,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            lr_factor=lr_factor,
-            lr_patience=lr_patience,
-            min_lr=min_lr,
-            weight_decay=weight_decay,
-            grad_clip=grad_clip,
-            masks=masks,
-            loss=loss,
-            rescale=rescale,
-            validation_fraction=validation_fraction,
-            seed=seed,
-            captions=captions,
-            caption_dropout=caption_dropout,
-            caption_min_count=caption_min_count,
-            caption_max_length=caption_max_length,
-            caption_embedding=caption_embedding,
-            caption_hidden=caption_hidden,
-            caption_bidirectional=caption_bidirectional,
-            caption_merge=caption_merge,
-            caption_merge_every=caption_merge_every,
-        ).check()
-        if captions:
-            for name, value in (
-                ("caption-embedding", caption_embedding),
-                ("caption-hidden", caption_hidden),
-                ("caption-merge-every", caption_merge_every),
-            ):
-                _positive(name, value)
-        else:
-            ctx = click.get_current_context()
-            given = [
-                p.opts[0]
-                for p in ctx.command.params
-                if p.name.startswith("caption_")
-                and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
-            ]
-            if given:
-                raise UsageError(f"{given[0]} applies only with --captions; add --captions or leave it out")
-        options = {k: v for k, v in (("size", size), ("count", count)) if v is not None}
-        dataset = load_images(data, levels, channels=int(channels) if channels else None, captions=captions, **options)
-        codec = dataset.codec
-        if test_size is None:
-            held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
-        else:
-            held = test_size  # a count or a fraction in [0, 1), as CountOrFraction read it
-        # Split image numbers rather than images, so that captions follow their images.
-        train_all, test = split_images(torch.arange(len(dataset.states)), held, seed)
-        train, validation = split_images(train_all, float(validation_fraction), seed + 1)
-        if len(train) == 0 or len(validation) == 0:
-            raise UsageError(
-                f"{data} has only {len(dataset.states)} images: too few to split into training and validation"
-            )
-        parts = {"train": train, "validation": validation, "test": test}
-        splits = {name: dataset.states[rows] for name, rows in parts.items()}
-        vocabulary = None
-        if captions:
-            from .data.captions import CaptionVocabulary, caption_table
-
-            vocabulary = CaptionVocabulary.fit(
-                (t for i in train.tolist() for t in dataset.captions[i]),
-                min_count=caption_min_count,
-                max_length=caption_max_length,
-            )
-            table = caption_table(dataset.captions, vocabulary)
-            splits.update({f"captions.{name}": table[rows] for name, rows in parts.items()})
-        with torch.random.fork_rng():  # the initial weights depend on --seed alone (same on every rank)
-            torch.manual_seed(seed)
-            model = OrderlessNADE(
-                **config.model_config(codec.channels, codec.levels, vocabulary.size if vocabulary else 0)
-            )
-        model.caption_vocabulary = vocabulary
-        source = {
-            "source": corpus_source(data),
-            "images": len(dataset.states),
-            "levels": codec.levels,
-            **options,
-            "split": {k: len(v) for k, v in parts.items()},
-        }
-        if not quiet:
-            _say(
-                f"{data}: {len(dataset.states)} images, {codec.describe()}; train {len(train)}, "
-                f"validation {len(validation)}, test {len(test)}"
-                + (f"; captions with {len(vocabulary.words)} words" if vocabulary else "")
-            )
-    where = setup_distributed(target)
-    if target.type == "cuda" and where.active:
-        target = torch.device("cuda", where.local_rank)
-    trainer = NADETrainer(
-        model.to(target),
-        config,
-        splits["train"],
-        splits["validation"],
-        where=where,
-        history=list(getattr(checkpoint, "history", [])) if resume else [],
-        train_captions=splits.get("captions.train"),
-        validation_captions=splits.get("captions.validation"),
-    )
-    if resume:
-        trainer.load_state(checkpoint.trainer, checkpoint.config["trainer"])
-        if changes:
-            trainer.apply_settings()  # the optimizer and schedule were restored with the old values
-        if trainer.epoch >= config.epochs:
-            _say(f"{out} already has {trainer.epoch} epochs; pass a larger --epochs to continue")
-            return
-
-    def on_save(t):
-        save_nade_trainer(t, out, codec, splits, source)
+    def on_epoch(t):
         if not quiet and t.history and not t.stopped_by_time:
             row = t.history[-1]
             _say(
@@ -433,64 +281,20 @@ def train_nade(
                 f"train {row['train_loss']:.3f}  validation {row['validation_loss']:.3f}"
             )
 
-    trainer.fit(progress=not quiet, on_save=on_save)
-    if where.is_main and not quiet:
+    settings = [model, training, options]
+    result = _train(ctx, "train nade", "nade", data, out, settings, resume, apply_changes, device, quiet, on_epoch)
+    trainer = result.trainer
+    if not result.trained:
+        _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
+    elif result.writer and not quiet:
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
             f"saved {out} ({why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
             f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted"
         )
-    if where.active:
-        torch.distributed.destroy_process_group()
 
 
 # ---- inpaint ------------------------------------------------------------------------------------
-
-
-NADE_TRAINING_FIELDS = (
-    "width",
-    "depth",
-    "kernel_size",
-    "dilations",
-    "residual",
-    "masks",
-    "loss",
-    "rescale",
-    "batch_size",
-    "learning_rate",
-    "lr_factor",
-    "lr_patience",
-    "min_lr",
-    "weight_decay",
-    "grad_clip",
-    "validation_fraction",
-    "seed",
-    "captions",
-    "caption_dropout",
-    "caption_min_count",
-    "caption_max_length",
-    "caption_embedding",
-    "caption_hidden",
-    "caption_bidirectional",
-    "caption_merge",
-    "caption_merge_every",
-)
-# What --apply-changes may change on --resume: how the model learns, not what it is or sees.
-NADE_CHANGEABLE_ON_RESUME = {
-    "masks",
-    "loss",
-    "rescale",
-    "learning_rate",
-    "lr_factor",
-    "lr_patience",
-    "min_lr",
-    "weight_decay",
-    "grad_clip",
-    "caption_dropout",
-}
-NADE_FIXED_ON_RESUME = (
-    set(NADE_TRAINING_FIELDS) | {"levels", "channels", "size", "count", "data"}
-) - NADE_CHANGEABLE_ON_RESUME
 
 
 @app.command("inpaint")

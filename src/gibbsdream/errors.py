@@ -11,6 +11,23 @@ class UsageError(ValueError):
     """Bad input from the user; the message says what was wrong and how to fix it."""
 
 
+class ConfigError(UsageError):
+    """A bad value of one or more named settings: a config field or a function argument.
+
+    The message names them as Python does (``num_hidden must be a whole number >= 1, got 0``);
+    ``fields`` holds those names, so the command line can show its flags instead (``--hidden``).
+    """
+
+    def __init__(self, message: str, *fields: str):
+        super().__init__(message)
+        self.fields = fields
+
+    @property
+    def field(self) -> str | None:
+        """The setting the message is about (the first of ``fields``)."""
+        return self.fields[0] if self.fields else None
+
+
 class Terminated(KeyboardInterrupt):
     """The process was asked to stop (SIGTERM): handled like Ctrl+C, with exit code 143."""
 
@@ -23,4 +40,4 @@ def check_finite(owner, names) -> None:
     for name in names:
         value = getattr(owner, name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{type(owner).__name__}.{name} must be a finite number, got {value}")
+            raise ConfigError(f"{type(owner).__name__}.{name} must be a finite number, got {value}", name)

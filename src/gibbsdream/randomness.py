@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -21,13 +21,13 @@ MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed, name: str = "seed") -> int:
-    """``seed`` if it is a whole number in [0, MAX_SEED], else a UsageError naming ``name``."""
+    """``seed`` if it is a whole number in [0, MAX_SEED], else a ConfigError naming ``name``."""
     try:
         value = None if isinstance(seed, bool) else operator.index(seed)  # ints, numpy ints; not 1.5
     except TypeError:
         value = None
     if value is None or not 0 <= value <= MAX_SEED:
-        raise UsageError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+        raise ConfigError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed!r}", name.rsplit(".", 1)[-1])
     return value
 
 

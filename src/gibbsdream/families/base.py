@@ -60,6 +60,9 @@ class Family:
         inpaint: ``inpaint(checkpoint, images, mask, **options) -> Generated``, None when the family
             cannot fill holes.
         sweep_defaults: the settings a sweep grid may vary, with their defaults (those of generating).
+        train: ``train(data, out, *, model, training, <train_options>=..., resume, apply_changes,
+            device, progress, on_epoch, on_event) -> Trained``; None for a family that is not trained here.
+        train_options: the keyword under which ``train`` takes how its data is read.
         model_class: for a family beyond the built-in two, the model class its checkpoints hold
             (``model_class(**config["model"])``), registered with the checkpoint loader.
     """
@@ -75,6 +78,8 @@ class Family:
     evaluate_options: tuple[str, ...]
     inpaint: Callable | None = None
     sweep_defaults: dict = field(default_factory=dict)
+    train: Callable | None = None
+    train_options: str = "options"
     model_class: type | None = None
 
 

@@ -7,10 +7,25 @@ validation strings (novelty checks and data-initialised chains read them).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
+from ..models.rbm import RBMConfig
+from ..training.rbm import RBMTrainConfig
+from ..training.runs import (
+    Trained,
+    changes_on_resume,
+    check_epochs,
+    checkpoint_held,
+    corpus_source,
+    fresh_run,
+    given_fields,
+    same_file,
+)
 from .base import Evaluation, Family, Generated, register
 
 DEFAULT_STEPS = 1000  # Gibbs sweeps when none are asked for
@@ -185,8 +200,225 @@ def evaluate(
     return Evaluation(values=values, lines=lines_out)
 
 
+# ==== training ========================================================================================
+
+
+@dataclass
+class CorpusOptions:
+    """How a text corpus becomes training states (saved in the checkpoint's codec and "corpus" entry)."""
+
+    max_length: int | None = None  # positions per string; longer lines are skipped (None: the longest line)
+    case_fold: bool = False  # fold case before learning the alphabet
+    pad_side: str = "right"  # where padding goes: "right" or "left"
+    min_char_count: int = 1  # characters seen fewer times than this are rare
+    rare: str = "skip"  # rare characters: "skip" their lines, "replace" them with '?', or "keep" them
+
+
+# The model fields the data sets (the codec's positions and alphabet): a caller does not.
+SET_BY_DATA = ("num_visible", "num_categories")
+# What a resumed run keeps: the settings that shape the model, the data or its split.
+FIXED_ON_RESUME = {
+    "num_hidden",
+    "data",
+    "max_length",
+    "case_fold",
+    "pad_side",
+    "min_char_count",
+    "rare",
+    "validation_fraction",
+    "seed",
+    "batch_size",
+    "persistent",
+}
+# The training settings compared with the checkpoint's on resume; epochs (the total to reach) and the
+# engine (the same numbers either way) are applied as given.
+COMPARED_ON_RESUME = (
+    "batch_size",
+    "learning_rate",
+    "lr_decay",
+    "momentum",
+    "weight_cost",
+    "cd_steps",
+    "persistent",
+    "validation_fraction",
+    "monitor_every",
+    "seed",
+)
+
+
+def train(
+    data: str | None,
+    out,
+    *,
+    model=None,
+    training=None,
+    corpus=None,
+    resume: bool = False,
+    apply_changes: bool = False,
+    device="auto",
+    progress: bool = False,
+    on_epoch=None,
+    on_event=None,
+) -> Trained:
+    """Train an RBM on a corpus of strings into the checkpoint folder ``out``; see :func:`gibbsdream.train`.
+
+    ``model``: :class:`RBMConfig` fields (``num_hidden``); ``training``: :class:`RBMTrainConfig`
+    fields; ``corpus``: :class:`CorpusOptions` fields. ``on_event(name, info)`` hears ``"corpus"``
+    (``data``, ``report``, ``codec``: before training), ``"changes"`` ({name: (old, new)}: a resume
+    continues with them) and ``"reseeded"`` (the checkpoint came from another kind of device).
+    """
+    from ..training import resolve_device
+
+    out = Path(out)
+    given_model = given_fields(model, [f.name for f in fields(RBMConfig)], "model")
+    for name in SET_BY_DATA:  # an RBMConfig's are replaced by the data's; a mapping's are a mistake
+        if name in given_model and isinstance(model, Mapping):
+            raise ConfigError(f"{name} is set by the corpus (the codec's size); leave it out", name)
+        given_model.pop(name, None)
+    given_training = given_fields(training, [f.name for f in fields(RBMTrainConfig)], "training")
+    given_corpus = given_fields(corpus, [f.name for f in fields(CorpusOptions)], "corpus")
+    event = on_event or (lambda name, info: None)
+    target = resolve_device(device)
+    with checkpoint_held(out, resume):
+        if resume:
+            trainer, corpus_saved, changes = _resumed(
+                data, out, target, given_model, given_training, given_corpus, apply_changes, event
+            )
+        else:
+            fresh_run(out, apply_changes)
+            trainer, corpus_saved = _fresh(data, target, given_model, given_training, given_corpus, event)
+            changes = {}
+        result = Trained(out, trainer.epoch, trainer.history, trainer.model, trainer.codec, trainer, changes=changes)
+        if trainer.epoch >= trainer.config.epochs:
+            result.trained = False
+            return result
+
+        def saved(t):
+            from ..training import save_trainer
+
+            save_trainer(t, out, corpus_saved)
+            if on_epoch is not None:
+                on_epoch(t)
+
+        trainer.fit(progress=progress, on_epoch=saved)
+        result.epochs = trainer.epoch
+        return result
+
+
+def _fresh(data, target, given_model, given_training, given_corpus, event):
+    from ..data.strings import StringCodec, read_lines
+    from ..models import RBM
+    from ..sampling.api import make_generator
+    from ..training import RBMTrainer, split_data
+
+    if data is None:
+        raise ConfigError("data is needed to start a run (a corpus file or builtin:NAME)", "data")
+    RBMConfig(1, **given_model).check()  # before the corpus is read
+    config = RBMTrainConfig(**given_training).check()
+    options = CorpusOptions(**given_corpus)
+    lines = read_lines(data)
+    codec, kept, report = StringCodec.fit(
+        lines,
+        max_length=options.max_length,
+        case_fold=options.case_fold,
+        pad_side=options.pad_side,
+        min_char_count=options.min_char_count,
+        rare=options.rare,
+    )
+    event("corpus", {"data": data, "report": report, "codec": codec})
+    model_config = RBMConfig(codec.max_length, **given_model, num_categories=codec.num_categories).check()
+    check_training_memory(codec, len(kept), model_config, config, options.max_length)
+    states = codec.encode(kept)
+    train_states, val_states = split_data(states, config.validation_fraction, config.seed)
+    model = RBM(model_config)
+    model.reset_parameters(make_generator(config.seed, "cpu"))
+    model.init_visible_bias_from_data(train_states)
+    trainer = RBMTrainer(model.to(target), config, train_states, val_states, codec=codec)
+    saved = {
+        "source": corpus_source(data),
+        "min_char_count": options.min_char_count,
+        "rare": options.rare,
+        **report.to_dict(),
+    }
+    return trainer, saved
+
+
+def _resumed(data, out, target, given_model, given_training, given_corpus, apply_changes, event):
+    from ..checkpoint import load_checkpoint
+    from ..training import RBMTrainer
+
+    checkpoint = load_checkpoint(out, device=target, family="rbm")
+    saved = checkpoint.config
+    if (
+        not isinstance(saved.get("training"), dict)
+        or "epoch" not in (saved.get("trainer") or {})
+        or not checkpoint.trainer
+    ):
+        raise UsageError(
+            f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out"
+        )
+    codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
+    trained_with = {
+        "num_hidden": saved["model"].get("num_hidden"),
+        "data": corpus_saved.get("source"),
+        **{name: saved["training"][name] for name in COMPARED_ON_RESUME if name in saved["training"]},
+        **{name: codec_config[name] for name in ("max_length", "case_fold", "pad_side") if name in codec_config},
+        **{name: corpus_saved[name] for name in ("min_char_count", "rare") if name in corpus_saved},
+    }
+    given = {**given_model, **given_training, **given_corpus}
+    if data is not None:
+        given["data"] = trained_with["data"] if same_file(data, trained_with["data"]) else data
+    changes = changes_on_resume(trained_with, given, FIXED_ON_RESUME, apply_changes)
+    if changes:
+        event("changes", changes)
+    overrides = {name: new for name, (_, new) in changes.items()}
+    if "epochs" in given_training:
+        overrides["epochs"] = check_epochs(given_training["epochs"])
+    if "engine" in given_training:
+        overrides["engine"] = given_training["engine"]
+    try:
+        # Checkpoints before Model(config) repeat num_hidden here: taken aside (training.legacy).
+        config = RBMTrainConfig(**{**saved["training"], **overrides}).check()
+    except TypeError:
+        raise UsageError(
+            f"{out} has training settings this gibbsdream cannot read; resume it with the version that wrote it"
+        ) from None
+    trainer = RBMTrainer(
+        checkpoint.model,
+        config,
+        checkpoint.data["train"],
+        checkpoint.data["validation"],
+        codec=checkpoint.codec,
+        history=checkpoint.history,
+    )
+    if not trainer.load_state_tensors(checkpoint.trainer, checkpoint.config["trainer"]["epoch"]):
+        event("reseeded", {})
+    return trainer, checkpoint.config.get("corpus"), changes
+
+
+def check_training_memory(codec, strings: int, model: RBMConfig, config: RBMTrainConfig, max_length) -> None:
+    """Refuse, before encoding the corpus, a model and data that cannot fit in the memory free here
+    (a corpus with one line of a million characters makes every string a million positions)."""
+    from ..resources import check_memory, product_text, rbm_training_bytes
+
+    positions, categories = codec.max_length, codec.num_categories
+    needed = rbm_training_bytes(strings, positions, categories, model.num_hidden, config.batch_size)
+    what = product_text((strings, "strings"), (positions, "positions"), (categories, "categories"))
+    remedy = (
+        "lower num_hidden"
+        if max_length is not None
+        else f"the longest line has {positions:,} characters: pass max_length to skip long lines, or lower num_hidden"
+    )
+    try:
+        check_memory(needed, f"{what}, num_hidden {model.num_hidden:,}", remedy)
+    except UsageError as err:
+        raise ConfigError(str(err), "num_hidden", "max_length") from None
+
+
 FAMILY = register(
     Family(
+        train=train,
+        train_options="corpus",
         name="rbm",
         title="an RBM (string) model",
         label="string (RBM)",

@@ -1,6 +1,6 @@
-"""Models: energy models (RBM) and conditional models (Orderless NADE)."""
+"""Models: energy models (RBM) and conditional models (Orderless NADE), each built from its config."""
 
-from .nade import OrderlessNADE
-from .rbm import RBM
+from .nade import NADEConfig, OrderlessNADE
+from .rbm import RBM, RBMConfig
 
-__all__ = ["RBM", "OrderlessNADE"]
+__all__ = ["RBM", "NADEConfig", "OrderlessNADE", "RBMConfig"]

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import UsageError
+from ..errors import ConfigError
 from .captions import MERGE_CLASSES, MERGES, CaptionEncoder
 from .shapes import row_offsets
 
@@ -63,60 +63,91 @@ class NADEConfig:
     caption_merge_every: int = 2  # a merge after every this many blocks
 
     def check(self) -> NADEConfig:
+        """Raise a ConfigError naming the first impossible field; returns self (dilations as a tuple)."""
         for name in ("channels", "width", "depth", "kernel_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"NADE {name} must be a whole number >= 1, got {value!r}")
+            _check_whole(self, name, 1)
         # Bounds on what loops or pads (the sizes of tensors are bounded by the loading budget):
         # a damaged config must not make building the model hang.
         for name, most in (("depth", MAX_DEPTH), ("kernel_size", MAX_KERNEL)):
             if getattr(self, name) > most:
-                raise UsageError(f"NADE {name} must be at most {most}, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}", name)
         if (
             isinstance(self.num_categories, bool)
             or not isinstance(self.num_categories, int)
             or not 2 <= self.num_categories <= 256
         ):
-            raise UsageError(f"NADE num_categories (levels) must lie in 2..256, got {self.num_categories}")
+            raise ConfigError(
+                f"num_categories (levels) must lie in 2..256, got {self.num_categories}", "num_categories"
+            )
         if self.kernel_size % 2 == 0:
-            raise UsageError(
-                f"NADE kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}"
+            raise ConfigError(
+                f"kernel_size must be odd so outputs stay aligned with pixels, got {self.kernel_size}", "kernel_size"
+            )
+        if isinstance(self.dilations, (str, bytes)) or not hasattr(self.dilations, "__iter__"):
+            raise ConfigError(
+                f"dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}", "dilations"
             )
         self.dilations = tuple(self.dilations)
         if not self.dilations or any(
             isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DILATION for d in self.dilations
         ):
-            raise UsageError(f"NADE dilations must be whole numbers in 1..{MAX_DILATION}, got {list(self.dilations)}")
+            raise ConfigError(
+                f"dilations must be whole numbers in 1..{MAX_DILATION}, got {list(self.dilations)}", "dilations"
+            )
         for name in ("residual", "caption_bidirectional"):
             if not isinstance(getattr(self, name), bool):
-                raise UsageError(f"NADE {name} must be true or false, got {getattr(self, name)!r}")
-        if (
-            isinstance(self.caption_vocab_size, bool)
-            or not isinstance(self.caption_vocab_size, int)
-            or self.caption_vocab_size < 0
-        ):
-            raise UsageError(f"NADE caption_vocab_size must be a whole number >= 0, got {self.caption_vocab_size!r}")
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}", name)
+        _check_whole(self, "caption_vocab_size", 0)
         if self.caption_vocab_size:
-            for name in (
-                "caption_embedding",
-                "caption_hidden",
-                "caption_kernel",
-                "caption_layers",
-                "caption_merge_every",
-            ):
-                value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise UsageError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+            for name in CAPTION_FIELDS[:5]:
+                _check_whole(self, name, 1)
             if self.caption_layers > MAX_DEPTH or self.caption_kernel > MAX_KERNEL:
-                raise UsageError(f"NADE caption_layers and caption_kernel must be at most {MAX_DEPTH} and {MAX_KERNEL}")
+                raise ConfigError(
+                    f"caption_layers and caption_kernel must be at most {MAX_DEPTH} and {MAX_KERNEL}",
+                    "caption_layers",
+                    "caption_kernel",
+                )
             if self.caption_merge not in MERGES:
-                raise UsageError(f"--caption-merge must be one of {', '.join(MERGES)}, got {self.caption_merge!r}")
+                raise ConfigError(
+                    f"caption_merge must be a caption-merge kind ({', '.join(MERGES)}), got {self.caption_merge!r}",
+                    "caption_merge",
+                )
         return self
+
+    def to_dict(self) -> dict:
+        """The JSON a checkpoint saves (and :class:`OrderlessNADE` reads back with ``OrderlessNADE(**d)``)."""
+        config = asdict(self)
+        config["dilations"] = list(config["dilations"])
+        if not self.caption_vocab_size:  # a model without captions keeps the config of the versions before captions
+            config = {k: v for k, v in config.items() if k not in CAPTION_FIELDS and k != "caption_vocab_size"}
+        return config
+
+    def __call__(self) -> dict:
+        """``model.config()``, the form of the versions where ``config`` was a method: the saved dict."""
+        return self.to_dict()
 
     def merge_after(self) -> list[int]:
         """The blocks after which the caption is merged in (at least the last one)."""
         every = self.caption_merge_every
         return [i for i in range(self.depth) if (i + 1) % every == 0] or [self.depth - 1]
+
+
+# The fields that shape the caption encoder and its merges (unused while caption_vocab_size is 0).
+CAPTION_FIELDS = (
+    "caption_embedding",
+    "caption_hidden",
+    "caption_kernel",
+    "caption_layers",
+    "caption_merge_every",
+    "caption_bidirectional",
+    "caption_merge",
+)
+
+
+def _check_whole(config, name: str, least: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}", name)
 
 
 class ResidualBlock(nn.Module):
@@ -134,27 +165,22 @@ class ResidualBlock(nn.Module):
 class OrderlessNADE(nn.Module):
     """Orderless NADE convnet over ``(B, C, H, W)`` images of category indices in ``[0, K)``.
 
+    Built from a :class:`NADEConfig` (``OrderlessNADE(config)``) or from its fields, positionally
+    in the config's order or by keyword (``OrderlessNADE(channels=3, num_categories=256)``);
+    :attr:`config` holds the checked config.
+
     Works for any image size (it is fully convolutional); the checkpoint's codec records the size
     it was trained on.
     """
 
     family = "nade"
 
-    def __init__(
-        self,
-        channels: int = 1,
-        num_categories: int = 17,
-        width: int = 64,
-        depth: int = 6,
-        kernel_size: int = 3,
-        dilations=(1, 2, 1, 4),
-        residual: bool = True,
-        **captions,
-    ):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        self.settings = NADEConfig(
-            channels, num_categories, width, depth, kernel_size, tuple(dilations), residual, **captions
-        ).check()
+        single = len(args) == 1 and not kwargs and isinstance(args[0], NADEConfig)
+        self.config = (args[0] if single else NADEConfig(*args, **kwargs)).check()
+        channels, num_categories, width = self.config.channels, self.config.num_categories, self.config.width
+        depth, kernel_size, residual = self.config.depth, self.config.kernel_size, self.config.residual
         C, K = channels, num_categories
         self.channels, self.num_categories = C, K
         # A 1x1 convolution over the one-hot input is a sum of looked-up columns: one table row per
@@ -163,14 +189,14 @@ class OrderlessNADE(nn.Module):
         self.mask_weight = nn.Parameter(torch.zeros(C, width))
         self.input_bias = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(
-            ResidualBlock(width, kernel_size, self.settings.dilations[i % len(self.settings.dilations)], residual)
+            ResidualBlock(width, kernel_size, self.config.dilations[i % len(self.config.dilations)], residual)
             for i in range(depth)
         )
         self.readout = nn.Conv2d(width, C * K, 1)
         self.caption_encoder = None
         self.caption_vocabulary = None  # the tokenizer's words (set by training or loading; saved as JSON)
-        if self.settings.caption_vocab_size:
-            s = self.settings
+        if self.config.caption_vocab_size:
+            s = self.config
             self.caption_encoder = CaptionEncoder(
                 s.caption_vocab_size,
                 s.caption_embedding,
@@ -187,12 +213,10 @@ class OrderlessNADE(nn.Module):
         nn.init.normal_(self.level_embedding.weight, std=1.0 / (C**0.5))
         nn.init.normal_(self.mask_weight, std=1.0 / (C**0.5))
 
-    def config(self) -> dict:
-        config = asdict(self.settings)
-        config["dilations"] = list(config["dilations"])
-        if not self.settings.caption_vocab_size:  # a model without captions keeps its old config
-            config = {k: v for k, v in config.items() if not k.startswith("caption_")}
-        return config
+    @property
+    def settings(self) -> NADEConfig:
+        """The model's config (the name it had before :attr:`config`)."""
+        return self.config
 
     def _embed(self, x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """The 1x1 projection of ``(one_hot(x) * known, known)``: ``(B, width, H, W)``."""

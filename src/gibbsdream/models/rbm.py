@@ -19,17 +19,47 @@ so Gibbs sampling at temperature T samples ``p_T(v) ∝ exp(-F_T(v))`` with
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import ConfigError
 from ..sampling.categorical import sample_bernoulli, sample_categorical
 from .shapes import row_offsets
 
 
+@dataclass
+class RBMConfig:
+    """Shape of an :class:`RBM` (saved with its checkpoint as ``config.json``'s ``"model"``)."""
+
+    num_visible: int  # positions V (a string's length)
+    num_hidden: int = 128  # hidden units H
+    num_categories: int = 2  # values K per position: 2 is Bernoulli, more is one softmax group each
+
+    def check(self) -> RBMConfig:
+        """Raise a ConfigError naming the first impossible field; returns self."""
+        for name, least in (("num_visible", 1), ("num_hidden", 1), ("num_categories", 2)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}", name)
+        return self
+
+    def to_dict(self) -> dict:
+        """The JSON a checkpoint saves (and :class:`RBM` reads back with ``RBM(**d)``)."""
+        return asdict(self)
+
+    def __call__(self) -> dict:
+        """``model.config()``, the form of the versions where ``config`` was a method: the saved dict."""
+        return self.to_dict()
+
+
 class RBM(nn.Module):
     """Bernoulli-hidden RBM over ``num_visible`` units with ``num_categories`` values each.
+
+    Built from an :class:`RBMConfig` (``RBM(config)``) or from its fields, as ``RBM(num_visible,
+    num_hidden, num_categories)`` or by keyword; :attr:`config` holds the checked config.
 
     Parameters (``K = num_categories``):
 
@@ -39,15 +69,15 @@ class RBM(nn.Module):
 
     family = "rbm"
 
-    def __init__(self, num_visible: int, num_hidden: int, num_categories: int = 2):
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        for name, value, least in (
-            ("num_visible", num_visible, 1),
-            ("num_hidden", num_hidden, 1),
-            ("num_categories", num_categories, 2),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise UsageError(f"{name} must be an integer >= {least}, got {value!r}")
+        single = len(args) == 1 and not kwargs and isinstance(args[0], RBMConfig)
+        self.config = (args[0] if single else RBMConfig(*args, **kwargs)).check()
+        num_visible, num_hidden, num_categories = (
+            self.config.num_visible,
+            self.config.num_hidden,
+            self.config.num_categories,
+        )
         self.num_visible = num_visible
         self.num_hidden = num_hidden
         self.num_categories = num_categories
@@ -70,13 +100,6 @@ class RBM(nn.Module):
     def shape(self) -> tuple[int, ...]:
         """Shape of one visible state (without the batch dimension)."""
         return (self.num_visible,)
-
-    def config(self) -> dict:
-        return {
-            "num_visible": self.num_visible,
-            "num_hidden": self.num_hidden,
-            "num_categories": self.num_categories,
-        }
 
     def reset_parameters(self, generator: torch.Generator | None = None, std: float = 0.01) -> None:
         """Small random weights (Hinton's practical guide) and zero biases."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
@@ -18,8 +18,9 @@ SAMPLING_ENGINES = ("auto", "torch", "numba")
 
 
 def check_count(name: str, value, least: int = 1) -> int:
+    """``value`` if it is a whole number >= ``least``, else a ConfigError naming the setting ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{name} must be a whole number >= {least}, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}", name)
     return value
 
 

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -33,22 +33,25 @@ from torch import distributed as dist
 
 from ..data.captions import draw_captions
 from ..data.masks import training_masks
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
+from ..models.nade import CAPTION_FIELDS, NADEConfig
 from ..progress import progress_bar
 from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count
+from .legacy import accepts_model_fields
 from .losses import LOSSES, masked_loss
 
+# The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
+MOVED_TO_MODEL = ("width", "depth", "kernel_size", "dilations", "residual", *CAPTION_FIELDS)
 
+
+@accepts_model_fields(NADEConfig, MOVED_TO_MODEL)
 @dataclass
 class NADETrainConfig:
-    """Hyper-parameters of Orderless NADE training (all have working defaults)."""
+    """Hyper-parameters of Orderless NADE training (all have working defaults); the model's shape is
+    its :class:`~gibbsdream.models.nade.NADEConfig` (the model fields are still accepted here, for
+    :meth:`model_config`)."""
 
-    width: int = 64
-    depth: int = 6
-    kernel_size: int = 3
-    dilations: tuple[int, ...] = (1, 2, 1, 4)
-    residual: bool = True
     epochs: int = 200
     max_time: float | None = None  # seconds; stop cleanly and save when reached
     batch_size: int = 64
@@ -68,83 +71,50 @@ class NADETrainConfig:
     caption_dropout: float = 0.2  # chance that an example trains without its caption
     caption_min_count: int = 2  # rarer words become the unknown token
     caption_max_length: int = 24  # words read per caption
-    caption_embedding: int = 32
-    caption_hidden: int = 64
-    caption_kernel: int = 2
-    caption_layers: int = 1
-    caption_bidirectional: bool = True
-    caption_merge: str = "attention"
-    caption_merge_every: int = 2
 
     def check(self) -> NADETrainConfig:
+        """Raise a ConfigError naming the first impossible field; returns self."""
         from ..errors import check_finite
 
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
-        check_finite(self, list(vars(self)))
+        check_finite(self, [f.name for f in fields(self)])
         check_seed(self.seed, f"{type(self).__name__}.seed")
-        for name in ("width", "depth", "kernel_size", "epochs", "batch_size"):
-            check_count("--" + name.replace("_", "-"), getattr(self, name))
-        check_count("--lr-patience", self.lr_patience, least=0)
+        if self.model_fields:  # given the old way: checked (and dilations made a tuple) as the model's config
+            self.model_fields["dilations"] = self._model_config().check().dilations
+        for name in ("epochs", "batch_size"):
+            check_count(name, getattr(self, name))
+        check_count("lr_patience", self.lr_patience, least=0)
         for name in ("learning_rate", "min_lr"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
-                raise UsageError(
-                    f"--{name.replace('_', '-').replace('learning-rate', 'lr')} must be a positive number, got {value}"
-                )
+                raise ConfigError(f"{name} must be a positive number, got {value}", name)
         if not 0 < self.lr_factor < 1:
-            raise UsageError(f"--lr-factor must lie in (0, 1), got {self.lr_factor}")
+            raise ConfigError(f"lr_factor must lie in (0, 1), got {self.lr_factor}", "lr_factor")
         if self.weight_decay < 0 or self.grad_clip < 0:
-            raise UsageError("--weight-decay and --grad-clip must be >= 0")
+            raise ConfigError("weight_decay and grad_clip must be >= 0", "weight_decay", "grad_clip")
         if self.max_time is not None and not self.max_time > 0:
-            raise UsageError(f"--max-time must be positive, got {self.max_time}")
+            raise ConfigError(f"max_time must be positive, got {self.max_time}", "max_time")
         if self.loss not in LOSSES:
-            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}", "loss")
         if not 0 < self.validation_fraction < 1:
-            raise UsageError(f"--validation-fraction must lie in (0, 1), got {self.validation_fraction}")
-        if isinstance(self.dilations, (str, bytes)) or not hasattr(self.dilations, "__iter__"):
-            raise UsageError(
-                f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}"
+            raise ConfigError(
+                f"validation_fraction must lie in (0, 1), got {self.validation_fraction}", "validation_fraction"
             )
-        try:
-            self.dilations = tuple(int(d) for d in self.dilations)
-        except (TypeError, ValueError, OverflowError):
-            raise UsageError(
-                f"--dilations must be whole numbers separated by commas, e.g. 1,2,4; got {self.dilations!r}"
-            ) from None
         training_masks(self.masks)  # raises a UsageError naming the valid kinds
         if not 0 <= self.caption_dropout < 1:
-            raise UsageError(f"--caption-dropout must lie in [0, 1), got {self.caption_dropout}")
+            raise ConfigError(f"caption_dropout must lie in [0, 1), got {self.caption_dropout}", "caption_dropout")
         for name in ("caption_min_count", "caption_max_length"):
-            check_count("--" + name.replace("_", "-"), getattr(self, name))
+            check_count(name, getattr(self, name))
         return self
 
+    def _model_config(self, channels: int = 1, levels: int = 17, caption_vocab_size: int = 0) -> NADEConfig:
+        fields_given = {name: getattr(self, name) for name in MOVED_TO_MODEL}
+        return NADEConfig(channels, levels, caption_vocab_size=caption_vocab_size, **fields_given)
+
     def model_config(self, channels: int, levels: int, caption_vocab_size: int = 0) -> dict:
-        config = dict(
-            channels=channels,
-            num_categories=levels,
-            width=self.width,
-            depth=self.depth,
-            kernel_size=self.kernel_size,
-            dilations=list(self.dilations),
-            residual=self.residual,
-        )
-        if caption_vocab_size:
-            config.update(
-                caption_vocab_size=caption_vocab_size,
-                **{
-                    name: getattr(self, name)
-                    for name in (
-                        "caption_embedding",
-                        "caption_hidden",
-                        "caption_kernel",
-                        "caption_layers",
-                        "caption_bidirectional",
-                        "caption_merge",
-                        "caption_merge_every",
-                    )
-                },
-            )
-        return config
+        """The model config built from the model fields given to this config (the form of the versions
+        where they lived here), as the dict a checkpoint saves: ``OrderlessNADE(**config.model_config(...))``."""
+        return self._model_config(channels, levels, caption_vocab_size).to_dict()
 
 
 def parse_duration(text: str) -> float:
@@ -525,7 +495,7 @@ def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, sou
         },
         trainer=trainer.state_tensors(),
         extra={
-            "training": {**asdict(trainer.config), "dilations": list(trainer.config.dilations)},
+            "training": asdict(trainer.config),
             "trainer": trainer.state_json(),
             "data_source": source,
         },

@@ -18,34 +18,33 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..likelihood import pseudo_log_likelihood
+from ..models.rbm import RBMConfig
 from ..progress import progress_bar
 from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count
 from ..sampling.categorical import bernoulli_from_probs
-
-
-def _flag(name: str) -> str:
-    return {"num_hidden": "--hidden", "learning_rate": "--lr"}.get(name, "--" + name.replace("_", "-"))
-
+from .legacy import accepts_model_fields
 
 # Upper bounds on the settings that size working arrays (the persistent chains are batch_size states,
 # the compiled loop draws cd_steps x chains x hidden uniforms per update, each epoch samples the fantasies).
 MOST = {"batch_size": 2**20, "cd_steps": 1000, "fantasy_particles": 2**16}
 
 
+@accepts_model_fields(RBMConfig, ("num_hidden",))
 @dataclass
 class RBMTrainConfig:
-    """Hyper-parameters of RBM training (all have working defaults)."""
+    """Hyper-parameters of RBM training (all have working defaults); the model's shape is its
+    :class:`~gibbsdream.models.rbm.RBMConfig` (``num_hidden`` is still accepted here, and ignored
+    by the trainer, which trains the model it is given)."""
 
-    num_hidden: int = 128
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 0.1
@@ -64,35 +63,39 @@ class RBMTrainConfig:
     )
 
     def check(self) -> RBMTrainConfig:
-        """Raise UsageError (naming the command-line flag) for an impossible setting."""
+        """Raise a ConfigError naming the first impossible field; returns self."""
         from ..errors import check_finite
 
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
-        check_finite(self, list(vars(self)))
+        check_finite(self, [f.name for f in fields(self)])
         check_seed(self.seed, f"{type(self).__name__}.seed")
-        for name in ("num_hidden", "epochs", "batch_size", "cd_steps", "monitor_size"):
-            check_count(_flag(name), getattr(self, name))
-        check_count("--fantasy-particles", self.fantasy_particles, least=0)
-        check_count("--monitor-every", self.monitor_every, least=0)
+        if self.model_fields:  # given the old way: checked as the model config checks them
+            RBMConfig(1, **self.model_fields).check()
+        for name in ("epochs", "batch_size", "cd_steps", "monitor_size"):
+            check_count(name, getattr(self, name))
+        check_count("fantasy_particles", self.fantasy_particles, least=0)
+        check_count("monitor_every", self.monitor_every, least=0)
         for name, most in MOST.items():  # a damaged config.json must not ask for absurd allocations
             if getattr(self, name) > most:
-                raise UsageError(f"{_flag(name)} must be at most {most}, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}", name)
         for name in ("learning_rate", "lr_decay"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
-                raise UsageError(f"{_flag(name)} must be a positive number, got {value}")
+                raise ConfigError(f"{name} must be a positive number, got {value}", name)
         if not 0 <= self.momentum < 1:
-            raise UsageError(f"--momentum must lie in [0, 1), got {self.momentum}")
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}", "momentum")
         if not (self.weight_cost >= 0 and math.isfinite(self.weight_cost)):
-            raise UsageError(f"--weight-cost must be a number >= 0, got {self.weight_cost}")
+            raise ConfigError(f"weight_cost must be a number >= 0, got {self.weight_cost}", "weight_cost")
         if not isinstance(self.persistent, bool):
-            raise UsageError(f"--persistent must be true or false, got {self.persistent!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
-            raise UsageError(f"--seed must be a whole number (64 bits), got {self.seed!r}")
+            raise ConfigError(f"persistent must be true or false, got {self.persistent!r}", "persistent")
         if not 0 <= self.validation_fraction < 1:
-            raise UsageError(f"--validation-fraction must lie in [0, 1), got {self.validation_fraction}")
+            raise ConfigError(
+                f"validation_fraction must lie in [0, 1), got {self.validation_fraction}", "validation_fraction"
+            )
         if self.engine not in ENGINES:
-            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            # Written as the flag: tests/test_rbm_engines.py pins this message (both `sample` and
+            # `train rbm` take --engine, so it reads the same on either command line).
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}", "engine")
         return self
 
 
