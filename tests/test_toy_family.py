@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass
 
 import pytest
 import torch
@@ -26,29 +27,39 @@ from gibbsdream.families import Evaluation, Family, Generated, get_family, regis
 ALPHABET, LENGTH = "abc", 3
 
 
+@dataclass
+class TableConfig:
+    """Shape of a :class:`TableModel` (saved with its checkpoint)."""
+
+    num_visible: int = LENGTH
+    num_categories: int = len(ALPHABET) + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 class TableModel(nn.Module):
     """p(v) ∝ exp(log_weights[code(v)]) over ``num_visible`` positions of ``num_categories`` values.
 
     It follows the conditional-model protocol (``num_categories``, ``logits(x, known, context)``):
     the logits of each variable are its exact conditional given the known ones, the unknown others
-    summed out, so gibbsdream's conditional samplers run on it unchanged.
+    summed out, so gibbsdream's conditional samplers run on it unchanged. Like the built-in models
+    it is ``Model(config)``; the loader builds it from the saved fields, ``Model(**fields)``.
     """
 
     family = "toy-table"
 
-    def __init__(self, num_visible: int = LENGTH, num_categories: int = len(ALPHABET) + 1):
+    def __init__(self, config: TableConfig | None = None, **fields):
         super().__init__()
-        self.num_visible, self.num_categories = num_visible, num_categories
-        self.log_weights = nn.Parameter(torch.empty(num_categories**num_visible))
+        self.config = config or TableConfig(**fields)
+        self.num_visible, self.num_categories = self.config.num_visible, self.config.num_categories
+        self.log_weights = nn.Parameter(torch.empty(self.num_categories**self.num_visible))
         if not self.log_weights.is_meta:  # built as shapes only when a checkpoint is sized
             nn.init.zeros_(self.log_weights)
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (self.num_visible,)
-
-    def config(self) -> dict:
-        return {"num_visible": self.num_visible, "num_categories": self.num_categories}
 
     def states(self) -> torch.Tensor:
         """``(M, V)``: every state, in the order of ``log_weights``."""
@@ -112,7 +123,7 @@ def toy(tmp_path_factory):
     """A registered toy family and a checkpoint of it whose table favours 'abc' and 'cab'."""
     register(FAMILY)
     codec = StringCodec(alphabet=ALPHABET, max_length=LENGTH)
-    model = TableModel(LENGTH, codec.num_categories)
+    model = TableModel(TableConfig(LENGTH, codec.num_categories))
     with torch.no_grad():
         model.log_weights.fill_(-4.0)
         for text, weight in (("abc", 3.0), ("cab", 2.0)):

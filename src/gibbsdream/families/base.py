@@ -84,6 +84,7 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
+BUILT_IN = ("rbm", "nade")  # the families of this package, in the order messages list them
 
 
 def register(family: Family) -> Family:
@@ -115,4 +116,7 @@ def family_names() -> list[str]:
 def _builtins() -> None:
     # The built-in families register themselves when their modules are imported; importing them
     # here (not at package import) keeps `import gibbsdream.families.base` free of PyTorch models.
-    from . import nade, rbm  # noqa: F401
+    import importlib
+
+    for name in BUILT_IN:
+        importlib.import_module(f"{__package__}.{name}")
