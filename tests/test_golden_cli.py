@@ -8,6 +8,8 @@ What is compared:
 * strings, integer counts, integer tensors and pixels exactly (pixels as the SHA-256 of the decoded
   arrays, GIF frames converted to RGB, so a change of encoder that keeps the picture passes);
 * floats with ``pytest.approx(rel=1e-5, abs=1e-6)``;
+* an output may gain fields (or a folder files) it did not have; every recorded one must still be
+  there, with its value (``test_the_comparison`` shows each rule);
 * the saved weights through a digest per tensor (shape, dtype, sum, sum of squares, a weighted sum,
   largest magnitude, first 8 values) under the same tolerance: float rounding passes (every weight
   moved by about one float32 ulp), a change of what is computed does not (every weight scaled by
@@ -84,14 +86,12 @@ def _is_number(value) -> bool:
 
 def mismatches(expected, observed, where: str = "") -> list[str]:
     """Every place where ``observed`` differs from ``expected`` (nested dicts and lists of JSON values):
-    floats within ``REL``/``ABS``, everything else exactly."""
+    floats within ``REL``/``ABS``, everything else exactly; a dict may hold keys ``expected`` lacks."""
     if isinstance(expected, dict) and isinstance(observed, dict):
-        found = []
-        if expected.keys() != observed.keys():
-            found.append(
-                f"{where or '.'}: keys recorded but missing {sorted(expected.keys() - observed.keys())}, "
-                f"new {sorted(observed.keys() - expected.keys())}"
-            )
+        # A field or file the command did not write before is allowed (issue 15 adds some, e.g. what
+        # quantity a trace holds); every recorded one must still be there, with its value.
+        missing = [key for key in expected if key not in observed]
+        found = [f"{where or '.'}: recorded keys missing now: {missing}"] if missing else []
         for key in (key for key in expected if key in observed):  # in the recorded order, run after run
             found += mismatches(expected[key], observed[key], f"{where}.{key}")
         return found
@@ -115,6 +115,28 @@ def mismatches(expected, observed, where: str = "") -> list[str]:
 def assert_matches(expected, observed) -> None:
     found = mismatches(expected, observed)
     assert not found, f"{len(found)} difference(s) from the golden:\n" + "\n".join(found[:30])
+
+
+def test_the_comparison():
+    recorded = {"text": "abc", "count": 3, "energy": -1.25, "pixels": [0, 85], "nested": {"x": 0.5}}
+    assert mismatches(recorded, recorded) == []
+    assert mismatches(recorded, {**recorded, "energy": -1.25 * (1 + 5e-6)}) == []  # within rel=1e-5
+    assert mismatches(recorded, {**recorded, "new_field": 1}) == []  # a new field is allowed
+    wrong = [
+        ({**recorded, "text": "abd"}, ".text"),
+        ({**recorded, "count": 4}, ".count"),
+        ({**recorded, "count": True}, ".count"),  # a bool is not the number it equals
+        ({**recorded, "energy": -1.25 * (1 + 2e-5)}, ".energy"),
+        ({**recorded, "energy": "-1.25"}, ".energy"),
+        ({**recorded, "pixels": [0, 85, 170]}, ".pixels"),
+        ({**recorded, "pixels": [0, 86]}, ".pixels[1]"),
+        ({**recorded, "nested": {"x": 0.6}}, ".nested.x"),
+        ({k: v for k, v in recorded.items() if k != "nested"}, "['nested']"),
+    ]
+    for observed, where in wrong:
+        found = mismatches(recorded, observed)
+        assert len(found) == 1 and where in found[0], (observed, found)
+    assert mismatches({"x": 0.0}, {"x": 5e-7}) == [] and mismatches({"x": 0.0}, {"x": 2e-6}) != []  # abs=1e-6
 
 
 def golden(name: str, observed) -> dict:
@@ -171,7 +193,7 @@ def machine_fingerprint() -> dict:
     return fingerprint
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def same_machine():
     """Skip every test here on a machine whose floats may differ from the recording machine's."""
     here = machine_fingerprint()
@@ -298,7 +320,8 @@ def ok(*parts) -> str:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
+def work(same_machine, tmp_path_factory) -> Path:
+    """Every test that runs a command needs this folder, so they all skip where the machine differs."""
     return tmp_path_factory.mktemp("golden")
 
 
