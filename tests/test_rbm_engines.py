@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 from gibbsdream import RBM
 from gibbsdream.errors import UsageError
+from gibbsdream.kernels import threads as kernel_threads
 from gibbsdream.training import RBMTrainConfig, RBMTrainer
 from gibbsdream.training.rbm import resolve_engine
 
-rbm_kernels = pytest.importorskip("gibbsdream.training.rbm_kernels")
+rbm_kernels = pytest.importorskip("gibbsdream.kernels.rbm")
 
 
 def trainer(engine, data, dtype=torch.float32, num_categories=5, threads=1, **settings):
@@ -56,9 +57,9 @@ def test_auto_takes_numba_for_categorical_models_on_the_cpu_and_torch_otherwise(
 
 
 def test_without_the_compiled_loop_auto_takes_torch_and_numba_says_why(monkeypatch):
-    import gibbsdream.training.rbm as training
+    import gibbsdream.kernels as kernels
 
-    monkeypatch.setattr(training, "_kernels", lambda: ImportError("sgemm_ is not exported here"))
+    monkeypatch.setattr(kernels, "rbm_loops", lambda: ImportError("sgemm_ is not exported here"))
     categorical = RBM(6, 4, 5)
     assert resolve_engine("auto", categorical) == "torch"
     with pytest.raises(UsageError, match=r"cannot run here \(sgemm_ is not exported here\); use --engine torch"):
@@ -193,10 +194,10 @@ def test_a_failing_worker_calls_the_run_off_instead_of_leaving_the_others_waitin
     original = ours._scratch
 
     def broken(thread, *args):  # the second thread gets a scratch array of the wrong size
-        arrays = list(original(thread, *args))
+        workspace = original(thread, *args)
         if thread == 1:
-            arrays[2] = np.empty(1, arrays[2].dtype)
-        return tuple(arrays)
+            workspace = workspace._replace(own_hidden_bias=np.empty(1, workspace.own_hidden_bias.dtype))
+        return workspace
 
     ours._scratch = broken
     outcome = {}
@@ -218,10 +219,10 @@ def test_workers_are_kept_apart_only_while_they_run():
     allowed = os.sched_getaffinity(0)
     if len(allowed) < 2:
         pytest.skip("needs two CPUs")
-    cpu = rbm_kernels.current_cpu()
-    with rbm_kernels.kept_apart(0, cpu):
+    cpu = kernel_threads.current_cpu()
+    with kernel_threads.kept_apart(0, cpu):
         assert os.sched_getaffinity(0) == {cpu}
-    with rbm_kernels.kept_apart(1, cpu):
+    with kernel_threads.kept_apart(1, cpu):
         assert os.sched_getaffinity(0) == allowed - {cpu}
     assert os.sched_getaffinity(0) == allowed
 

@@ -15,7 +15,7 @@ from gibbsdream.errors import UsageError
 from gibbsdream.sampling import rbm_gibbs
 from gibbsdream.sampling.init import initial_states
 
-rbm_kernels = pytest.importorskip("gibbsdream.training.rbm_kernels")
+rbm_kernels = pytest.importorskip("gibbsdream.kernels.rbm")
 
 
 def model(dtype=torch.float32, positions=7, hidden=40, categories=11):

@@ -111,7 +111,7 @@ def get_family(name: str) -> Family:
 def family_names() -> list[str]:
     """The registered families: the built-in ones first, in a fixed order, then the others."""
     _builtins()
-    return sorted(_FAMILIES, key=lambda name: (BUILT_IN.index(name) if name in BUILT_IN else len(BUILT_IN)))
+    return sorted(_FAMILIES, key=lambda name: BUILT_IN.index(name) if name in BUILT_IN else len(BUILT_IN))
 
 
 def _builtins() -> None:

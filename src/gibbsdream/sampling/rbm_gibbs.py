@@ -6,9 +6,13 @@ energy of every chain is read off the hidden pre-activations that the sweep comp
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
+from .. import kernels
+from ..kernels.threads import default_threads, new_meeting, parts_for, run_workers
 from ..progress import progress_bar
 from .chain import FREE_ENERGY, Chain
 
@@ -84,11 +88,7 @@ SWEEPS_PER_CHUNK = 8  # the compiled sampler draws random numbers for this many 
 def compiled_sampler_fits(model) -> bool:
     """Whether :func:`gibbs_compiled` can run ``model`` here: where the training loop could (a
     categorical RBM on the CPU, numba and a PyTorch with MKL installed)."""
-    if not hasattr(model, "categorical"):
-        return False
-    from ..training.rbm import resolve_engine
-
-    return resolve_engine("auto", model) == "numba"
+    return bool(kernels.fits_rbm_loops(model)) and not isinstance(kernels.rbm_loops(), ImportError)
 
 
 @torch.no_grad()
@@ -104,18 +104,14 @@ def gibbs_compiled(
     threads: int | None = None,
 ) -> Chain:
     """:func:`gibbs_energy_model` without frames or ``on_step``, for a categorical RBM on the CPU,
-    as one compiled loop on several threads (:func:`gibbsdream.training.rbm_kernels.sample_worker`).
+    as one compiled loop on several threads (:func:`gibbsdream.kernels.rbm.sample_worker`).
 
     It draws the same random numbers in the same order from ``generator`` and follows the same
     rules, so it returns the same chains but for float rounding: its ``exp`` and its sums of the
     logits differ from PyTorch's in the last bits, which flips a draw about once in tens of
-    millions. ``threads`` defaults to :func:`gibbsdream.training.rbm.default_threads`.
+    millions. ``threads`` defaults to :func:`gibbsdream.kernels.default_threads`.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..training.rbm import _kernels, default_threads
-
-    loops = _kernels()
+    loops = kernels.rbm_loops()
     num_chains, num_visible = v.shape
     num_hidden, num_categories = model.num_hidden, model.num_categories
     rows = num_visible * num_categories
@@ -142,55 +138,51 @@ def gibbs_compiled(
                 visible_uniforms[step - start].uniform_(generator=generator)
 
     energy = torch.empty(steps + 1, num_chains, dtype=dtype)
-    weight_t = model.flat_weight_t().detach().numpy()
-    float_type = weight_t.dtype
-    shared = (
-        states.numpy(),
-        known_flags,
-        clamped,
-        hidden_temperatures,
-        visible_temperatures,
-        num_categories,
-        hidden_uniforms.numpy(),
-        visible_uniforms.numpy(),
-        weight_t,
+    parameters = loops.Parameters(
+        model.flat_weight_t().detach().numpy(),
         model.visible_bias.detach().reshape(-1).numpy(),
         model.hidden_bias.detach().numpy(),
-        energy.numpy(),
-        np.empty((threads, num_chains, rows), float_type),
-        np.zeros((threads, num_chains)),
     )
-    flags = loops.flags_for(threads)
-
-    def columns(thread):
-        return loops.column_block(thread, threads, num_hidden)
-
-    def own_arrays(thread):
-        first, last = columns(thread)
-        width = last - first
-        return (
-            np.empty((rows, width), float_type),
-            np.empty(width, float_type),
-            np.empty(num_chains * width, float_type),
-            np.empty(num_chains * width, float_type),
-            np.empty(max(num_chains * width, rows), np.int32),
-            np.empty((num_chains, width), float_type),
-            np.empty(rows, float_type),
-            np.empty((4, num_categories)),
-            *loops.blas_scratch(float_type),
+    float_type = parameters.weight_t.dtype
+    run = loops.SampleRun(
+        states=states.numpy(),
+        known=known_flags,
+        clamped=clamped,
+        num_categories=num_categories,
+        temperatures=hidden_temperatures,
+        visible_temperatures=visible_temperatures,
+    )
+    uniforms = loops.Uniforms(hidden_uniforms.numpy(), visible_uniforms.numpy())
+    energies = loops.Energy(energy.numpy(), np.zeros((threads, num_chains)))
+    meeting = new_meeting(threads, num_chains, rows, float_type)
+    parts = parts_for(threads, num_hidden)
+    arguments = [
+        (
+            run,
+            uniforms,
+            parameters,
+            energies,
+            meeting,
+            loops.sample_workspace(part, num_chains, rows, num_categories, float_type),
         )
-
-    scratch = [own_arrays(t) for t in range(threads)]  # made once: worker 0 is called chunk after chunk
-
-    def arguments(thread):
-        return (*shared, flags, *scratch[thread])
+        for part in parts
+    ]  # made once: worker 0 is called chunk after chunk
 
     with (
         progress_bar(steps, "sampling", enabled=progress) as advance,
         ThreadPoolExecutor(max_workers=max(1, threads - 1), thread_name_prefix="gibbsdream-sample") as pool,
     ):
-        loops.run_workers(
-            loops.sample_worker, threads, columns, steps, per_chunk, feed, arguments, flags, pool, advance
+        run_workers(
+            loops.sample_worker,
+            parts,
+            steps,
+            per_chunk,
+            feed,
+            arguments,
+            loops.check_sample_arguments,
+            meeting.counters,
+            pool,
+            advance,
         )
     return Chain(
         samples=states,

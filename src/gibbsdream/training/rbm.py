@@ -8,7 +8,7 @@ weight cost on the weights only, as in Hinton's practical guide.
 
 Two engines run the same algorithm: ``torch`` (any device, any RBM) and ``numba`` (categorical
 RBMs on the CPU, with a PyTorch built with MKL), which runs whole batches of updates as one compiled
-loop on several threads, each owning a block of hidden units (:mod:`gibbsdream.training.rbm_kernels`),
+loop on several threads, each owning a block of hidden units (:mod:`gibbsdream.kernels.rbm`),
 because eager PyTorch spends most of a small-batch update on per-operation overhead there. Both
 draw the same random numbers in the same order; they differ only by float rounding.
 """
@@ -16,7 +16,6 @@ draw the same random numbers in the same order; they differ only by float roundi
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -24,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import kernels
 from ..errors import ConfigError, UsageError
+from ..kernels.threads import default_threads, new_meeting, parts_for, run_workers
 from ..likelihood import pseudo_log_likelihood
 from ..models.rbm import RBMConfig
 from ..progress import progress_bar
@@ -102,44 +103,26 @@ class RBMTrainConfig:
 ENGINES = ("auto", "torch", "numba")
 
 
-def _kernels():
-    """The compiled training loop, or the ImportError saying why it cannot run here (numba missing,
-    or a PyTorch without MKL's ``sgemm``)."""
-    try:
-        from . import rbm_kernels
-    except ImportError as error:
-        return error
-    return rbm_kernels
-
-
 def resolve_engine(engine: str, model) -> str:
     """``"torch"`` or ``"numba"`` for training ``model`` where its parameters are now.
 
     ``"auto"`` takes numba for a categorical RBM on the CPU when the compiled loop can run here,
     torch otherwise; asking for numba where it cannot run is a UsageError saying why.
     """
-    fits = model.categorical and model.weight.device.type == "cpu" and model.flat_weight_t().is_contiguous()
+    fits = kernels.fits_rbm_loops(model)
     if engine == "torch" or (engine == "auto" and not fits):
         return "torch"
     if engine == "numba" and not fits:
         raise UsageError("--engine numba trains categorical RBMs on the CPU only; use --engine torch (or auto)")
-    kernels = _kernels()
-    if isinstance(kernels, ImportError):
+    loops = kernels.rbm_loops()
+    if isinstance(loops, ImportError):
         if engine == "numba":
-            raise UsageError(f"--engine numba cannot run here ({kernels}); use --engine torch (or auto)")
+            raise UsageError(f"--engine numba cannot run here ({loops}); use --engine torch (or auto)")
         return "torch"
     return "numba"
 
 
 UPDATES_PER_CHUNK = 32  # the numba engine draws random numbers for this many updates at a time
-
-
-def default_threads(num_hidden: int) -> int:
-    """Threads of the numba engine: PyTorch's intra-op thread count, but at least 64 hidden units
-    each, because every thread does a share of each matrix product and the threads meet twice
-    per Gibbs step, so thin shares cost more in meetings than they save."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), cpus, num_hidden // 64))
 
 
 def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,8 +160,8 @@ class RBMTrainer:
         # a whole CD update at batch 64.
         self.velocity = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
         self.engine = resolve_engine(cfg.engine, model)
-        self._loops = _kernels() if self.engine == "numba" else None
-        self._views, self._views_key = [], None  # see _parameter_arrays
+        self._loops = kernels.rbm_loops() if self.engine == "numba" else None
+        self._views, self._views_key = (), None  # see _parameter_arrays
         self._scratch_arrays, self._pool = {}, None
         self.threads = default_threads(model.num_hidden)
         self.chains = None
@@ -226,10 +209,10 @@ class RBMTrainer:
 
     def _compiled_updates(self, data: torch.Tensor, batch_size: int, advance=None) -> None:
         """``len(data) // batch_size`` updates, batch after batch of ``data (N * batch_size, V)``, by
-        the compiled loop (:func:`.rbm_kernels.train_worker`) on ``self.threads`` threads, this one
-        and ``threads - 1`` helpers; ``advance(n)`` is called as updates finish (a progress bar).
+        the compiled loop (:func:`gibbsdream.kernels.rbm.train_worker`) on ``self.threads`` threads,
+        this one and ``threads - 1`` helpers; ``advance(n)`` is called as updates finish (a progress bar).
 
-        The random numbers are drawn a chunk of updates at a time (:func:`.rbm_kernels.run_workers`),
+        The random numbers are drawn a chunk of updates at a time (:func:`.kernels.threads.run_workers`),
         from the trainer's generator in the torch engine's order (per update and Gibbs step: the
         hidden uniforms, then the visible ones).
         """
@@ -244,24 +227,21 @@ class RBMTrainer:
         chains = (
             self.chains if self.chains is not None else torch.empty(num_chains, model.num_visible, dtype=torch.long)
         )
-        coefficients = np.array(
-            [self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size],
-            dtype=self._parameter_arrays[0].dtype,
+        parameters, velocity = self._parameter_arrays
+        dtype = parameters.weight_t.dtype
+        run = loops.TrainRun(
+            data=data.numpy(),
+            chains=chains.numpy(),
+            batch_size=batch_size,
+            num_categories=model.num_categories,
+            persistent=self.chains is not None,
+            coefficients=np.array(
+                [self.learning_rate, cfg.momentum, cfg.weight_cost, 1.0 / num_chains, -1.0 / batch_size], dtype
+            ),
         )
-        shared = (
-            data.numpy(),
-            batch_size,
-            self.chains is not None,
-            model.num_categories,
-            hidden_uniforms.numpy(),
-            visible_uniforms.numpy(),
-            chains.numpy(),
-            coefficients,
-            *self._parameter_arrays,
-        )
+        uniforms = loops.Uniforms(hidden_uniforms.numpy(), visible_uniforms.numpy())
         threads = self.threads
-        partials = np.empty((threads, num_chains, model.num_visible * model.num_categories), coefficients.dtype)
-        flags = loops.flags_for(threads)
+        meeting = new_meeting(threads, num_chains, model.num_visible * model.num_categories, dtype)
 
         def feed(start, stop):
             for u in range(stop - start):
@@ -269,18 +249,19 @@ class RBMTrainer:
                     hidden_uniforms[u, s].uniform_(generator=self.generator)
                     visible_uniforms[u, s].uniform_(generator=self.generator)
 
-        def arguments(thread):
-            return (*shared, partials, flags, *self._scratch(thread, batch_size, num_chains))
-
-        loops.run_workers(
+        arguments = [
+            (run, uniforms, parameters, velocity, meeting, self._scratch(t, batch_size, num_chains))
+            for t in range(threads)
+        ]
+        run_workers(
             loops.train_worker,
-            threads,
-            self._columns,
+            parts_for(threads, model.num_hidden),
             num_updates,
             per_chunk,
             feed,
             arguments,
-            flags,
+            loops.check_train_arguments,
+            meeting.counters,
             self._helpers(threads - 1),
             advance,
         )
@@ -297,38 +278,24 @@ class RBMTrainer:
             self._pool = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="gibbsdream-rbm")
         return self._pool
 
-    def _columns(self, thread: int) -> tuple[int, int]:
-        """The hidden units ``[first, last)`` that ``thread`` owns."""
-        return self._loops.column_block(thread, self.threads, self.model.num_hidden)
-
-    def _scratch(self, thread: int, batch_size: int, num_chains: int) -> tuple:
-        """Working arrays of one thread (see :func:`.rbm_kernels.train_worker`), kept between calls."""
-        dtype = self._parameter_arrays[0].dtype
-        key = (self._columns(thread), batch_size, num_chains, dtype)
+    def _scratch(self, thread: int, batch_size: int, num_chains: int):
+        """The :class:`~gibbsdream.kernels.rbm.TrainWorkspace` of one thread, kept between calls."""
+        model = self.model
+        part = parts_for(self.threads, model.num_hidden)[thread]
+        dtype = self._parameter_arrays[0].weight_t.dtype
+        key = (part, batch_size, num_chains, dtype)
         if key not in self._scratch_arrays:
-            model = self.model
-            first, last = self._columns(thread)
-            width, rows = last - first, model.num_visible * model.num_categories
-            self._scratch_arrays[key] = (
-                np.empty((rows, width), dtype),
-                np.empty((rows, width), dtype),
-                np.empty(width, dtype),
-                np.empty(width, dtype),
-                np.empty((batch_size + num_chains) * width, dtype),
-                np.empty(num_chains * width, dtype),
-                np.empty((num_chains, width), dtype),
-                np.empty(max((batch_size + num_chains) * width, rows), np.int32),
-                np.empty(rows, dtype),
-                np.empty((4, model.num_categories), np.float64),
-                *self._loops.blas_scratch(dtype),
+            rows = model.num_visible * model.num_categories
+            self._scratch_arrays[key] = self._loops.train_workspace(
+                part, batch_size, num_chains, rows, model.num_categories, dtype
             )
         return self._scratch_arrays[key]
 
     @property
-    def _parameter_arrays(self) -> list:
-        """NumPy views of the parameters and velocities in the loop's layout: ``weight_t (V*K, H)``,
-        ``visible_bias (V*K,)``, ``hidden_bias (H,)``, then the three velocities alike; rebuilt
-        when the parameters' memory changes."""
+    def _parameter_arrays(self) -> tuple:
+        """NumPy views of the parameters and of their velocities in the loop's layout, two
+        :class:`~gibbsdream.kernels.rbm.Parameters`: ``weight_t (V*K, H)``, ``visible_bias (V*K,)``,
+        ``hidden_bias (H,)``; rebuilt when the parameters' memory changes."""
         model = self.model
         key = model.weight.data_ptr()
         if self._views_key != key:
@@ -336,13 +303,18 @@ class RBMTrainer:
                 velocity = self.velocity
             else:  # torch.optim.SGD keeps no velocity without momentum; a weight cost still needs a buffer
                 velocity = {name: torch.zeros_like(v) for name, v in self.velocity.items()}
-            tensors = [model.flat_weight_t(), model.visible_bias.view(-1), model.hidden_bias]
-            tensors += [
-                velocity["weight"].reshape(model.num_hidden, -1).t(),
-                velocity["visible_bias"].view(-1),
-                velocity["hidden_bias"],
-            ]
-            self._views = [t.detach().numpy() for t in tensors]
+            self._views = (
+                self._loops.Parameters(
+                    model.flat_weight_t().detach().numpy(),
+                    model.visible_bias.detach().view(-1).numpy(),
+                    model.hidden_bias.detach().numpy(),
+                ),
+                self._loops.Parameters(
+                    velocity["weight"].reshape(model.num_hidden, -1).t().numpy(),
+                    velocity["visible_bias"].view(-1).numpy(),
+                    velocity["hidden_bias"].numpy(),
+                ),
+            )
             self._views_key = key
         return self._views
 
