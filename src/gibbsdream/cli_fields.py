@@ -109,6 +109,31 @@ NOT_EXPOSED = {
 # Flags that are not settings of the library: how the command presents its work.
 PRESENTATION = {"train rbm": {"--quiet"}, "train nade": {"--quiet"}}
 
+# The arguments of gibbsdream.generate, inpaint and evaluate (the families' functions) that their
+# commands expose, for the same translation of ConfigError messages.
+FLAGS.update(
+    {
+        "sample": {
+            "num_samples": "--chains",
+            "steps": "--steps",
+            "every": "--every",
+            "dedupe": "--dedupe",
+            "prefix": "--prefix",
+            "suffix": "--suffix",
+            "caption": "--caption",
+        },
+        "inpaint": {"images": "--image", "mask": "--mask", "samples": "--samples", "caption": "--caption"},
+        "evaluate": {
+            "data": "--data",
+            "skip_invalid": "--skip-invalid",
+            "method": "--method",
+            "orders": "--orders",
+            "max_images": "--max-images",
+            "caption": "--caption",
+        },
+    }
+)
+
 
 def in_flags(error: ConfigError, command: str) -> str:
     """``error``'s message with the names of its fields replaced by ``command``'s flags: a name as

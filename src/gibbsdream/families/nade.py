@@ -253,7 +253,9 @@ def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
     if data in (None, "heldout") or data == source or same_file(data, source):
         states = checkpoint.data.get("test")
         if states is None or len(states) == 0:
-            raise UsageError(f"checkpoint {checkpoint.path} keeps no held-out images; pass --data FOLDER")
+            raise ConfigError(
+                f"checkpoint {checkpoint.path} keeps no held-out images; give data (a folder of images)", "data"
+            )
         return states, f"held-out test split of {source}", True
     return load_images(data, codec=checkpoint.codec).states, str(data), False
 

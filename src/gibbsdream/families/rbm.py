@@ -89,9 +89,11 @@ def generate(
 
     steps = DEFAULT_STEPS if steps is None else steps
     if dedupe and every is None:
-        raise UsageError("dedupe needs every (it drops repeats among the states recorded along a chain)")
+        raise ConfigError(
+            "dedupe needs every (it drops repeats among the states recorded along a chain)", "dedupe", "every"
+        )
     if prefix is not None and suffix is not None:
-        raise UsageError("give a prefix or a suffix, not both")
+        raise ConfigError("give prefix or suffix, not both", "prefix", "suffix")
     codec = checkpoint.codec
     x = known = None
     if prefix is not None:
@@ -156,15 +158,18 @@ def evaluate(
     from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
 
     if data is None:
-        raise UsageError("evaluating a string model needs data (a text file with one string per line, or builtin:NAME)")
+        raise ConfigError(
+            "evaluating a string model needs data (a text file with one string per line, or builtin:NAME)", "data"
+        )
     lines = list(data) if isinstance(data, (list, tuple)) else read_lines(data)
     kept, report = checkpoint.codec.filter(lines)
     if report.skipped and not skip_invalid:
         reason, examples = next(iter(report.examples.items()))
         number, text = examples[0]
-        raise UsageError(
+        raise ConfigError(
             f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line {number}, "
-            f"{text!r}: {reason}); pass --skip-invalid to ignore them"
+            f"{text!r}: {reason}); pass skip_invalid=True to ignore them",
+            "skip_invalid",
         )
     if not kept:
         raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
