@@ -109,11 +109,13 @@ NOT_EXPOSED = {
 # Flags that are not settings of the library: how the command presents its work.
 PRESENTATION = {"train rbm": {"--quiet"}, "train nade": {"--quiet"}}
 
-# The arguments of gibbsdream.generate, inpaint and evaluate (the families' functions) that their
-# commands expose, for the same translation of ConfigError messages.
+# The arguments of gibbsdream.generate, inpaint and evaluate (the families' functions) and of the
+# other commands that their flags expose, for the same translation of ConfigError messages.
 FLAGS.update(
     {
         "sample": {
+            "device": "--device",
+            "engine": "--engine",
             "num_samples": "--chains",
             "steps": "--steps",
             "every": "--every",
@@ -122,8 +124,15 @@ FLAGS.update(
             "suffix": "--suffix",
             "caption": "--caption",
         },
-        "inpaint": {"images": "--image", "mask": "--mask", "samples": "--samples", "caption": "--caption"},
+        "inpaint": {
+            "device": "--device",
+            "images": "--image",
+            "mask": "--mask",
+            "samples": "--samples",
+            "caption": "--caption",
+        },
         "evaluate": {
+            "device": "--device",
             "data": "--data",
             "skip_invalid": "--skip-invalid",
             "method": "--method",
@@ -131,6 +140,9 @@ FLAGS.update(
             "max_images": "--max-images",
             "caption": "--caption",
         },
+        "sweep": {"device": "--device"},
+        "serve": {"device": "--device"},
+        "demo": {"device": "--device"},
     }
 )
 

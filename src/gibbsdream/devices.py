@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UsageError
+from .errors import ConfigError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; any other name or device as a ``torch.device``.
 
-    A CUDA device asked for where there is none is a UsageError, not a failure later on.
+    A CUDA device asked for where there is none is a ConfigError (about ``device``), not a failure later on.
     """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise ConfigError("device cuda was asked for but no CUDA GPU is available; use device cpu or auto", "device")
     return torch.device(device)

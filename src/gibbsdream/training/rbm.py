@@ -130,7 +130,9 @@ def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tup
     order = torch.randperm(data.shape[0], generator=make_generator(seed, "cpu"))
     num_val = round(validation_fraction * data.shape[0])
     if validation_fraction > 0 and data.shape[0] - num_val < 1:
-        raise UsageError("the corpus is too small to hold out a validation set; use --validation-fraction 0")
+        raise ConfigError(
+            "the corpus is too small to hold out a validation set; use validation_fraction 0", "validation_fraction"
+        )
     return data[order[num_val:]], data[order[:num_val]]
 
 
