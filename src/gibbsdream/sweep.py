@@ -226,7 +226,9 @@ class Problems:
     x: torch.Tensor | None = None  # images: (N * samples, C, H, W); strings: None
     known: torch.Tensor | None = None
     names: list = field(default_factory=list)
-    training_keys: set = field(default_factory=set)  # images: bytes of every training image; strings: texts
+    training_keys: set = field(
+        default_factory=set
+    )  # images: bytes of every training image (strings: the family checks)
 
 
 def load_problems(spec: SweepSpec) -> Problems:
@@ -238,10 +240,8 @@ def load_problems(spec: SweepSpec) -> Problems:
     ckpt = load(spec.checkpoint, device=device, family=spec.family)
     for caption in spec.grid.get("caption", []):
         caption_context(ckpt, caption)  # refuse a bad caption before any sampling
-    if spec.outputs == "strings":
-        from .summary import training_strings
-
-        return Problems(ckpt=ckpt, training_keys=training_strings(ckpt))
+    if spec.outputs == "strings":  # generating marks the samples already in the training data itself
+        return Problems(ckpt=ckpt)
     return _image_problems(spec, ckpt, device)
 
 
