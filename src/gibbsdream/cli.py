@@ -273,13 +273,6 @@ def _spelled(param, value) -> str:
     return f"{param.opts[0]} {value}"
 
 
-def _same_file(a, b) -> bool:
-    try:
-        return a is not None and b is not None and os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 # Options of a command that are about presenting one kind of output, not about the family's own code.
 PRESENTATION_OPTIONS = {"sample": {"strings": ("output_format",), "images": ("gif", "trace")}}
 
@@ -809,7 +802,7 @@ def demo_command(out, epochs, chains, steps, seed):
 
     table = Table(title=f"{chains} chains x {steps} Gibbs sweeps from uniform noise (* = a real region name)")
     for label, _, s in columns:
-        table.add_column(f"{label}\nmean energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True)
+        table.add_column(f"{label}\nmean free energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True)
     for row in zip(*(records for _, records, _ in columns)):
         table.add_row(
             *(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, UsageError
+from ..files import same_file
 from ..models.nade import CAPTION_FIELDS, NADEConfig
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
@@ -26,7 +27,6 @@ from ..training.runs import (
     corpus_source,
     fresh_run,
     given_fields,
-    same_file,
 )
 from .base import Evaluation, Family, Generated, register
 
@@ -245,7 +245,6 @@ def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
     ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split.
     """
     from ..data.images import load_images
-    from ..files import same_file
 
     source = checkpoint.config.get("data_source", {}).get("source")
     if isinstance(data, torch.Tensor):

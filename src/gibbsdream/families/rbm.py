@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, UsageError
+from ..files import same_file
 from ..models.rbm import RBMConfig
 from ..training.rbm import RBMTrainConfig
 from ..training.runs import (
@@ -24,7 +25,6 @@ from ..training.runs import (
     corpus_source,
     fresh_run,
     given_fields,
-    same_file,
 )
 from .base import Evaluation, Family, Generated, register
 

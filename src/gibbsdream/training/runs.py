@@ -70,14 +70,6 @@ def changes_on_resume(saved: dict, given: dict, fixed, apply: bool) -> dict:
     return changes
 
 
-def same_file(a, b) -> bool:
-    """Whether two spellings of a path name the same file or folder."""
-    try:
-        return a is not None and b is not None and os.path.samefile(a, b)
-    except (OSError, TypeError, ValueError):
-        return False
-
-
 def corpus_source(data: str) -> str:
     """How a ``data`` value is saved in a checkpoint: a file or folder by its absolute path, so that a
     resume from another working directory names the same one."""
