@@ -802,7 +802,9 @@ def demo_command(out, epochs, chains, steps, seed):
 
     table = Table(title=f"{chains} chains x {steps} Gibbs sweeps from uniform noise (* = a real region name)")
     for label, _, s in columns:
-        table.add_column(f"{label}\nmean free energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True)
+        table.add_column(
+            f"{label}\nmean free energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True
+        )
     for row in zip(*(records for _, records, _ in columns)):
         table.add_row(
             *(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row)
