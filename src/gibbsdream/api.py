@@ -14,9 +14,11 @@ family's code; the options a family does not take are refused in one line that l
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from .checkpoint import Checkpoint, checkpoint_family, load_checkpoint
+from .devices import resolve_device
 from .errors import ConfigError, UsageError
 from .families import Evaluation, Generated, family_names, get_family
 from .training.runs import Trained
@@ -39,8 +41,6 @@ def load(path, device="auto", family: str | None = None) -> Checkpoint:
         UsageError: the folder is missing, foreign, damaged, of another family, or holds a model
             without the codec its samples need.
     """
-    from .devices import resolve_device
-
     path = Path(path)
     held = family or checkpoint_family(path)
     if held not in family_names():
@@ -71,8 +71,9 @@ def _loaded(checkpoint, device) -> Checkpoint:
 def _refuse_others(family, options: dict, accepted: tuple[str, ...], common: tuple[str, ...], what: str) -> None:
     wrong = sorted(set(options) - set(accepted) - set(common))
     if wrong:
-        raise UsageError(
-            f"{what} of {family.title} takes no {', '.join(wrong)}; it takes {', '.join([*common, *accepted])}"
+        raise ConfigError(
+            f"{what} of {family.title} takes no {', '.join(wrong)}; it takes {', '.join([*common, *accepted])}",
+            *wrong,
         )
 
 
@@ -110,6 +111,8 @@ def inpaint(checkpoint, images, mask="centre", *, device="auto", **options) -> G
     family = get_family(checkpoint.family)
     if family.inpaint is None:
         raise UsageError(f"{family.title} cannot inpaint; fill holes with a conditional (image) model")
+    takes = tuple(inspect.signature(family.inpaint).parameters)[3:]  # after checkpoint, images, mask
+    _refuse_others(family, options, takes, (), "inpainting")
     return family.inpaint(checkpoint, images, mask, **options)
 
 
