@@ -38,7 +38,7 @@ from PIL import Image
 
 from cli_harness import ENV, Result, assert_clean_error, assert_ok, gibbsdream_here
 from gibbsdream.cli import app
-from gibbsdream.cli_params import DEVICE, SEED, CountOrFraction, Duration, Number, Whole, WholeList
+from gibbsdream.cli.params import DEVICE, SEED, CountOrFraction, Duration, Number, Whole, WholeList
 
 run = gibbsdream_here
 

@@ -11,7 +11,7 @@ import pytest
 
 from gibbsdream import api
 from gibbsdream.cli import app
-from gibbsdream.cli_fields import FLAGS, NOT_EXPOSED, PRESENTATION, in_flags
+from gibbsdream.cli.fields import FLAGS, NOT_EXPOSED, PRESENTATION, in_flags
 from gibbsdream.errors import ConfigError
 from gibbsdream.families.nade import ImageOptions
 from gibbsdream.families.rbm import CorpusOptions

@@ -12,8 +12,17 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _check_output, _only_for, _options_by_family, _positive, _say, app, option
-from .errors import Terminated, UsageError
+from ..errors import Terminated, UsageError
+from .common import (
+    DEVICE_HELP,
+    _check_output,
+    _only_for,
+    _options_by_family,
+    _positive,
+    _say,
+    app,
+)
+from .params import option
 
 # The sweep options that apply to one kind of outputs only.
 SWEEP_OPTIONS = {"strings": ("chains",), "images": ("problems", "mask", "image", "samples", "caption", "every")}
@@ -31,9 +40,9 @@ def _check_memory(spec, workers: int) -> None:
     the ``workers`` processes runs a cell at a time, so their needs add up)."""
     import os
 
-    from .checkpoint import _read_config
-    from .resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
-    from .sweep import frame_every
+    from ..checkpoint import _read_config
+    from ..resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
+    from ..sweep import frame_every
 
     config = _read_config(Path(spec.checkpoint))
     model, steps = config.get("model", {}), max(cell["steps"] for cell in spec.cells)
@@ -113,9 +122,9 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from .api import family_of
-    from .report import SCORES, trace_kind, write_report
-    from .sweep import SweepSpec, load_cells, run_sweep
+    from ..api import family_of
+    from ..report import SCORES, trace_kind, write_report
+    from ..sweep import SweepSpec, load_cells, run_sweep
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))

@@ -15,7 +15,7 @@ import re
 
 import click
 
-from .randomness import MAX_SEED
+from ..randomness import MAX_SEED
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -130,8 +130,8 @@ class Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value, param, ctx):
-        from .errors import UsageError
-        from .training.nade import parse_duration
+        from ..errors import UsageError
+        from ..training.nade import parse_duration
 
         try:
             seconds = parse_duration(value)

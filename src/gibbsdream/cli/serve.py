@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from .cli import DEVICE_HELP, _positive, _say, app, option
-from .errors import UsageError
+from ..errors import UsageError
+from .common import (
+    DEVICE_HELP,
+    _positive,
+    _say,
+    app,
+)
+from .params import option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -46,10 +52,10 @@ def serve_command(checkpoints, host, port, allow_hosts, max_jobs, max_steps, max
       gibbsdream serve runs/digits runs/regions
       gibbsdream serve runs/shapes --port 0 --max-jobs 4
     """
-    from .devices import resolve_device
-    from .web import Limits, bind, create_app, load_models
-    from .web.guard import host_key
-    from .web.server import serve, url_of
+    from ..devices import resolve_device
+    from ..web import Limits, bind, create_app, load_models
+    from ..web.guard import host_key
+    from ..web.server import serve, url_of
 
     limits = Limits(
         max_jobs=_positive("max-jobs", max_jobs),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # command -> {field or argument name -> flag}. The sources: the arguments of gibbsdream.train, the
 # model config, the trainer config and the family's data options.

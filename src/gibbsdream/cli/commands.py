@@ -1,0 +1,513 @@
+"""``gibbsdream train rbm``, ``sample``, ``evaluate`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ..sampling.schedules import ANNEAL_KINDS
+from .common import (
+    DEVICE_HELP,
+    IMAGE_SAMPLER_HELP,
+    IMAGE_SAMPLERS,
+    INIT_NAMES,
+    PRESENTATION_OPTIONS,
+    _check_output,
+    _library_settings,
+    _only_for,
+    _options_by_family,
+    _positive,
+    _say,
+    _train,
+    app,
+    train_app,
+)
+from .params import option
+
+# ---- train ---------------------------------------------------------------------------------
+
+
+@train_app.command("rbm")
+@option(
+    "--data",
+    required=True,
+    help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages.",
+)
+@option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing)."
+)
+@option("--hidden", default=128, help="Number of hidden units.")
+@option("--epochs", default=20, help="Total number of epochs (with --resume: the total to reach).")
+@option("--batch-size", default=64, help="Strings per mini-batch.")
+@option("--lr", "learning_rate", default=0.1, help="SGD learning rate.")
+@option("--lr-decay", default=0.98, help="The learning rate is multiplied by this after every epoch.")
+@option("--momentum", default=0.9, help="SGD momentum, in [0, 1).")
+@option("--weight-cost", default=1e-3, help="L2 penalty on the weights; larger values help chains mix.")
+@option("--cd-steps", default=1, help="Gibbs sweeps per update (the k of CD-k).")
+@option(
+    "--persistent/--no-persistent", default=False, help="Persistent CD: negative chains carry over between updates."
+)
+@option(
+    "--max-length",
+    type=int,
+    default=None,
+    help="Positions per string; longer lines are skipped.  [default: the longest line]",
+)
+@option("--case-fold/--keep-case", default=False, help="Fold case before learning the alphabet.")
+@option("--pad-side", type=click.Choice(["right", "left"]), default="right", help="Where padding goes.")
+@option("--min-char-count", default=1, help="Characters seen fewer times than this are rare.")
+@option(
+    "--rare",
+    type=click.Choice(["skip", "replace", "keep"]),
+    default="skip",
+    help="Rare characters: skip their lines, replace them with '?', or keep them.",
+)
+@option("--validation-fraction", default=0.05, help="Share of lines held out for monitoring.")
+@option("--monitor-every", default=1, help="Epochs between pseudo-likelihood / free-energy-gap checks (0: never).")
+@option("--seed", default=0, help="Random seed (same seed, same device: same model).")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option(
+    "--engine",
+    type=click.Choice(["auto", "torch", "numba"]),
+    default="auto",
+    help="How updates run: numba (a compiled loop on several CPU threads, for categorical models on the "
+    "CPU; needs numba and a PyTorch built with MKL), torch (any device), or auto (numba where it can "
+    "run). Same random numbers; results differ only by float rounding.",
+)
+@option("--resume", is_flag=True, help="Continue the run saved in --out up to --epochs.")
+@option(
+    "--apply-changes",
+    is_flag=True,
+    help="With --resume: continue with the learning-rate, momentum, weight-cost, "
+    "CD-steps and monitoring options given, where they differ from the checkpoint's (refused otherwise).",
+)
+@option("--quiet", "-q", is_flag=True, help="No progress bars or per-epoch lines.")
+def train_rbm(
+    data,
+    out,
+    hidden,
+    epochs,
+    batch_size,
+    learning_rate,
+    lr_decay,
+    momentum,
+    weight_cost,
+    cd_steps,
+    persistent,
+    max_length,
+    case_fold,
+    pad_side,
+    min_char_count,
+    rare,
+    validation_fraction,
+    monitor_every,
+    seed,
+    device,
+    engine,
+    resume,
+    quiet,
+    apply_changes=False,
+):
+    """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
+    from ..families.rbm import CorpusOptions
+    from ..models.rbm import RBMConfig
+    from ..training import RBMTrainConfig
+
+    ctx = click.get_current_context()
+    # On resume the run keeps its epochs target unless --epochs says otherwise, as before: the
+    # option's value (its default too) is the total to reach.
+    settings = _library_settings(ctx, "train rbm", RBMConfig, RBMTrainConfig, CorpusOptions, always=("epochs",))
+
+    def on_epoch(t):
+        if not quiet:
+            row = t.history[-1]
+            parts = [f"epoch {row['epoch']:>3}", f"{row['seconds']:.1f}s"]
+            if "train_pseudo_log_likelihood" in row:
+                parts.append(f"pseudo-LL train {row['train_pseudo_log_likelihood']:.2f}")
+            if "validation_pseudo_log_likelihood" in row:
+                parts.append(f"val {row['validation_pseudo_log_likelihood']:.2f}")
+                parts.append(f"free-energy gap {row['free_energy_gap']:+.2f}")
+            if row.get("fantasy"):
+                parts.append("e.g. " + ", ".join(repr(s) for s in row["fantasy"][:4]))
+            _say("  ".join(parts))
+
+    result = _train(ctx, "train rbm", "rbm", data, out, settings, resume, apply_changes, device, quiet, on_epoch)
+    if not result.trained:
+        _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
+    elif not quiet:
+        _say(f"saved {out} ({result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+
+
+# ---- sample ---------------------------------------------------------------------------------
+
+
+def _check_string_sampling_memory(model, chains: int, steps: int, every: int | None) -> None:
+    """Refuse, before sampling, chains whose tensors cannot fit in the memory free here."""
+    from ..resources import check_memory, product_text, rbm_sampling_bytes
+
+    frames = 0 if every is None else steps // every + 2
+    sizes = (chains, model.num_visible, model.num_categories, model.num_hidden)
+    threads = os.cpu_count() or 1
+    needed = rbm_sampling_bytes(*sizes, steps, frames, threads=threads)
+    per_step = needed - rbm_sampling_bytes(*sizes, 0, 0, threads=threads)  # the trace and the frames
+    what = product_text(("--chains", chains), (model.num_visible, "positions"), (model.num_categories, "categories"))
+    remedy = (
+        f"lower --steps{' or raise --every' if frames else ''} (the trace keeps every step of every chain)"
+        if per_step > needed / 2
+        else "lower --chains"
+    )
+    check_memory(needed, f"{what}, {model.num_hidden:,} hidden units, {steps:,} steps", remedy)
+
+
+@app.command("sample")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@option(
+    "--chains", "--num-samples", "chains", default=20, help="Number of parallel chains (strings or images) to sample."
+)
+@option(
+    "--steps",
+    default=None,
+    type=int,
+    help="Gibbs sweeps (string models) or Gibbs steps (image models).  [default: 1000 / 200]",
+)
+@option("--temperature", "-t", default="1.0", help="Constant (1.0) or annealed start:end (1.5:0.2); 0 is argmax.")
+@option(
+    "--anneal",
+    type=click.Choice(ANNEAL_KINDS),
+    default="geometric",
+    help="How an annealed temperature goes from start to end.",
+)
+@option("--init", type=click.Choice(INIT_NAMES), default="uniform", help="String models: where chains start.")
+@option(
+    "--final",
+    type=click.Choice(["sample", "argmax"]),
+    default="sample",
+    help="String models: argmax takes the most likely character at the last sweep.",
+)
+@option("--prefix", default=None, help="String models: clamp the start of every string (right-padded models).")
+@option("--suffix", default=None, help="String models: clamp the end of every string (left-padded models).")
+@option(
+    "--every",
+    type=int,
+    default=None,
+    help="String models: also report each chain's state every this many steps. "
+    "Image models: a GIF frame every this many steps.",
+)
+@option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
+@option(
+    "--engine",
+    type=click.Choice(["auto", "torch", "numba"]),
+    default="auto",
+    help="String models: numba (a compiled loop on several CPU threads; categorical models on the CPU, "
+    "not with --every), torch (any device), or auto (numba where it applies). Same random numbers; "
+    "samples differ only where float rounding flips a draw.",
+)
+@option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    help="String models: text (aligned lines) or jsonl (one JSON object per sample).",
+)
+@option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
+@option(
+    "--block",
+    default="yao:0.9,0.1,0.7",
+    help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
+)
+@option(
+    "--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains."
+)
+@option(
+    "--trace", type=click.Path(path_type=Path), default=None, help="Image models: write the per-step trace as JSON."
+)
+@option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="String models: a file for the samples (default stdout). Image models: the folder for the PNGs (required).",
+)
+@option(
+    "--caption",
+    default=None,
+    help='Image models trained with --captions: generate what this caption says, e.g. "the digit seven".',
+)
+@option("--seed", default=0, help="Random seed.")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
+def sample_command(
+    ctx,
+    checkpoint,
+    chains,
+    steps,
+    temperature,
+    anneal,
+    init,
+    final,
+    prefix,
+    suffix,
+    every,
+    dedupe,
+    engine,
+    output_format,
+    sampler,
+    block,
+    gif,
+    trace,
+    out,
+    caption,
+    seed,
+    device,
+    quiet,
+):
+    """Dream: run many chains with temperature or annealing (strings from an RBM, images from a NADE).
+
+    \b
+    Examples:
+      gibbsdream sample runs/regions --chains 50 --temperature 1.5:0.2 --init silhouettes
+      gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
+    """
+
+    from ..api import family_of, generate, load
+    from ..files import atomic_write_text
+    from ..summary import summarize_records
+
+    _positive("chains", chains)
+    family = family_of(checkpoint)
+    _only_for(ctx, family.name, _options_by_family("generate_options", PRESENTATION_OPTIONS["sample"]))
+    if family.outputs == "images":
+        from .images import sample_images
+
+        steps = _positive("steps", 200 if steps is None else steps)
+        if every is not None:
+            _positive("every", every)
+        sample_images(
+            load(checkpoint, device, family=family.name),
+            num_samples=chains,
+            sampler=sampler,
+            steps=steps,
+            temperature=temperature,
+            anneal=anneal,
+            block=block,
+            seed=seed,
+            gif=gif,
+            every=every,
+            trace=trace,
+            out=out,
+            quiet=quiet,
+            caption=caption,
+        )
+        return
+    steps = _positive("steps", 1000 if steps is None else steps)
+    _check_output(out, "--out", folder=False)
+    if every is not None:
+        _positive("every", every)
+    if dedupe and every is None:
+        raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
+    if prefix is not None and suffix is not None:
+        raise UsageError("give --prefix or --suffix, not both")
+    ckpt = load(checkpoint, device, family=family.name)
+    if hasattr(ckpt.model, "num_hidden"):  # the memory an RBM's chains take (other families: not pre-flighted)
+        _check_string_sampling_memory(ckpt.model, chains, steps, every)
+    dream = generate(
+        ckpt,
+        num_samples=chains,
+        steps=steps,
+        temperature=temperature,
+        anneal=anneal,
+        every=every,
+        seed=seed,
+        progress=not quiet,
+        # the family's own options (an RBM takes them all; _only_for refused any given to a family without)
+        **{
+            name: value
+            for name, value in dict(
+                init=init, final=final, prefix=prefix, suffix=suffix, dedupe=dedupe, engine=engine
+            ).items()
+            if name in family.generate_options
+        },
+    )
+    records = dream.records
+    if output_format == "jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    else:
+        text = "".join(
+            f"{r['energy']:9.2f}  {r['text']}{'   (in training data)' if r['in_training_data'] else ''}\n"
+            for r in records
+        )
+    if out is not None:
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+    if not quiet:
+        s = summarize_records(records)
+        _say(
+            f"{s['samples']} samples, T {dream.chain.settings['temperature']}, {steps} steps: "
+            f"mean {dream.chain.trace_name} {s['mean_energy']:.2f} ({dream.chain.trace_kind.direction}), "
+            f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
+        )
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+
+
+@app.command("evaluate")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@option(
+    "--data",
+    default=None,
+    help="String models (required): a UTF-8 file with one per line, or builtin:NAME. "
+    "Image models: a folder or file of images, or heldout "
+    "(the checkpoint's test split; naming the source it was trained on means the same).  "
+    "[default for images: heldout]",
+)
+@option(
+    "--method",
+    type=click.Choice(["auto", "exact", "ais"]),
+    default="auto",
+    help="String models: log Z by exact enumeration when feasible (auto), or AIS.",
+)
+@option("--ais-runs", default=100, help="String models: parallel AIS runs.")
+@option("--ais-betas", default=10000, help="String models: intermediate distributions in AIS.")
+@option("--skip-invalid", is_flag=True, help="String models: skip lines the model cannot encode instead of stopping.")
+@option("--orders", default=8, help="Image models: random orders per image (the NLL is their log-mean-exp ensemble).")
+@option("--batch-size", default=1024, help="Image models: images x orders per network call.")
+@option("--max-images", type=int, default=None, help="Image models: evaluate only the first this many images.")
+@option(
+    "--caption",
+    default=None,
+    help="Image models trained with --captions: evaluate every image with this caption, and without one.  "
+    "[default for held-out images: each image's own first caption]",
+)
+@option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@option("--seed", default=0, help="Random seed (AIS, or the orders).")
+@option("--device", default="auto", help=DEVICE_HELP)
+@option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+def evaluate_command(
+    ctx,
+    checkpoint,
+    data,
+    method,
+    ais_runs,
+    ais_betas,
+    skip_invalid,
+    orders,
+    batch_size,
+    max_images,
+    caption,
+    as_json,
+    seed,
+    device,
+    quiet,
+):
+    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
+    from ..api import evaluate, family_of, load
+    from ..likelihood import resolve_method
+
+    family = family_of(checkpoint)
+    _only_for(ctx, family.name, _options_by_family("evaluate_options"))
+    if family.outputs == "images":
+        from .images import evaluate_images
+
+        evaluate_images(
+            load(checkpoint, device, family=family.name),
+            data=data,
+            orders=_positive("orders", orders),
+            batch_size=_positive("batch-size", batch_size),
+            max_images=max_images,
+            caption=caption,
+            seed=seed,
+            as_json=as_json,
+            quiet=quiet,
+        )
+        return
+    if data is None:
+        raise UsageError(
+            "evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)"
+        )
+    _positive("ais-runs", ais_runs)
+    _positive("ais-betas", ais_betas)
+    ckpt = load(checkpoint, device, family=family.name)
+    if resolve_method(ckpt.model, method) == "ais":
+        from ..resources import ais_bytes, check_memory, product_text
+
+        model = ckpt.model
+        check_memory(
+            ais_bytes(ais_runs, ais_betas, model.num_visible, model.num_categories, model.num_hidden),
+            product_text(
+                ("--ais-runs", ais_runs), (model.num_visible, "positions"), (model.num_categories, "categories")
+            )
+            + f", {model.num_hidden:,} hidden units, "
+            f"--ais-betas {ais_betas:,}",
+            "lower --ais-runs or --ais-betas",
+        )
+    scores = evaluate(
+        ckpt, data, method=method, ais_runs=ais_runs, ais_betas=ais_betas, skip_invalid=skip_invalid, seed=seed
+    )
+    scores.values["checkpoint"] = str(checkpoint)  # as the user spelled it
+    click.echo(json.dumps(scores.values) if as_json else scores.text())
+
+
+# ---- demo -----------------------------------------------------------------------------------
+
+
+@app.command("demo")
+@option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/demo-regions"),
+    help="Where to keep the demo's checkpoint.",
+)
+@option("--epochs", default=60, help="Training epochs.")
+@option("--chains", default=12, help="Chains per sampling setting.")
+@option("--steps", default=1000, help="Gibbs sweeps per chain.")
+@option("--seed", default=0, help="Random seed.")
+def demo_command(out, epochs, chains, steps, seed):
+    """Train a small RBM on built-in region names, then show plain and annealed samples side by side."""
+    from ..checkpoint import load_checkpoint
+
+    if not (out / "config.json").exists():
+        _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
+        from ..api import train
+
+        train(
+            "rbm",
+            "builtin:regions",
+            out,
+            model={"num_hidden": 256},
+            training={"epochs": epochs, "monitor_every": 0, "seed": seed},
+            options={"max_length": 20, "case_fold": True, "min_char_count": 20},
+        )
+    else:
+        _say(f"reusing the model in {out} (delete it to retrain)")
+
+    from ..sampling import sample
+    from ..summary import string_records, summarize_records, training_strings
+
+    ckpt = load_checkpoint(out, family="rbm")
+    corpus = training_strings(ckpt)
+    columns = []
+    for label, temperature in (("plain Gibbs, T = 1", "1.0"), ("annealed, T 1.5 -> 0.2", "1.5:0.2")):
+        chain = sample(ckpt.model, num_chains=chains, steps=steps, temperature=temperature, init="uniform", seed=seed)
+        records = string_records(chain, ckpt.codec, corpus)
+        columns.append((label, records, summarize_records(records)))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{chains} chains x {steps} Gibbs sweeps from uniform noise (* = a real region name)")
+    for label, _, s in columns:
+        table.add_column(
+            f"{label}\nmean free energy {s['mean_energy']:.1f}, unique {s['unique_share']:.0%}", no_wrap=True
+        )
+    for row in zip(*(records for _, records, _ in columns)):
+        table.add_row(
+            *(f"{r['text']}{' *' if r['in_training_data'] else ''}  [dim]{r['energy']:.1f}[/dim]" for r in row)
+        )
+    Console().print(table)
