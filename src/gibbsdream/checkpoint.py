@@ -50,8 +50,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from . import __version__
+from .data.captions import CaptionVocabulary
+from .data.images import ImageCodec
+from .data.strings import StringCodec
 from .errors import UsageError
 from .files import _fault_point, atomic_write_bytes, atomic_write_text, finite_json, remove_leftovers, writer_lock
+from .models.nade import OrderlessNADE
+from .models.rbm import RBM
 from .models.shapes import shapes_only
 from .signals import signals_held
 
@@ -418,9 +423,6 @@ def load_checkpoint(folder, device: str | torch.device = "cpu", family: str | No
 
 
 def _model_class(family: str):
-    from .models.nade import OrderlessNADE
-    from .models.rbm import RBM
-
     return {"rbm": RBM, "nade": OrderlessNADE, **_MODEL_CLASSES}.get(family)
 
 
@@ -477,8 +479,6 @@ def _load(folder: Path, config: dict, limits: LoadLimits, device, family: str | 
             )
     model.load_state_dict(state)
     if getattr(model, "caption_encoder", None) is not None:
-        from .data.captions import CaptionVocabulary
-
         if not isinstance(config.get("captions"), dict):
             raise UsageError(
                 f"checkpoint {folder} is corrupt: its model reads captions but it has no caption vocabulary; "
@@ -536,9 +536,6 @@ def _check_trainer_position(folder: Path, config: dict) -> None:
 
 def _codec(folder: Path, config: dict, model):
     """The codec saved with the model, checked to describe the model's variables."""
-    from .data.images import ImageCodec
-    from .data.strings import StringCodec
-
     codec_config = config.get("codec")
     codecs = {"string": StringCodec, "image": ImageCodec}
     if not (

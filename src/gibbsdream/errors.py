@@ -6,6 +6,8 @@ The command line turns it into a one-line message and exit code 2; the Python AP
 propagate (it is a ``ValueError``, so ``except ValueError`` keeps working).
 """
 
+import math
+
 
 class UsageError(ValueError):
     """Bad input from the user; the message says what was wrong and how to fix it."""
@@ -35,8 +37,6 @@ class Terminated(KeyboardInterrupt):
 def check_finite(owner, names) -> None:
     """Raise a UsageError for the first of ``owner``'s number fields ``names`` that is NaN or infinite
     (e.g. a training config's learning rate), naming it as Python code does: ``Owner.field``."""
-    import math
-
     for name in names:
         value = getattr(owner, name)
         if isinstance(value, float) and not math.isfinite(value):

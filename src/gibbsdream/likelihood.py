@@ -9,12 +9,14 @@ weights, whose ``log Z`` is known in closed form.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
+from .progress import progress_bar
 from .randomness import make_generator
 from .sampling.categorical import sample_bernoulli, sample_categorical
 
@@ -58,8 +60,6 @@ def exact_log_partition(model, chunk: int = 4096) -> float:
 
 
 def _float64_copy(model):
-    import copy
-
     return copy.deepcopy(model).double()
 
 
@@ -216,8 +216,6 @@ def order_log_likelihoods(
     Returns:
         ``(N, num_orders)`` log-likelihoods in nats; combine them with :func:`ensemble_log_likelihood`.
     """
-    from .progress import progress_bar
-
     N = x.shape[0]
     shape = x.shape[1:]
     D = math.prod(shape)

@@ -8,8 +8,11 @@ settings, its figures, and the chains themselves (GIFs per problem, or the strin
 from __future__ import annotations
 
 import html
+import io
 import json
 from pathlib import Path
+
+import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_text
 from .sampling.chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
@@ -81,17 +84,15 @@ def _problem_text(spec) -> str:
 
 
 def _figure():
-    import matplotlib
+    import matplotlib  # matplotlib is slow to import: only when a figure is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     return plt
 
 
 def _save(fig, path: Path) -> None:
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     atomic_write_bytes(path, buffer.getvalue())
@@ -104,8 +105,6 @@ def _colours(plt, count: int):
 
 def _plot_traces(spec, cells: list[dict], path: Path) -> None:
     """The mean trace over steps, one labelled line per combination."""
-    import numpy as np
-
     plt = _figure()
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     longest = max((len(c["mean_trace"]) for c in cells), default=0)

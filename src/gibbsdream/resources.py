@@ -65,7 +65,7 @@ def available_bytes() -> int | None:
     if cgroup_max is not None and cgroup_now is not None:
         limits.append(max(0, cgroup_max - cgroup_now))
     try:
-        import resource
+        import resource  # Unix only: absent on Windows (the except below)
 
         size = _virtual_size()
         for which in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", None)):

@@ -17,15 +17,32 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from .api import generate, inpaint, load
+from .checkpoint import _read_config, checkpoint_identity
+from .data.captions import caption_context as encode_caption
+from .data.images import images_to_fill
+from .data.masks import inpaint_masks
+from .devices import resolve_device
 from .errors import UsageError
-from .files import json_numbers
+from .families import family_names, get_family
+from .files import atomic_write_text, is_leftover, json_numbers, remove_leftovers, writer_lock
+from .progress import progress_bar
+from .randomness import make_generator
+from .sampling.init import INITS
+from .sampling.rbm_gibbs import FINALS
+from .sampling.registry import sampler_names
+from .sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
+from .summary import summarize_records
+from .viz import chain_gif
 
 # Every grid name, with an example of its values (each Family.sweep_defaults says which names it takes).
 GRID_NAMES = {
@@ -42,14 +59,10 @@ NO_CAPTION = ("none", "")
 
 
 def valid_names(family: str) -> list[str]:
-    from .families import get_family
-
     return list(get_family(family).sweep_defaults)
 
 
 def _families_taking(name: str) -> list:
-    from .families import family_names, get_family
-
     return [get_family(f) for f in family_names() if name in get_family(f).sweep_defaults]
 
 
@@ -83,8 +96,6 @@ def parse_grid(entries: list[str], family: str) -> dict[str, list]:
         if name not in GRID_NAMES or not taking:
             raise UsageError(f"unknown grid name {name!r}; choose one of {', '.join(names)}")
         if name not in names:
-            from .families import get_family
-
             raise UsageError(
                 f"grid name {name!r} applies to "
                 f"{' and '.join(f.label for f in taking)} models, and this "
@@ -108,11 +119,6 @@ def _example(name: str) -> str:
 
 def check_value(name: str, text: str):
     """One grid value, checked and in its canonical form (``steps`` as an int; ``caption`` None for none)."""
-    from .sampling.init import INITS
-    from .sampling.rbm_gibbs import FINALS
-    from .sampling.registry import sampler_names
-    from .sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
-
     choices = {"anneal": ANNEAL_KINDS, "init": tuple(INITS), "final": FINALS, "sampler": sampler_names("conditional")}
     if name in choices:
         if text not in choices[name]:
@@ -139,7 +145,6 @@ def check_value(name: str, text: str):
 def combinations(grid: dict[str, list], family: str) -> list[dict]:
     """Every combination of the grid, in row-major order, with the defaults filled in."""
     names = list(grid)
-    from .families import get_family
 
     defaults = get_family(family).sweep_defaults
     return [{**defaults, **dict(zip(names, values))} for values in itertools.product(*grid.values())]
@@ -178,11 +183,8 @@ class SweepSpec:
 
     @classmethod
     def create(cls, checkpoint, grid_entries: list[str], **options) -> SweepSpec:
-        from .checkpoint import _read_config, checkpoint_identity
-
         config = _read_config(Path(checkpoint))
         family = str(config.get("family"))
-        from .families import family_names
 
         if family not in family_names():
             raise UsageError(f"{checkpoint} holds a {family!r} model, which sweeps do not know; upgrade gibbsdream")
@@ -206,8 +208,6 @@ class SweepSpec:
     @property
     def outputs(self) -> str:
         """``"strings"`` or ``"images"``: what the family's samples are (how cells are run and shown)."""
-        from .families import get_family
-
         return get_family(self.family).outputs
 
     @property
@@ -233,9 +233,6 @@ class Problems:
 
 def load_problems(spec: SweepSpec) -> Problems:
     """Load the checkpoint and build the sweep's fixed problems (the same in every cell and process)."""
-    from .api import load
-    from .devices import resolve_device
-
     device = resolve_device(spec.device)
     ckpt = load(spec.checkpoint, device=device, family=spec.family)
     for caption in spec.grid.get("caption", []):
@@ -246,17 +243,12 @@ def load_problems(spec: SweepSpec) -> Problems:
 
 
 def _image_problems(spec: SweepSpec, ckpt, device) -> Problems:
-    from .data.masks import inpaint_masks
-    from .randomness import make_generator
-
     codec = ckpt.codec
     if spec.mask == "blank":  # generation from an empty canvas: nothing is known
         states = torch.zeros((spec.problems, *codec.shape), dtype=torch.long)
         known = torch.zeros_like(states, dtype=torch.bool)
         names = [f"canvas-{i:02d}" for i in range(spec.problems)]
     else:
-        from .data.images import images_to_fill
-
         states, names, _ = images_to_fill(ckpt, spec.image or f"heldout:{spec.problems}")
         states, names = states[: spec.problems], list(names)[: spec.problems]
         known = inpaint_masks(spec.mask, codec.shape, len(states), make_generator(spec.seed, "cpu"))
@@ -288,7 +280,6 @@ def run_cell(spec: SweepSpec, problems: Problems, index: int, out: Path) -> dict
     record["row"]["seconds"] = round(time.perf_counter() - started, 3)
     record = {"cell": index, "settings": settings, "label": label(settings, spec.varying), **record}
     record["row"] = {"cell": index, "settings": settings, **record["row"]}
-    from .files import atomic_write_text
 
     atomic_write_text(cell_path(out, index), json.dumps(record, ensure_ascii=False) + "\n")
     return record
@@ -304,9 +295,6 @@ def _mean_trace(chain) -> list:
 
 
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
-    from .api import generate
-    from .summary import summarize_records
-
     dream = generate(problems.ckpt, num_samples=spec.chains, seed=spec.seed, **settings)
     records = dream.records
     summary = summarize_records(records)
@@ -328,9 +316,6 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
 
 
 def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: int, out: Path) -> dict:
-    from .api import inpaint
-    from .viz import chain_gif
-
     ckpt, codec = problems.ckpt, problems.ckpt.codec
     chain = inpaint(
         ckpt,
@@ -389,9 +374,7 @@ def _psnr(original: torch.Tensor, filled: torch.Tensor, hole: torch.Tensor):
 
 def caption_context(ckpt, caption: str | None):
     """The model's context for ``caption`` (None: no caption); one row serves every chain."""
-    from .data.captions import caption_context as encode
-
-    return None if caption is None else encode(ckpt, [caption])
+    return None if caption is None else encode_caption(ckpt, [caption])
 
 
 # ---- the whole sweep --------------------------------------------------------------------------
@@ -402,8 +385,6 @@ def prepare_folder(spec: SweepSpec, out: Path) -> list[int]:
 
     A folder that holds this very sweep resumes it; one that holds another sweep is refused.
     """
-    from .files import atomic_write_text, is_leftover, remove_leftovers
-
     out = Path(out)
     saved = out / "sweep.json"
     if saved.exists() or saved.is_symlink():
@@ -458,8 +439,6 @@ _WORKER: dict = {}
 
 
 def _worker_start(spec_dict: dict, out: str, threads: int) -> None:
-    import signal
-
     # Ctrl+C reaches every process of the terminal's group; the parent alone handles it (it
     # stops the workers), so the workers print no tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -481,8 +460,6 @@ def run_sweep(
     ``on_cell(record, done, total)`` in this process as each cell finishes. Results do not depend
     on ``workers``: each cell is seeded alone.
     """
-    from .files import writer_lock
-
     out = Path(out)
     problems = load_problems(spec)  # checks the mask, images and captions before the folder is touched
     with writer_lock(out):  # one sweep at a time writes a report folder
@@ -490,8 +467,6 @@ def run_sweep(
 
 
 def _run_cells(spec: SweepSpec, problems, out: Path, workers: int, progress: bool, on_start, on_cell) -> list[dict]:
-    from .progress import progress_bar
-
     todo = prepare_folder(spec, out)
     total = len(spec.cells)
     done = total - len(todo)
@@ -506,8 +481,6 @@ def _run_cells(spec: SweepSpec, problems, out: Path, workers: int, progress: boo
                 if on_cell:
                     on_cell(record, done, total)
         else:
-            import multiprocessing
-
             threads = max(1, (os.cpu_count() or 1) // workers)
             pool = multiprocessing.get_context("spawn").Pool(
                 min(workers, len(todo)),

@@ -239,7 +239,7 @@ def _palette_frames(movie: np.ndarray, colours: np.ndarray | None) -> list:
     mapped to its nearest entries, without dithering: dithering would make the frames of a
     converging chain flicker.
     """
-    from PIL import Image
+    from PIL import Image  # PIL on the first picture written, not with the module (start-up time)
 
     if movie.shape[-1] == 1:
         palette = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
@@ -259,7 +259,7 @@ def _palette_frames(movie: np.ndarray, colours: np.ndarray | None) -> list:
 
 
 def _p_image(indices: np.ndarray, palette: np.ndarray):
-    from PIL import Image
+    from PIL import Image  # PIL on the first picture written, not with the module (start-up time)
 
     img = Image.fromarray(np.ascontiguousarray(indices), mode="P")
     img.putpalette(palette.reshape(-1).tolist())

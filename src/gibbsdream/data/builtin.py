@@ -17,19 +17,19 @@ def _unique_in_order(names) -> list[str]:
 
 
 def _regions() -> list[str]:
-    import pycountry
+    import pycountry  # pycountry takes ~80 ms to import: only when this corpus is read
 
     return _unique_in_order(s.name for s in pycountry.subdivisions)
 
 
 def _countries() -> list[str]:
-    import pycountry
+    import pycountry  # pycountry takes ~80 ms to import: only when this corpus is read
 
     return _unique_in_order(c.name for c in pycountry.countries)
 
 
 def _languages() -> list[str]:
-    import pycountry
+    import pycountry  # pycountry takes ~80 ms to import: only when this corpus is read
 
     return _unique_in_order(lang.name for lang in pycountry.languages)
 

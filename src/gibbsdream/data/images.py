@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..progress import progress_bar
 from ..viz import CHANNEL_WORDS, pixels_nchw, upscale, write_png
+from .captions import load_captions
 
 MIN_LEVELS, MAX_LEVELS = 2, 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -225,7 +227,7 @@ class ImageCodec:
 
 def _pil_to_array(img, channels: int | None) -> np.ndarray:
     """A Pillow image -> ``(H, W, C)`` uint8, C = its own (1 or 3) or ``channels`` when given."""
-    from PIL import Image
+    from PIL import Image  # PIL only where image files are read (start-up time)
 
     mode = img.mode
     if mode == "F":
@@ -270,7 +272,7 @@ def load_image_file(path, channels: int | None = None, name: str | None = None) 
     rotation is applied. Raises UsageError naming the file (``name``, default the path) if it
     cannot be read.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError  # PIL only where image files are read (start-up time)
 
     _check_channels(channels)
     path = Path(path)
@@ -353,7 +355,6 @@ def load_image_folder(
     if not files:
         where = f"{folder} or its subfolders" if recursive is not False else str(folder)
         raise UsageError(f"no images ({IMAGE_KINDS} files) in {where}; pass a folder that holds some")
-    from ..progress import progress_bar
 
     arrays, names = [], []
     with progress_bar(len(files), f"reading {folder}", enabled=len(files) >= PROGRESS_FROM) as advance:
@@ -437,7 +438,7 @@ def digits_images() -> RawImages:
     Value ``v`` becomes the pixel ``round(v * 255 / 16)``, which a 17-level codec encodes back to
     exactly ``v`` (so with ``K = 17`` the states are the original values).
     """
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn takes ~1 s to import: only for the builtin digits
 
     bunch = load_digits()
     values = np.rint(bunch.images).astype(np.int64)  # stored as floats that are whole numbers
@@ -718,8 +719,6 @@ def load_images(
 
 
 def _captions(source: str, raw: RawImages, seed: int | None) -> list[list[str]]:
-    from .captions import load_captions
-
     return load_captions(source, raw.names, labels=raw.labels, attributes=raw.attributes, seed=seed or 0)
 
 

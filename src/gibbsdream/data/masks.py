@@ -48,9 +48,11 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -515,10 +517,7 @@ def _file_hole(path: Path, height: int, width: int) -> torch.Tensor:
     """The hole of a mask image, which must be ``width`` x ``height`` pixels: the size is read from
     the file's header and checked before any pixel is decoded, so a small file that would decode
     into gigabytes (a decompression bomb) costs nothing."""
-    import warnings
-
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # PIL only for a mask read from a file (start-up time)
 
     try:
         with warnings.catch_warnings():

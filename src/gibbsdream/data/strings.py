@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
+from ..resources import check_memory
 from .builtin import BUILTIN_CORPORA
 
 RARE_POLICIES = ("skip", "replace", "keep")
@@ -290,7 +291,6 @@ def read_lines(source: str) -> list[str]:
                 f"{source} is not a regular file (a pipe, a socket or a device); save the corpus to a "
                 "file and pass that"
             )
-        from ..resources import check_memory
 
         size = path.stat().st_size
         # The bytes, the decoded text (up to 4 bytes a character) and the list of lines.

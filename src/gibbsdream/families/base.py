@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checkpoint import register_model_class
 from ..errors import UsageError
 
 
@@ -93,8 +94,6 @@ def register(family: Family) -> Family:
     if family.outputs not in ("strings", "images"):
         raise ValueError(f"Family.outputs must be 'strings' or 'images', got {family.outputs!r}")
     if family.model_class is not None:
-        from ..checkpoint import register_model_class
-
         register_model_class(family.name, family.model_class, family.title)
     _FAMILIES[family.name] = family
     return family

@@ -15,9 +15,19 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_checkpoint
+from ..data.captions import CaptionVocabulary, caption_context, caption_table, has_captions
+from ..data.images import load_images
+from ..data.masks import inpaint_masks
 from ..errors import ConfigError, UsageError
 from ..files import same_file
+from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
+from ..models import OrderlessNADE
 from ..models.nade import CAPTION_FIELDS, NADEConfig
+from ..randomness import make_generator
+from ..sampling import sample
+from ..sampling.registry import applicable
+from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_distributed, split_images
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
     Trained,
@@ -52,8 +62,6 @@ def caption_ids(checkpoint, caption):
     (a ``(1, T)`` or ``(N, T)`` long tensor), e.g. by a front end that checks a caption before
     reading its images.
     """
-    from ..data.captions import caption_context
-
     if isinstance(caption, torch.Tensor):
         return caption.to(_device(checkpoint))
     return caption_context(checkpoint, None if caption is None else [caption], _device(checkpoint))
@@ -81,9 +89,6 @@ def run_sampler(
 ):
     """One conditional sampler run over ``x`` ``(N, C, H, W)`` with ``known`` clamped; the block
     schedule goes to the samplers that take one (the registry says which)."""
-    from ..sampling import sample
-    from ..sampling.registry import applicable
-
     return sample(
         model,
         x=x,
@@ -198,9 +203,6 @@ def inpaint(
         :class:`Generated` with ``outputs`` the ``(N*samples, H, W, C)`` uint8 pixels and
         ``extra["known"]`` the ``(N*samples, C, H, W)`` mask used.
     """
-    from ..data.masks import inpaint_masks
-    from ..randomness import make_generator
-
     codec = checkpoint.codec
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(codec.shape):
         raise UsageError(f"images must have shape (N, {', '.join(map(str, codec.shape))}), got {list(images.shape)}")
@@ -244,8 +246,6 @@ def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
 
     ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split.
     """
-    from ..data.images import load_images
-
     source = checkpoint.config.get("data_source", {}).get("source")
     if isinstance(data, torch.Tensor):
         return data, f"{len(data)} images", False
@@ -290,10 +290,6 @@ def evaluate(
         (± ``nll_nats_stderr``), ``bits_per_dim``, ``single_order_nll_nats``, with a caption also
         ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr), and ``seconds``.
     """
-    from ..data.captions import has_captions
-    from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
-    from ..randomness import make_generator
-
     states, label, held_out = held_out_images(checkpoint, data)
     if max_images is not None:
         states = states[:max_images]
@@ -448,10 +444,6 @@ def train(
     (``data``, ``dataset``, ``codec``, ``splits`` {name: count}, ``vocabulary``: before training) and
     ``"changes"`` ({name: (old, new)}: a resume continues with them).
     """
-    import torch
-
-    from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_distributed
-
     out = Path(out)
     given_model = given_fields(model, [f.name for f in fields(NADEConfig)], "model")
     for name in SET_BY_DATA:  # a NADEConfig's are replaced by the data's; a mapping's are a mistake
@@ -520,12 +512,6 @@ def _defaults_of(model, training) -> set:
 
 
 def _fresh(data, given_model, given_training, given_images, event, unset):
-    import torch
-
-    from ..data.images import load_images
-    from ..models import OrderlessNADE
-    from ..training import split_images
-
     if data is None:
         raise ConfigError("data is needed to start a run (a folder of images or builtin:NAME)", "data")
     config = NADETrainConfig(**given_training).check()
@@ -556,8 +542,6 @@ def _fresh(data, given_model, given_training, given_images, event, unset):
     splits = {name: dataset.states[rows] for name, rows in parts.items()}
     vocabulary = None
     if captions:
-        from ..data.captions import CaptionVocabulary, caption_table
-
         vocabulary = CaptionVocabulary.fit(
             (t for i in train.tolist() for t in dataset.captions[i]),
             min_count=config.caption_min_count,
@@ -593,8 +577,6 @@ def _fresh(data, given_model, given_training, given_images, event, unset):
 
 
 def _resumed(data, out, given_model, given_training, given_images, apply_changes, event):
-    from ..checkpoint import load_checkpoint
-
     checkpoint = load_checkpoint(out, device="cpu", family="nade")
     saved = checkpoint.config
     if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}):

@@ -13,9 +13,18 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import load_checkpoint
+from ..data.strings import StringCodec, read_lines
 from ..errors import ConfigError, UsageError
 from ..files import same_file
+from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
+from ..models import RBM
 from ..models.rbm import RBMConfig
+from ..resources import check_memory, product_text, rbm_training_bytes
+from ..sampling import sample
+from ..sampling.api import make_generator
+from ..summary import string_records, training_strings
+from ..training import RBMTrainer, resolve_device, save_trainer, split_data
 from ..training.rbm import RBMTrainConfig
 from ..training.runs import (
     Trained,
@@ -84,9 +93,6 @@ def generate(
         (``chain``, ``step``, ``text``, ``energy`` (free energy, lower is likelier),
         ``in_training_data``).
     """
-    from ..sampling import sample
-    from ..summary import string_records, training_strings
-
     steps = DEFAULT_STEPS if steps is None else steps
     if dedupe and every is None:
         raise ConfigError(
@@ -154,9 +160,6 @@ def evaluate(
         by ``log_z_method``), ``mean_log_likelihood`` (nats per string, ± ``..._stderr`` over strings),
         ``bits_per_character``, ``mean_pseudo_log_likelihood`` and ``seconds``.
     """
-    from ..data.strings import read_lines
-    from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
-
     if data is None:
         raise ConfigError(
             "evaluating a string model needs data (a text file with one string per line, or builtin:NAME)", "data"
@@ -272,8 +275,6 @@ def train(
     (``data``, ``report``, ``codec``: before training), ``"changes"`` ({name: (old, new)}: a resume
     continues with them) and ``"reseeded"`` (the checkpoint came from another kind of device).
     """
-    from ..training import resolve_device
-
     out = Path(out)
     given_model = given_fields(model, [f.name for f in fields(RBMConfig)], "model")
     for name in SET_BY_DATA:  # an RBMConfig's are replaced by the data's; a mapping's are a mistake
@@ -299,8 +300,6 @@ def train(
             return result
 
         def saved(t):
-            from ..training import save_trainer
-
             save_trainer(t, out, corpus_saved)
             if on_epoch is not None:
                 on_epoch(t)
@@ -311,11 +310,6 @@ def train(
 
 
 def _fresh(data, target, given_model, given_training, given_corpus, event):
-    from ..data.strings import StringCodec, read_lines
-    from ..models import RBM
-    from ..sampling.api import make_generator
-    from ..training import RBMTrainer, split_data
-
     if data is None:
         raise ConfigError("data is needed to start a run (a corpus file or builtin:NAME)", "data")
     RBMConfig(1, **given_model).check()  # before the corpus is read
@@ -349,9 +343,6 @@ def _fresh(data, target, given_model, given_training, given_corpus, event):
 
 
 def _resumed(data, out, target, given_model, given_training, given_corpus, apply_changes, event):
-    from ..checkpoint import load_checkpoint
-    from ..training import RBMTrainer
-
     checkpoint = load_checkpoint(out, device=target, family="rbm")
     saved = checkpoint.config
     if (
@@ -404,8 +395,6 @@ def _resumed(data, out, target, given_model, given_training, given_corpus, apply
 def check_training_memory(codec, strings: int, model: RBMConfig, config: RBMTrainConfig, max_length) -> None:
     """Refuse, before encoding the corpus, a model and data that cannot fit in the memory free here
     (a corpus with one line of a million characters makes every string a million positions)."""
-    from ..resources import check_memory, product_text, rbm_training_bytes
-
     positions, categories = codec.max_length, codec.num_categories
     needed = rbm_training_bytes(strings, positions, categories, model.num_hidden, config.batch_size)
     what = product_text((strings, "strings"), (positions, "positions"), (categories, "categories"))

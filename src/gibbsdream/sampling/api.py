@@ -276,6 +276,7 @@ class AncestralOptions:
 
 def _blocked_gibbs(resample: str, name: str):
     def run(model, request: Request, options: BlockOptions):
+        # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
         from .conditional import blocked_gibbs
 
         steps = check_count("steps", request.steps)
@@ -309,6 +310,7 @@ def _blocked_gibbs(resample: str, name: str):
 
 def ancestral_sampling(model, request: Request, options: AncestralOptions):
     """Orderless-NADE ancestral sampling: the ``ancestral`` sampler of conditional models."""
+    # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
     from .conditional import ancestral
 
     per_call, order, known = check_count("per_call", options.per_call), options.order, request.known

@@ -59,6 +59,7 @@ def initial_states(
     if kind == "uniform_chars":
         return _random_chars(shape, K, generator, device)
     if kind == "biases":
+        # start-up time: the CLI imports sampling.init at start-up; categorical loads on first use
         from .categorical import sample_bernoulli, sample_categorical
 
         bias = model.visible_bias.detach()

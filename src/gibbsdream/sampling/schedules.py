@@ -242,6 +242,7 @@ def temperature_values(schedule, total_steps: int) -> list[float]:
     :data:`~gibbsdream.sampling.categorical.MIN_TEMPERATURE` is 0 (the argmax), since dividing
     logits by it would overflow; a value that is NaN, infinite or negative (a schedule of one's
     own can give one) is a UsageError."""
+    # start-up time: the CLI imports schedules at start-up; categorical loads on first use
     from .categorical import effective_temperature
 
     values = schedule_values(schedule, total_steps)

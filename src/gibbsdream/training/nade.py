@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -31,9 +32,10 @@ from pathlib import Path
 import torch
 from torch import distributed as dist
 
+from ..checkpoint import save_checkpoint
 from ..data.captions import draw_captions
 from ..data.masks import training_masks
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, UsageError, check_finite
 from ..models.nade import CAPTION_FIELDS, NADEConfig
 from ..progress import progress_bar
 from ..randomness import check_seed, make_generator
@@ -74,8 +76,6 @@ class NADETrainConfig:
 
     def check(self) -> NADETrainConfig:
         """Raise a ConfigError naming the first impossible field; returns self."""
-        from ..errors import check_finite
-
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
         check_finite(self, [f.name for f in fields(self)])
         check_seed(self.seed, f"{type(self).__name__}.seed")
@@ -119,8 +119,6 @@ class NADETrainConfig:
 
 def parse_duration(text: str) -> float:
     """``"8m"``, ``"90s"``, ``"1h30m"``, ``"2.5h"`` or plain seconds -> seconds."""
-    import re
-
     text = str(text).strip().lower()
     parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
     if not text or parts is None or not any(parts.groups()):
@@ -482,8 +480,6 @@ def _restored(fresh: dict, saved, what: str) -> dict:
 
 def save_nade_trainer(trainer: NADETrainer, folder: Path, codec, data: dict, source: dict) -> None:
     """Write the model, data splits, optimizer state and history into a checkpoint folder."""
-    from ..checkpoint import save_checkpoint
-
     save_checkpoint(
         folder,
         trainer.model,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -24,13 +25,14 @@ import numpy as np
 import torch
 
 from .. import kernels
-from ..errors import ConfigError, UsageError
+from ..checkpoint import save_checkpoint
+from ..errors import ConfigError, UsageError, check_finite
 from ..kernels.threads import default_threads, new_meeting, parts_for, run_workers
 from ..likelihood import pseudo_log_likelihood
 from ..models.rbm import RBMConfig
 from ..progress import progress_bar
 from ..randomness import check_seed, make_generator
-from ..sampling.api import check_count
+from ..sampling.api import check_count, sample
 from ..sampling.categorical import bernoulli_from_probs
 from .legacy import accepts_model_fields
 
@@ -65,8 +67,6 @@ class RBMTrainConfig:
 
     def check(self) -> RBMTrainConfig:
         """Raise a ConfigError naming the first impossible field; returns self."""
-        from ..errors import check_finite
-
         # NaN passes every comparison (nan < 0 is False), so non-finite numbers are refused first.
         check_finite(self, [f.name for f in fields(self)])
         check_seed(self.seed, f"{type(self).__name__}.seed")
@@ -273,8 +273,6 @@ class RBMTrainer:
         worker 0). Each trainer has its own: with one pool for all, two runs in one process could
         each hold some of its threads while waiting for the rest."""
         if self._pool is None or self._pool._max_workers < count:
-            from concurrent.futures import ThreadPoolExecutor
-
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
             self._pool = ThreadPoolExecutor(max_workers=max(1, count), thread_name_prefix="gibbsdream-rbm")
@@ -397,7 +395,6 @@ class RBMTrainer:
     def _fantasy_particles(self) -> torch.Tensor:
         if self.chains is not None:
             return self.chains[: self.config.fantasy_particles]
-        from ..sampling.api import sample
 
         chain = sample(
             self.model,
@@ -462,8 +459,6 @@ class RBMTrainer:
 
 def save_trainer(trainer: RBMTrainer, folder: Path, corpus: dict | None = None) -> None:
     """Checkpoint the trainer's model, data and state into ``folder``."""
-    from ..checkpoint import save_checkpoint
-
     small = torch.int16 if trainer.model.num_categories < 2**15 else torch.int32
     extra = trainer.extra_config()
     if corpus is not None:

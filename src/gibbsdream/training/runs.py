@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checkpoint import _read_config
 from ..errors import ConfigError
+from ..files import writer_lock
 
 
 class ResumeConflict(ConfigError):
@@ -81,9 +83,6 @@ def checkpoint_held(out: Path, resume: bool):
     """Hold the writer lock of the checkpoint folder ``out`` (created if missing) for the block: a second
     run writing it is refused. A resume first checks there is a checkpoint to continue. Under torchrun
     only rank 0 writes, so only rank 0 locks."""
-    from ..checkpoint import _read_config
-    from ..files import writer_lock
-
     if resume:
         if out.is_dir() and not (out / "config.json").exists() and any(out.iterdir()):
             raise ConfigError(

@@ -30,20 +30,34 @@ import json
 import math
 import re
 import tempfile
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from fastapi import Request  # at module level: the endpoints' annotations are resolved here
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from PIL import Image, ImageOps, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..api import generate, inpaint, load
+from ..data.captions import has_captions
+from ..data.images import _pil_to_array
+from ..data.masks import inpaint_mask, mask_from_array
 from ..errors import UsageError
+from ..families import get_family
+from ..families.nade import caption_ids
 from ..files import json_numbers
 from ..randomness import MAX_SEED, make_generator
+from ..sampling.init import INITS
 from ..sampling.registry import sampler_names, samplers, trace_kind_of
-from ..sampling.schedules import ANNEAL_KINDS
+from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
 from ..summary import training_strings as summary_training_strings
-from ..viz import png_bytes
+from ..viz import chain_gif, png_bytes
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
 from .jobs import Job, JobManager, ServerBusy
 
@@ -91,8 +105,6 @@ class ServedModel:
     @property
     def outputs(self) -> str:
         """``"strings"`` or ``"images"``: which page and which jobs the model gets."""
-        from ..families import get_family
-
         return get_family(self.family).outputs
 
     @property
@@ -110,13 +122,9 @@ class ServedModel:
     @property
     def takes(self) -> tuple[str, ...]:
         """The generating options of the model's family beyond the common ones."""
-        from ..families import get_family
-
         return get_family(self.family).generate_options
 
     def has_caption(self) -> bool:
-        from ..data.captions import has_captions
-
         return has_captions(self.model)
 
     def gallery(self) -> tuple[str, torch.Tensor]:
@@ -144,8 +152,6 @@ class ServedModel:
                 gallery_split=split,
             )
         else:
-            from ..sampling.init import INITS
-
             c = self.codec
             about.update(
                 kind="strings",
@@ -161,8 +167,6 @@ class ServedModel:
 
 def load_models(paths, device="auto") -> list[ServedModel]:
     """Load checkpoint folders (image NADEs and string RBMs) under distinct short names."""
-    from ..api import load
-
     served, names = [], set()
     for path in paths:
         path = Path(path)
@@ -221,8 +225,6 @@ def _choice(body: dict, key: str, default: str, choices, what: str) -> str:
 
 def _schedules(body: dict, steps: int | None):
     """Check the temperature (and block) settings; returns ``(temperature, anneal, block)``."""
-    from ..sampling.schedules import block_schedule, schedule_values, temperature_schedule
-
     temperature = _text(body, "temperature", "1.0", "temperature", 100) or "1.0"
     anneal = _choice(body, "anneal", "geometric", ANNEAL_KINDS, "anneal")
     temperature_schedule(temperature, anneal)
@@ -297,8 +299,6 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
     formats of :data:`IMAGE_FORMATS` are decoded (Pillow would open dozens, some through outside
     programs), and the size is checked from the header, before the pixels are decoded.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     try:
         with Image.open(io.BytesIO(payload), formats=IMAGE_FORMATS) as img:
             width, height = img.size
@@ -318,7 +318,6 @@ def image_to_states(payload: bytes, codec, limits: Limits) -> tuple[torch.Tensor
         raise UsageError("that image is too large to open; shrink it first") from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise UsageError(f"cannot read that image ({err}); it may be damaged: re-save it") from None
-    from ..data.images import _pil_to_array
 
     # The same reading as `gibbsdream inpaint --image FILE` (16-bit gray scaled, alpha dropped, ...).
     array = _pil_to_array(img, codec.channels)
@@ -347,8 +346,6 @@ def states_png(codec, states: torch.Tensor) -> np.ndarray:
 
 def _hole(served: ServedModel, body: dict, seed: int) -> torch.Tensor:
     """The request's mask -> ``known: (C, H, W)`` bool (True = keep)."""
-    from ..data.masks import inpaint_mask, mask_from_array
-
     codec = served.codec
     mask = body.get("mask", "centre")
     if isinstance(mask, list):
@@ -407,13 +404,9 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     job = Job("image", served.name, steps, inputs={"x": x, "known": known, "seed": seed})
     context = None
     if caption:  # refused now (a 400), not when the job runs
-        from ..families.nade import caption_ids
-
         context = caption_ids(served.checkpoint, caption)
 
     def work(job: Job) -> dict:
-        from ..api import inpaint
-
         filled = inpaint(
             served.checkpoint,
             x,
@@ -436,8 +429,6 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
 
 def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobManager) -> Job:
     """Check a string-sampling request and queue it."""
-    from ..sampling.init import INITS
-
     codec = served.codec
     seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
     chains = _whole(body, "chains", 20, 1, limits.max_chains, "chains")
@@ -461,8 +452,6 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
     options = {"init": init, "final": final, "prefix": prefix or None, "suffix": suffix or None}
 
     def work(job: Job) -> dict:
-        from ..api import generate
-
         chain = generate(
             served.checkpoint,
             num_samples=chains,
@@ -535,8 +524,6 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
 
 
 def chain_gif_bytes(job: Job, served: ServedModel) -> bytes:
-    from ..viz import chain_gif
-
     if "gif" not in job.cache:
         with tempfile.TemporaryDirectory(prefix="gibbsdream-") as folder:
             path = Path(folder) / "chain.gif"
@@ -555,15 +542,6 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
     ``Host`` header may name (the address the server listens on, a name it is reached by); a
     request for any other host is refused, which is what stops DNS rebinding.
     """
-    from contextlib import asynccontextmanager
-
-    from fastapi import FastAPI
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     limits = limits or Limits()
     allowed_hosts = tuple(host_key(h) for h in allowed_hosts)  # a bad name fails here, not per request
     jobs = JobManager(limits.max_jobs)

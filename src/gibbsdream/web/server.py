@@ -37,7 +37,7 @@ def url_of(sock: socket.socket) -> str:
 
 def serve(app, sock: socket.socket, log_level: str = "warning") -> None:
     """Serve ``app`` on ``sock`` until interrupted (Ctrl+C) or the server is told to exit."""
-    import uvicorn
+    import uvicorn  # uvicorn only to serve: tests drive the app without it (start-up time)
 
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
