@@ -8,9 +8,23 @@ import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
+from ..api import evaluate, family_of, generate, load, train
+from ..checkpoint import load_checkpoint
 from ..errors import UsageError
+
+# ---- train ---------------------------------------------------------------------------------
+from ..families.rbm import CorpusOptions
+from ..files import atomic_write_text
+from ..likelihood import resolve_method
+from ..models.rbm import RBMConfig
+from ..resources import ais_bytes, check_memory, product_text, rbm_sampling_bytes
+from ..sampling import sample
 from ..sampling.schedules import ANNEAL_KINDS
+from ..summary import string_records, summarize_records, training_strings
+from ..training import RBMTrainConfig
 from .common import (
     DEVICE_HELP,
     IMAGE_SAMPLER_HELP,
@@ -27,9 +41,8 @@ from .common import (
     app,
     train_app,
 )
+from .images import evaluate_images, sample_images
 from .params import option
-
-# ---- train ---------------------------------------------------------------------------------
 
 
 @train_app.command("rbm")
@@ -114,9 +127,6 @@ def train_rbm(
     apply_changes=False,
 ):
     """Train a restricted Boltzmann machine with categorical visible units on a corpus of strings."""
-    from ..families.rbm import CorpusOptions
-    from ..models.rbm import RBMConfig
-    from ..training import RBMTrainConfig
 
     ctx = click.get_current_context()
     # On resume the run keeps its epochs target unless --epochs says otherwise, as before: the
@@ -148,7 +158,6 @@ def train_rbm(
 
 def _check_string_sampling_memory(model, chains: int, steps: int, every: int | None) -> None:
     """Refuse, before sampling, chains whose tensors cannot fit in the memory free here."""
-    from ..resources import check_memory, product_text, rbm_sampling_bytes
 
     frames = 0 if every is None else steps // every + 2
     sizes = (chains, model.num_visible, model.num_categories, model.num_hidden)
@@ -274,16 +283,10 @@ def sample_command(
       gibbsdream sample runs/digits --num-samples 16 --steps 300 --gif dream.gif --out samples/
     """
 
-    from ..api import family_of, generate, load
-    from ..files import atomic_write_text
-    from ..summary import summarize_records
-
     _positive("chains", chains)
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("generate_options", PRESENTATION_OPTIONS["sample"]))
     if family.outputs == "images":
-        from .images import sample_images
-
         steps = _positive("steps", 200 if steps is None else steps)
         if every is not None:
             _positive("every", every)
@@ -408,14 +411,10 @@ def evaluate_command(
     quiet,
 ):
     """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
-    from ..api import evaluate, family_of, load
-    from ..likelihood import resolve_method
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("evaluate_options"))
     if family.outputs == "images":
-        from .images import evaluate_images
-
         evaluate_images(
             load(checkpoint, device, family=family.name),
             data=data,
@@ -436,8 +435,6 @@ def evaluate_command(
     _positive("ais-betas", ais_betas)
     ckpt = load(checkpoint, device, family=family.name)
     if resolve_method(ckpt.model, method) == "ais":
-        from ..resources import ais_bytes, check_memory, product_text
-
         model = ckpt.model
         check_memory(
             ais_bytes(ais_runs, ais_betas, model.num_visible, model.num_categories, model.num_hidden),
@@ -471,11 +468,9 @@ def evaluate_command(
 @option("--seed", default=0, help="Random seed.")
 def demo_command(out, epochs, chains, steps, seed):
     """Train a small RBM on built-in region names, then show plain and annealed samples side by side."""
-    from ..checkpoint import load_checkpoint
 
     if not (out / "config.json").exists():
         _say(f"training an RBM on builtin:regions ({epochs} epochs) into {out} ...")
-        from ..api import train
 
         train(
             "rbm",
@@ -488,9 +483,6 @@ def demo_command(out, epochs, chains, steps, seed):
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
 
-    from ..sampling import sample
-    from ..summary import string_records, summarize_records, training_strings
-
     ckpt = load_checkpoint(out, family="rbm")
     corpus = training_strings(ckpt)
     columns = []
@@ -498,8 +490,6 @@ def demo_command(out, epochs, chains, steps, seed):
         chain = sample(ckpt.model, num_chains=chains, steps=steps, temperature=temperature, init="uniform", seed=seed)
         records = string_records(chain, ckpt.codec, corpus)
         columns.append((label, records, summarize_records(records)))
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"{chains} chains x {steps} Gibbs sweeps from uniform noise (* = a real region name)")
     for label, _, s in columns:

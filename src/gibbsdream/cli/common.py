@@ -9,6 +9,7 @@ themselves on :data:`app` when the package is imported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import re
@@ -22,8 +23,12 @@ from pathlib import Path
 import click
 
 from .. import __version__
+from ..api import train
 from ..errors import ConfigError, Terminated, UsageError
+from ..families import family_names, get_family
+from ..resources import human_bytes
 from ..sampling.registry import sampler_names, samplers
+from ..training.runs import ResumeConflict
 from .fields import FLAGS, NOT_EXPOSED, in_flags
 
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
@@ -173,7 +178,6 @@ def _library_settings(ctx, command: str, *sources, always=()) -> list[dict]:
     """The values of ``command``'s options given on the command line, as the library's settings: one
     ``{field: value}`` per dataclass in ``sources``. The library fills in the rest from the same
     defaults the options show (tests/test_cli_fields.py). ``always``: fields passed even at their default."""
-    import dataclasses
 
     result = []
     for source in sources:
@@ -236,8 +240,6 @@ def _training_events(ctx, command: str, quiet: bool):
 def _train(ctx, command: str, family: str, data, out, settings: list, resume, apply_changes, device, quiet, on_epoch):
     """Run gibbsdream.train for a `train` command: its errors in the command's flags, and an
     interrupted run told how to continue."""
-    from ..api import train
-    from ..training.runs import ResumeConflict
 
     _check_output(out, "--out", folder=True)
     _invocation["out"] = out
@@ -280,7 +282,6 @@ def _options_by_family(field: str, presentation: dict | None = None) -> dict:
     """{family name: the command options only it takes}: its :class:`~gibbsdream.families.Family`
     ``field`` (``generate_options``, ``evaluate_options``; ``"outputs"``: none) and the
     ``presentation`` options of its kind of outputs (``{"strings": (...), "images": (...)}``)."""
-    from ..families import family_names, get_family
 
     families = [get_family(name) for name in family_names()]
     own = {f.name: getattr(f, field) if field != "outputs" else () for f in families}
@@ -290,7 +291,6 @@ def _options_by_family(field: str, presentation: dict | None = None) -> dict:
 def _only_for(ctx, family: str, options: dict) -> None:
     """Refuse options given on the command line that belong to another model family
     (``options``: {family name: the options only it takes})."""
-    from ..families import get_family
 
     for other, names in options.items():
         for name in names:
@@ -377,7 +377,6 @@ def _command_name(argv: list[str] | None) -> str:
 
 def _out_of_memory_message(err: BaseException, argv: list[str] | None) -> str:
     """``error: ran out of memory ...; lower --chains ...``, naming the size options of the command run."""
-    from ..resources import human_bytes
 
     match = re.search(r"allocate (\d+) bytes", str(err)) or re.search(r"allocate ([\d.]+) ([KMGT]i?B)", str(err))
     if match and match.lastindex == 1:

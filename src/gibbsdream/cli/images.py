@@ -13,8 +13,20 @@ from pathlib import Path
 
 import click
 
+from ..api import evaluate, generate, inpaint, load
+from ..data.images import images_to_fill
 from ..errors import UsageError
-from ..sampling.schedules import ANNEAL_KINDS
+from ..families.nade import ImageOptions, caption_ids, frame_every, held_out_images
+from ..files import atomic_write_text, json_numbers
+from ..models.nade import NADEConfig
+from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
+from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values
+from ..training import NADETrainConfig, parse_duration
+from ..viz import (
+    chain_gif,
+    save_grid_png,
+    write_image,  # brings torch: imported when writing, not at start-up
+)
 from .common import (
     DEVICE_HELP,
     IMAGE_SAMPLER_HELP,
@@ -39,20 +51,17 @@ DILATION_WHY = " (a dilation wider than the image only pads it with zeros)"
 
 def _write_image(path: Path, hwc) -> None:
     """Write ``(H, W, C)`` uint8 pixels in the format the file name asks for (PNG by default)."""
-    from ..viz import write_image  # brings torch: imported when writing, not at start-up
 
     write_image(path, hwc, IMAGE_SUFFIX_FORMATS.get(path.suffix.lower(), "PNG"))
 
 
 def _check_block(block: str) -> None:
-    from ..sampling.schedules import block_schedule, schedule_values
 
     schedule_values(block_schedule(block), 2)  # raises a UsageError for a fraction outside (0, 1]
 
 
 def _check_sampling_memory(ckpt, images: int, steps: int, frames: int, what: str, remedy: str) -> None:
     """Refuse, before sampling, more images than the memory free here can hold."""
-    from ..resources import check_memory, image_sampling_bytes
 
     C, H, W = ckpt.codec.shape
     sizes = (images, C, H, W, ckpt.codec.levels, ckpt.model.settings.width)
@@ -75,7 +84,6 @@ def _trace_json(chain) -> str:
 
     ``"trace"`` names the quantity and its direction; the rows keep their old key ``"mean_log_prob"``.
     """
-    from ..files import json_numbers
 
     rows = chain.trace.T.tolist()  # (N, S+1)
     record = {"settings": chain.settings, "trace": chain.trace_kind.to_json()}
@@ -257,9 +265,6 @@ def train_nade(
       gibbsdream train nade --data builtin:digits --captions --max-time 20m --out runs/digits-captions
       torchrun --nproc-per-node 2 -m gibbsdream train nade --data builtin:shapes --out runs/shapes
     """
-    from ..families.nade import ImageOptions
-    from ..models.nade import NADEConfig
-    from ..training import NADETrainConfig, parse_duration
 
     ctx = click.get_current_context()
     # On resume the run keeps its epochs target unless --epochs says otherwise, as before: the
@@ -368,10 +373,6 @@ def inpaint_command(
     quiet,
 ):
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
-    from ..api import inpaint, load
-    from ..data.images import images_to_fill
-    from ..families.nade import caption_ids, frame_every
-    from ..viz import chain_gif
 
     _positive("steps", steps)
     _positive("samples", samples)
@@ -425,8 +426,6 @@ def inpaint_command(
         if gif:
             chain_gif(chain.frames.cpu(), ckpt.codec, stage(gif), known=filled.extra["known"].cpu())
         if trace:
-            from ..files import atomic_write_text
-
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
         final = chain.final_trace.nanmean().item()
@@ -444,9 +443,6 @@ def sample_images(
     ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet, caption=None
 ):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
-    from ..api import generate
-    from ..families.nade import frame_every
-    from ..viz import chain_gif, save_grid_png
 
     if out is None:
         raise UsageError("sampling an image model needs --out FOLDER (the images are written there)")
@@ -486,8 +482,6 @@ def sample_images(
         if gif:
             chain_gif(chain.frames.cpu(), codec, stage(gif))
         if trace:
-            from ..files import atomic_write_text
-
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
         _say(
@@ -500,9 +494,6 @@ def sample_images(
 def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):
     """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders
     (:func:`gibbsdream.families.nade.evaluate`), after a memory pre-flight worded in flags."""
-    from ..api import evaluate
-    from ..families.nade import held_out_images
-    from ..resources import check_memory, order_likelihood_bytes, product_text
 
     states, _, _ = held_out_images(ckpt, data)
     if max_images is not None:

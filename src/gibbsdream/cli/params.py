@@ -14,8 +14,11 @@ import math
 import re
 
 import click
+import torch
 
+from ..errors import UsageError
 from ..randomness import MAX_SEED
+from ..training.nade import parse_duration
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -84,8 +87,6 @@ class Device(click.ParamType):
             return text
         match = re.fullmatch(r"cuda(?::(\d+))?", text)
         if match:
-            import torch
-
             if not torch.cuda.is_available():
                 self.fail(f"{value!r} asks for a CUDA GPU, but none is available here; use cpu or auto", param, ctx)
             count = torch.cuda.device_count()
@@ -95,8 +96,6 @@ class Device(click.ParamType):
                 )
             return text
         if text == "mps":
-            import torch
-
             if not torch.backends.mps.is_available():
                 self.fail("'mps' asks for Apple's GPU, which is not available here; use cpu or auto", param, ctx)
             return text
@@ -130,8 +129,6 @@ class Duration(click.ParamType):
     name = "duration"
 
     def convert(self, value, param, ctx):
-        from ..errors import UsageError
-        from ..training.nade import parse_duration
 
         try:
             seconds = parse_duration(value)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..devices import resolve_device
 from ..errors import UsageError
 from .common import (
     DEVICE_HELP,
@@ -52,7 +53,6 @@ def serve_command(checkpoints, host, port, allow_hosts, max_jobs, max_steps, max
       gibbsdream serve runs/digits runs/regions
       gibbsdream serve runs/shapes --port 0 --max-jobs 4
     """
-    from ..devices import resolve_device
     from ..web import Limits, bind, create_app, load_models
     from ..web.guard import host_key
     from ..web.server import serve, url_of

@@ -6,13 +6,19 @@ plots and ``results.json``); this file is the command line around them.
 
 from __future__ import annotations
 
+# The sweep options that apply to one kind of outputs only.
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
+from ..api import family_of
+from ..checkpoint import _read_config
 from ..errors import Terminated, UsageError
+from ..resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
+from ..sweep import SweepSpec, frame_every, load_cells, run_sweep
 from .common import (
     DEVICE_HELP,
     _check_output,
@@ -24,7 +30,6 @@ from .common import (
 )
 from .params import option
 
-# The sweep options that apply to one kind of outputs only.
 SWEEP_OPTIONS = {"strings": ("chains",), "images": ("problems", "mask", "image", "samples", "caption", "every")}
 
 GRID_HELP = (
@@ -38,11 +43,6 @@ GRID_HELP = (
 def _check_memory(spec, workers: int) -> None:
     """Refuse, before the first cell, a sweep whose cells cannot fit in the memory free here (each of
     the ``workers`` processes runs a cell at a time, so their needs add up)."""
-    import os
-
-    from ..checkpoint import _read_config
-    from ..resources import check_memory, image_sampling_bytes, product_text, rbm_sampling_bytes
-    from ..sweep import frame_every
 
     config = _read_config(Path(spec.checkpoint))
     model, steps = config.get("model", {}), max(cell["steps"] for cell in spec.cells)
@@ -122,9 +122,7 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from ..api import family_of
     from ..report import SCORES, trace_kind, write_report
-    from ..sweep import SweepSpec, load_cells, run_sweep
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
