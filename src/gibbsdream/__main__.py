@@ -14,7 +14,7 @@ def run() -> None:
     """
     try:
         with signals_held():
-            from .cli import main
+            from .cli import main  # with Ctrl+C held: see the docstring
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

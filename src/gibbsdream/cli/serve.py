@@ -53,6 +53,7 @@ def serve_command(checkpoints, host, port, allow_hosts, max_jobs, max_steps, max
       gibbsdream serve runs/digits runs/regions
       gibbsdream serve runs/shapes --port 0 --max-jobs 4
     """
+    # FastAPI and uvicorn (0.2 s) load only for `serve`, not for every command
     from ..web import Limits, bind, create_app, load_models
     from ..web.guard import host_key
     from ..web.server import serve, url_of

@@ -122,7 +122,7 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from ..report import SCORES, trace_kind, write_report
+    from ..report import SCORES, trace_kind, write_report  # with its plotting, only for `sweep`
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
