@@ -43,7 +43,7 @@ __all__ = [
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'gibbsdream' has no attribute {name!r}")
-    import importlib
+    import importlib  # the exports load on first use (see _EXPORTS)
 
     value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     globals()[name] = value
