@@ -147,28 +147,24 @@ def generate(
         :class:`Generated` with ``outputs`` the ``(N, H, W, C)`` uint8 pixels and the chain (its
         trace: mean log-probability of the redrawn variables, higher is likelier).
     """
-    steps = DEFAULT_STEPS if steps is None else steps
-    context = caption_ids(checkpoint, caption)
-    codec = checkpoint.codec
-    x = torch.zeros((num_samples, *codec.shape), dtype=torch.long, device=_device(checkpoint))
-    known = torch.zeros_like(x, dtype=torch.bool)
-    started = time.perf_counter()
-    chain = run_sampler(
-        checkpoint.model,
-        x,
-        known,
+    # Generating is inpainting a blank canvas where nothing is known.
+    blank = torch.zeros((num_samples, *checkpoint.codec.shape), dtype=torch.long)
+    filled = inpaint(
+        checkpoint,
+        blank,
+        torch.zeros_like(blank, dtype=torch.bool),
         sampler=sampler,
-        steps=steps,
+        steps=DEFAULT_STEPS if steps is None else steps,
         temperature=temperature,
         anneal=anneal,
         block=block,
-        seed=seed,
+        caption=caption,
         every=every,
+        seed=seed,
         progress=progress,
-        context=context,
         on_step=on_step,
     )
-    return Generated(chain=chain, outputs=_pixels(codec, chain.samples), seconds=time.perf_counter() - started)
+    return Generated(chain=filled.chain, outputs=filled.outputs, seconds=filled.seconds)
 
 
 def inpaint(
