@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cli_harness import assert_clean_error, assert_ok, gibbsdream_here
@@ -367,3 +368,30 @@ def test_evaluate_a_captioned_model_with_and_without_captions(work, model, plain
     assert json.loads(result.stdout)["caption"] is None and "caption_gain_nats" not in json.loads(result.stdout)
     assert "trained without captions" in assert_clean_error(run("evaluate", plain, "--caption", "a square"))
     assert "none of the words" in assert_clean_error(run("evaluate", model, "--caption", "zebra giraffe"))
+
+
+def test_the_front_door_takes_one_caption_per_image(model):
+    """``caption=[...]``: image i's completions read caption i; one caption for all reads the same."""
+    import gibbsdream
+    from gibbsdream.errors import UsageError
+
+    ckpt = gibbsdream.load(model, device="cpu")
+    images = ckpt.data["test"][:2]
+    options = dict(samples=2, steps=3, seed=5)
+    one = gibbsdream.inpaint(ckpt, images, "centre", caption="a light square", **options)
+    each = gibbsdream.inpaint(ckpt, images, "centre", caption=["a light square"] * 2, **options)
+    assert np.array_equal(one.outputs, each.outputs)
+    mixed = gibbsdream.inpaint(ckpt, images, "centre", caption=["a light square", "a dark square"], **options)
+    dark = gibbsdream.inpaint(ckpt, images, "centre", caption="a dark square", **options)
+    # Rows draw the same random numbers whatever the others read, so each image's completions
+    # match the run whose caption it was given (the trace: log-probabilities, which any caption moves).
+    trace = {name: run.chain.trace for name, run in (("one", one), ("mixed", mixed), ("dark", dark))}
+    assert torch.allclose(trace["mixed"][:, :2], trace["one"][:, :2], atol=1e-6)
+    assert torch.allclose(trace["mixed"][:, 2:], trace["dark"][:, 2:], atol=1e-6)
+    assert not torch.allclose(trace["one"][:, 2:], trace["dark"][:, 2:], atol=1e-4)
+    with pytest.raises(UsageError, match="one caption for every image or one per image \\(2\\), not 3"):
+        gibbsdream.inpaint(ckpt, images, "centre", caption=["a square"] * 3, **options)
+    assert (
+        gibbsdream.generate(ckpt, num_samples=2, steps=2, caption=["a dark square", "a light square"]).outputs.shape[0]
+        == 2
+    )

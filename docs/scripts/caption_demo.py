@@ -27,6 +27,7 @@ for a circle) is reported too.
 Writes docs/data/captions.json, GIFs and grids under docs/img/captions/ and docs/captions.md.
 
 Run from the repository root:  OMP_NUM_THREADS=1 python docs/scripts/caption_demo.py [--per-class N]
+(`--quick --out DIR`: tiny captioned models trained for one epoch, written to DIR; checks that the script runs.)
 A shapes result of another checkpoint already in the JSON moves to "other runs" (as history).
 """
 
@@ -42,18 +43,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gibbsdream.checkpoint import load_checkpoint
+import gibbsdream
+
+# The model work goes through the front door above; these recover what the measurements need (the
+# digits' labels and the shapes' attributes behind the seeded split, the caption ids of the one-pass
+# score) and draw the figures.
 from gibbsdream.data.captions import NUMBER_WORDS, caption_context
 from gibbsdream.data.images import SHAPE_COLOURS, SHAPE_NAMES, ImageCodec, generate_shapes
-from gibbsdream.data.masks import inpaint_masks
 from gibbsdream.files import atomic_write_text
-from gibbsdream.randomness import make_generator
-from gibbsdream.sampling import sample
 from gibbsdream.training import split_images
 from gibbsdream.viz import chain_gif, save_grid_png
 
 ROOT = Path(__file__).resolve().parents[2]
-IMG = ROOT / "docs" / "img" / "captions"
+CAPTIONS_IMG = Path("img") / "captions"  # under the docs folder
 MAX_SHAPE_PROBLEMS = 120  # centre test images measured (20,000 images hold about 400)
 SAMPLER = dict(sampler="gibbs", steps=200, temperature=1.0, block="yao:0.9,0.1,0.7")
 DIGIT_WORDINGS = ("the digit {word}", "a handwritten {digit}")
@@ -107,28 +109,20 @@ def _split_rows(ckpt) -> dict:
     return rows
 
 
-def _generate(model, count, codec, context, seed, record_every=None):
-    x = torch.zeros((count, *codec.shape), dtype=torch.long)
-    return sample(
-        model,
-        x=x,
-        known=torch.zeros_like(x, dtype=torch.bool),
-        context=context,
-        seed=seed,
-        record_every=record_every,
-        **SAMPLER,
-    )
+def _generate(ckpt, count, caption, seed, every=None):
+    """``count`` images from a blank canvas, read with ``caption`` (a text, a list of texts or None)."""
+    return gibbsdream.generate(ckpt, num_samples=count, caption=caption, seed=seed, every=every, **SAMPLER).chain
 
 
 # ---- digits ----------------------------------------------------------------------------------------
 
 
-def digits(path: Path, per_class: int, seed: int) -> dict:
+def digits(path: Path, per_class: int, seed: int, img: Path) -> dict:
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    ckpt = load_checkpoint(path, family="nade")
-    model, codec = ckpt.model.eval(), ckpt.codec
+    ckpt = gibbsdream.load(path, device="cpu", family="nade")
+    codec = ckpt.codec
     bunch = load_digits()
     rows = _split_rows(ckpt)
     values = torch.from_numpy(np.rint(bunch.images)).long().unsqueeze(1)  # 0..16 = the 17 levels
@@ -159,8 +153,7 @@ def digits(path: Path, per_class: int, seed: int) -> dict:
         per_class_agreement, predictions = [], []
         for c in range(10):
             caption = None if wording is None else wording.format(word=NUMBER_WORDS[c], digit=c)
-            context = caption_context(model, None if caption is None else [caption])
-            chain = _generate(model, per_class, codec, context, seed=seed * 1000 + c)
+            chain = _generate(ckpt, per_class, caption, seed=seed * 1000 + c)
             predicted = classify(chain.samples)
             per_class_agreement.append(float((predicted == c).mean()))
             predictions.extend(predicted.tolist())
@@ -174,12 +167,12 @@ def digits(path: Path, per_class: int, seed: int) -> dict:
         }
         print(f"digits, {key}: {np.mean(per_class_agreement):.1%} assigned to the asked class")
     result["sampling_seconds"] = round(time.perf_counter() - started, 1)
-    save_grid_png(IMG / "digits-captioned.png", torch.cat(grids[:10]), codec, columns=10, scale=4)
-    save_grid_png(IMG / "digits-uncaptioned.png", torch.cat(grids[10:]), codec, columns=10, scale=4)
+    save_grid_png(img / "digits-captioned.png", torch.cat(grids[:10]), codec, columns=10, scale=4)
+    save_grid_png(img / "digits-uncaptioned.png", torch.cat(grids[10:]), codec, columns=10, scale=4)
     # One chain per class, captioned, animated.
-    context = caption_context(model, [DIGIT_WORDINGS[0].format(word=NUMBER_WORDS[c], digit=c) for c in range(10)])
-    chain = _generate(model, 10, codec, context, seed=seed, record_every=4)
-    chain_gif(chain.frames, codec, IMG / "digits-captioned.gif", columns=10, scale=6)
+    captions = [DIGIT_WORDINGS[0].format(word=NUMBER_WORDS[c], digit=c) for c in range(10)]
+    chain = _generate(ckpt, 10, captions, seed=seed, every=4)
+    chain_gif(chain.frames, codec, img / "digits-captioned.gif", columns=10, scale=6)
     return result
 
 
@@ -232,11 +225,11 @@ def _history(path: Path) -> dict | None:
     return {k: last[k] for k in ("epoch", "train_loss", "validation_loss", "learning_rate") if k in last}
 
 
-def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None) -> dict:
+def shapes(path: Path, samples: int, seed: int, img: Path, max_problems: int | None = None) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    ckpt = load_checkpoint(path, family="nade")
-    model, codec = ckpt.model.eval(), ckpt.codec
+    ckpt = gibbsdream.load(path, device="cpu", family="nade")
+    model, codec = ckpt.model, ckpt.codec
     source = ckpt.config["data_source"]
     # The CLI's builtin:shapes uses seed 0 and records the image count as "images".
     raw = generate_shapes(count=source.get("count", source["images"]), size=source.get("size", 32), seed=0)
@@ -272,8 +265,7 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
     if max_problems is not None and len(centre_rows) > max_problems:  # a seeded random choice, kept in test order
         chosen = np.random.default_rng(seed).choice(len(centre_rows), max_problems, replace=False)
         test_rows = [centre_rows[i] for i in sorted(chosen)]
-    states = codec.encode(raw.pixels[test_rows]).repeat_interleave(samples, 0)
-    known = inpaint_masks(HOLE, codec.shape, 1, make_generator(seed, "cpu")).expand_as(states).clone()
+    images = codec.encode(raw.pixels[test_rows])  # (N, C, H, W), each filled ``samples`` times
     result = {
         "checkpoint": _shown(path),
         "epochs": ckpt.config["trainer"]["epoch"],
@@ -291,11 +283,10 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
         "reference_fill_ratio": reference,
         "captions": {},
     }
-    hole = ~known[:, 0].numpy()
     started = time.perf_counter()
 
-    def measure(chain):
-        pixels = codec.decode(chain.samples).permute(0, 2, 3, 1).numpy()
+    def measure(filled):
+        pixels, hole = filled.outputs, ~filled.extra["known"][:, 0].cpu().numpy()
         labels = _label_pixels(pixels, ~hole[: len(pixels)], palette)
         hole_colours, shapes_seen, fills, mean_rgb = [], [], [], []
         for i in range(len(pixels)):
@@ -312,9 +303,8 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
         return pixels, hole_colours, shapes_seen, fills, mean_rgb
 
     for caption, (colour, shape) in SHAPE_CAPTIONS.items():
-        context = caption_context(model, None if caption is None else [caption])
-        chain = sample(model, x=states, known=known, context=context, seed=seed, record_every=4, **SAMPLER)
-        pixels, hole_colours, shapes_seen, fills, mean_rgb = measure(chain)
+        filled = gibbsdream.inpaint(ckpt, images, HOLE, samples=samples, caption=caption, seed=seed, every=4, **SAMPLER)
+        pixels, hole_colours, shapes_seen, fills, mean_rgb = measure(filled)
         key = caption or "no caption"
         result["captions"][key] = {
             "colour_counts": {c: hole_colours.count(c) for c in [*colour_names, "none"] if hole_colours.count(c)},
@@ -340,24 +330,19 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
         print(f"shapes, {key}: {result['captions'][key]}")
         name = (caption or "no-caption").replace(" ", "-")
         shown = slice(0, min(8, len(pixels)) * samples, samples)  # one chain per image
-        chain_gif(chain.frames[:, shown], codec, IMG / f"shapes-{name}.gif", known=known[shown], columns=8, scale=6)
+        known = filled.extra["known"].cpu()
+        chain_gif(
+            filled.chain.frames[:, shown], codec, img / f"shapes-{name}.gif", known=known[shown], columns=8, scale=6
+        )
 
-    once = slice(0, len(states), samples)  # one fill per image
     result["sampler_variants"] = []
     for variant in SHAPE_SAMPLER_VARIANTS:
         row = {"sampler": variant}
         for caption, (colour, shape) in SHAPE_CAPTIONS.items():
             if caption is None:
                 continue
-            chain = sample(
-                model,
-                x=states[once],
-                known=known[once],
-                context=caption_context(model, [caption]),
-                seed=seed,
-                **variant,
-            )
-            _, hole_colours, shapes_seen, _, _ = measure(chain)
+            filled = gibbsdream.inpaint(ckpt, images, HOLE, caption=caption, seed=seed, **variant)  # one fill each
+            _, hole_colours, shapes_seen, _, _ = measure(filled)
             row[caption] = {
                 "asked_colour_share": hole_colours.count(colour) / len(hole_colours),
                 "asked_shape_share": shapes_seen.count(shape) / len(shapes_seen),
@@ -368,6 +353,8 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
     # Does the shape word inform the model at all? For each centre square or circle, score the true
     # hole under "a <its colour> square" and "a <its colour> circle" (sum of the one-pass
     # conditionals log p(x_i | border, caption) over the hole) and see which caption scores higher.
+    # No command computes this one-pass score, so it calls the model itself.
+    border_known = filled.extra["known"][:1].cpu()
     picked = []
     with torch.no_grad():
         for r in test_rows:
@@ -377,9 +364,9 @@ def shapes(path: Path, samples: int, seed: int, max_problems: int | None = None)
             x = codec.encode(raw.pixels[[r]])
             scores = {}
             for word in ("square", "circle"):
-                logits = model.logits(x, known[:1], caption_context(model, [f"a {a['colour']} {word}"]))
+                logits = model.logits(x, border_known, caption_context(model, [f"a {a['colour']} {word}"]))
                 log_p = torch.log_softmax(logits, -1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
-                scores[word] = log_p[~known[:1]].sum().item()
+                scores[word] = log_p[~border_known].sum().item()
             picked.append(max(scores, key=scores.get) == a["shape"])
     result["true_shape_word_preferred"] = {"images": len(picked), "share": float(np.mean(picked))}
     print(f"shapes, true shape word preferred: {result['true_shape_word_preferred']}")
@@ -408,7 +395,7 @@ def _no_caption_joint(row: dict) -> str:
     return f"red squares {_pct(row['red_square_share'])}, blue circles {_pct(row['blue_circle_share'])}"
 
 
-def write_page(result: dict) -> None:
+def write_page(result: dict, docs: Path) -> None:
     d, s = result.get("digits"), result.get("shapes")
     lines = [
         "# Captions: does the caption steer the model?",
@@ -713,7 +700,7 @@ def write_page(result: dict) -> None:
         "alone on 2 threads), so their epoch counts are what fitted in the time limit._",
         "",
     ]
-    atomic_write_text(ROOT / "docs" / "captions.md", "\n".join(lines))
+    atomic_write_text(docs / "captions.md", "\n".join(lines))
 
 
 def _cpu_name() -> str:
@@ -724,6 +711,20 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# --quick: tiny captioned models trained in seconds (their numbers mean nothing; the run checks the script).
+QUICK_DIGITS = dict(
+    model={"width": 8, "depth": 2, "dilations": [1, 2]},
+    training={"epochs": 1, "captions": True},
+    device="cpu",
+)
+QUICK_SHAPES = dict(
+    model={"width": 8, "depth": 2, "dilations": [1, 2]},
+    training={"epochs": 1, "captions": True},
+    options={"count": 300, "size": 16, "levels": 8},
+    device="cpu",
+)
 
 
 def _backfill(result: dict) -> None:
@@ -738,7 +739,7 @@ def _backfill(result: dict) -> None:
             entry["last_epoch"] = _history(folder)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--digits", type=Path, default=ROOT / "runs" / "digits-captions")
     parser.add_argument("--shapes", type=Path, default=ROOT / "runs" / "shapes-captions-20k")
@@ -764,22 +765,40 @@ def main() -> None:
         help="file the shapes measurement under 'other runs' (replacing one of the same checkpoint)",
     )
     parser.add_argument("--page-only", action="store_true", help="only rewrite docs/captions.md from the JSON")
-    args = parser.parse_args()
-    IMG.mkdir(parents=True, exist_ok=True)
-    data_path = ROOT / "docs" / "data" / "captions.json"
+    parser.add_argument("--quick", action="store_true", help="tiny models trained here: checks the script runs")
+    parser.add_argument("--out", type=Path, default=None, help="where the page, data and figures go (default docs/)")
+    args = parser.parse_args(argv)
+    if args.quick and args.out is None:
+        parser.error("--quick needs --out (its numbers must not replace the page's)")
+    docs = args.out or (ROOT / "docs")
+    img = docs / CAPTIONS_IMG
+    img.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        args.digits, args.shapes = docs / "runs" / "quick-digits", docs / "runs" / "quick-shapes"
+        args.per_class, args.shape_samples, args.max_shape_problems = 2, 1, 4
+        for settings in (SAMPLER, *SHAPE_SAMPLER_VARIANTS):  # the same samplers, a few steps each
+            settings["steps"] = 3
+        for folder, data, settings in (
+            (args.digits, "builtin:digits", QUICK_DIGITS),
+            (args.shapes, "builtin:shapes", QUICK_SHAPES),
+        ):
+            if not (folder / "config.json").exists():
+                gibbsdream.train("nade", data, folder, **settings)
+    data_path = docs / "data" / "captions.json"
+    data_path.parent.mkdir(parents=True, exist_ok=True)
     result = json.loads(data_path.read_text()) if data_path.exists() else {}
     _backfill(result)
     if args.page_only:
-        write_page(result)
+        write_page(result, docs)
         return
     result["machine"] = (
         f"{_cpu_name()}, {os.cpu_count()} cores, sampling on {torch.get_num_threads()} thread(s), "
         f"torch {torch.__version__}"
     )
     if args.skip != "digits":
-        result["digits"] = digits(args.digits, args.per_class, args.seed)
+        result["digits"] = digits(args.digits, args.per_class, args.seed, img)
     if args.skip != "shapes":
-        measured = shapes(args.shapes, args.shape_samples, args.seed, args.max_shape_problems or None)
+        measured = shapes(args.shapes, args.shape_samples, args.seed, img, args.max_shape_problems or None)
         measured["commands"] = args.shapes_command or (
             list(SHAPES_COMMANDS) if measured["checkpoint"] == "runs/shapes-captions-20k" else []
         )
@@ -793,7 +812,7 @@ def main() -> None:
             result["shapes_other_runs"] = others
             result["shapes"] = measured
     atomic_write_text(data_path, json.dumps(result, indent=2) + "\n")
-    write_page(result)
+    write_page(result, docs)
 
 
 if __name__ == "__main__":

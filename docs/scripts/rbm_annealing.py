@@ -6,10 +6,12 @@ and writes docs/rbm-annealing.md (tables and samples) and docs/img/rbm-annealing
 (mean free energy over sweeps, one labelled line per schedule).
 
 Run from the repository root:  python docs/scripts/rbm_annealing.py
+(`--quick --out DIR`: a tiny model and few chains, written to DIR; checks that the script runs.)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -22,9 +24,6 @@ import matplotlib.pyplot as plt
 import torch
 
 import gibbsdream
-from gibbsdream.checkpoint import load_checkpoint
-from gibbsdream.sampling import sample
-from gibbsdream.summary import string_records, summarize_records, training_strings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = ROOT / "runs" / "docs-regions"
@@ -35,6 +34,14 @@ TRAIN = dict(
     device="cpu",
 )
 CHAINS, STEPS, SEED = 200, 1000, 0
+# --quick: the same pipeline at a size that runs in seconds (its numbers mean nothing).
+QUICK_TRAIN = dict(
+    model={"num_hidden": 16},
+    training={"epochs": 2, "monitor_every": 0, "seed": 0},
+    options={"max_length": 20, "case_fold": True, "min_char_count": 20},
+    device="cpu",
+)
+QUICK_CHAINS, QUICK_STEPS = 20, 30
 SCHEDULES = [  # (label, temperature, anneal, final)
     ("plain Gibbs, T = 1", "1.0", "geometric", "sample"),
     ("T = 1, argmax last sweep", "1.0", "geometric", "argmax"),
@@ -46,50 +53,56 @@ SCHEDULES = [  # (label, temperature, anneal, final)
 ]
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny model and few chains: checks the script runs")
+    parser.add_argument("--out", type=Path, default=None, help="where the page, data and figure go (default docs/)")
+    args = parser.parse_args(argv)
+    docs = args.out or (ROOT / "docs")
+    if args.quick and args.out is None:
+        parser.error("--quick needs --out (its numbers must not replace the page's)")
+    checkpoint = docs / "runs" / "quick-regions" if args.quick else CHECKPOINT
+    chains, steps = (QUICK_CHAINS, QUICK_STEPS) if args.quick else (CHAINS, STEPS)
+
     started = time.perf_counter()
-    if not (CHECKPOINT / "config.json").exists():
-        gibbsdream.train("rbm", "builtin:regions", CHECKPOINT, **TRAIN)
+    if not (checkpoint / "config.json").exists():
+        gibbsdream.train("rbm", "builtin:regions", checkpoint, **(QUICK_TRAIN if args.quick else TRAIN))
     train_seconds = time.perf_counter() - started
-    ckpt = load_checkpoint(CHECKPOINT, family="rbm")
+    ckpt = gibbsdream.load(checkpoint, device="cpu", family="rbm")
     codec = ckpt.codec
-    corpus = training_strings(ckpt)
     rows = []
     for label, temperature, anneal, final in SCHEDULES:
-        t0 = time.perf_counter()
-        chain = sample(
-            ckpt.model,
-            num_chains=CHAINS,
-            steps=STEPS,
+        dream = gibbsdream.generate(
+            ckpt,
+            num_samples=chains,
+            steps=steps,
             temperature=temperature,
             anneal=anneal,
             final=final,
             init="uniform",
             seed=SEED,
         )
-        seconds = time.perf_counter() - t0
-        records = string_records(chain, codec, corpus)
         rows.append(
             {
                 "label": label,
                 "temperature": temperature,
                 "anneal": anneal,
                 "final": final,
-                "seconds": seconds,
-                "mean_trace": chain.trace.mean(1).tolist(),
-                "records": records,
-                **summarize_records(records),
+                "seconds": dream.seconds,
+                "mean_trace": dream.chain.trace.mean(1).tolist(),
+                "records": dream.records,
+                **dream.summary(),
             }
         )
 
-    img = ROOT / "docs" / "img"
+    img = docs / "img"
     img.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for row in rows:
-        ax.plot(range(STEPS + 1), row["mean_trace"], label=row["label"], linewidth=1.4)
+        ax.plot(range(steps + 1), row["mean_trace"], label=row["label"], linewidth=1.4)
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("Gibbs sweep (symmetric log scale)")
-    ax.set_ylabel(f"mean free energy F(v) at T = 1 over {CHAINS} chains")
+    ax.set_ylabel(f"mean free energy F(v) at T = 1 over {chains} chains")
     ax.set_title("Region-name RBM: energy over a chain, by temperature schedule")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -101,8 +114,8 @@ def main() -> None:
     summary = {
         r["label"]: {k: r[k] for k in ("mean_energy", "unique_share", "in_training_share", "seconds")} for r in rows
     }
-    (ROOT / "docs" / "data").mkdir(exist_ok=True)
-    (ROOT / "docs" / "data" / "rbm-annealing.json").write_text(json.dumps(summary, indent=2))
+    (docs / "data").mkdir(parents=True, exist_ok=True)
+    (docs / "data" / "rbm-annealing.json").write_text(json.dumps(summary, indent=2))
 
     lines = [
         "# Annealing against plain Gibbs sampling (RBM over region names)",
@@ -124,7 +137,7 @@ def main() -> None:
         "(×0.98 per epoch), momentum 0.9, weight cost 1e-3, seed 0 (the `train rbm` defaults). Final "
         "validation pseudo-log-likelihood "
         f"{last.get('validation_pseudo_log_likelihood', float('nan')):.2f} nats per name.",
-        f"* Sampling: {CHAINS} chains per schedule, {STEPS} sweeps each, all started from the same uniform "
+        f"* Sampling: {chains} chains per schedule, {steps} sweeps each, all started from the same uniform "
         f"random states (seed {SEED}). Energy is the free energy F(v) at T = 1 (lower is more probable under "
         "the model), whatever temperature the chain ran at.",
         "",
@@ -133,7 +146,7 @@ def main() -> None:
         "```",
         "gibbsdream train rbm --data builtin:regions --case-fold --max-length 20 --min-char-count 20 \\",
         "    --hidden 256 --epochs 100 --monitor-every 10 --engine torch --out runs/docs-regions",
-        f"gibbsdream sample runs/docs-regions --chains {CHAINS} --steps {STEPS} "
+        f"gibbsdream sample runs/docs-regions --chains {chains} --steps {steps} "
         "--temperature 1.5:0.2 --anneal geometric",
         "```",
         "",
@@ -151,7 +164,7 @@ def main() -> None:
     lines += [
         "",
         f"Annealing 1.5 → 0.2 lowered the mean final energy from {plain['mean_energy']:.1f} to "
-        f"{annealed['mean_energy']:.1f} at the same {STEPS} sweeps; {annealed['unique_share']:.0%} of its samples "
+        f"{annealed['mean_energy']:.1f} at the same {steps} sweeps; {annealed['unique_share']:.0%} of its samples "
         f"were distinct (against {plain['unique_share']:.0%} at T = 1) and {annealed['in_training_share']:.0%} were "
         f"real region names (against {plain['in_training_share']:.0%}).",
         "",
@@ -183,7 +196,7 @@ def main() -> None:
         )
         lines += [f"**{r['label']}**: {shown}", ""]
     lines += [f"_Training took {train_seconds:.0f} s (0 if the checkpoint was reused)._", ""]
-    (ROOT / "docs" / "rbm-annealing.md").write_text("\n".join(lines))
+    (docs / "rbm-annealing.md").write_text("\n".join(lines))
     print("\n".join(lines[:40]))
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..checkpoint import register_model_class
 from ..errors import UsageError
+from ..summary import summarize_records
 
 
 @dataclass
@@ -30,6 +31,11 @@ class Generated:
     records: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """For string families: ``samples``, ``mean_energy``, ``unique_share`` and
+        ``in_training_share`` over the records (NaN when there are none)."""
+        return summarize_records(self.records)
 
 
 @dataclass

@@ -58,13 +58,15 @@ def frame_every(steps: int, every: int | None) -> int:
 def caption_ids(checkpoint, caption):
     """A caption -> the model's caption context (None without one); bad captions are UsageErrors.
 
-    ``caption`` may also be token ids already made by :func:`~gibbsdream.data.captions.caption_context`
-    (a ``(1, T)`` or ``(N, T)`` long tensor), e.g. by a front end that checks a caption before
-    reading its images.
+    ``caption`` is one text for every image, a list of texts (one per image), or token ids already
+    made by :func:`~gibbsdream.data.captions.caption_context` (a ``(1, T)`` or ``(N, T)`` long
+    tensor), e.g. by a front end that checks a caption before reading its images.
     """
     if isinstance(caption, torch.Tensor):
         return caption.to(_device(checkpoint))
-    return caption_context(checkpoint, None if caption is None else [caption], _device(checkpoint))
+    if caption is None or isinstance(caption, str):
+        caption = None if caption is None else [caption]
+    return caption_context(checkpoint, caption, _device(checkpoint))
 
 
 def _device(checkpoint) -> torch.device:
@@ -123,7 +125,7 @@ def generate(
     temperature="1.0",
     anneal: str = "geometric",
     block: str = DEFAULT_BLOCK,
-    caption: str | None = None,
+    caption: str | list[str] | None = None,
     every: int | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -138,7 +140,8 @@ def generate(
         steps: Gibbs steps (default 200; ancestral samplers ignore it).
         temperature, anneal: a constant or annealed temperature and how it goes.
         block: share of the canvas redrawn per Gibbs step (a number or ``yao:a_max,a_min,eta``).
-        caption: what the image should show (captioned models only; text, or token ids).
+        caption: what the images should show (captioned models only): one text, a list of
+            ``N`` texts (one per image), or token ids.
         every: keep frames every this many steps (for an animation).
         seed: same seed, same device: same images.
         on_step: called as ``on_step(n, states, trace)`` after every step (a live view).
@@ -178,7 +181,7 @@ def inpaint(
     temperature="1.0",
     anneal: str = "geometric",
     block: str = DEFAULT_BLOCK,
-    caption: str | None = None,
+    caption: str | list[str] | None = None,
     every: int | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -212,6 +215,10 @@ def inpaint(
     device = _device(checkpoint)
     x = images.repeat_interleave(samples, 0).to(device)
     known = known.repeat_interleave(samples, 0).to(device)
+    if context is not None and len(context) > 1:  # one caption per image: each of its completions reads it
+        if len(context) != len(images):
+            raise UsageError(f"give one caption for every image or one per image ({len(images)}), not {len(context)}")
+        context = context.repeat_interleave(samples, 0)
     started = time.perf_counter()
     chain = run_sampler(
         checkpoint.model,
@@ -283,7 +290,8 @@ def evaluate(
 
     Returns:
         :class:`Evaluation` with ``images``, ``dimensions``, ``orders``, ``caption``, ``nll_nats``
-        (± ``nll_nats_stderr``), ``bits_per_dim``, ``single_order_nll_nats``, with a caption also
+        (± ``nll_nats_stderr``), ``bits_per_dim``, ``single_order_nll_nats``, ``ensembles`` (the NLL of
+        the first 1, 2, 4, ... orders' ensemble: ``orders``, ``nll_nats``, ``nll_nats_stderr``), with a caption also
         ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr), and ``seconds``.
     """
     states, label, held_out = held_out_images(checkpoint, data)
@@ -327,6 +335,13 @@ def evaluate(
         "nll_nats_stderr": stderr(ensemble),
         "bits_per_dim": nll / (dims * math.log(2)),
         "single_order_nll_nats": -values.mean().item(),
+        "single_order_nll_nats_stderr": stderr(values.mean(1)),
+        # How much each doubling of the ensemble buys: the first m orders' ensemble, m = 1, 2, 4, ...
+        "ensembles": [
+            {"orders": m, "nll_nats": -part.mean().item(), "nll_nats_stderr": stderr(part)}
+            for m in sorted({*(2**i for i in range(orders.bit_length())), orders})
+            for part in [ensemble_log_likelihood(values[:, :m])]
+        ],
     }
     if context is not None:
         # The same seed gives the same orders, so the two runs differ only by the caption.
