@@ -61,7 +61,7 @@ def test_vocabulary_codes_known_words_and_maps_rare_ones_to_unk(captions, min_co
         for w in tokenize(text):
             counts[w] = counts.get(w, 0) + 1
     if not any(c >= min_count for c in counts.values()):
-        with pytest.raises(UsageError, match="min-count"):
+        with pytest.raises(UsageError, match="caption_min_count"):
             CaptionVocabulary.fit(captions, min_count=min_count, max_length=max_length)
         return
     vocab = CaptionVocabulary.fit(captions, min_count=min_count, max_length=max_length)

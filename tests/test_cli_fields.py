@@ -3,12 +3,16 @@ config, trainer config and data options has a flag in ``cli_fields.FLAGS`` (or a
 ``NOT_EXPOSED``), every flag's default is its field's, and no flag is left over. Also: the library's
 errors name fields, and the command line shows them as flags."""
 
+import ast
 import dataclasses
 import inspect
+import re
+from pathlib import Path
 
 import click
 import pytest
 
+import gibbsdream
 from gibbsdream import api
 from gibbsdream.cli import app
 from gibbsdream.cli.fields import FLAGS, NOT_EXPOSED, PRESENTATION, in_flags
@@ -130,7 +134,47 @@ def test_library_errors_name_fields_and_the_command_line_shows_flags():
 
 def test_flags_replace_only_whole_names():
     error = ConfigError(
-        "/tmp/seed/out.seed and seeds: seed must be RBMTrainConfig.seed; pass resume=True", "seed", "resume"
+        "/tmp/seed/out.seed and seeds: seed must be RBMTrainConfig.seed; pass resume=True, not seed.json",
+        "seed",
+        "resume",
     )
-    assert in_flags(error, "train rbm") == "/tmp/seed/out.seed and seeds: --seed must be --seed; pass --resume"
+    assert (
+        in_flags(error, "train rbm")
+        == "/tmp/seed/out.seed and seeds: --seed must be --seed; pass --resume, not seed.json"
+    )
     assert in_flags(error, "no such command") == str(error)
+    valued = ConfigError(
+        """engine="numba" runs on the CPU only; use engine='torch' (or "auto"), not engines="x\"""", "engine"
+    )
+    assert (
+        in_flags(valued, "train rbm")
+        == """--engine numba runs on the CPU only; use --engine torch (or "auto"), not engines="x\""""
+    )
+
+
+# The front ends may speak in flags; the library below them may not.
+FRONT_ENDS = ("cli", "web", "sweep.py", "report.py", "__main__.py")
+
+
+def flags_in_library_errors(root: Path) -> list[str]:
+    """Every string in a ``raise`` of a library module that names a flag (``--out``); a command
+    quoted in backticks (`` `gibbsdream train --out` ``) may."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in FRONT_ENDS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                for part in ast.walk(node.exc):
+                    text = part.value if isinstance(part, ast.Constant) and isinstance(part.value, str) else ""
+                    if re.search(r"(?<![\w-])--[a-z]", re.sub(r"`[^`]*`", "", text)):
+                        found.append(f"{path.relative_to(root)}:{part.lineno}: {part.value}")
+    return found
+
+
+def test_library_errors_name_arguments_not_flags(tmp_path):
+    assert flags_in_library_errors(Path(gibbsdream.__file__).parent) == []
+    (tmp_path / "module.py").write_text(
+        'raise ValueError("use `gibbsdream train --out`")\nraise ConfigError(f"pass a smaller --test-size", "x")\n'
+    )
+    assert flags_in_library_errors(tmp_path) == ["module.py:2: pass a smaller --test-size"]

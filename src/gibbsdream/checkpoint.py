@@ -53,7 +53,7 @@ from . import __version__
 from .data.captions import CaptionVocabulary
 from .data.images import ImageCodec
 from .data.strings import StringCodec
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 from .files import _fault_point, atomic_write_bytes, atomic_write_text, finite_json, remove_leftovers, writer_lock
 from .models.nade import OrderlessNADE
 from .models.rbm import RBM
@@ -111,9 +111,10 @@ def save_checkpoint(
             _commit(folder, model, codec, data, trainer, extra, history)
     except OSError as err:
         where = err.filename or folder
-        raise UsageError(
+        raise ConfigError(
             f"could not save the checkpoint in {folder} ({where}: {err.strerror or err}); the previous checkpoint "
-            "there, if any, is intact: free space or fix the folder, then run again (with --resume to continue)"
+            "there, if any, is intact: free space or fix the folder, then run again (with resume=True to continue)",
+            "resume",
         ) from None
     return folder
 
@@ -289,19 +290,20 @@ def _read_config(folder: Path, limits: LoadLimits | None = None) -> dict:
     return _parse_config(folder, _config_bytes(folder, limits or LoadLimits.from_environment()))
 
 
+WHERE_CHECKPOINTS_COME_FROM = "pass the folder that `gibbsdream train --out` (or gibbsdream.train) wrote"
+
+
 def _config_bytes(folder: Path, limits: LoadLimits) -> bytes:
     if not folder.exists():
-        raise UsageError(f"checkpoint {folder} does not exist; pass the --out folder of `gibbsdream train`")
+        raise UsageError(f"checkpoint {folder} does not exist; {WHERE_CHECKPOINTS_COME_FROM}")
     config_path = folder / "config.json" if folder.is_dir() else folder
     if config_path.name != "config.json" or not config_path.parent.is_dir():
-        raise UsageError(
-            f"{folder} is not a gibbsdream checkpoint (no config.json); pass the --out folder of `gibbsdream train`"
-        )
+        raise UsageError(f"{folder} is not a gibbsdream checkpoint (no config.json); {WHERE_CHECKPOINTS_COME_FROM}")
     try:
         return _read_bounded(config_path, folder, limits.config_bytes, "config.json")
     except _Missing:
         raise UsageError(
-            f"{folder} is not a gibbsdream checkpoint (no config.json); pass the --out folder of `gibbsdream train`"
+            f"{folder} is not a gibbsdream checkpoint (no config.json); {WHERE_CHECKPOINTS_COME_FROM}"
         ) from None
 
 
@@ -514,13 +516,17 @@ def _check_trainer_position(folder: Path, config: dict) -> None:
     corrupt = f"checkpoint {folder} is corrupt: config.json's"
     for key in ("training", "trainer", "corpus", "data_source", "codec"):
         if config.get(key) is not None and not isinstance(config[key], dict):
-            raise UsageError(f"{corrupt} {key!r} entry is not an object; restore it, or train into a new --out")
+            raise ConfigError(
+                f"{corrupt} {key!r} entry is not an object; restore it, or train into a new out folder", "out"
+            )
     position = config.get("trainer") or {}
     for key in ("epoch", "batch"):
         value = position.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UsageError(
-                f"{corrupt} trainer {key} is {value!r}, not a whole number >= 0; restore it, or train into a new --out"
+            raise ConfigError(
+                f"{corrupt} trainer {key} is {value!r}, not a whole number >= 0; restore it, "
+                "or train into a new out folder",
+                "out",
             )
     elapsed = position.get("elapsed", 0.0)
     if (
@@ -528,9 +534,10 @@ def _check_trainer_position(folder: Path, config: dict) -> None:
         or not isinstance(elapsed, (int, float))
         or not (math.isfinite(elapsed) and elapsed >= 0)
     ):
-        raise UsageError(
+        raise ConfigError(
             f"{corrupt} trainer elapsed time is {elapsed!r}, not a number of seconds; restore it, "
-            "or train into a new --out"
+            "or train into a new out folder",
+            "out",
         )
 
 

@@ -19,7 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import ConfigError, UsageError
 
 try:  # POSIX only; elsewhere the writer lock is skipped
     import fcntl
@@ -166,9 +166,10 @@ def writer_lock(folder):
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UsageError(
+                raise ConfigError(
                     f"{folder} is being written by {_lock_holder(path)}; wait for that run to finish (or stop it), "
-                    "or pass another --out"
+                    "or write to another out folder",
+                    "out",
                 ) from None
             raise
         try:  # the run that held it may have removed the file meanwhile (see below): lock the new one

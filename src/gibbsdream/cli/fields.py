@@ -123,13 +123,18 @@ FLAGS.update(
             "prefix": "--prefix",
             "suffix": "--suffix",
             "caption": "--caption",
+            "init": "--init",
+            "out": "--out",
         },
         "inpaint": {
             "device": "--device",
             "images": "--image",
+            "image": "--image",  # images_to_fill's argument
             "mask": "--mask",
             "samples": "--samples",
             "caption": "--caption",
+            "every": "--every",
+            "out": "--out",
         },
         "evaluate": {
             "device": "--device",
@@ -140,7 +145,7 @@ FLAGS.update(
             "max_images": "--max-images",
             "caption": "--caption",
         },
-        "sweep": {"device": "--device"},
+        "sweep": {"device": "--device", "image": "--image", "out": "--out"},
         "serve": {"device": "--device"},
         "demo": {"device": "--device"},
     }
@@ -150,11 +155,15 @@ FLAGS.update(
 def in_flags(error: ConfigError, command: str) -> str:
     """``error``'s message with the names of its fields replaced by ``command``'s flags: a name as
     written by Python (``seed``, ``RBMTrainConfig.seed``, ``resume=True``) becomes ``--seed``,
-    ``--resume``. A name inside a path or a longer word is left alone."""
+    ``--resume``, and a name given a quoted value (``engine="torch"``) the flag with that value
+    (``--engine torch``). A name inside a path or a longer word is left alone."""
     flags = FLAGS.get(command, {})
     text = str(error)
     for name in error.fields:
         if name in flags:
-            pattern = rf"(?<![\w./\\-])(?:[A-Za-z]\w*\.)?{re.escape(name)}(?:=True)?(?![\w/\\-])"
-            text = re.sub(pattern, flags[name].replace("\\", r"\\"), text)
+            pattern = (
+                rf"(?<![\w./\\-])(?:[A-Za-z]\w*\.)?{re.escape(name)}"
+                r"(?:=True|=(?P<quote>[\"'])(?P<value>[^\"']*)(?P=quote))?(?![\w/\\-]|\.\w)"
+            )
+            text = re.sub(pattern, lambda m, flag=flags[name]: " ".join(filter(None, (flag, m["value"]))), text)
     return text

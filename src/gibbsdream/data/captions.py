@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 
 PAD, UNK, FIRST_WORD = 0, 1, 2
 SPECIALS = ("<pad>", "<unk>")
@@ -105,15 +105,16 @@ class CaptionVocabulary:
         Words are ordered by falling count, ties alphabetically, so the ids are reproducible.
         """
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
-            raise UsageError(f"--caption-min-count must be a whole number >= 1, got {min_count!r}")
+            raise ConfigError(f"caption_min_count must be a whole number >= 1, got {min_count!r}", "caption_min_count")
         counts = Counter(w for text in captions for w in tokenize(text))
         kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
         if max_words is not None:
             kept = kept[:max_words]
         if not kept:
-            raise UsageError(
+            raise ConfigError(
                 f"no caption word occurs {min_count} or more times in the training captions; "
-                "pass a smaller --caption-min-count or give more captions"
+                "make caption_min_count smaller or give more captions",
+                "caption_min_count",
             )
         return cls(kept, max_length=max_length)
 
@@ -184,7 +185,7 @@ def caption_context(ckpt_or_model, captions: list[str] | None, device=None) -> t
     model = getattr(ckpt_or_model, "model", ckpt_or_model)
     if not has_captions(model):
         raise UsageError(
-            "this model was trained without captions, so --caption cannot steer it; "
+            "this model was trained without captions, so a caption cannot steer it; "
             "train one with `gibbsdream train nade --captions ...`"
         )
     if isinstance(captions, str) or not captions:
@@ -452,9 +453,10 @@ def _folder_captions(folder: Path, names: list[str]) -> list[list[str]]:
     else:
         pickles = sorted(p for p in folder.glob("*.pkl") if p.is_file())
         if not pickles:
-            raise UsageError(
-                f"--captions: {folder} has no {CAPTIONS_FILE} (file name -> list of captions) and no captions "
-                "pickle beside the images; add one, or train without --captions"
+            raise ConfigError(
+                f"captions=True: {folder} has no {CAPTIONS_FILE} (file name -> list of caption texts) and no "
+                "caption pickle beside the images; add one, or train without captions=True",
+                "captions",
             )
         table = {}
         for path in pickles:
@@ -462,7 +464,9 @@ def _folder_captions(folder: Path, names: list[str]) -> list[list[str]]:
         captions = [table.get(Path(name).stem, table.get(name, [])) for name in names]
     without = sum(1 for c in captions if not any(tokenize(t) for t in c))
     if without == len(names):
-        raise UsageError(f"--captions: none of the {len(names)} images in {folder} has a caption with words")
+        raise ConfigError(
+            f"captions=True: none of the {len(names)} images in {folder} has a caption with words", "captions"
+        )
     if without:
         notice(f"{without} of {len(names)} images have no caption; they train without one")
     return captions
@@ -478,5 +482,7 @@ def load_captions(source: str, names: list[str], labels=None, attributes=None, s
         raise UsageError(f"{source} has no captions")
     folder = Path(source)
     if not folder.is_dir():
-        raise UsageError(f"--captions needs a folder of images with a {CAPTIONS_FILE} beside them, not a single file")
+        raise ConfigError(
+            f"captions=True needs a folder of images with a {CAPTIONS_FILE} beside them, not a single file", "captions"
+        )
     return _folder_captions(folder, names)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..progress import progress_bar
 from ..viz import CHANNEL_WORDS, pixels_nchw, upscale, write_png
 from .captions import load_captions
@@ -726,23 +726,27 @@ load_images.__doc__ = load_images.__doc__.format(kinds=IMAGE_KINDS)
 
 
 def images_to_fill(ckpt, image: str) -> tuple[torch.Tensor, list[str], bool]:
-    """``--image`` of ``inpaint`` and ``sweep``: a file, a folder, or ``heldout[:N]`` (the
-    checkpoint's held-out test images) -> (states ``(N, C, H, W)``, names, whether many)."""
+    """``image`` (``inpaint``'s and ``sweep``'s images to fill): a file, a folder, or ``heldout[:N]``
+    (the checkpoint's held-out test images) -> (states ``(N, C, H, W)``, names, whether many)."""
     if image.startswith("heldout"):
         _, _, count = image.partition(":")
         test = ckpt.data.get("test")
         if test is None or len(test) == 0:
-            raise UsageError(f"checkpoint {ckpt.path} keeps no held-out images; pass --image FILE or FOLDER")
+            raise ConfigError(
+                f"checkpoint {ckpt.path} keeps no held-out images; give image a file or a folder", "image"
+            )
         try:
             n = int(count) if count else len(test)
         except ValueError:
-            raise UsageError(f"--image heldout:N needs a whole number N, got {image!r}") from None
+            raise ConfigError(f'image="heldout:N" needs a whole number N, got {image!r}', "image") from None
         if n < 1:
-            raise UsageError(f"--image heldout:N needs N >= 1, got {image!r}")
+            raise ConfigError(f'image="heldout:N" needs N >= 1, got {image!r}', "image")
         n = min(n, len(test))
         return test[:n], [f"heldout-{i:04d}.png" for i in range(n)], True
     path = Path(image)
     if not path.exists():
-        raise UsageError(f"--image {image} does not exist; pass an image file, a folder of images, or heldout:N")
+        raise ConfigError(
+            f"image {image} does not exist; give an image file, a folder of images, or heldout:N", "image"
+        )
     dataset = load_images(str(path), codec=ckpt.codec)
     return dataset.states, list(dataset.names), path.is_dir()

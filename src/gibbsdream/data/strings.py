@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..resources import check_memory
 from .builtin import BUILTIN_CORPORA
 
@@ -117,13 +117,13 @@ class StringCodec:
         keeps them in the alphabet.
         """
         if rare not in RARE_POLICIES:
-            raise UsageError(f"rare-character policy must be one of {', '.join(RARE_POLICIES)}, got {rare!r}")
+            raise ConfigError(f"rare must be one of {', '.join(RARE_POLICIES)}, got {rare!r}", "rare")
         if pad_side not in PAD_SIDES:
-            raise UsageError(f"pad side must be one of {', '.join(PAD_SIDES)}, got {pad_side!r}")
+            raise ConfigError(f"pad_side must be one of {', '.join(PAD_SIDES)}, got {pad_side!r}", "pad_side")
         if max_length is not None and max_length < 1:
-            raise UsageError(f"--max-length must be >= 1, got {max_length}")
+            raise ConfigError(f"max_length must be >= 1, got {max_length}", "max_length")
         if min_char_count < 1:
-            raise UsageError(f"--min-char-count must be >= 1, got {min_char_count}")
+            raise ConfigError(f"min_char_count must be >= 1, got {min_char_count}", "min_char_count")
         if rare == "replace" and len(replacement) != 1:
             raise UsageError(f"the replacement for rare characters must be one character, got {replacement!r}")
         report = CorpusReport(total=len(lines))
@@ -148,9 +148,11 @@ class StringCodec:
             kept.append(text)
         report.kept = len(kept)
         if not kept:
-            raise UsageError(
+            raise ConfigError(
                 f"no usable lines in the corpus ({report.summary()}); check the file, or loosen "
-                "--max-length / --min-char-count"
+                "max_length / min_char_count",
+                "max_length",
+                "min_char_count",
             )
         alphabet = "".join(sorted(set("".join(kept))))
         codec = cls(

@@ -546,7 +546,9 @@ def _fresh(data, given_model, given_training, given_images, event, unset):
         held = options.test_size  # a count or a fraction in [0, 1)
     # Split image numbers rather than images, so that captions follow their images.
     train_all, test = split_images(torch.arange(len(dataset.states)), held, config.seed)
-    train, validation = split_images(train_all, float(config.validation_fraction), config.seed + 1)
+    train, validation = split_images(
+        train_all, float(config.validation_fraction), config.seed + 1, setting="validation_fraction"
+    )
     if len(train) == 0 or len(validation) == 0:
         raise UsageError(f"{data} has only {len(dataset.states)} images: too few to split into training and validation")
     parts = {"train": train, "validation": validation, "test": test}
@@ -591,8 +593,9 @@ def _resumed(data, out, given_model, given_training, given_images, apply_changes
     checkpoint = load_checkpoint(out, device="cpu", family="nade")
     saved = checkpoint.config
     if not isinstance(saved.get("training"), dict) or "epoch" not in (saved.get("trainer") or {}):
-        raise UsageError(
-            f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new --out"
+        raise ConfigError(
+            f"{out} was not written by `gibbsdream train nade`, so it cannot be resumed; train into a new out folder",
+            "out",
         )
     codec_config, source_saved = saved.get("codec") or {}, saved.get("data_source") or {}
     model_saved = checkpoint.model.config

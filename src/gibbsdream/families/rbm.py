@@ -350,8 +350,9 @@ def _resumed(data, out, target, given_model, given_training, given_corpus, apply
         or "epoch" not in (saved.get("trainer") or {})
         or not checkpoint.trainer
     ):
-        raise UsageError(
-            f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new --out"
+        raise ConfigError(
+            f"{out} was not written by `gibbsdream train rbm`, so it cannot be resumed; train into a new out folder",
+            "out",
         )
     codec_config, corpus_saved = saved.get("codec") or {}, saved.get("corpus") or {}
     trained_with = {

@@ -207,13 +207,14 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         v = x.expand(num_chains, -1).clone()
 
     if engine not in SAMPLING_ENGINES:
-        raise UsageError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}")
+        raise ConfigError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}", "engine")
     compiled = engine != "torch" and record_every is None and on_step is None and compiled_sampler_fits(model)
     if engine == "numba" and not compiled:
-        raise UsageError(
-            "the numba sampling engine runs categorical RBMs on the CPU without frames (--every, "
-            "record_every) or on_step, where numba and a PyTorch with MKL are installed; "
-            "use the torch engine (--engine torch, engine='torch') or auto"
+        raise ConfigError(
+            "the numba sampling engine runs categorical RBMs on the CPU without frames (every) or on_step, "
+            'where numba and a PyTorch with MKL are installed; use engine="torch" (or "auto")',
+            "engine",
+            "every",
         )
     if compiled:
         chain = gibbs_compiled(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 
 INITS = {
     "zeros": "every position at category 0 (the padding symbol for strings)",
@@ -68,7 +68,9 @@ def initial_states(
         return sample_bernoulli(bias.expand(num_chains, V), 1.0, generator).long()
     if kind == "spaces":
         if codec is None or " " not in codec.alphabet:
-            raise UsageError("init 'spaces' needs a string model whose alphabet has a space; try --init padding")
+            raise ConfigError(
+                'init="spaces" needs a string model whose alphabet has a space; try init="padding"', "init"
+            )
         return torch.full(shape, codec.alphabet.index(" ") + 1, dtype=torch.long, device=device)
     if kind == "chunks":
         lengths = torch.randint(1, V + 1, (num_chains, 1), generator=generator, device=device)
@@ -79,7 +81,9 @@ def initial_states(
         return torch.where(position < lengths, chars, torch.zeros_like(chars))
     # train / silhouettes
     if data is None or len(data) == 0:
-        raise UsageError(f"init {kind!r} needs training strings; the checkpoint or data has none, try --init uniform")
+        raise ConfigError(
+            f'init="{kind}" needs training strings; the checkpoint or data has none, try init="uniform"', "init"
+        )
     data = data.to(device)
     rows = torch.randint(0, data.shape[0], (num_chains,), generator=generator, device=device)
     states = data[rows]

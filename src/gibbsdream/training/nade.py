@@ -130,12 +130,15 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def split_images(states: torch.Tensor, holdout: int | float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle ``(N, C, H, W)`` with ``seed`` and hold out ``holdout`` images (a count, or a fraction < 1)."""
+def split_images(
+    states: torch.Tensor, holdout: int | float, seed: int, setting: str = "test_size"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle ``(N, C, H, W)`` with ``seed`` and hold out ``holdout`` images (a count, or a fraction
+    < 1); too many is a ConfigError about ``setting``, the setting that asked for them."""
     n = states.shape[0]
     count = round(holdout * n) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if not 0 <= count < n:
-        raise UsageError(f"cannot hold out {count} of {n} images; pass a smaller --test-size")
+        raise ConfigError(f"cannot hold out {count} of {n} images; make {setting} smaller", setting)
     order = torch.randperm(n, generator=make_generator(seed, "cpu"))
     return states[order[: n - count]], states[order[n - count :]]
 
@@ -442,9 +445,10 @@ class NADETrainer:
 
 
 def _damaged(what: str) -> UsageError:
-    return UsageError(
+    return ConfigError(
         f"the checkpoint's training state is damaged ({what}), so it cannot be resumed; restore it, "
-        "or train into a new --out"
+        "or train into a new out folder",
+        "out",
     )
 
 

@@ -26,7 +26,7 @@ import torch
 
 from .. import kernels
 from ..checkpoint import save_checkpoint
-from ..errors import ConfigError, UsageError, check_finite
+from ..errors import ConfigError, check_finite
 from ..kernels.threads import default_threads, new_meeting, parts_for, run_workers
 from ..likelihood import pseudo_log_likelihood
 from ..models.rbm import RBMConfig
@@ -94,9 +94,7 @@ class RBMTrainConfig:
                 f"validation_fraction must lie in [0, 1), got {self.validation_fraction}", "validation_fraction"
             )
         if self.engine not in ENGINES:
-            # Written as the flag: tests/test_rbm_engines.py pins this message (both `sample` and
-            # `train rbm` take --engine, so it reads the same on either command line).
-            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}", "engine")
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}", "engine")
         return self
 
 
@@ -113,11 +111,13 @@ def resolve_engine(engine: str, model) -> str:
     if engine == "torch" or (engine == "auto" and not fits):
         return "torch"
     if engine == "numba" and not fits:
-        raise UsageError("--engine numba trains categorical RBMs on the CPU only; use --engine torch (or auto)")
+        raise ConfigError(
+            'engine="numba" trains categorical RBMs on the CPU only; use engine="torch" (or "auto")', "engine"
+        )
     loops = kernels.rbm_loops()
     if isinstance(loops, ImportError):
         if engine == "numba":
-            raise UsageError(f"--engine numba cannot run here ({loops}); use --engine torch (or auto)")
+            raise ConfigError(f'engine="numba" cannot run here ({loops}); use engine="torch" (or "auto")', "engine")
         return "torch"
     return "numba"
 
@@ -428,9 +428,10 @@ class RBMTrainer:
             tensors
         )
         if missing:
-            raise UsageError(
+            raise ConfigError(
                 f"the checkpoint's training state lacks {', '.join(sorted(missing))}, so it cannot be "
-                "resumed; restore it, or train into a new --out"
+                "resumed; restore it, or train into a new out folder",
+                "out",
             )
         self.epoch = check_count("the checkpoint's epoch", epoch, least=0)
         saved = tensors["generator_state"]
@@ -442,9 +443,10 @@ class RBMTrainer:
                 self.generator.manual_seed(self.config.seed + epoch)
             self.shuffle_generator.set_state(tensors["shuffle_generator_state"])
         except RuntimeError:
-            raise UsageError(
+            raise ConfigError(
                 "the checkpoint's random generator state is damaged, so it cannot be resumed; restore it, "
-                "or train into a new --out"
+                "or train into a new out folder",
+                "out",
             ) from None
         device = self.model.weight.device
         for name, velocity in self.velocity.items():
