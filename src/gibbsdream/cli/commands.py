@@ -391,7 +391,7 @@ def sample_command(
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @option("--seed", default=0, help="Random seed (AIS, or the orders).")
 @option("--device", default="auto", help=DEVICE_HELP)
-@option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@option("--quiet", "-q", is_flag=True, help="No progress bar (log Z's work for strings, the orders for images).")
 @click.pass_context
 def evaluate_command(
     ctx,
@@ -446,7 +446,14 @@ def evaluate_command(
             "lower --ais-runs or --ais-betas",
         )
     scores = evaluate(
-        ckpt, data, method=method, ais_runs=ais_runs, ais_betas=ais_betas, skip_invalid=skip_invalid, seed=seed
+        ckpt,
+        data,
+        method=method,
+        ais_runs=ais_runs,
+        ais_betas=ais_betas,
+        skip_invalid=skip_invalid,
+        seed=seed,
+        progress=not quiet,
     )
     scores.values["checkpoint"] = str(checkpoint)  # as the user spelled it
     click.echo(json.dumps(scores.values) if as_json else scores.text())

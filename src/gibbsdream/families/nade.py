@@ -237,10 +237,11 @@ def inpaint(
 # ---- scoring -------------------------------------------------------------------------------------
 
 
-def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
+def held_out_images(checkpoint, data, progress: bool = False) -> tuple[torch.Tensor, str, bool]:
     """``data`` -> (states ``(N, C, H, W)``, label, whether they are the checkpoint's own test split).
 
-    ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split.
+    ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split;
+    ``progress`` shows a bar while a large folder is read.
     """
     source = checkpoint.config.get("data_source", {}).get("source")
     if isinstance(data, torch.Tensor):
@@ -252,7 +253,7 @@ def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
                 f"checkpoint {checkpoint.path} keeps no held-out images; give data (a folder of images)", "data"
             )
         return states, f"held-out test split of {source}", True
-    return load_images(data, codec=checkpoint.codec).states, str(data), False
+    return load_images(data, codec=checkpoint.codec, progress=progress).states, str(data), False
 
 
 def evaluate(
@@ -286,7 +287,7 @@ def evaluate(
         (± ``nll_nats_stderr``), ``bits_per_dim``, ``single_order_nll_nats``, with a caption also
         ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr), and ``seconds``.
     """
-    states, label, held_out = held_out_images(checkpoint, data)
+    states, label, held_out = held_out_images(checkpoint, data, progress)
     if max_images is not None:
         states = states[:max_images]
     device = _device(checkpoint)
@@ -460,7 +461,7 @@ def train(
         else:
             fresh_run(out, apply_changes)
             config, nade, codec, splits, source = _fresh(
-                data, given_model, given_training, given_images, event, _defaults_of(model, training)
+                data, given_model, given_training, given_images, event, _defaults_of(model, training), progress
             )
             checkpoint, changes, history = None, {}, []
         where = setup_distributed(target)
@@ -507,7 +508,7 @@ def _defaults_of(model, training) -> set:
     return unset
 
 
-def _fresh(data, given_model, given_training, given_images, event, unset):
+def _fresh(data, given_model, given_training, given_images, event, unset, progress):
     if data is None:
         raise ConfigError("data is needed to start a run (a folder of images or builtin:NAME)", "data")
     config = NADETrainConfig(**given_training).check()
@@ -523,7 +524,9 @@ def _fresh(data, given_model, given_training, given_images, event, unset):
             )
     options = ImageOptions(**given_images)
     extra = {k: v for k, v in (("size", options.size), ("count", options.count)) if v is not None}
-    dataset = load_images(data, options.levels, channels=options.channels, captions=captions, **extra)
+    dataset = load_images(
+        data, options.levels, channels=options.channels, captions=captions, progress=progress, **extra
+    )
     codec = dataset.codec
     if options.test_size is None:
         held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1

@@ -154,6 +154,7 @@ def evaluate(
         ais_runs, ais_betas: parallel AIS runs and intermediate distributions.
         skip_invalid: skip strings the model cannot encode instead of refusing them.
         seed: AIS randomness.
+        progress: a progress bar over log Z's work (the enumeration's chunks, or AIS's steps).
 
     Returns:
         :class:`Evaluation` whose values hold ``strings``, ``skipped``, ``log_z`` (± ``log_z_stderr``,
@@ -180,7 +181,9 @@ def evaluate(
     states = checkpoint.codec.encode(kept).to(model.weight.device)
     started = time.perf_counter()
     used = resolve_method(model, method)
-    log_z, stderr = log_partition(model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed)
+    log_z, stderr = log_partition(
+        model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed, progress=progress
+    )
     ll = log_likelihood(model, states, log_z)
     pll = pseudo_log_likelihood(model, states)
     values = {
