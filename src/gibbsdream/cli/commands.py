@@ -365,10 +365,10 @@ def sample_command(
 @option(
     "--data",
     default=None,
-    help="String models (required): a UTF-8 file with one per line, or builtin:NAME. "
-    "Image models: a folder or file of images, or heldout "
-    "(the checkpoint's test split; naming the source it was trained on means the same).  "
-    "[default for images: heldout]",
+    help="heldout (the checkpoint's held-out split: a string model's validation strings, an image model's "
+    "test images), or for string models a UTF-8 file with one string per line or builtin:NAME, for image "
+    "models a folder or file of images (naming the images it was trained on means heldout). "
+    "`gibbsdream export-split` writes the held-out split as such a file or folder.  [default: heldout]",
 )
 @option(
     "--method",
@@ -410,7 +410,14 @@ def evaluate_command(
     device,
     quiet,
 ):
-    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
+    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs.
+
+    \b
+    Examples:
+      gibbsdream evaluate runs/names                      # its held-out validation strings
+      gibbsdream evaluate runs/names --data held-out.txt --json
+      gibbsdream evaluate runs/digits --orders 16        # its held-out test images
+    """
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("evaluate_options"))
@@ -427,10 +434,6 @@ def evaluate_command(
             quiet=quiet,
         )
         return
-    if data is None:
-        raise UsageError(
-            "evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)"
-        )
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = load(checkpoint, device, family=family.name)

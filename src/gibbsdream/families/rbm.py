@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.strings import StringCodec, read_lines
+from ..data.strings import CorpusReport, StringCodec, read_lines
 from ..errors import ConfigError, UsageError
 from ..files import same_file
 from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
@@ -134,9 +134,21 @@ def generate(
 # ---- scoring -------------------------------------------------------------------------------------
 
 
+def held_out_strings(checkpoint) -> torch.Tensor:
+    """The checkpoint's validation split, ``(N, V)`` states; a ConfigError when it kept none."""
+    states = checkpoint.data.get("validation")
+    if states is None or len(states) == 0:
+        raise ConfigError(
+            f"checkpoint {checkpoint.path} keeps no held-out strings (it was trained with a validation fraction of "
+            "0); give data (a text file with one string per line)",
+            "data",
+        )
+    return states
+
+
 def evaluate(
     checkpoint,
-    data,
+    data=None,
     *,
     method: str = "auto",
     ais_runs: int = 100,
@@ -149,7 +161,8 @@ def evaluate(
 
     Args:
         checkpoint: a loaded RBM checkpoint.
-        data: a text file with one string per line, ``builtin:NAME``, or a list of strings.
+        data: None or ``"heldout"`` (the checkpoint's validation split), a text file with one
+            string per line, ``builtin:NAME``, or a list of strings.
         method: ``"auto"`` (exact when the model is small enough to enumerate), ``"exact"``, ``"ais"``.
         ais_runs, ais_betas: parallel AIS runs and intermediate distributions.
         skip_invalid: skip strings the model cannot encode instead of refusing them.
@@ -161,22 +174,27 @@ def evaluate(
         by ``log_z_method``), ``mean_log_likelihood`` (nats per string, ± ``..._stderr`` over strings),
         ``bits_per_character``, ``mean_pseudo_log_likelihood`` and ``seconds``.
     """
-    if data is None:
-        raise ConfigError(
-            "evaluating a string model needs data (a text file with one string per line, or builtin:NAME)", "data"
-        )
-    lines = list(data) if isinstance(data, (list, tuple)) else read_lines(data)
-    kept, report = checkpoint.codec.filter(lines)
-    if report.skipped and not skip_invalid:
-        reason, examples = next(iter(report.examples.items()))
-        number, text = examples[0]
-        raise ConfigError(
-            f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line {number}, "
-            f"{text!r}: {reason}); pass skip_invalid=True to ignore them",
-            "skip_invalid",
-        )
-    if not kept:
-        raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
+    if data is None or data == "heldout":
+        held = held_out_strings(checkpoint)
+        kept = checkpoint.codec.decode(held)
+        corpus = checkpoint.config.get("corpus")
+        source = corpus.get("source") if isinstance(corpus, dict) else None
+        label = f"held-out validation split of {source}" if isinstance(source, str) else "held-out validation split"
+        report = CorpusReport(total=len(kept), kept=len(kept))
+    else:
+        lines = list(data) if isinstance(data, (list, tuple)) else read_lines(data)
+        label = data if isinstance(data, str) else f"{len(lines)} strings"
+        kept, report = checkpoint.codec.filter(lines)
+        if report.skipped and not skip_invalid:
+            reason, examples = next(iter(report.examples.items()))
+            number, text = examples[0]
+            raise ConfigError(
+                f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line "
+                f"{number}, {text!r}: {reason}); pass skip_invalid=True to ignore them",
+                "skip_invalid",
+            )
+        if not kept:
+            raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
     model = checkpoint.model
     states = checkpoint.codec.encode(kept).to(model.weight.device)
     started = time.perf_counter()
@@ -188,7 +206,7 @@ def evaluate(
     pll = pseudo_log_likelihood(model, states)
     values = {
         "checkpoint": str(checkpoint.path),
-        "data": data if isinstance(data, str) else f"{len(lines)} strings",
+        "data": label,
         "strings": len(kept),
         "skipped": report.total - report.kept,
         "log_z": log_z,
