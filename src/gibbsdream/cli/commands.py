@@ -11,9 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..api import evaluate, family_of, generate, load, train
+from ..api import evaluate, export_split, family_of, generate, load, train
 from ..checkpoint import load_checkpoint
 from ..errors import UsageError
+from ..families import SPLITS
 
 # ---- train ---------------------------------------------------------------------------------
 from ..families.rbm import CorpusOptions
@@ -460,6 +461,48 @@ def evaluate_command(
     )
     scores.values["checkpoint"] = str(checkpoint)  # as the user spelled it
     click.echo(json.dumps(scores.values) if as_json else scores.text())
+
+
+# ---- export-split -------------------------------------------------------------------------
+
+
+@app.command("export-split")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("split", metavar="SPLIT", type=click.Choice(list(SPLITS)))
+@option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="String models: a text file (one string a line). Image models: a folder (PNG files, and captions.json "
+    "for a captioned model).",
+)
+@option(
+    "--force",
+    is_flag=True,
+    help="Replace an --out that exists and is not empty (a folder only when it holds PNG files and captions.json).",
+)
+@option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def export_split_command(checkpoint, split, out, force, quiet):
+    """Write a data split the checkpoint keeps as files the other commands read.
+
+    String models keep train and valid, image models train, valid and test; the held-out split
+    that `evaluate` scores by default is valid for strings and test for images. Strings are written
+    as the model saw them (case folded, rare characters replaced, where training did so); images as
+    the model's levels show them, named SPLIT-0000.png ... in the split's order.
+
+    \b
+    Examples:
+      gibbsdream export-split runs/names valid --out held-out.txt
+      gibbsdream evaluate runs/names --data held-out.txt
+      gibbsdream export-split runs/digits test --out digits-test/
+    """
+
+    family = family_of(checkpoint)
+    _check_output(out, "--out", folder=family.outputs == "images")
+    done = export_split(checkpoint, split, out, overwrite=force, progress=not quiet)
+    if not quiet:
+        what = f"{done.count} {done.outputs}" + (f" ({done.captioned} with captions)" if done.captioned else "")
+        _say(f"wrote {what} of the {split} split of {checkpoint} to {out}")
 
 
 # ---- demo -----------------------------------------------------------------------------------

@@ -140,6 +140,7 @@ FLAGS.update(
             "max_images": "--max-images",
             "caption": "--caption",
         },
+        "export-split": {"overwrite": "--force"},
         "sweep": {"device": "--device"},
         "serve": {"device": "--device"},
         "demo": {"device": "--device"},

@@ -7,6 +7,7 @@ the held-out test images (with their captions, for captioned models).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -16,14 +17,15 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.captions import CaptionVocabulary, caption_context, caption_table, has_captions
+from ..data.captions import CAPTIONS_FILE, CaptionVocabulary, caption_context, caption_table, has_captions
 from ..data.images import load_images
 from ..data.masks import inpaint_masks
 from ..errors import ConfigError, UsageError
-from ..files import same_file
+from ..files import atomic_folder, atomic_write_text, same_file
 from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
 from ..models import OrderlessNADE
 from ..models.nade import CAPTION_FIELDS, NADEConfig
+from ..progress import progress_bar
 from ..randomness import make_generator
 from ..sampling import sample
 from ..sampling.registry import applicable
@@ -38,7 +40,8 @@ from ..training.runs import (
     fresh_run,
     given_fields,
 )
-from .base import Evaluation, Family, Generated, register
+from ..viz import write_image
+from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
 DEFAULT_STEPS = 200  # Gibbs steps when none are asked for
 DEFAULT_BLOCK = "yao:0.9,0.1,0.7"  # Yao et al.'s schedule of the share of the hole redrawn per step
@@ -353,6 +356,52 @@ def evaluate(
     return Evaluation(values=result, lines=lines)
 
 
+# ---- exporting a split ---------------------------------------------------------------------------
+
+
+def export_split(checkpoint, split: str, out, *, overwrite: bool = False, progress: bool = False) -> Exported:
+    """Write the images of a split the checkpoint keeps into the folder ``out`` as PNG files, with
+    their captions in ``captions.json`` when the model reads captions.
+
+    The pictures are the states as the codec shows them (its levels back to 8 bits), named
+    ``SPLIT-0000.png`` ... in the split's order, so reading the folder back (``evaluate``,
+    ``inpaint``, ``train``) gives the same states in the same order. ``captions.json`` is the
+    file ``train --captions`` reads (file name -> list of captions): each caption as the model
+    read it (its known words, lower case, cut to its length; a word it did not know is ``<unk>``).
+
+    Args:
+        checkpoint: a loaded NADE checkpoint.
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        out: the folder to write; it appears whole, or not at all.
+        overwrite: replace a folder that is not empty (only one holding PNG files and captions.json).
+        progress: a progress bar over the images written.
+    """
+    part = check_split(split)
+    states = checkpoint.data.get(part)
+    if states is None or len(states) == 0:
+        raise UsageError(f"checkpoint {checkpoint.path} keeps no {split} images")
+    out = Path(out)
+    check_export_target(out, overwrite, folder=True)
+    pixels = _pixels(checkpoint.codec, states)
+    width = max(4, len(str(len(pixels) - 1)))  # names sort in the split's order
+    names = [f"{split}-{i:0{width}d}.png" for i in range(len(pixels))]
+    captions = {}
+    table = checkpoint.data.get(f"captions.{part}")
+    if has_captions(checkpoint.model) and table is not None:
+        vocabulary = checkpoint.model.caption_vocabulary
+        for name, rows in zip(names, table.tolist()):
+            texts = [vocabulary.decode(ids) for ids in rows if any(ids)]  # rows of padding only: no caption
+            if texts:
+                captions[name] = texts
+    with atomic_folder(out) as staged, progress_bar(len(names), f"exporting {split}", enabled=progress) as advance:
+        for name, image in zip(names, pixels):
+            write_image(staged / name, image)
+            advance()
+        if captions:
+            atomic_write_text(staged / CAPTIONS_FILE, json.dumps(captions, ensure_ascii=False, indent=1) + "\n")
+    return Exported(path=out, split=split, count=len(names), outputs="images", captioned=len(captions))
+
+
 # ==== training ========================================================================================
 
 DIGITS_TEST_SIZE = 297  # the 1,500 / 297 split of the likelihood literature
@@ -632,6 +681,7 @@ FAMILY = register(
         generate=generate,
         evaluate=evaluate,
         inpaint=inpaint,
+        export_split=export_split,
         generate_options=("sampler", "block", "caption"),
         evaluate_options=("orders", "batch_size", "max_images", "caption"),
         sweep_defaults={

@@ -16,7 +16,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..data.strings import CorpusReport, StringCodec, read_lines
 from ..errors import ConfigError, UsageError
-from ..files import same_file
+from ..files import atomic_write_text, same_file
 from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
 from ..models import RBM
 from ..models.rbm import RBMConfig
@@ -35,7 +35,7 @@ from ..training.runs import (
     fresh_run,
     given_fields,
 )
-from .base import Evaluation, Family, Generated, register
+from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
 DEFAULT_STEPS = 1000  # Gibbs sweeps when none are asked for
 
@@ -227,6 +227,42 @@ def evaluate(
         f"mean pseudo-LL      {values['mean_pseudo_log_likelihood']:.3f} nats per string",
     ]
     return Evaluation(values=values, lines=lines_out)
+
+
+# ---- exporting a split ---------------------------------------------------------------------------
+
+
+def export_split(checkpoint, split: str, out, *, overwrite: bool = False, progress: bool = False) -> Exported:
+    """Write the strings of a split the checkpoint keeps to the UTF-8 text file ``out``, one a line.
+
+    Each is decoded by the checkpoint's codec with the padding dropped, as the training corpus looked
+    to the model (case-folded, rare characters replaced, where the corpus was), so that
+    ``evaluate(checkpoint, out)`` scores the same strings as ``evaluate(checkpoint, "heldout")``.
+
+    Args:
+        checkpoint: a loaded RBM checkpoint.
+        split: ``"train"`` or ``"valid"`` (an RBM keeps no test split).
+        out: the text file to write (atomically).
+        overwrite: replace a file that exists and is not empty (refused otherwise).
+        progress: unused: a split is written in one go.
+    """
+    part = check_split(split)
+    if part not in ("train", "validation"):
+        raise UsageError(
+            f"{checkpoint.path} holds {FAMILY.title}, which keeps a train and a valid split only (no {split} "
+            "split); export valid for its held-out strings"
+        )
+    states = checkpoint.data.get(part)
+    if states is None or len(states) == 0:
+        raise UsageError(
+            f"checkpoint {checkpoint.path} keeps no {split} strings"
+            + (" (it was trained with a validation fraction of 0)" if part == "validation" else "")
+        )
+    out = Path(out)
+    check_export_target(out, overwrite, folder=False)
+    strings = checkpoint.codec.decode(states)
+    atomic_write_text(out, "".join(f"{text}\n" for text in strings))
+    return Exported(path=out, split=split, count=len(strings), outputs="strings")
 
 
 # ==== training ========================================================================================
@@ -441,6 +477,7 @@ FAMILY = register(
         prepare=prepare,
         generate=generate,
         evaluate=evaluate,
+        export_split=export_split,
         generate_options=("init", "final", "prefix", "suffix", "dedupe", "engine"),
         evaluate_options=("method", "ais_runs", "ais_betas", "skip_invalid"),
         sweep_defaults={
