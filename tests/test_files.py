@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from gibbsdream.files import _UMASK, atomic_write_bytes, atomic_write_text
+from gibbsdream.files import _UMASK, atomic_folder, atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_write_gives_the_usual_permissions_not_owner_only(tmp_path):
@@ -29,6 +29,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "export"
+    with atomic_folder(out) as staged:
+        (staged / "a.png").write_bytes(b"first")
+        assert not out.exists()  # nothing to see until the block ends
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~_UMASK
+    with pytest.raises(OSError), atomic_folder(out) as staged:
+        (staged / "b.png").write_bytes(b"second")
+        raise OSError("disk full")
+    assert [p.name for p in out.iterdir()] == ["a.png"]  # the old folder, untouched
+    with atomic_folder(out) as staged:
+        (staged / "b.png").write_bytes(b"second")
+    assert [p.name for p in out.iterdir()] == ["b.png"]  # replaced, not merged
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporary or old folders left
 
 
 def test_json_numbers_turns_what_json_cannot_hold_into_null():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import pytest
@@ -228,3 +229,16 @@ def test_a_command_added_outside_the_package_runs_through_the_api(toy, capsys):
         assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
     finally:
         app.commands.pop("toy-best")
+
+
+def test_a_family_without_export_split_refuses_in_one_line(toy, capsys, tmp_path):
+    """Exporting data splits is an optional hook: a family without one is refused, in one line,
+    before its checkpoint is read, by the front door and by `gibbsdream export-split`."""
+    folder, _, _ = toy
+    assert get_family("toy-table").export_split is None
+    refused = "a joint-table (string) model keeps no data splits to export"
+    with pytest.raises(gibbsdream.UsageError, match=f"^{re.escape(refused)}$"):
+        gibbsdream.export_split(folder, "valid", tmp_path / "out.txt")
+    code, out, err = run_cli(capsys, "export-split", folder, "valid", "--out", tmp_path / "out.txt")
+    assert code == 2 and out == "" and err == f"error: {refused}\n"
+    assert not (tmp_path / "out.txt").exists()

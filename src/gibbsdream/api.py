@@ -7,6 +7,7 @@
     print(dream.outputs)                                        # the strings
     filled = gibbsdream.inpaint("runs/digits", images, "centre", steps=300)
     print(gibbsdream.evaluate(names, "held-out.txt").values["mean_log_likelihood"])
+    gibbsdream.export_split("runs/names", "valid", "held-out.txt")   # the strings held out from training
 
 Each function looks the checkpoint's family up in :mod:`gibbsdream.families` and runs that
 family's code; the options a family does not take are refused in one line that lists those it does.
@@ -20,7 +21,8 @@ from pathlib import Path
 from .checkpoint import Checkpoint, checkpoint_family, load_checkpoint
 from .devices import resolve_device
 from .errors import ConfigError, UsageError
-from .families import Evaluation, Generated, family_names, get_family
+from .families import Evaluation, Exported, Generated, family_names, get_family
+from .families.base import check_split
 from .training.runs import Trained
 
 
@@ -127,6 +129,32 @@ def evaluate(checkpoint, data=None, *, device="auto", **options) -> Evaluation:
     family = get_family(checkpoint.family)
     _refuse_others(family, options, family.evaluate_options, EVALUATE_COMMON, "evaluating")
     return family.evaluate(checkpoint, data, **options)
+
+
+def export_split(checkpoint, split: str, out, *, overwrite: bool = False, progress: bool = False) -> Exported:
+    """Write a data split a checkpoint keeps as the data files its family reads: strings as a UTF-8
+    text file, one a line (as the training corpus looked to the model); images as a folder of PNG
+    files, with ``captions.json`` for a captioned model (as ``train(..., captions)`` reads it).
+    What is written can be given back to :func:`evaluate` (and, for images, to :func:`inpaint` and
+    :func:`train`): ``evaluate(checkpoint, out)`` gives the figures of ``evaluate(checkpoint, "heldout")``.
+
+    Args:
+        checkpoint: a checkpoint folder or a loaded :class:`Checkpoint` (loaded on the CPU).
+        split: ``"train"``, ``"valid"`` or ``"test"`` (string models keep no test split).
+        out: the file (strings) or folder (images) to write; written whole or not at all.
+        overwrite: replace an ``out`` that exists and is not empty (refused otherwise; a folder is
+            replaced only when it holds what an export writes).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`~gibbsdream.families.Exported`: the path, the split and how many items were written.
+    """
+    check_split(split)  # before the checkpoint is read
+    family = get_family(checkpoint.family) if isinstance(checkpoint, Checkpoint) else family_of(checkpoint)
+    if family.export_split is None:
+        raise UsageError(f"{family.title} keeps no data splits to export")
+    checkpoint = _loaded(checkpoint, "cpu")
+    return family.export_split(checkpoint, split, Path(out), overwrite=overwrite, progress=progress)
 
 
 def train(

@@ -14,6 +14,7 @@ import errno
 import math
 import os
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -111,6 +112,48 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Write a whole folder at once: yield a new, empty temporary folder beside ``path`` to fill;
+    when the block ends without an error it takes ``path``'s place (a folder already there is
+    moved aside, then removed: the caller decides beforehand whether that may happen). Readers see
+    the old folder or the new one, never a part; on any error the temporary folder is removed and
+    ``path`` is untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        os.chmod(staged, 0o777 & ~_UMASK)  # mkdtemp makes owner-only folders; give what mkdir would
+        yield staged
+        _fsync_folder(staged)
+        old = None
+        if os.path.lexists(path):
+            # Renamed aside first: a folder can replace only an empty one in one rename.
+            old = path.parent / f".{path.name}.{os.getpid()}-{threading.get_ident()}.old.tmp"
+            os.rename(path, old)
+        try:
+            os.rename(staged, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+    except BaseException:
+        _remove_tree(staged)
+        raise
+    _fsync_folder(path.parent)
+    if old is not None:
+        _remove_tree(old)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder and what it holds (a link: the link only); what cannot be removed is left."""
+    if os.path.islink(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 _held_locks: dict[str, list] = {}  # real path -> [fd, depth]: the locks this process holds

@@ -37,8 +37,9 @@ def _visible_log_sum(model, visible_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(visible_logits).sum(-1)
 
 
-def exact_log_partition(model, chunk: int = 4096) -> float:
-    """``log Z`` by enumeration of the smaller layer. Raises UsageError when both are too large."""
+def exact_log_partition(model, chunk: int = 4096, progress: bool = False) -> float:
+    """``log Z`` by enumeration of the smaller layer, ``chunk`` states at a time (a progress bar
+    counts the chunks). Raises UsageError when both layers are too large."""
     V, H, K = model.num_visible, model.num_hidden, model.num_categories
     hidden_states, visible_states = 2**H, K**V
     if min(hidden_states, visible_states) > MAX_ENUMERATION:
@@ -49,13 +50,17 @@ def exact_log_partition(model, chunk: int = 4096) -> float:
     with torch.no_grad():
         model64 = _float64_copy(model)
         device = model64.weight.device
-        if hidden_states <= visible_states:
-            states = _all_states(H, 2, device).double()
-            for h in states.split(chunk):
-                terms.append(h @ model64.hidden_bias + _visible_log_sum(model64, model64.visible_logits(h)))
-        else:
-            for v in _all_states(V, K, device).split(chunk):
-                terms.append(-model64.free_energy(v))
+        enumerate_hidden = hidden_states <= visible_states
+        chunks = (_all_states(H, 2, device).double() if enumerate_hidden else _all_states(V, K, device)).split(chunk)
+        layer = f"2^{H} hidden" if enumerate_hidden else f"{K}^{V} visible"
+        with progress_bar(len(chunks), f"exact log Z ({layer} states)", enabled=progress) as advance:
+            for states in chunks:
+                if enumerate_hidden:
+                    visible = _visible_log_sum(model64, model64.visible_logits(states))
+                    terms.append(states @ model64.hidden_bias + visible)
+                else:
+                    terms.append(-model64.free_energy(states))
+                advance()
     return torch.logsumexp(torch.cat(terms), dim=0).item()
 
 
@@ -69,13 +74,15 @@ def ais_log_partition(
     num_betas: int = 10000,
     seed: int | None = 0,
     base_visible_bias: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> tuple[float, float]:
     """Annealed importance sampling estimate of ``log Z`` with its standard error.
 
     Intermediate distributions ``p_b(v) ∝ exp((1 - b) a.v + b b_B.v) prod_j (1 + exp(b (c_j + W_j.v)))``
     go from the base (``b = 0``: visible biases ``a``, no weights) to the model (``b = 1``).
     ``num_runs`` chains run in parallel; the standard error of ``log Z`` comes from the spread
-    of the importance weights (delta method).
+    of the importance weights (delta method). The runs move together, one Gibbs sweep per
+    intermediate distribution, so a progress bar counts the ``num_betas`` steps of all the runs.
 
     Returns:
         ``(log_Z, stderr)``.
@@ -97,19 +104,23 @@ def ais_log_partition(
         delta_bias = (m.visible_bias - base).reshape(-1)
 
         log_w = torch.zeros(num_runs, dtype=torch.float64, device=device)
-        for prev_beta, beta in zip(betas[:-1].tolist(), betas[1:].tolist()):
-            pre = m.hidden_logits(v)
-            # log p*_beta(v) - log p*_prev(v): the visible terms differ only by (beta - prev) (b - a).v
-            log_w += (beta - prev_beta) * (m.one_hot(v) @ delta_bias)
-            log_w += F.softplus(beta * pre).sum(-1) - F.softplus(prev_beta * pre).sum(-1)
-            # One Gibbs sweep that leaves p_beta invariant.
-            h = sample_bernoulli(beta * pre, 1.0, generator)
-            logits = torch.addmm(m.visible_bias.view(-1), h, m.flat_weight()).view(num_runs, *base.shape)
-            logits = (1 - beta) * base + beta * logits
-            if m.categorical:
-                v = sample_categorical(logits, 1.0, generator)
-            else:
-                v = sample_bernoulli(logits, 1.0, generator).long()
+        steps = list(zip(betas[:-1].tolist(), betas[1:].tolist()))
+        description = f"AIS log Z ({num_runs:,} runs x {len(betas):,} betas)"
+        with progress_bar(len(steps), description, enabled=progress) as advance:
+            for prev_beta, beta in steps:
+                pre = m.hidden_logits(v)
+                # log p*_beta(v) - log p*_prev(v): the visible terms differ only by (beta - prev) (b - a).v
+                log_w += (beta - prev_beta) * (m.one_hot(v) @ delta_bias)
+                log_w += F.softplus(beta * pre).sum(-1) - F.softplus(prev_beta * pre).sum(-1)
+                # One Gibbs sweep that leaves p_beta invariant.
+                h = sample_bernoulli(beta * pre, 1.0, generator)
+                logits = torch.addmm(m.visible_bias.view(-1), h, m.flat_weight()).view(num_runs, *base.shape)
+                logits = (1 - beta) * base + beta * logits
+                if m.categorical:
+                    v = sample_categorical(logits, 1.0, generator)
+                else:
+                    v = sample_bernoulli(logits, 1.0, generator).long()
+                advance()
         log_mean_w = torch.logsumexp(log_w, 0) - math.log(num_runs)
         weights = torch.exp(log_w - log_w.max())
         stderr = (weights.std() / (weights.mean() * math.sqrt(num_runs))).item()
@@ -141,14 +152,15 @@ def resolve_method(model, method: str = "auto") -> str:
     return "exact" if method == "exact" or (method == "auto" and is_enumerable(model)) else "ais"
 
 
-def log_partition(model, method: str = "auto", **ais_options) -> tuple[float, float]:
+def log_partition(model, method: str = "auto", progress: bool = False, **ais_options) -> tuple[float, float]:
     """``(log Z, stderr)``: exact by enumeration (stderr 0) or AIS; ``"auto"`` picks exact when feasible.
 
-    ``ais_options`` (``num_runs``, ``num_betas``, ``seed``) go to :func:`ais_log_partition`.
+    ``ais_options`` (``num_runs``, ``num_betas``, ``seed``) go to :func:`ais_log_partition`;
+    ``progress`` shows a bar over the enumeration's chunks or AIS's intermediate distributions.
     """
     if resolve_method(model, method) == "exact":
-        return exact_log_partition(model), 0.0
-    return ais_log_partition(model, **ais_options)
+        return exact_log_partition(model, progress=progress), 0.0
+    return ais_log_partition(model, progress=progress, **ais_options)
 
 
 def log_likelihood(model, v: torch.Tensor, log_z: float) -> torch.Tensor:

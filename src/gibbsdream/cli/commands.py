@@ -11,9 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..api import evaluate, family_of, generate, load, train
+from ..api import evaluate, export_split, family_of, generate, load, train
 from ..checkpoint import load_checkpoint
 from ..errors import UsageError
+from ..families import SPLITS
 
 # ---- train ---------------------------------------------------------------------------------
 from ..families.rbm import CorpusOptions
@@ -365,10 +366,10 @@ def sample_command(
 @option(
     "--data",
     default=None,
-    help="String models (required): a UTF-8 file with one per line, or builtin:NAME. "
-    "Image models: a folder or file of images, or heldout "
-    "(the checkpoint's test split; naming the source it was trained on means the same).  "
-    "[default for images: heldout]",
+    help="heldout (the checkpoint's held-out split: a string model's validation strings, an image model's "
+    "test images), or for string models a UTF-8 file with one string per line or builtin:NAME, for image "
+    "models a folder or file of images (naming the images it was trained on means heldout). "
+    "`gibbsdream export-split` writes the held-out split as such a file or folder.  [default: heldout]",
 )
 @option(
     "--method",
@@ -391,7 +392,7 @@ def sample_command(
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @option("--seed", default=0, help="Random seed (AIS, or the orders).")
 @option("--device", default="auto", help=DEVICE_HELP)
-@option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@option("--quiet", "-q", is_flag=True, help="No progress bar (log Z's work for strings, the orders for images).")
 @click.pass_context
 def evaluate_command(
     ctx,
@@ -410,7 +411,14 @@ def evaluate_command(
     device,
     quiet,
 ):
-    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs."""
+    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs.
+
+    \b
+    Examples:
+      gibbsdream evaluate runs/names                      # its held-out validation strings
+      gibbsdream evaluate runs/names --data held-out.txt --json
+      gibbsdream evaluate runs/digits --orders 16        # its held-out test images
+    """
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("evaluate_options"))
@@ -427,10 +435,6 @@ def evaluate_command(
             quiet=quiet,
         )
         return
-    if data is None:
-        raise UsageError(
-            "evaluating a string model needs --data (a text file with one string per line, or builtin:NAME)"
-        )
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = load(checkpoint, device, family=family.name)
@@ -446,10 +450,59 @@ def evaluate_command(
             "lower --ais-runs or --ais-betas",
         )
     scores = evaluate(
-        ckpt, data, method=method, ais_runs=ais_runs, ais_betas=ais_betas, skip_invalid=skip_invalid, seed=seed
+        ckpt,
+        data,
+        method=method,
+        ais_runs=ais_runs,
+        ais_betas=ais_betas,
+        skip_invalid=skip_invalid,
+        seed=seed,
+        progress=not quiet,
     )
     scores.values["checkpoint"] = str(checkpoint)  # as the user spelled it
     click.echo(json.dumps(scores.values) if as_json else scores.text())
+
+
+# ---- export-split -------------------------------------------------------------------------
+
+
+@app.command("export-split")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("split", metavar="SPLIT", type=click.Choice(list(SPLITS)))
+@option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="String models: a text file (one string a line). Image models: a folder (PNG files, and captions.json "
+    "for a captioned model).",
+)
+@option(
+    "--force",
+    is_flag=True,
+    help="Replace an --out that exists and is not empty (a folder only when it holds PNG files and captions.json).",
+)
+@option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def export_split_command(checkpoint, split, out, force, quiet):
+    """Write a data split the checkpoint keeps as files the other commands read.
+
+    String models keep train and valid, image models train, valid and test; the held-out split
+    that `evaluate` scores by default is valid for strings and test for images. Strings are written
+    as the model saw them (case folded, rare characters replaced, where training did so); images as
+    the model's levels show them, named SPLIT-0000.png ... in the split's order.
+
+    \b
+    Examples:
+      gibbsdream export-split runs/names valid --out held-out.txt
+      gibbsdream evaluate runs/names --data held-out.txt
+      gibbsdream export-split runs/digits test --out digits-test/
+    """
+
+    family = family_of(checkpoint)
+    _check_output(out, "--out", folder=family.outputs == "images")
+    done = export_split(checkpoint, split, out, overwrite=force, progress=not quiet)
+    if not quiet:
+        what = f"{done.count} {done.outputs}" + (f" ({done.captioned} with captions)" if done.captioned else "")
+        _say(f"wrote {what} of the {split} split of {checkpoint} to {out}")
 
 
 # ---- demo -----------------------------------------------------------------------------------

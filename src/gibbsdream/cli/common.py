@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(2)
     except click.UsageError as err:
         hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
-        _say(f"error: {err.format_message()}{hint}")
+        # One line: click lists the choices of a missing argument one per line.
+        _say(f"error: {' '.join(err.format_message().split())}{hint}")
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)

@@ -145,6 +145,7 @@ FLAGS.update(
             "max_images": "--max-images",
             "caption": "--caption",
         },
+        "export-split": {"overwrite": "--force"},
         "sweep": {"device": "--device", "image": "--image", "out": "--out"},
         "serve": {"device": "--device"},
         "demo": {"device": "--device"},

@@ -383,7 +383,7 @@ def inpaint_command(
     _check_output(trace, "--trace", folder=False)
     ckpt = load(checkpoint, device, family="nade")
     context = caption_ids(ckpt, caption)  # a bad caption is refused before the images are read
-    states, names, many = images_to_fill(ckpt, image)
+    states, names, many = images_to_fill(ckpt, image, progress=not quiet)
     many = many or samples > 1
     if many and out.suffix.lower() in IMAGE_SUFFIX_FORMATS:
         raise UsageError(
@@ -495,7 +495,7 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
     """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders
     (:func:`gibbsdream.families.nade.evaluate`), after a memory pre-flight worded in flags."""
 
-    states, _, _ = held_out_images(ckpt, data)
+    states, _, _ = held_out_images(ckpt, data, progress=not quiet)
     if max_images is not None:
         states = states[: _positive("max-images", max_images)]
     C, H, W = ckpt.codec.shape
@@ -512,7 +512,7 @@ def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json
         max_images=max_images,
         caption=caption,
         seed=seed,
-        progress=not quiet and not as_json,
+        progress=not quiet,
     )
     click.echo(json.dumps(scores.values) if as_json else scores.text())
     sys.stdout.flush()

@@ -44,7 +44,7 @@ IMAGE_KINDS = "PNG, JPEG, BMP or GIF"
 GRAY_MODES = ("1", "L", "LA", "La")
 # 16- and 32-bit integer grayscale (16-bit PNGs open as one of these); scaled from 0..65535.
 WIDE_GRAY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
-# Folders with at least this many images show a progress bar while they load.
+# Folders with at least this many images show a progress bar while they load (when asked to).
 PROGRESS_FROM = 500
 
 
@@ -333,7 +333,7 @@ def find_image_files(folder, recursive: bool | None = None) -> list[Path]:
 
 
 def load_image_folder(
-    folder, channels: int | None = None, recursive: bool | None = None
+    folder, channels: int | None = None, recursive: bool | None = None, progress: bool = False
 ) -> tuple[np.ndarray, list[str]]:
     """Read every image in ``folder``: ``(pixels (N, H, W, C) uint8, names)``.
 
@@ -342,7 +342,8 @@ def load_image_folder(
     when the folder itself holds no images). Names are paths relative to ``folder``, with ``/``.
 
     With ``channels=None`` the images are grayscale (C = 1) if every file is, else RGB (C = 3):
-    gray files are repeated into three equal channels, which loses nothing.
+    gray files are repeated into three equal channels, which loses nothing. ``progress``: a bar
+    while a folder of :data:`PROGRESS_FROM` images or more is read.
 
     Raises UsageError if the folder is missing or holds no images, if a file cannot be read
     (naming it), or if the images have different sizes.
@@ -357,7 +358,7 @@ def load_image_folder(
         raise UsageError(f"no images ({IMAGE_KINDS} files) in {where}; pass a folder that holds some")
 
     arrays, names = [], []
-    with progress_bar(len(files), f"reading {folder}", enabled=len(files) >= PROGRESS_FROM) as advance:
+    with progress_bar(len(files), f"reading {folder}", enabled=progress and len(files) >= PROGRESS_FROM) as advance:
         for path in files:
             name = path.relative_to(folder).as_posix()
             array = load_image_file(path, channels, name=name)
@@ -622,6 +623,7 @@ def read_image_source(
     count: int | None = None,
     size: int | None = None,
     seed: int | None = None,
+    progress: bool = False,
 ) -> RawImages:
     """Pixels of ``source`` (``builtin:NAME``, an image file or a folder) before encoding.
 
@@ -652,7 +654,7 @@ def read_image_source(
             f"them, or {_builtin_list()}"
         )
     if path.is_dir():
-        pixels, names = load_image_folder(path, channels=channels, recursive=recursive)
+        pixels, names = load_image_folder(path, channels=channels, recursive=recursive, progress=progress)
         return RawImages(pixels=pixels, names=names)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         # Never hand an arbitrary file (a captions pickle, say) to a decoder.
@@ -671,6 +673,7 @@ def load_images(
     size: int | None = None,
     seed: int | None = None,
     captions: bool = False,
+    progress: bool = False,
 ) -> ImageDataset:
     """Load and encode images: ``builtin:NAME``, one image file, or a folder of them.
 
@@ -686,6 +689,7 @@ def load_images(
         count, size, seed: options of ``builtin:shapes`` (2,000 images, 32x32, seed 0).
         captions: also read the images' captions (see :func:`gibbsdream.data.captions.load_captions`;
             a folder needs a ``captions.json`` or a captions pickle beside the images, read safely).
+        progress: a progress bar while a large folder is read (see :func:`load_image_folder`).
 
     Returns:
         An :class:`ImageDataset` with ``states`` ``(N, C, H, W)``.
@@ -698,7 +702,9 @@ def load_images(
         levels = codec.levels
         if channels is None and codec.channels == 3:
             channels = 3  # gray -> RGB loses nothing; RGB -> gray is left to the user
-    raw = read_image_source(source, channels=channels, recursive=recursive, count=count, size=size, seed=seed)
+    raw = read_image_source(
+        source, channels=channels, recursive=recursive, count=count, size=size, seed=seed, progress=progress
+    )
     if levels is None:
         levels = raw.native_levels or MAX_LEVELS
     if codec is None:
@@ -725,7 +731,7 @@ def _captions(source: str, raw: RawImages, seed: int | None) -> list[list[str]]:
 load_images.__doc__ = load_images.__doc__.format(kinds=IMAGE_KINDS)
 
 
-def images_to_fill(ckpt, image: str) -> tuple[torch.Tensor, list[str], bool]:
+def images_to_fill(ckpt, image: str, progress: bool = False) -> tuple[torch.Tensor, list[str], bool]:
     """``image`` (``inpaint``'s and ``sweep``'s images to fill): a file, a folder, or ``heldout[:N]``
     (the checkpoint's held-out test images) -> (states ``(N, C, H, W)``, names, whether many)."""
     if image.startswith("heldout"):
@@ -748,5 +754,5 @@ def images_to_fill(ckpt, image: str) -> tuple[torch.Tensor, list[str], bool]:
         raise ConfigError(
             f"image {image} does not exist; give an image file, a folder of images, or heldout:N", "image"
         )
-    dataset = load_images(str(path), codec=ckpt.codec)
+    dataset = load_images(str(path), codec=ckpt.codec, progress=progress)
     return dataset.states, list(dataset.names), path.is_dir()

@@ -9,6 +9,6 @@ a :class:`Family` and calls :func:`register` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
-from .base import Evaluation, Family, Generated, family_names, get_family, register
+from .base import SPLITS, Evaluation, Exported, Family, Generated, family_names, get_family, register
 
-__all__ = ["Evaluation", "Family", "Generated", "family_names", "get_family", "register"]
+__all__ = ["SPLITS", "Evaluation", "Exported", "Family", "Generated", "family_names", "get_family", "register"]

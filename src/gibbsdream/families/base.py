@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..checkpoint import register_model_class
-from ..errors import UsageError
+from ..data.captions import CAPTIONS_FILE
+from ..errors import ConfigError, UsageError
 from ..summary import summarize_records
+
+# The data splits a checkpoint may keep, as the front ends name them -> the checkpoint's data key.
+SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 
 
 @dataclass
@@ -49,6 +55,68 @@ class Evaluation:
         return "\n".join(self.lines)
 
 
+@dataclass
+class Exported:
+    """What exporting a data split wrote.
+
+    Attributes:
+        path: the text file (strings) or the folder (images) written.
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        count: strings or images written.
+        outputs: ``"strings"`` or ``"images"``.
+        captioned: images written with captions (in the folder's ``captions.json``).
+    """
+
+    path: Path
+    split: str
+    count: int
+    outputs: str
+    captioned: int = 0
+
+
+def check_split(split: str) -> str:
+    """``split`` (``"train"``, ``"valid"``, ``"test"``) -> the key of the checkpoint's data that holds it."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}", "split")
+    return SPLITS[split]
+
+
+def check_export_target(out: Path, overwrite: bool, *, folder: bool) -> None:
+    """Refuse to write an export over data: an existing file that is not empty, or a folder that is
+    not, unless ``overwrite``; even then a folder is replaced only when it holds what an export
+    writes (picture files and ``captions.json``), never other files of the user's."""
+    out = Path(out)
+    if not folder:
+        if out.is_dir():
+            raise UsageError(f"{out} is a folder; give a file name for the strings")
+        if out.exists() and not out.is_file():  # a device or a pipe: renaming over it would replace it
+            raise UsageError(f"{out} is not a regular file; give the name of a file to write")
+        if out.exists() and out.stat().st_size > 0 and not overwrite:
+            raise ConfigError(
+                f"{out} already exists; pass overwrite=True to replace it, or write elsewhere", "overwrite"
+            )
+        return
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder for the images (created if missing)")
+    entries = list(os.scandir(out)) if out.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out} already exists and is not empty; pass overwrite=True to replace it, or write elsewhere",
+            "overwrite",
+        )
+    foreign = [e.name for e in entries if not (e.is_file(follow_symlinks=False) and _written_by_export(e.name))]
+    if foreign:
+        raise UsageError(
+            f"{out} holds {foreign[0]!r}, which an export does not write, so it is not replaced; write elsewhere"
+        )
+
+
+def _written_by_export(name: str) -> bool:
+    return name == CAPTIONS_FILE or name.lower().endswith(".png")
+
+
 @dataclass(frozen=True)
 class Family:
     """What the front ends know about one model family.
@@ -72,6 +140,10 @@ class Family:
         train_options: the keyword under which ``train`` takes how its data is read.
         model_class: for a family beyond the built-in two, the model class its checkpoints hold
             (``model_class(**config["model"])``), registered with the checkpoint loader.
+        export_split: ``export_split(checkpoint, split, out, *, overwrite, progress) -> Exported``
+            writes a data split the checkpoint keeps (``split`` a key of :data:`SPLITS`) as the
+            data files the family reads (:func:`check_export_target` says what may be replaced);
+            None for a family that keeps none.
     """
 
     name: str
@@ -88,6 +160,7 @@ class Family:
     train: Callable | None = None
     train_options: str = "options"
     model_class: type | None = None
+    export_split: Callable | None = None
 
 
 _FAMILIES: dict[str, Family] = {}

@@ -7,6 +7,7 @@ the held-out test images (with their captions, for captioned models).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -16,14 +17,15 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.captions import CaptionVocabulary, caption_context, caption_table, has_captions
+from ..data.captions import CAPTIONS_FILE, CaptionVocabulary, caption_context, caption_table, has_captions
 from ..data.images import load_images
 from ..data.masks import inpaint_masks
 from ..errors import ConfigError, UsageError
-from ..files import same_file
+from ..files import atomic_folder, atomic_write_text, same_file
 from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
 from ..models import OrderlessNADE
 from ..models.nade import CAPTION_FIELDS, NADEConfig
+from ..progress import progress_bar
 from ..randomness import make_generator
 from ..sampling import sample
 from ..sampling.registry import applicable
@@ -38,7 +40,8 @@ from ..training.runs import (
     fresh_run,
     given_fields,
 )
-from .base import Evaluation, Family, Generated, register
+from ..viz import write_image
+from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
 DEFAULT_STEPS = 200  # Gibbs steps when none are asked for
 DEFAULT_BLOCK = "yao:0.9,0.1,0.7"  # Yao et al.'s schedule of the share of the hole redrawn per step
@@ -244,10 +247,11 @@ def inpaint(
 # ---- scoring -------------------------------------------------------------------------------------
 
 
-def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
+def held_out_images(checkpoint, data, progress: bool = False) -> tuple[torch.Tensor, str, bool]:
     """``data`` -> (states ``(N, C, H, W)``, label, whether they are the checkpoint's own test split).
 
-    ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split.
+    ``None``, ``"heldout"`` or the source the model was trained on mean the held-out split;
+    ``progress`` shows a bar while a large folder is read.
     """
     source = checkpoint.config.get("data_source", {}).get("source")
     if isinstance(data, torch.Tensor):
@@ -259,7 +263,7 @@ def held_out_images(checkpoint, data) -> tuple[torch.Tensor, str, bool]:
                 f"checkpoint {checkpoint.path} keeps no held-out images; give data (a folder of images)", "data"
             )
         return states, f"held-out test split of {source}", True
-    return load_images(data, codec=checkpoint.codec).states, str(data), False
+    return load_images(data, codec=checkpoint.codec, progress=progress).states, str(data), False
 
 
 def evaluate(
@@ -294,7 +298,7 @@ def evaluate(
         the first 1, 2, 4, ... orders' ensemble: ``orders``, ``nll_nats``, ``nll_nats_stderr``), with a caption also
         ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr), and ``seconds``.
     """
-    states, label, held_out = held_out_images(checkpoint, data)
+    states, label, held_out = held_out_images(checkpoint, data, progress)
     if max_images is not None:
         states = states[:max_images]
     device = _device(checkpoint)
@@ -365,6 +369,52 @@ def evaluate(
             f"{result['caption_gain_nats']:.3f} ± {result['caption_gain_nats_stderr']:.3f} nats per image"
         )
     return Evaluation(values=result, lines=lines)
+
+
+# ---- exporting a split ---------------------------------------------------------------------------
+
+
+def export_split(checkpoint, split: str, out, *, overwrite: bool = False, progress: bool = False) -> Exported:
+    """Write the images of a split the checkpoint keeps into the folder ``out`` as PNG files, with
+    their captions in ``captions.json`` when the model reads captions.
+
+    The pictures are the states as the codec shows them (its levels back to 8 bits), named
+    ``SPLIT-0000.png`` ... in the split's order, so reading the folder back (``evaluate``,
+    ``inpaint``, ``train``) gives the same states in the same order. ``captions.json`` is the
+    file ``train --captions`` reads (file name -> list of captions): each caption as the model
+    read it (its known words, lower case, cut to its length; a word it did not know is ``<unk>``).
+
+    Args:
+        checkpoint: a loaded NADE checkpoint.
+        split: ``"train"``, ``"valid"`` or ``"test"``.
+        out: the folder to write; it appears whole, or not at all.
+        overwrite: replace a folder that is not empty (only one holding PNG files and captions.json).
+        progress: a progress bar over the images written.
+    """
+    part = check_split(split)
+    states = checkpoint.data.get(part)
+    if states is None or len(states) == 0:
+        raise UsageError(f"checkpoint {checkpoint.path} keeps no {split} images")
+    out = Path(out)
+    check_export_target(out, overwrite, folder=True)
+    pixels = _pixels(checkpoint.codec, states)
+    width = max(4, len(str(len(pixels) - 1)))  # names sort in the split's order
+    names = [f"{split}-{i:0{width}d}.png" for i in range(len(pixels))]
+    captions = {}
+    table = checkpoint.data.get(f"captions.{part}")
+    if has_captions(checkpoint.model) and table is not None:
+        vocabulary = checkpoint.model.caption_vocabulary
+        for name, rows in zip(names, table.tolist()):
+            texts = [vocabulary.decode(ids) for ids in rows if any(ids)]  # rows of padding only: no caption
+            if texts:
+                captions[name] = texts
+    with atomic_folder(out) as staged, progress_bar(len(names), f"exporting {split}", enabled=progress) as advance:
+        for name, image in zip(names, pixels):
+            write_image(staged / name, image)
+            advance()
+        if captions:
+            atomic_write_text(staged / CAPTIONS_FILE, json.dumps(captions, ensure_ascii=False, indent=1) + "\n")
+    return Exported(path=out, split=split, count=len(names), outputs="images", captioned=len(captions))
 
 
 # ==== training ========================================================================================
@@ -475,7 +525,7 @@ def train(
         else:
             fresh_run(out, apply_changes)
             config, nade, codec, splits, source = _fresh(
-                data, given_model, given_training, given_images, event, _defaults_of(model, training)
+                data, given_model, given_training, given_images, event, _defaults_of(model, training), progress
             )
             checkpoint, changes, history = None, {}, []
         where = setup_distributed(target)
@@ -522,7 +572,7 @@ def _defaults_of(model, training) -> set:
     return unset
 
 
-def _fresh(data, given_model, given_training, given_images, event, unset):
+def _fresh(data, given_model, given_training, given_images, event, unset, progress):
     if data is None:
         raise ConfigError("data is needed to start a run (a folder of images or builtin:NAME)", "data")
     config = NADETrainConfig(**given_training).check()
@@ -538,7 +588,9 @@ def _fresh(data, given_model, given_training, given_images, event, unset):
             )
     options = ImageOptions(**given_images)
     extra = {k: v for k, v in (("size", options.size), ("count", options.count)) if v is not None}
-    dataset = load_images(data, options.levels, channels=options.channels, captions=captions, **extra)
+    dataset = load_images(
+        data, options.levels, channels=options.channels, captions=captions, progress=progress, **extra
+    )
     codec = dataset.codec
     if options.test_size is None:
         held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
@@ -647,6 +699,7 @@ FAMILY = register(
         generate=generate,
         evaluate=evaluate,
         inpaint=inpaint,
+        export_split=export_split,
         generate_options=("sampler", "block", "caption"),
         evaluate_options=("orders", "batch_size", "max_images", "caption"),
         sweep_defaults={

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.strings import StringCodec, read_lines
+from ..data.strings import CorpusReport, StringCodec, read_lines
 from ..errors import ConfigError, UsageError
-from ..files import same_file
+from ..files import atomic_write_text, same_file
 from ..likelihood import log_likelihood, log_partition, pseudo_log_likelihood, resolve_method
 from ..models import RBM
 from ..models.rbm import RBMConfig
@@ -35,7 +35,7 @@ from ..training.runs import (
     fresh_run,
     given_fields,
 )
-from .base import Evaluation, Family, Generated, register
+from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
 DEFAULT_STEPS = 1000  # Gibbs sweeps when none are asked for
 
@@ -134,9 +134,21 @@ def generate(
 # ---- scoring -------------------------------------------------------------------------------------
 
 
+def held_out_strings(checkpoint) -> torch.Tensor:
+    """The checkpoint's validation split, ``(N, V)`` states; a ConfigError when it kept none."""
+    states = checkpoint.data.get("validation")
+    if states is None or len(states) == 0:
+        raise ConfigError(
+            f"checkpoint {checkpoint.path} keeps no held-out strings (it was trained with a validation fraction of "
+            "0); give data (a text file with one string per line)",
+            "data",
+        )
+    return states
+
+
 def evaluate(
     checkpoint,
-    data,
+    data=None,
     *,
     method: str = "auto",
     ais_runs: int = 100,
@@ -149,43 +161,52 @@ def evaluate(
 
     Args:
         checkpoint: a loaded RBM checkpoint.
-        data: a text file with one string per line, ``builtin:NAME``, or a list of strings.
+        data: None or ``"heldout"`` (the checkpoint's validation split), a text file with one
+            string per line, ``builtin:NAME``, or a list of strings.
         method: ``"auto"`` (exact when the model is small enough to enumerate), ``"exact"``, ``"ais"``.
         ais_runs, ais_betas: parallel AIS runs and intermediate distributions.
         skip_invalid: skip strings the model cannot encode instead of refusing them.
         seed: AIS randomness.
+        progress: a progress bar over log Z's work (the enumeration's chunks, or AIS's steps).
 
     Returns:
         :class:`Evaluation` whose values hold ``strings``, ``skipped``, ``log_z`` (± ``log_z_stderr``,
         by ``log_z_method``), ``mean_log_likelihood`` (nats per string, ± ``..._stderr`` over strings),
         ``bits_per_character``, ``mean_pseudo_log_likelihood`` and ``seconds``.
     """
-    if data is None:
-        raise ConfigError(
-            "evaluating a string model needs data (a text file with one string per line, or builtin:NAME)", "data"
-        )
-    lines = list(data) if isinstance(data, (list, tuple)) else read_lines(data)
-    kept, report = checkpoint.codec.filter(lines)
-    if report.skipped and not skip_invalid:
-        reason, examples = next(iter(report.examples.items()))
-        number, text = examples[0]
-        raise ConfigError(
-            f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line {number}, "
-            f"{text!r}: {reason}); pass skip_invalid=True to ignore them",
-            "skip_invalid",
-        )
-    if not kept:
-        raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
+    if data is None or data == "heldout":
+        held = held_out_strings(checkpoint)
+        kept = checkpoint.codec.decode(held)
+        corpus = checkpoint.config.get("corpus")
+        source = corpus.get("source") if isinstance(corpus, dict) else None
+        label = f"held-out validation split of {source}" if isinstance(source, str) else "held-out validation split"
+        report = CorpusReport(total=len(kept), kept=len(kept))
+    else:
+        lines = list(data) if isinstance(data, (list, tuple)) else read_lines(data)
+        label = data if isinstance(data, str) else f"{len(lines)} strings"
+        kept, report = checkpoint.codec.filter(lines)
+        if report.skipped and not skip_invalid:
+            reason, examples = next(iter(report.examples.items()))
+            number, text = examples[0]
+            raise ConfigError(
+                f"{report.total - report.kept} of {report.total} lines cannot be encoded by this model (line "
+                f"{number}, {text!r}: {reason}); pass skip_invalid=True to ignore them",
+                "skip_invalid",
+            )
+        if not kept:
+            raise UsageError(f"none of the {report.total} lines of {data} can be encoded by this model")
     model = checkpoint.model
     states = checkpoint.codec.encode(kept).to(model.weight.device)
     started = time.perf_counter()
     used = resolve_method(model, method)
-    log_z, stderr = log_partition(model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed)
+    log_z, stderr = log_partition(
+        model, method=used, num_runs=ais_runs, num_betas=ais_betas, seed=seed, progress=progress
+    )
     ll = log_likelihood(model, states, log_z)
     pll = pseudo_log_likelihood(model, states)
     values = {
         "checkpoint": str(checkpoint.path),
-        "data": data if isinstance(data, str) else f"{len(lines)} strings",
+        "data": label,
         "strings": len(kept),
         "skipped": report.total - report.kept,
         "log_z": log_z,
@@ -206,6 +227,42 @@ def evaluate(
         f"mean pseudo-LL      {values['mean_pseudo_log_likelihood']:.3f} nats per string",
     ]
     return Evaluation(values=values, lines=lines_out)
+
+
+# ---- exporting a split ---------------------------------------------------------------------------
+
+
+def export_split(checkpoint, split: str, out, *, overwrite: bool = False, progress: bool = False) -> Exported:
+    """Write the strings of a split the checkpoint keeps to the UTF-8 text file ``out``, one a line.
+
+    Each is decoded by the checkpoint's codec with the padding dropped, as the training corpus looked
+    to the model (case-folded, rare characters replaced, where the corpus was), so that
+    ``evaluate(checkpoint, out)`` scores the same strings as ``evaluate(checkpoint, "heldout")``.
+
+    Args:
+        checkpoint: a loaded RBM checkpoint.
+        split: ``"train"`` or ``"valid"`` (an RBM keeps no test split).
+        out: the text file to write (atomically).
+        overwrite: replace a file that exists and is not empty (refused otherwise).
+        progress: unused: a split is written in one go.
+    """
+    part = check_split(split)
+    if part not in ("train", "validation"):
+        raise UsageError(
+            f"{checkpoint.path} holds {FAMILY.title}, which keeps a train and a valid split only (no {split} "
+            "split); export valid for its held-out strings"
+        )
+    states = checkpoint.data.get(part)
+    if states is None or len(states) == 0:
+        raise UsageError(
+            f"checkpoint {checkpoint.path} keeps no {split} strings"
+            + (" (it was trained with a validation fraction of 0)" if part == "validation" else "")
+        )
+    out = Path(out)
+    check_export_target(out, overwrite, folder=False)
+    strings = checkpoint.codec.decode(states)
+    atomic_write_text(out, "".join(f"{text}\n" for text in strings))
+    return Exported(path=out, split=split, count=len(strings), outputs="strings")
 
 
 # ==== training ========================================================================================
@@ -421,6 +478,7 @@ FAMILY = register(
         prepare=prepare,
         generate=generate,
         evaluate=evaluate,
+        export_split=export_split,
         generate_options=("init", "final", "prefix", "suffix", "dedupe", "engine"),
         evaluate_options=("method", "ais_runs", "ais_betas", "skip_invalid"),
         sweep_defaults={
