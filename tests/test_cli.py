@@ -373,8 +373,8 @@ def test_sample_every_with_dedupe(runs):
         texts = [r["text"] for r in rows]
         assert len(texts) == len(set(texts)), texts  # no repeats within a chain
         steps = [r["step"] for r in rows]
-        assert steps == sorted(steps) and set(steps) <= set(range(0, 61, 10))
-        assert steps[0] == 0  # the first frame is always new
+        assert steps == sorted(steps) and set(steps) <= set(range(10, 61, 10))  # never step 0, the start
+        assert steps[0] == 10  # the first sample is always new
 
 
 # ---- evaluate -----------------------------------------------------------------------------------------

@@ -19,12 +19,15 @@ def string_records(
     ``"energy"`` is the chain's trace value for the sample (free energy for an energy model; the
     key keeps the name the command line's JSON lines have always used).
 
-    With frames recorded (``record_every``) every frame of every chain is a sample, in chain
-    order; ``dedupe`` drops a text already seen earlier in the same chain. Without frames the
-    final states are the samples.
+    With frames recorded (``record_every``) every frame of every chain after step 0 is a sample,
+    in chain order; ``dedupe`` drops a text already seen earlier in the same chain. Frame 0 is the
+    chain's starting state (random noise, or the training strings it was started from), which the
+    model has not touched yet, so it is no sample; ``chain.frames`` keeps it for animations.
+    Without frames the final states are the samples.
     """
     if chain.frames is not None:
-        states, steps = chain.frames, chain.frame_steps
+        kept = [f for f, step in enumerate(chain.frame_steps) if step > 0]
+        states, steps = chain.frames[kept], [chain.frame_steps[f] for f in kept]
     else:
         states, steps = chain.samples.unsqueeze(0), [chain.trace.shape[0] - 1]
     texts = [codec.decode(frame) for frame in states]

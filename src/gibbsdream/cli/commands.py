@@ -204,7 +204,7 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
     "--every",
     type=int,
     default=None,
-    help="String models: also report each chain's state every this many steps. "
+    help="String models: also report each chain's state every this many steps (not the starting state). "
     "Image models: a GIF frame every this many steps.",
 )
 @option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
