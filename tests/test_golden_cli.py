@@ -407,6 +407,7 @@ def _sample_rbm(rbm: Path, seed: int) -> dict:
     return {
         "jsonl": jsonl(ok("sample", rbm, settings, "--format jsonl")),
         "text": ok("sample", rbm, settings).splitlines(),
+        "text_chain_order": ok("sample", rbm, settings, "--order chain").splitlines(),  # the text before --order
         "torch_every_prefix": jsonl(
             ok("sample", rbm, every, f"--final argmax --engine torch --format jsonl --seed {seed}", QUIET_CPU)
         ),

@@ -16,6 +16,7 @@ import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_text
 from .sampling.chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
+from .summary import distinct_records
 
 # What a family's trace holds, for cell records written before they carried "trace_kind" (only
 # the two built-in families wrote such records).
@@ -294,12 +295,7 @@ def _chains_html(spec, cell: dict, kind: TraceKind) -> str:
                 f"<figcaption>{html.escape(name)}</figcaption></figure>"
             )
         return "".join(figures)
-    distinct: dict[str, dict] = {}
-    for sample in cell["samples"]:
-        seen = distinct.setdefault(sample["text"], {**sample, "count": 0})
-        seen["count"] += 1
-        seen["energy"] = kind.best((seen["energy"], sample["energy"]))  # a string's trace value: its best
-    ranked = sorted(distinct.values(), key=lambda s: kind.sort_key(s["energy"]))  # best first
+    ranked = distinct_records(cell["samples"], kind.higher_is_better)  # best first, as `sample` lists them
     items = []
     for i, s in enumerate(ranked[:MAX_STRINGS]):
         text = html.escape(s["text"]).replace(" ", "&nbsp;") or "&nbsp;"
