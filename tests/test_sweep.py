@@ -257,6 +257,16 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_pa
     assert _without_time([c["row"] for c in cells]) == _without_time([c["row"] for c in fresh])
 
 
+def test_steps_is_the_one_value_grid_of_steps(rbm, tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert_ok(run("sweep", rbm, "--grid", "temperature=1,0.5", "--steps", 3, "--chains", 2, "--out", short, "-q"))
+    given = ("--grid", "temperature=1,0.5", "--grid", "steps=3")
+    assert_ok(run("sweep", rbm, *given, "--chains", 2, "--out", long, "-q"))
+    spec, same = (json.loads((folder / "sweep.json").read_text()) for folder in (short, long))
+    assert spec["grid"] == same["grid"] == {"temperature": ["1", "0.5"], "steps": [3]}
+    assert [len(json.loads((short / "cells" / f"{i:03d}.json").read_text())["mean_trace"]) for i in (0, 1)] == [4, 4]
+
+
 def test_a_folder_with_another_sweep_is_refused(rbm, tmp_path):
     out = tmp_path / "taken"
     assert_ok(run("sweep", rbm, "--grid", "steps=3,4", "--chains", 2, "--out", out, "--quiet"))
@@ -369,6 +379,8 @@ def test_image_sweep_of_a_folder(nade, tmp_path, work):
         (["--grid", "temperature=warm"], ["warm"]),
         (["--grid", "steps=2", "--problems", 3], ["--problems applies to image (NADE) models"]),
         (["--grid", "steps=2", "--chains", 0], ["--chains must be >= 1"]),
+        (["--grid", "steps=2", "--steps", 3], ["--steps", "--grid steps", "not both"]),
+        (["--steps", 0], ["--steps must be >= 1"]),
     ],
 )
 def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):

@@ -82,6 +82,12 @@ def _check_memory(spec, workers: int) -> None:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--grid", "grid", multiple=True, help=GRID_HELP)
 @option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Steps per chain in every row: the same as --grid steps=N.  [default: 1000 for strings, 200 for images]",
+)
+@option(
     "--out",
     required=True,
     type=click.Path(path_type=Path),
@@ -111,7 +117,22 @@ def _check_memory(spec, workers: int) -> None:
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def sweep_command(
-    ctx, checkpoint, grid, out, chains, problems, mask, image, samples, caption, every, seed, workers, device, quiet
+    ctx,
+    checkpoint,
+    grid,
+    steps,
+    out,
+    chains,
+    problems,
+    mask,
+    image,
+    samples,
+    caption,
+    every,
+    seed,
+    workers,
+    device,
+    quiet,
 ):
     """Run the same problems under every combination of a grid of sampling settings, into a report folder.
 
@@ -135,6 +156,11 @@ def sweep_command(
     if image is not None and not Path(image).exists():
         raise UsageError(f"--image {image} does not exist; pass an image file or a folder of images")
     entries = list(grid)
+    if steps is not None:
+        _positive("steps", steps)
+        if any(e.partition("=")[0].strip() == "steps" for e in entries):
+            raise UsageError("give the steps either by --steps or by --grid steps=..., not both")
+        entries.append(f"steps={steps}")
     if caption is not None:
         if any(e.partition("=")[0].strip() == "caption" for e in entries):
             raise UsageError("give the caption either by --caption or by --grid caption=..., not both")
