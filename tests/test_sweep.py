@@ -316,6 +316,28 @@ def test_image_rows_match_sample_keep_known_pixels_and_do_not_depend_on_processe
     assert sum(c["row"]["mean_final_log_prob"] for c in cold) > sum(c["row"]["mean_final_log_prob"] for c in hot)
 
 
+def _shaded(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'<tr class=best><td class=num data-label="#">(\d+)</td>', page)]
+
+
+def test_the_shaded_image_row_comes_closest_to_the_truth_not_the_coldest(nade, tmp_path):
+    spec = SweepSpec.create(nade, ["temperature=1,0", "block=0.5", "steps=6"], problems=3, samples=2, device="cpu")
+    cells = run_sweep(spec, tmp_path, progress=False)
+    hot, cold = cells
+    # What shaded the coldest row before: its last redraw took every conditional's mode, so the
+    # mean log-probability of that redraw (the final trace) is the highest there by construction.
+    assert cold["row"]["mean_final_log_prob"] > hot["row"]["mean_final_log_prob"]
+    for closest in (hot, cold):  # whichever row's fills come closest to the true images is shaded
+        other = cold if closest is hot else hot
+        closest["row"]["hole_psnr_db"], other["row"]["hole_psnr_db"] = 9.0, 8.0
+        write_report(spec, cells, tmp_path)
+        page = (tmp_path / "index.html").read_text()
+        assert _shaded(page) == [closest["cell"]] and "highest hole PSNR" in page
+    hot["row"]["hole_psnr_db"] = None  # recorded so where the fills equal the truth (no finite PSNR)
+    write_report(spec, cells, tmp_path)
+    assert _shaded((tmp_path / "index.html").read_text()) == [hot["cell"]]
+
+
 def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     out = tmp_path / "blank"
     assert_ok(
@@ -344,6 +366,7 @@ def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     page = (out / "index.html").read_text()
     _check_offline(page, out)
     assert page.count(".gif") == 4  # two rows x two canvases
+    assert _shaded(page) == [] and "No row is shaded" in page  # no true image: nothing ranks the rows
 
 
 def test_image_sweep_of_a_folder(nade, tmp_path, work):

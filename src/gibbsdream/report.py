@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,17 @@ FAMILY_TRACE_KINDS = {"rbm": FREE_ENERGY, "nade": LOG_PROBABILITY}
 SCORES = {  # kind of outputs -> (row key, axis label, higher is better); the score is the final trace
     "strings": ("mean_final_energy", "mean final free energy (T = 1)", FREE_ENERGY.higher_is_better),
     "images": ("mean_final_log_prob", "mean log-probability of the last redraw", LOG_PROBABILITY.higher_is_better),
+}
+# What shades a row "best". For images it is not the final trace: that is the mean log-probability
+# of the variables the last step redrew, under their conditionals, which a colder draw raises by
+# construction (at T = 0 every variable takes its conditional's mode), so ranking by it named the
+# coldest row best whatever the fills looked like. Where the hole hides a true image the fills that
+# come closest to it are best (hole PSNR); blank canvases have no truth to compare with, and no best
+# row. A string's free energy is the whole sample's (unnormalised) log-probability: the likeliest
+# samples are best, as the string lists order them.
+RANKINGS = {  # kind of outputs -> (row key, what it is; its direction comes from the trace for strings)
+    "strings": ("mean_final_energy", "mean final free energy (T = 1)"),
+    "images": ("hole_psnr_db", "hole PSNR, closeness of the fills to the true images (dB)"),
 }
 DIVERSITY = {
     "strings": "diversity: share of unique samples",
@@ -70,6 +82,37 @@ def trace_kind(spec, cells: list[dict]) -> TraceKind:
         if "trace_kind" in cell:
             return TraceKind.from_json(cell["trace_kind"])
     return FAMILY_TRACE_KINDS[spec.family]
+
+
+def ranking(spec, cells: list[dict]) -> tuple[str, str, bool] | None:
+    """``(row key, what it is, higher is better)`` of the figure that picks the best rows
+    (:data:`RANKINGS`), or None where nothing ranks them (image sweeps of blank canvases)."""
+    if spec.outputs == "images" and spec.mask == "blank":
+        return None
+    key, title = RANKINGS[spec.outputs]
+    return key, title, True if spec.outputs == "images" else trace_kind(spec, cells).higher_is_better
+
+
+def _rank_value(row: dict, key: str) -> float | None:
+    value = row.get(key)
+    if value is None and key == "hole_psnr_db" and key in row:
+        return math.inf  # the sweep records no PSNR where the fills equal the truth: the closest there is
+    if value is None or math.isnan(value):
+        return None
+    return value
+
+
+def best_cells(spec, cells: list[dict]) -> list[dict]:
+    """The cells with the best :func:`ranking` figure (several on a tie; none without a ranking)."""
+    rank = ranking(spec, cells)
+    if rank is None:
+        return []
+    key, _, higher_is_better = rank
+    scored = [(value, c) for c in cells if (value := _rank_value(c["row"], key)) is not None]
+    if not scored:
+        return []
+    best = (max if higher_is_better else min)(value for value, _ in scored)
+    return [c for value, c in scored if value == best]
 
 
 def _problem_text(spec) -> str:
@@ -211,12 +254,11 @@ def _fmt(value) -> str:
 
 
 def _page(spec, cells: list[dict], command: str | None) -> str:
-    key, score_label, _ = SCORES[spec.outputs]
+    key = SCORES[spec.outputs][0]
     kind = trace_kind(spec, cells)
     varying = spec.varying
     fixed = {name: values[0] for name, values in spec.grid.items() if len(values) == 1}
-    scores = [c["row"].get(key) for c in cells if c["row"].get(key) is not None]
-    best = kind.best(scores) if scores else None
+    best = {c["cell"] for c in best_cells(spec, cells)}
     metrics = [(key, "final log p" if spec.outputs == "images" else "mean final energy")]
     if spec.outputs == "strings":
         metrics.append(("lowest_final_energy", "lowest energy"))
@@ -234,7 +276,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     body = []
     for cell in cells:
         row = cell["row"]
-        is_best = best is not None and row.get(key) == best
+        is_best = cell["cell"] in best
         tds = [f'<td class=num data-label="#">{cell["cell"]}</td>']
         tds += [
             f'<td data-label="{html.escape(n)}"><code>{html.escape(_fmt(cell["settings"][n]))}</code></td>'
@@ -255,7 +297,14 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
         if spec.outputs == "strings"
         else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
     )
-    best_note = f"{extreme} {html.escape(score_label)}"
+    rank = ranking(spec, cells)
+    if rank is None:
+        best_note = (
+            "No row is shaded: blank canvases have no true image to compare the samples with (and the final log p "
+            "rises as the temperature falls, whatever the samples look like)."
+        )
+    else:
+        best_note = f"The shaded row has the {'highest' if rank[2] else 'lowest'} {html.escape(rank[1])}."
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -268,7 +317,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
 <h1>Sweep of <code>{html.escape(Path(spec.checkpoint).name)}</code> ({html.escape(spec.family)})</h1>
 {command_html}
 <p class=meta>{len(cells)} combinations; {html.escape(_problem_text(spec))}; seed {spec.seed} in every row.
-Fixed settings: {fixed_text}. The shaded row has the {best_note}.
+Fixed settings: {fixed_text}. {best_note}
 {legend}Figures: <a href="results.json">results.json</a>.</p>
 <div class=plots>
 <img src="trace.png" alt="mean trace over steps, one line per combination">

@@ -143,7 +143,7 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from ..report import SCORES, trace_kind, write_report  # with its plotting, only for `sweep`
+    from ..report import best_cells, ranking, write_report  # with its plotting, only for `sweep`
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
@@ -192,7 +192,9 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        key, title, _ = SCORES[family.outputs]
-        kind = trace_kind(spec, cells)
-        best = min(cells, key=lambda c: kind.sort_key(c["row"][key]))
-        _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")
+        _say(f"wrote {out}/index.html and results.json")
+        best, rank = best_cells(spec, cells), ranking(spec, cells)
+        if best:
+            value = best[0]["row"][rank[0]]
+            shown = "the truth itself" if value is None else f"{value:.3f}"
+            _say(f"best {rank[1]}: {shown} ({', '.join(c['label'] for c in best)})")
