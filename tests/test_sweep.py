@@ -233,6 +233,39 @@ def _check_offline(page: str, folder: Path) -> None:
     assert "<script" not in page and "@import" not in page and "url(" not in page
 
 
+def test_no_two_labels_of_the_score_diversity_plot_overlap():
+    """Settings that end alike put their points on top of each other (cells 3 and 6 of the annealing
+    sweep in docs/sweeps.md printed their numbers over each other); every label gets a place of its own."""
+    from types import SimpleNamespace
+
+    from gibbsdream.report import score_diversity_figure
+
+    spots = [(0.74, -83.7)] * 6 + [(0.745, -83.65), (0.71, -83.7), (0.74, -82.9), (1.0, -69.5), (1.0, -68.4)]
+    spots += [(0.05, -84.0), (0.05, -84.3), (0.0, -84.35)]  # the corner: room on one side only
+    cells = [
+        {"cell": i, "label": f"T={i}", "row": {"diversity": x, "mean_final_energy": y}}
+        for i, (x, y) in enumerate(spots)
+    ]
+    fig = score_diversity_figure(SimpleNamespace(outputs="strings"), cells)
+    try:
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        labels = ax.texts
+        assert sorted(int(t.get_text()) for t in labels) == list(range(len(spots)))
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        frame = ax.get_window_extent(renderer)
+        for i, a in enumerate(boxes):
+            assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1, labels[i]
+            for j, b in enumerate(boxes[:i]):
+                assert not a.overlaps(b), (labels[i].get_text(), labels[j].get_text())
+            for x, y in spots:  # nor does a label cover a marker's centre
+                assert not a.contains(*ax.transData.transform((x, y))), labels[i].get_text()
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
 def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_path):
     out = tmp_path / "resume"
     spec = SweepSpec.create(rbm, ["temperature=1,0.7,0.4", "steps=8"], chains=5, device="cpu")

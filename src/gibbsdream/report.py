@@ -138,7 +138,7 @@ def _figure():
 
 def _save(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -178,23 +178,39 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+DPI = 110  # the plots' resolution; the figures are laid out at it, so labels are placed as saved
+MARKER_SIZE = 36  # scatter marker area in points^2
+# Where a point's label may go: offsets in points (right and up), nearest first, the upper right
+# first of each ring (where a lone label has always sat).
+LABEL_DIRECTIONS = ((1, 1), (1, 0), (0, 1), (1, -1), (-1, 1), (0, -1), (-1, 0), (-1, -1))
+LABEL_RINGS = (5, 10, 16, 24, 34, 46)
+
+
 def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     """Final energy (or log-probability) against diversity, one labelled point per combination."""
     plt = _figure()
+    fig = score_diversity_figure(spec, cells)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def score_diversity_figure(spec, cells: list[dict]):
+    """The matplotlib figure of :func:`_plot_score_diversity` (the caller closes it): every point
+    labelled with its cell number, no two labels on top of each other."""
+    plt = _figure()
     key, score_label, _ = SCORES[spec.outputs]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    plotted = 0
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=DPI)
+    points = []
     for cell, colour in zip(cells, _colours(plt, len(cells))):
         x, y = cell["row"].get("diversity"), cell["row"].get(key)
         if x is None or y is None:
             continue
-        ax.scatter([x], [y], color=colour, s=36, label=f"{cell['cell']}: {cell['label']}")
-        ax.annotate(str(cell["cell"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        plotted += 1
+        ax.scatter([x], [y], color=colour, s=MARKER_SIZE, label=f"{cell['cell']}: {cell['label']}")
+        points.append((str(cell["cell"]), x, y))
     ax.set_xlabel(DIVERSITY[spec.outputs])
     ax.set_ylabel(score_label)
     ax.set_title("Final score against diversity, per combination")
-    if not plotted:
+    if not points:
         ax.text(
             0.5,
             0.5,
@@ -207,9 +223,61 @@ def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     else:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    fig.tight_layout()  # before the labels: they are placed where the axes finally are
+    _place_labels(fig, ax, points)
+    return fig
+
+
+def _place_labels(fig, ax, points: list[tuple[str, float, float]]) -> None:
+    """Annotate each ``(label, x, y)`` at the first offset of :data:`LABEL_RINGS` x
+    :data:`LABEL_DIRECTIONS` where it overlaps no label placed before, no marker and nothing outside
+    the axes; a label moved off the first ring gets a thin line to its point. Close points (two
+    settings that end alike) otherwise print their numbers on top of each other."""
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    radius = math.sqrt(MARKER_SIZE) / 2 * to_pixels  # a marker's half-width in pixels
+    centres = [ax.transData.transform((x, y)) for _, x, y in points]
+    taken = [(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]  # the markers
+    inside = ax.get_window_extent(renderer)
+    for text, x, y in points:
+        label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 0), fontsize=7)
+        best = None  # (overlap, ring, box, offset, alignment) of the least bad place, should none be free
+        for ring, distance in enumerate(LABEL_RINGS):
+            for dx, dy in LABEL_DIRECTIONS:
+                alignment = ({1: "left", 0: "center", -1: "right"}[dx], {1: "bottom", 0: "center", -1: "top"}[dy])
+                label.set_horizontalalignment(alignment[0])
+                label.set_verticalalignment(alignment[1])
+                label.xyann = (dx * distance, dy * distance)
+                b = label.get_window_extent(renderer)
+                box = (b.x0, b.y0, b.x1, b.y1)
+                overlap = sum(_overlap(box, other) for other in taken)
+                if b.x0 < inside.x0 or b.x1 > inside.x1 or b.y0 < inside.y0 or b.y1 > inside.y1:
+                    overlap += b.width * b.height  # outside the axes counts as wholly covered
+                if best is None or overlap < best[0]:
+                    best = (overlap, ring, box, label.xyann, alignment)
+                if overlap == 0:
+                    break
+            if best[0] == 0:
+                break
+        label.remove()  # the probe; the label is made again where it goes, with its line if it moved away
+        _, ring, box, offset, (ha, va) = best
+        line = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 1, "shrinkB": 3}
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=offset,
+            ha=ha,
+            va=va,
+            fontsize=7,
+            arrowprops=line if ring > 0 else None,
+        )
+        taken.append(box)
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    """The area two ``(x0, y0, x1, y1)`` boxes share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 # ---- the page ---------------------------------------------------------------------------------
