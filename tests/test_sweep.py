@@ -371,6 +371,39 @@ def test_the_shaded_image_row_comes_closest_to_the_truth_not_the_coldest(nade, t
     assert _shaded((tmp_path / "index.html").read_text()) == [hot["cell"]]
 
 
+def _gif_tiles(path: Path, count: int) -> list[list[np.ndarray]]:
+    """Per frame of a sweep's GIF, its ``count`` tiles (RGB, scaled back to SIDE x SIDE)."""
+    scale = -(-64 // SIDE)  # the GIFs' default: at least 64 pixels a side
+    step = SIDE * scale + 1
+    frames = []
+    with Image.open(path) as gif:
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            picture = np.asarray(gif.convert("RGB"))
+            assert picture.shape[:2] == (step + 1, count * step + 1)
+            frames.append([picture[1:step:scale, 1 + c * step : (c + 1) * step : scale] for c in range(count)])
+    return frames
+
+
+def test_image_sweep_gifs_show_the_true_image_first(nade, tmp_path):
+    spec = SweepSpec.create(nade, ["steps=4"], problems=2, samples=2, mask="centre", every=1, device="cpu")
+    (cell,) = run_sweep(spec, tmp_path, progress=False)
+    ckpt = load_checkpoint(nade)
+    truth = ckpt.codec.decode(ckpt.data["test"][:2]).permute(0, 2, 3, 1).numpy()  # (2, H, W, 1)
+    from gibbsdream.data.masks import inpaint_masks
+
+    hole = ~inpaint_masks("centre", ckpt.codec.shape, 1)[0, 0].numpy()
+    for p, gif in enumerate(cell["gifs"]):
+        frames = _gif_tiles(tmp_path / gif, 1 + 2)
+        assert len(frames) >= 2
+        for tiles in frames:  # the true image, unchanging and never painted as a hole
+            np.testing.assert_array_equal(tiles[0], np.repeat(truth[p], 3, axis=-1))
+        for chain in frames[0][1:]:  # the chains start with their hole shown in magenta
+            assert (chain[hole] == (255, 0, 255)).all() and (chain[~hole] == np.repeat(truth[p], 3, -1)[~hole]).all()
+    write_report(spec, [cell], tmp_path)
+    assert "beside the true image" in (tmp_path / "index.html").read_text()
+
+
 def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     out = tmp_path / "blank"
     assert_ok(
@@ -399,6 +432,8 @@ def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     page = (out / "index.html").read_text()
     _check_offline(page, out)
     assert page.count(".gif") == 4  # two rows x two canvases
+    cell = json.loads((out / "cells" / "000.json").read_text())
+    assert len(_gif_tiles(out / cell["gifs"][0], 1)[0]) == 1  # the chain alone: a blank canvas has no true image
     assert _shaded(page) == [] and "No row is shaded" in page  # no true image: nothing ranks the rows
 
 

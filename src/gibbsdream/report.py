@@ -363,7 +363,9 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
         f"In each cell the sample with the {extreme} {kind.name} is highlighted; grey italics are strings already in "
         "the training data; ×n counts repeats. "
         if spec.outputs == "strings"
-        else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
+        else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step"
+        + ("." if spec.mask == "blank" else ", beside the true image (the first picture).")
+        + " "
     )
     rank = ranking(spec, cells)
     if rank is None:

@@ -349,6 +349,7 @@ def chain_gif(
     show_hole: bool = True,
     hole_color: tuple[int, int, int] = DEFAULT_HOLE_COLOR,
     pad_value: int = DEFAULT_PAD_VALUE,
+    reference: torch.Tensor | None = None,
 ) -> Path:
     """Write an animated GIF of sampling chains (one frame per recorded step), atomically.
 
@@ -366,6 +367,9 @@ def chain_gif(
         scale: integer nearest-neighbour enlargement (default: enough for ``H`` >= 64 pixels).
         columns: chains per row of the grid (default: a square-ish grid).
         pad, pad_value: gray lines between the chains, as in :func:`image_grid`.
+        reference: ``(R, C, H, W)`` long states shown, unchanging, before the chains in every
+            frame: e.g. the true image that inpainting chains try to recover (it is the answer, so
+            its pixels are not painted as a hole). ``columns`` counts them as tiles too.
 
     The GIF loops forever. Its colours are exact when the movie uses at most 256 (any grayscale
     codec, or RGB with few levels); see :func:`_palette_frames`. Pillow merges consecutive
@@ -402,6 +406,17 @@ def chain_gif(
     first = pixels[0].copy()
     if hole is not None:
         first[hole] = np.array(hole_color, dtype=np.uint8)
+    if reference is not None:
+        reference = torch.as_tensor(reference).detach().cpu()
+        if reference.dim() != 4 or tuple(reference.shape[1:]) != tuple(frames.shape[2:]):
+            raise UsageError(
+                f"reference images must be (R, {', '.join(map(str, frames.shape[2:]))}) states, "
+                f"got shape {tuple(reference.shape)}"
+            )
+        shown = codec.decode(reference).permute(0, 2, 3, 1).numpy()  # (R, H, W, C)
+        shown = np.repeat(shown, 3, axis=-1) if channels == 3 and codec.channels == 1 else shown
+        pixels = np.concatenate([np.broadcast_to(shown, (num_frames, *shown.shape)), pixels], axis=1)
+        first = np.concatenate([shown, first])
     movie = np.stack(
         [_grid(upscale(first if f == 0 else pixels[f], scale), columns, pad, pad_value) for f in range(num_frames)]
     )  # (F, H', W', C)
