@@ -227,6 +227,8 @@ def runs(work, corpus, model, single_thread) -> dict:
         "sample text again": [*sample, "--device", "cpu"],
         "sample with the torch engine": [*sample, "--engine", "torch"],
         "sample out": [*sample, "--device", "cpu", "--out", here.dir / "samples" / "out.txt"],
+        "sample out, not quiet": [*sample[:-1], "--out", here.dir / "samples" / "loud.txt"],
+        "train, not quiet": ["train", "rbm", "--data", corpus, "--out", here.dir / "loud", "--epochs", 1],
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
         "sample chain order": [*sample, "--order", "chain"],
         "sample count order": [*sample, "--order", "count"],
@@ -376,6 +378,16 @@ def test_sample_out_file(runs):
     assert written == runs["sample text"].stdout  # same seed, same samples, now in the file
 
 
+def test_commands_name_what_they_wrote(runs):
+    here = runs["here"].dir
+    result = runs["sample out, not quiet"]
+    assert_ok(result)
+    assert result.stderr.splitlines()[-1] == f"wrote {here / 'samples' / 'loud.txt'}"
+    result = runs["train, not quiet"]
+    assert_ok(result)
+    assert result.stderr.splitlines()[-1].startswith(f"wrote {here / 'loud'} (a checkpoint, 1 epochs); try: ")
+
+
 def _records(result: Result) -> list[dict]:
     assert_ok(result)
     return [json.loads(line) for line in result.stdout.splitlines()]
@@ -516,4 +528,5 @@ def test_demo_trains_and_shows_plain_and_annealed_samples(tmp_path, single_threa
     result = gibbsdream_here("demo", "--out", tmp_path / "demo", "--epochs", 1, "--chains", 2, "--steps", 5)
     assert_ok(result)
     assert (tmp_path / "demo" / "config.json").is_file()
+    assert f"wrote {tmp_path / 'demo'} (the demo's checkpoint)" in result.stderr
     assert "1.5" in result.stdout and result.stdout.count("\n") >= 4

@@ -194,7 +194,10 @@ def test_resume_continues_to_the_new_total(work, images, model):
     assert json.loads((folder / "config.json").read_text())["trainer"]["epoch"] == 2
     # Resuming is exact: the same weights as two epochs in one go.
     straight = work / "two-epochs"
-    assert_ok(run("train", "nade", "--data", images, *TRAIN, "--epochs", 2, "--out", straight))
+    loud = [arg for arg in TRAIN if arg != "--quiet"]
+    result = run("train", "nade", "--data", images, *loud, "--epochs", 2, "--out", straight)
+    assert_ok(result)
+    assert f"wrote {straight} (a checkpoint; done: 2 epochs" in result.stderr  # what it made, and where
     assert same_weights(folder, straight)
     assert [r["validation_loss"] for r in history(straight)] == [r["validation_loss"] for r in rows]
 
@@ -366,7 +369,14 @@ def test_gif_and_trace(work, model):
         "cpu",
     )
     assert_ok(result)
-    assert "inpainted 3 image(s)" in result.stderr  # the summary (not --quiet)
+    assert "inpainted 3 image(s)" in result.stderr  # the summary (not --quiet), and one line per output
+    wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
+    assert wrote == [
+        f"wrote 3 files to {folder / 'out'}",
+        f"wrote {folder / 'out' / 'comparison.png'} (per image: the original, its hole in magenta, then the fills)",
+        f"wrote {gif}",
+        f"wrote {trace}",
+    ]
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.is_animated and image.n_frames > 1
     report = json.loads(trace.read_text(encoding="utf-8"))
@@ -425,25 +435,17 @@ def test_gray_file_into_an_rgb_model_is_converted(work, images):
 
 def test_sample_writes_pngs_grid_gif_and_trace(work, model):
     out, gif, trace = work / "samples", work / "samples.gif", work / "samples.json"
-    assert_ok(
-        run(
-            "sample",
-            model,
-            "--num-samples",
-            3,
-            "--steps",
-            STEPS,
-            "--gif",
-            gif,
-            "--trace",
-            trace,
-            "--out",
-            out,
-            "--quiet",
-            "--device",
-            "cpu",
-        )
-    )
+    result = run(
+        "sample", model, "--num-samples", 3, "--steps", STEPS, "--gif", gif, "--trace", trace, "--out", out,
+        "--device", "cpu",
+    )  # fmt: skip
+    assert_ok(result)
+    assert [line for line in result.stderr.splitlines() if line.startswith("wrote ")] == [
+        f"wrote 3 files to {out} (sample-0000.png ...)",
+        f"wrote {out / 'grid.png'} (all the samples in one picture)",
+        f"wrote {gif}",
+        f"wrote {trace}",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", *[f"sample-{i:04d}.png" for i in range(3)]]
     for i in range(3):
         made = pixels(out / f"sample-{i:04d}.png")

@@ -220,7 +220,8 @@ def test_rbm_report_folder_is_complete_and_offline(rbm, tmp_path):
     _check_offline(page, out)
     assert page.count("<mark>") == 2  # the lowest-energy sample of each row
     assert '<meta name="viewport"' in page
-    assert "wrote" in result.stderr and "index.html" in result.stderr
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != ".lock")
+    assert f"wrote {len(files)} files to {out}; open {out / 'index.html'}" in result.stderr.splitlines()
 
 
 def _check_offline(page: str, folder: Path) -> None:

@@ -150,7 +150,7 @@ def train_rbm(
     if not result.trained:
         _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
     elif not quiet:
-        _say(f"saved {out} ({result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+        _say(f"wrote {out} (a checkpoint, {result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
 
 
 # ---- sample ---------------------------------------------------------------------------------
@@ -386,6 +386,8 @@ def sample_command(
             f"mean {dream.chain.trace_name} {s['mean_energy']:.2f} ({dream.chain.trace_kind.direction}), "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
+        if out is not None:
+            _say(f"wrote {out}")
 
 
 # ---- evaluate -------------------------------------------------------------------------------
@@ -511,6 +513,7 @@ def demo_command(out, epochs, chains, steps, seed):
             training={"epochs": epochs, "monitor_every": 0, "seed": seed},
             options={"max_length": 20, "case_fold": True, "min_char_count": 20},
         )
+        _say(f"wrote {out} (the demo's checkpoint)")
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
 

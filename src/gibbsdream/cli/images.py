@@ -290,7 +290,7 @@ def train_nade(
     elif result.writer and not quiet:
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
-            f"saved {out} ({why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
+            f"wrote {out} (a checkpoint; {why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
             f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted"
         )
 
@@ -498,9 +498,13 @@ def sample_images(
     if not quiet:
         _say(
             f"{num_samples} samples with {sampler} "
-            f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
-            f"in {dream.seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else "")
+            f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) in {dream.seconds:.1f}s"
         )
+        _say(f"wrote {num_samples} files to {out} (sample-0000.png ...)")
+        _say(f"wrote {out / 'grid.png'} (all the samples in one picture)")
+        for path in (gif, trace):
+            if path:
+                _say(f"wrote {path}")
 
 
 def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):

@@ -192,7 +192,8 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        _say(f"wrote {out}/index.html and results.json")
+        files = sum(1 for path in Path(out).rglob("*") if path.is_file() and not path.name.startswith("."))
+        _say(f"wrote {files} files to {out}; open {Path(out) / 'index.html'}")
         best, rank = best_cells(spec, cells), ranking(spec, cells)
         if best:
             value = best[0]["row"][rank[0]]
