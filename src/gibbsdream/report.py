@@ -35,7 +35,7 @@ SCORES = {  # kind of outputs -> (row key, axis label, higher is better); the sc
 # samples are best, as the string lists order them.
 RANKINGS = {  # kind of outputs -> (row key, what it is; its direction comes from the trace for strings)
     "strings": ("mean_final_energy", "mean final free energy (T = 1)"),
-    "images": ("hole_psnr_db", "hole PSNR, closeness of the fills to the true images (dB)"),
+    "images": ("hole_psnr_db", "hole PSNR in dB (how close the fills come to the true images)"),
 }
 DIVERSITY = {
     "strings": "diversity: share of unique samples",
