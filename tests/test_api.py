@@ -11,6 +11,7 @@ import torch
 import gibbsdream
 from cli_harness import assert_ok, gibbsdream_here
 from gibbsdream.checkpoint import save_checkpoint
+from gibbsdream.summary import training_strings
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,23 @@ def test_loading_stays_off_torchs_python_reference_ops(work):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_samples_along_a_chain_leave_out_its_starting_state(rbm):
+    """With ``every``, the records are the states after step 0: the start (here training strings,
+    with --init train) is what the chain began from, not something the model generated. The chain's
+    frames keep it, for animations."""
+    ckpt = gibbsdream.load(rbm, device="cpu")
+    dream = gibbsdream.generate(ckpt, num_samples=3, steps=10, every=5, init="train", seed=1, engine="torch")
+    chain = dream.chain
+    assert chain.frame_steps == [0, 5, 10] and chain.frames.shape[:2] == (3, 3)
+    assert [(r["chain"], r["step"]) for r in dream.records] == [(c, s) for c in range(3) for s in (5, 10)]
+    decoded = [ckpt.codec.decode(frame) for frame in chain.frames]  # (F, N) texts
+    assert [r["text"] for r in dream.records] == [decoded[f][c] for c in range(3) for f in (1, 2)]
+    assert all(text in training_strings(ckpt) for text in decoded[0])  # what was left out
+    deduped = gibbsdream.generate(
+        ckpt, num_samples=3, steps=10, every=5, init="train", seed=1, engine="torch", dedupe=True
+    ).records
+    for c in range(3):  # dedupe compares samples with samples only
+        ours = [r["text"] for r in deduped if r["chain"] == c]
+        assert ours == list(dict.fromkeys(decoded[f][c] for f in (1, 2)))

@@ -149,7 +149,7 @@ def test_inpaint_and_sample_with_a_caption(work, model):
         )
         assert_ok(result)
         assert result.stderr.count("notice") == 0
-        assert len(list((out / str(caption)).glob("*.png"))) == 3
+        assert len(list((out / str(caption)).glob("heldout-*.png"))) == 3
     result = run(
         "sample",
         model,

@@ -167,6 +167,7 @@ BAD_INPUT = {
         "--json",
     ],
     "--prefix longer than max length": lambda c: ["sample", c.model, "--prefix", "abcdefghijklmnop"],
+    "--order with --format jsonl": lambda c: ["sample", c.model, "--order", "count", "--format", "jsonl"],
     "train into an existing checkpoint": lambda c: c.train("--data", c.corpus, "--out", c.copy("existing-ckpt")),
     "bad --temperature with an existing --out": lambda c: [
         "sample",
@@ -226,7 +227,12 @@ def runs(work, corpus, model, single_thread) -> dict:
         "sample text again": [*sample, "--device", "cpu"],
         "sample with the torch engine": [*sample, "--engine", "torch"],
         "sample out": [*sample, "--device", "cpu", "--out", here.dir / "samples" / "out.txt"],
+        "sample out, not quiet": [*sample[:-1], "--out", here.dir / "samples" / "loud.txt"],
+        "train, not quiet": ["train", "rbm", "--data", corpus, "--out", here.dir / "loud", "--epochs", 1],
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
+        "sample chain order": [*sample, "--order", "chain"],
+        "sample count order": [*sample, "--order", "count"],
+        "sample jsonl": [*sample, "--format", "jsonl"],
         "sample every dedupe": [
             "sample",
             model,
@@ -309,17 +315,46 @@ def test_the_engine_is_saved_and_can_be_changed_on_resume(runs, model):
 
 # ---- sample ---------------------------------------------------------------------------------------------
 
-TEXT_LINE = re.compile(r"^ *-?\d+\.\d\d  [a-z]*( {3}\(in training data\))?$")
+# "  12×  abc   -3.21   (in training data)": a count, a distinct string, its free energy.
+TEXT_LINE = re.compile(r"^ +(\d+)×  ([a-z]*) +(-?\d+\.\d\d)( {3}\(in training data\))?$")
+# The chain order's line, as sample has always written it: "    -3.21  abc   (in training data)".
+CHAIN_LINE = re.compile(r"^ *(-?\d+\.\d\d)  ([a-z]*)( {3}\(in training data\))?$")
 
 
-def test_sample_text(runs):
-    result = runs["sample text"]  # a real subprocess
+def _lines(result: Result, pattern: re.Pattern) -> list[re.Match]:
     assert_ok(result)
-    assert result.stderr == ""  # --quiet
     lines = result.stdout.splitlines()
-    assert len(lines) == CHAINS
-    for line in lines:
-        assert TEXT_LINE.match(line), line
+    matches = [pattern.match(line) for line in lines]
+    assert all(matches), [line for line, m in zip(lines, matches) if not m]
+    return matches
+
+
+def test_sample_text_lists_each_string_once_likeliest_first(runs):
+    result = runs["sample text"]  # a real subprocess
+    assert result.stderr == ""  # --quiet
+    lines = _lines(result, TEXT_LINE)
+    texts, energies = [m[2] for m in lines], [float(m[3]) for m in lines]
+    assert len(set(texts)) == len(texts) and sum(int(m[1]) for m in lines) == CHAINS
+    assert energies == sorted(energies)  # free energy: lower is likelier
+    # The same samples as the JSON records, one per sample: each string as often as its count says.
+    records = _records(runs["sample jsonl"])
+    assert sorted((m[2], int(m[1])) for m in lines) == sorted(
+        (t, [r["text"] for r in records].count(t)) for t in {r["text"] for r in records}
+    )
+    for m in lines:
+        mine = [r for r in records if r["text"] == m[2]]
+        assert float(m[3]) == pytest.approx(min(r["energy"] for r in mine), abs=0.006)
+        assert (m[4] is not None) is mine[0]["in_training_data"]
+
+
+def test_sample_text_in_count_and_chain_order(runs):
+    by_energy = [(m[1], m[2], m[3]) for m in _lines(runs["sample text"], TEXT_LINE)]
+    by_count = [(m[1], m[2], m[3]) for m in _lines(runs["sample count order"], TEXT_LINE)]
+    assert sorted(by_count) == sorted(by_energy)
+    assert [int(c) for c, _, _ in by_count] == sorted((int(c) for c, _, _ in by_count), reverse=True)
+    chain = _lines(runs["sample chain order"], CHAIN_LINE)  # one line per sample, in chain order
+    assert [m[2] for m in chain] == [r["text"] for r in _records(runs["sample jsonl"])]
+    assert sorted(m[2] for m in chain) == sorted(t for c, t, _ in by_energy for _ in range(int(c)))
 
 
 def test_same_seed_gives_the_same_samples(runs):
@@ -328,12 +363,11 @@ def test_same_seed_gives_the_same_samples(runs):
 
 
 def test_both_sampling_engines_give_the_same_strings(runs):
-    assert_ok(runs["sample with the torch engine"])
-    ours, reference = runs["sample text"].stdout.splitlines(), runs["sample with the torch engine"].stdout.splitlines()
-    assert [line.split()[1:] for line in ours] == [line.split()[1:] for line in reference]  # the same strings
-    assert [float(line.split()[0]) for line in ours] == pytest.approx(
-        [float(line.split()[0]) for line in reference], abs=0.011
-    )  # energies to the printed digits
+    ours = _lines(runs["sample text"], TEXT_LINE)
+    reference = _lines(runs["sample with the torch engine"], TEXT_LINE)
+    assert sorted((m[1], m[2]) for m in ours) == sorted((m[1], m[2]) for m in reference)  # the same strings
+    energy = {m[2]: float(m[3]) for m in reference}
+    assert [float(m[3]) for m in ours] == pytest.approx([energy[m[2]] for m in ours], abs=0.011)  # to the digits
 
 
 def test_sample_out_file(runs):
@@ -342,6 +376,16 @@ def test_sample_out_file(runs):
     assert result.stdout == ""
     written = (runs["here"].dir / "samples" / "out.txt").read_text(encoding="utf-8")
     assert written == runs["sample text"].stdout  # same seed, same samples, now in the file
+
+
+def test_commands_name_what_they_wrote(runs):
+    here = runs["here"].dir
+    result = runs["sample out, not quiet"]
+    assert_ok(result)
+    assert result.stderr.splitlines()[-1] == f"wrote {here / 'samples' / 'loud.txt'}"
+    result = runs["train, not quiet"]
+    assert_ok(result)
+    assert result.stderr.splitlines()[-1].startswith(f"wrote {here / 'loud'} (a checkpoint, 1 epochs); try: ")
 
 
 def _records(result: Result) -> list[dict]:
@@ -373,8 +417,8 @@ def test_sample_every_with_dedupe(runs):
         texts = [r["text"] for r in rows]
         assert len(texts) == len(set(texts)), texts  # no repeats within a chain
         steps = [r["step"] for r in rows]
-        assert steps == sorted(steps) and set(steps) <= set(range(0, 61, 10))
-        assert steps[0] == 0  # the first frame is always new
+        assert steps == sorted(steps) and set(steps) <= set(range(10, 61, 10))  # never step 0, the start
+        assert steps[0] == 10  # the first sample is always new
 
 
 # ---- evaluate -----------------------------------------------------------------------------------------
@@ -484,4 +528,5 @@ def test_demo_trains_and_shows_plain_and_annealed_samples(tmp_path, single_threa
     result = gibbsdream_here("demo", "--out", tmp_path / "demo", "--epochs", 1, "--chains", 2, "--steps", 5)
     assert_ok(result)
     assert (tmp_path / "demo" / "config.json").is_file()
+    assert f"wrote {tmp_path / 'demo'} (the demo's checkpoint)" in result.stderr
     assert "1.5" in result.stdout and result.stdout.count("\n") >= 4

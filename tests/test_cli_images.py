@@ -194,7 +194,10 @@ def test_resume_continues_to_the_new_total(work, images, model):
     assert json.loads((folder / "config.json").read_text())["trainer"]["epoch"] == 2
     # Resuming is exact: the same weights as two epochs in one go.
     straight = work / "two-epochs"
-    assert_ok(run("train", "nade", "--data", images, *TRAIN, "--epochs", 2, "--out", straight))
+    loud = [arg for arg in TRAIN if arg != "--quiet"]
+    result = run("train", "nade", "--data", images, *loud, "--epochs", 2, "--out", straight)
+    assert_ok(result)
+    assert f"wrote {straight} (a checkpoint; done: 2 epochs" in result.stderr  # what it made, and where
     assert same_weights(folder, straight)
     assert [r["validation_loss"] for r in history(straight)] == [r["validation_loss"] for r in rows]
 
@@ -267,7 +270,7 @@ def test_inpaint_folder_to_folder_keeps_the_names(work, model, images):
         shutil.copy(images / src, folder / name)
     out = work / "some-out"
     assert_ok(inpaint(model, "--image", folder, "--mask", BOX, "--out", out))
-    assert sorted(p.name for p in out.iterdir()) == names
+    assert sorted(p.name for p in out.iterdir()) == sorted(["comparison.png", *names])
     for name in names:
         np.testing.assert_array_equal(pixels(out / name)[box_known()], pixels(folder / name)[box_known()])
 
@@ -277,7 +280,7 @@ def test_inpaint_heldout(work, model):
 
     out = work / "heldout"
     assert_ok(inpaint(model, "--image", "heldout:3", "--mask", BOX, "--out", out))
-    assert sorted(p.name for p in out.iterdir()) == [f"heldout-{i:04d}.png" for i in range(3)]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", *[f"heldout-{i:04d}.png" for i in range(3)]]
     test = load_file(checkpoint_file(model, "data"))["test"].long().numpy()  # (N, 1, H, W) levels
     for i in range(3):
         expected = (test[i, 0] * 85).astype(np.uint8)
@@ -287,23 +290,61 @@ def test_inpaint_heldout(work, model):
 def test_heldout_count_is_capped_at_the_test_split(work, model):
     out = work / "heldout-all"
     assert_ok(inpaint(model, "--image", "heldout:100", "--out", out))
-    assert len(list(out.iterdir())) == 4
+    assert len(list(out.iterdir())) == 4 + 1  # and the comparison
 
 
 def test_samples_are_named_name_k(work, model, images):
     out = work / "two-samples"
     assert_ok(inpaint(model, "--image", images / "im04.png", "--samples", 2, "--out", out))
-    assert sorted(p.name for p in out.iterdir()) == ["im04-0.png", "im04-1.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", "im04-0.png", "im04-1.png"]
     out = work / "two-samples-heldout"
     assert_ok(inpaint(model, "--image", "heldout:2", "--samples", 2, "--out", out))
-    assert sorted(p.name for p in out.iterdir()) == [f"heldout-{i:04d}-{k}.png" for i in range(2) for k in range(2)]
+    fills = [f"heldout-{i:04d}-{k}.png" for i in range(2) for k in range(2)]
+    assert sorted(p.name for p in out.iterdir()) == ["comparison.png", *fills]
 
 
 def test_inpaint_single_file_into_an_existing_folder(work, model, images):
     out = work / "into-folder"
     out.mkdir()
     assert_ok(inpaint(model, "--image", images / "im05.png", "--out", out))
-    assert [p.name for p in out.iterdir()] == ["im05.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["im05-comparison.png", "im05.png"]
+
+
+def tiles(picture: np.ndarray, rows: int, columns: int) -> list[list[np.ndarray]]:
+    """The ``SIDE`` x ``SIDE`` pictures of a grid written with 1-pixel gaps, each scaled back down."""
+    step = (picture.shape[0] - 1) // rows  # a picture and the gap after it
+    scale = (step - 1) // SIDE
+    assert picture.shape[:2] == (rows * step + 1, columns * step + 1)
+    return [
+        [picture[1 + r * step : 1 + r * step + SIDE * scale : scale, 1 + c * step : 1 + c * step + SIDE * scale : scale]
+         for c in range(columns)]
+        for r in range(rows)
+    ]  # fmt: skip
+
+
+def test_inpaint_writes_a_comparison_of_originals_holes_and_fills(work, model):
+    from safetensors.torch import load_file
+
+    out = work / "compare"
+    result = run(
+        "inpaint", model, "--image", "heldout:2", "--samples", 3, "--mask", BOX, "--steps", STEPS, "--out", out,
+        "--device", "cpu",
+    )  # fmt: skip
+    assert_ok(result)
+    picture = pixels(out / "comparison.png")
+    assert picture.shape[2] == 3 and picture.shape[0] >= 64  # RGB (the hole is coloured), big enough to see
+    grid = tiles(picture, rows=2, columns=2 + 3)
+    test = load_file(checkpoint_file(model, "data"))["test"].long().numpy()  # (N, 1, H, W) levels
+    gray = np.stack([np.repeat(EXACT[test[i, 0]][..., None], 3, axis=-1) for i in range(2)])
+    for i, row in enumerate(grid):
+        np.testing.assert_array_equal(row[0], gray[i])  # the original
+        holed = gray[i].copy()
+        holed[~box_known()] = (255, 0, 255)
+        np.testing.assert_array_equal(row[1], holed)  # its hole, in magenta
+        for k in range(3):  # then its fills, as written beside
+            fill = pixels(out / f"heldout-{i:04d}-{k}.png")
+            np.testing.assert_array_equal(row[2 + k], np.repeat(fill[..., None], 3, axis=-1))
+    assert f"wrote 6 files to {out}" in result.stderr and f"wrote {out / 'comparison.png'}" in result.stderr
 
 
 def test_gif_and_trace(work, model):
@@ -328,7 +369,14 @@ def test_gif_and_trace(work, model):
         "cpu",
     )
     assert_ok(result)
-    assert "inpainted 3 image(s)" in result.stderr  # the summary (not --quiet)
+    assert "inpainted 3 image(s)" in result.stderr  # the summary (not --quiet), and one line per output
+    wrote = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
+    assert wrote == [
+        f"wrote 3 files to {folder / 'out'}",
+        f"wrote {folder / 'out' / 'comparison.png'} (per image: the original, its hole in magenta, then the fills)",
+        f"wrote {gif}",
+        f"wrote {trace}",
+    ]
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.is_animated and image.n_frames > 1
     report = json.loads(trace.read_text(encoding="utf-8"))
@@ -387,25 +435,17 @@ def test_gray_file_into_an_rgb_model_is_converted(work, images):
 
 def test_sample_writes_pngs_grid_gif_and_trace(work, model):
     out, gif, trace = work / "samples", work / "samples.gif", work / "samples.json"
-    assert_ok(
-        run(
-            "sample",
-            model,
-            "--num-samples",
-            3,
-            "--steps",
-            STEPS,
-            "--gif",
-            gif,
-            "--trace",
-            trace,
-            "--out",
-            out,
-            "--quiet",
-            "--device",
-            "cpu",
-        )
-    )
+    result = run(
+        "sample", model, "--num-samples", 3, "--steps", STEPS, "--gif", gif, "--trace", trace, "--out", out,
+        "--device", "cpu",
+    )  # fmt: skip
+    assert_ok(result)
+    assert [line for line in result.stderr.splitlines() if line.startswith("wrote ")] == [
+        f"wrote 3 files to {out} (sample-0000.png ...)",
+        f"wrote {out / 'grid.png'} (all the samples in one picture)",
+        f"wrote {gif}",
+        f"wrote {trace}",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["grid.png", *[f"sample-{i:04d}.png" for i in range(3)]]
     for i in range(3):
         made = pixels(out / f"sample-{i:04d}.png")
@@ -555,6 +595,10 @@ BAD_INPUT = {
     "inpaint a folder that is no checkpoint": (
         lambda c: ["inpaint", c.images, "--image", c.image, "--out", c.out],
         "not a gibbsdream checkpoint",
+    ),
+    "an image to fill named comparison.png": (
+        lambda c: c.inpaint("--image", c.png("named/comparison.png", ZEROS).parent, "--out", c.out),
+        "rename it",
     ),
     "--steps 0": (lambda c: c.inpaint("--steps", 0), "--steps"),
     "--steps -1": (lambda c: c.inpaint("--steps", -1), "--steps"),

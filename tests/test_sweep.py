@@ -220,7 +220,8 @@ def test_rbm_report_folder_is_complete_and_offline(rbm, tmp_path):
     _check_offline(page, out)
     assert page.count("<mark>") == 2  # the lowest-energy sample of each row
     assert '<meta name="viewport"' in page
-    assert "wrote" in result.stderr and "index.html" in result.stderr
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != ".lock")
+    assert f"wrote {len(files)} files to {out}; open {out / 'index.html'}" in result.stderr.splitlines()
 
 
 def _check_offline(page: str, folder: Path) -> None:
@@ -231,6 +232,39 @@ def _check_offline(page: str, folder: Path) -> None:
         assert "://" not in link and not link.startswith(("/", "//")), link
         assert (folder / link).is_file(), link
     assert "<script" not in page and "@import" not in page and "url(" not in page
+
+
+def test_no_two_labels_of_the_score_diversity_plot_overlap():
+    """Settings that end alike put their points on top of each other (cells 3 and 6 of the annealing
+    sweep in docs/sweeps.md printed their numbers over each other); every label gets a place of its own."""
+    from types import SimpleNamespace
+
+    from gibbsdream.report import score_diversity_figure
+
+    spots = [(0.74, -83.7)] * 6 + [(0.745, -83.65), (0.71, -83.7), (0.74, -82.9), (1.0, -69.5), (1.0, -68.4)]
+    spots += [(0.05, -84.0), (0.05, -84.3), (0.0, -84.35)]  # the corner: room on one side only
+    cells = [
+        {"cell": i, "label": f"T={i}", "row": {"diversity": x, "mean_final_energy": y}}
+        for i, (x, y) in enumerate(spots)
+    ]
+    fig = score_diversity_figure(SimpleNamespace(outputs="strings"), cells)
+    try:
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        labels = ax.texts
+        assert sorted(int(t.get_text()) for t in labels) == list(range(len(spots)))
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        frame = ax.get_window_extent(renderer)
+        for i, a in enumerate(boxes):
+            assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1, labels[i]
+            for j, b in enumerate(boxes[:i]):
+                assert not a.overlaps(b), (labels[i].get_text(), labels[j].get_text())
+            for x, y in spots:  # nor does a label cover a marker's centre
+                assert not a.contains(*ax.transData.transform((x, y))), labels[i].get_text()
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
 
 
 def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_path):
@@ -255,6 +289,16 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_cells(rbm, tmp_pa
     assert (out / "cells" / "000.json").stat().st_mtime_ns == first
     fresh = run_sweep(spec, tmp_path / "fresh", progress=False)
     assert _without_time([c["row"] for c in cells]) == _without_time([c["row"] for c in fresh])
+
+
+def test_steps_is_the_one_value_grid_of_steps(rbm, tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert_ok(run("sweep", rbm, "--grid", "temperature=1,0.5", "--steps", 3, "--chains", 2, "--out", short, "-q"))
+    given = ("--grid", "temperature=1,0.5", "--grid", "steps=3")
+    assert_ok(run("sweep", rbm, *given, "--chains", 2, "--out", long, "-q"))
+    spec, same = (json.loads((folder / "sweep.json").read_text()) for folder in (short, long))
+    assert spec["grid"] == same["grid"] == {"temperature": ["1", "0.5"], "steps": [3]}
+    assert [len(json.loads((short / "cells" / f"{i:03d}.json").read_text())["mean_trace"]) for i in (0, 1)] == [4, 4]
 
 
 def test_a_folder_with_another_sweep_is_refused(rbm, tmp_path):
@@ -306,6 +350,61 @@ def test_image_rows_match_sample_keep_known_pixels_and_do_not_depend_on_processe
     assert sum(c["row"]["mean_final_log_prob"] for c in cold) > sum(c["row"]["mean_final_log_prob"] for c in hot)
 
 
+def _shaded(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r'<tr class=best><td class=num data-label="#">(\d+)</td>', page)]
+
+
+def test_the_shaded_image_row_comes_closest_to_the_truth_not_the_coldest(nade, tmp_path):
+    spec = SweepSpec.create(nade, ["temperature=1,0", "block=0.5", "steps=6"], problems=3, samples=2, device="cpu")
+    cells = run_sweep(spec, tmp_path, progress=False)
+    hot, cold = cells
+    # What shaded the coldest row before: its last redraw took every conditional's mode, so the
+    # mean log-probability of that redraw (the final trace) is the highest there by construction.
+    assert cold["row"]["mean_final_log_prob"] > hot["row"]["mean_final_log_prob"]
+    for closest in (hot, cold):  # whichever row's fills come closest to the true images is shaded
+        other = cold if closest is hot else hot
+        closest["row"]["hole_psnr_db"], other["row"]["hole_psnr_db"] = 9.0, 8.0
+        write_report(spec, cells, tmp_path)
+        page = (tmp_path / "index.html").read_text()
+        assert _shaded(page) == [closest["cell"]] and "highest hole PSNR" in page
+    hot["row"]["hole_psnr_db"] = None  # recorded so where the fills equal the truth (no finite PSNR)
+    write_report(spec, cells, tmp_path)
+    assert _shaded((tmp_path / "index.html").read_text()) == [hot["cell"]]
+
+
+def _gif_tiles(path: Path, count: int) -> list[list[np.ndarray]]:
+    """Per frame of a sweep's GIF, its ``count`` tiles (RGB, scaled back to SIDE x SIDE)."""
+    scale = -(-64 // SIDE)  # the GIFs' default: at least 64 pixels a side
+    step = SIDE * scale + 1
+    frames = []
+    with Image.open(path) as gif:
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            picture = np.asarray(gif.convert("RGB"))
+            assert picture.shape[:2] == (step + 1, count * step + 1)
+            frames.append([picture[1:step:scale, 1 + c * step : (c + 1) * step : scale] for c in range(count)])
+    return frames
+
+
+def test_image_sweep_gifs_show_the_true_image_first(nade, tmp_path):
+    spec = SweepSpec.create(nade, ["steps=4"], problems=2, samples=2, mask="centre", every=1, device="cpu")
+    (cell,) = run_sweep(spec, tmp_path, progress=False)
+    ckpt = load_checkpoint(nade)
+    truth = ckpt.codec.decode(ckpt.data["test"][:2]).permute(0, 2, 3, 1).numpy()  # (2, H, W, 1)
+    from gibbsdream.data.masks import inpaint_masks
+
+    hole = ~inpaint_masks("centre", ckpt.codec.shape, 1)[0, 0].numpy()
+    for p, gif in enumerate(cell["gifs"]):
+        frames = _gif_tiles(tmp_path / gif, 1 + 2)
+        assert len(frames) >= 2
+        for tiles in frames:  # the true image, unchanging and never painted as a hole
+            np.testing.assert_array_equal(tiles[0], np.repeat(truth[p], 3, axis=-1))
+        for chain in frames[0][1:]:  # the chains start with their hole shown in magenta
+            assert (chain[hole] == (255, 0, 255)).all() and (chain[~hole] == np.repeat(truth[p], 3, -1)[~hole]).all()
+    write_report(spec, [cell], tmp_path)
+    assert "beside the true image" in (tmp_path / "index.html").read_text()
+
+
 def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     out = tmp_path / "blank"
     assert_ok(
@@ -334,6 +433,9 @@ def test_image_report_via_the_cli_blank_canvas_and_one_sample(nade, tmp_path):
     page = (out / "index.html").read_text()
     _check_offline(page, out)
     assert page.count(".gif") == 4  # two rows x two canvases
+    cell = json.loads((out / "cells" / "000.json").read_text())
+    assert len(_gif_tiles(out / cell["gifs"][0], 1)[0]) == 1  # the chain alone: a blank canvas has no true image
+    assert _shaded(page) == [] and "No row is shaded" in page  # no true image: nothing ranks the rows
 
 
 def test_image_sweep_of_a_folder(nade, tmp_path, work):
@@ -369,6 +471,8 @@ def test_image_sweep_of_a_folder(nade, tmp_path, work):
         (["--grid", "temperature=warm"], ["warm"]),
         (["--grid", "steps=2", "--problems", 3], ["--problems applies to image (NADE) models"]),
         (["--grid", "steps=2", "--chains", 0], ["--chains must be >= 1"]),
+        (["--grid", "steps=2", "--steps", 3], ["--steps", "--grid steps", "not both"]),
+        (["--steps", 0], ["--steps must be >= 1"]),
     ],
 )
 def test_bad_sweeps_of_string_models(rbm, tmp_path, args, words):

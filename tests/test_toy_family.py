@@ -169,6 +169,13 @@ def test_gibbsdream_sample_and_evaluate_commands(toy, capsys):
     assert code == 0
     texts = [json.loads(line)["text"] for line in out.splitlines()]
     assert len(texts) == 400 and texts.count("abc") > texts.count("cab") > texts.count("bbb")
+    code, out, _ = run_cli(capsys, "sample", folder, "--chains", 400, "--steps", 15, "--quiet")
+    assert code == 0
+    # One line per distinct string, "  N×  text  value"; its trace is a log-probability, so higher first.
+    rows = [line.split() for line in out.splitlines()]
+    values = [float(value) for _, _, value in rows]
+    assert values == sorted(values, reverse=True) and len(rows) == len({text for _, text, _ in rows})
+    assert {text: int(count.rstrip("×")) for count, text, _ in rows} == {t: texts.count(t) for t in set(texts)}
     code, _, err = run_cli(capsys, "sample", folder, "--prefix", "a")  # an RBM flag: one line, exit 2
     assert code == 2 and "--prefix applies to string (RBM) models only" in err
     code, _, err = run_cli(capsys, "sample", folder, "--gif", "x.gif")  # an image flag

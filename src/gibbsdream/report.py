@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_text
 from .sampling.chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
+from .summary import distinct_records
 
 # What a family's trace holds, for cell records written before they carried "trace_kind" (only
 # the two built-in families wrote such records).
@@ -23,6 +25,17 @@ FAMILY_TRACE_KINDS = {"rbm": FREE_ENERGY, "nade": LOG_PROBABILITY}
 SCORES = {  # kind of outputs -> (row key, axis label, higher is better); the score is the final trace
     "strings": ("mean_final_energy", "mean final free energy (T = 1)", FREE_ENERGY.higher_is_better),
     "images": ("mean_final_log_prob", "mean log-probability of the last redraw", LOG_PROBABILITY.higher_is_better),
+}
+# What shades a row "best". For images it is not the final trace: that is the mean log-probability
+# of the variables the last step redrew, under their conditionals, which a colder draw raises by
+# construction (at T = 0 every variable takes its conditional's mode), so ranking by it named the
+# coldest row best whatever the fills looked like. Where the hole hides a true image the fills that
+# come closest to it are best (hole PSNR); blank canvases have no truth to compare with, and no best
+# row. A string's free energy is the whole sample's (unnormalised) log-probability: the likeliest
+# samples are best, as the string lists order them.
+RANKINGS = {  # kind of outputs -> (row key, what it is; its direction comes from the trace for strings)
+    "strings": ("mean_final_energy", "mean final free energy (T = 1)"),
+    "images": ("hole_psnr_db", "hole PSNR in dB (how close the fills come to the true images)"),
 }
 DIVERSITY = {
     "strings": "diversity: share of unique samples",
@@ -71,6 +84,37 @@ def trace_kind(spec, cells: list[dict]) -> TraceKind:
     return FAMILY_TRACE_KINDS[spec.family]
 
 
+def ranking(spec, cells: list[dict]) -> tuple[str, str, bool] | None:
+    """``(row key, what it is, higher is better)`` of the figure that picks the best rows
+    (:data:`RANKINGS`), or None where nothing ranks them (image sweeps of blank canvases)."""
+    if spec.outputs == "images" and spec.mask == "blank":
+        return None
+    key, title = RANKINGS[spec.outputs]
+    return key, title, True if spec.outputs == "images" else trace_kind(spec, cells).higher_is_better
+
+
+def _rank_value(row: dict, key: str) -> float | None:
+    value = row.get(key)
+    if value is None and key == "hole_psnr_db" and key in row:
+        return math.inf  # the sweep records no PSNR where the fills equal the truth: the closest there is
+    if value is None or math.isnan(value):
+        return None
+    return value
+
+
+def best_cells(spec, cells: list[dict]) -> list[dict]:
+    """The cells with the best :func:`ranking` figure (several on a tie; none without a ranking)."""
+    rank = ranking(spec, cells)
+    if rank is None:
+        return []
+    key, _, higher_is_better = rank
+    scored = [(value, c) for c in cells if (value := _rank_value(c["row"], key)) is not None]
+    if not scored:
+        return []
+    best = (max if higher_is_better else min)(value for value, _ in scored)
+    return [c for value, c in scored if value == best]
+
+
 def _problem_text(spec) -> str:
     if spec.outputs == "strings":
         return f"{spec.chains} chains from the same starting states"
@@ -94,7 +138,7 @@ def _figure():
 
 def _save(fig, path: Path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -134,23 +178,39 @@ def _plot_traces(spec, cells: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+DPI = 110  # the plots' resolution; the figures are laid out at it, so labels are placed as saved
+MARKER_SIZE = 36  # scatter marker area in points^2
+# Where a point's label may go: offsets in points (right and up), nearest first, the upper right
+# first of each ring (where a lone label has always sat).
+LABEL_DIRECTIONS = ((1, 1), (1, 0), (0, 1), (1, -1), (-1, 1), (0, -1), (-1, 0), (-1, -1))
+LABEL_RINGS = (5, 10, 16, 24, 34, 46)
+
+
 def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     """Final energy (or log-probability) against diversity, one labelled point per combination."""
     plt = _figure()
+    fig = score_diversity_figure(spec, cells)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def score_diversity_figure(spec, cells: list[dict]):
+    """The matplotlib figure of :func:`_plot_score_diversity` (the caller closes it): every point
+    labelled with its cell number, no two labels on top of each other."""
+    plt = _figure()
     key, score_label, _ = SCORES[spec.outputs]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    plotted = 0
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=DPI)
+    points = []
     for cell, colour in zip(cells, _colours(plt, len(cells))):
         x, y = cell["row"].get("diversity"), cell["row"].get(key)
         if x is None or y is None:
             continue
-        ax.scatter([x], [y], color=colour, s=36, label=f"{cell['cell']}: {cell['label']}")
-        ax.annotate(str(cell["cell"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        plotted += 1
+        ax.scatter([x], [y], color=colour, s=MARKER_SIZE, label=f"{cell['cell']}: {cell['label']}")
+        points.append((str(cell["cell"]), x, y))
     ax.set_xlabel(DIVERSITY[spec.outputs])
     ax.set_ylabel(score_label)
     ax.set_title("Final score against diversity, per combination")
-    if not plotted:
+    if not points:
         ax.text(
             0.5,
             0.5,
@@ -163,9 +223,61 @@ def _plot_score_diversity(spec, cells: list[dict], path: Path) -> None:
     else:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    fig.tight_layout()  # before the labels: they are placed where the axes finally are
+    _place_labels(fig, ax, points)
+    return fig
+
+
+def _place_labels(fig, ax, points: list[tuple[str, float, float]]) -> None:
+    """Annotate each ``(label, x, y)`` at the first offset of :data:`LABEL_RINGS` x
+    :data:`LABEL_DIRECTIONS` where it overlaps no label placed before, no marker and nothing outside
+    the axes; a label moved off the first ring gets a thin line to its point. Close points (two
+    settings that end alike) otherwise print their numbers on top of each other."""
+    renderer = fig.canvas.get_renderer()
+    to_pixels = fig.dpi / 72
+    radius = math.sqrt(MARKER_SIZE) / 2 * to_pixels  # a marker's half-width in pixels
+    centres = [ax.transData.transform((x, y)) for _, x, y in points]
+    taken = [(cx - radius, cy - radius, cx + radius, cy + radius) for cx, cy in centres]  # the markers
+    inside = ax.get_window_extent(renderer)
+    for text, x, y in points:
+        label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 0), fontsize=7)
+        best = None  # (overlap, ring, box, offset, alignment) of the least bad place, should none be free
+        for ring, distance in enumerate(LABEL_RINGS):
+            for dx, dy in LABEL_DIRECTIONS:
+                alignment = ({1: "left", 0: "center", -1: "right"}[dx], {1: "bottom", 0: "center", -1: "top"}[dy])
+                label.set_horizontalalignment(alignment[0])
+                label.set_verticalalignment(alignment[1])
+                label.xyann = (dx * distance, dy * distance)
+                b = label.get_window_extent(renderer)
+                box = (b.x0, b.y0, b.x1, b.y1)
+                overlap = sum(_overlap(box, other) for other in taken)
+                if b.x0 < inside.x0 or b.x1 > inside.x1 or b.y0 < inside.y0 or b.y1 > inside.y1:
+                    overlap += b.width * b.height  # outside the axes counts as wholly covered
+                if best is None or overlap < best[0]:
+                    best = (overlap, ring, box, label.xyann, alignment)
+                if overlap == 0:
+                    break
+            if best[0] == 0:
+                break
+        label.remove()  # the probe; the label is made again where it goes, with its line if it moved away
+        _, ring, box, offset, (ha, va) = best
+        line = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.5, "shrinkA": 1, "shrinkB": 3}
+        ax.annotate(
+            text,
+            (x, y),
+            textcoords="offset points",
+            xytext=offset,
+            ha=ha,
+            va=va,
+            fontsize=7,
+            arrowprops=line if ring > 0 else None,
+        )
+        taken.append(box)
+
+
+def _overlap(a: tuple, b: tuple) -> float:
+    """The area two ``(x0, y0, x1, y1)`` boxes share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 # ---- the page ---------------------------------------------------------------------------------
@@ -210,12 +322,11 @@ def _fmt(value) -> str:
 
 
 def _page(spec, cells: list[dict], command: str | None) -> str:
-    key, score_label, _ = SCORES[spec.outputs]
+    key = SCORES[spec.outputs][0]
     kind = trace_kind(spec, cells)
     varying = spec.varying
     fixed = {name: values[0] for name, values in spec.grid.items() if len(values) == 1}
-    scores = [c["row"].get(key) for c in cells if c["row"].get(key) is not None]
-    best = kind.best(scores) if scores else None
+    best = {c["cell"] for c in best_cells(spec, cells)}
     metrics = [(key, "final log p" if spec.outputs == "images" else "mean final energy")]
     if spec.outputs == "strings":
         metrics.append(("lowest_final_energy", "lowest energy"))
@@ -233,7 +344,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     body = []
     for cell in cells:
         row = cell["row"]
-        is_best = best is not None and row.get(key) == best
+        is_best = cell["cell"] in best
         tds = [f'<td class=num data-label="#">{cell["cell"]}</td>']
         tds += [
             f'<td data-label="{html.escape(n)}"><code>{html.escape(_fmt(cell["settings"][n]))}</code></td>'
@@ -252,9 +363,18 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
         f"In each cell the sample with the {extreme} {kind.name} is highlighted; grey italics are strings already in "
         "the training data; ×n counts repeats. "
         if spec.outputs == "strings"
-        else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step. "
+        else "Each GIF runs one problem's chains from the first fill (the hole in magenta) to the last step"
+        + ("." if spec.mask == "blank" else ", beside the true image (the first picture).")
+        + " "
     )
-    best_note = f"{extreme} {html.escape(score_label)}"
+    rank = ranking(spec, cells)
+    if rank is None:
+        best_note = (
+            "No row is shaded: blank canvases have no true image to compare the samples with (and the final log p "
+            "rises as the temperature falls, whatever the samples look like)."
+        )
+    else:
+        best_note = f"The shaded row has the {'highest' if rank[2] else 'lowest'} {html.escape(rank[1])}."
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -267,7 +387,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
 <h1>Sweep of <code>{html.escape(Path(spec.checkpoint).name)}</code> ({html.escape(spec.family)})</h1>
 {command_html}
 <p class=meta>{len(cells)} combinations; {html.escape(_problem_text(spec))}; seed {spec.seed} in every row.
-Fixed settings: {fixed_text}. The shaded row has the {best_note}.
+Fixed settings: {fixed_text}. {best_note}
 {legend}Figures: <a href="results.json">results.json</a>.</p>
 <div class=plots>
 <img src="trace.png" alt="mean trace over steps, one line per combination">
@@ -294,12 +414,7 @@ def _chains_html(spec, cell: dict, kind: TraceKind) -> str:
                 f"<figcaption>{html.escape(name)}</figcaption></figure>"
             )
         return "".join(figures)
-    distinct: dict[str, dict] = {}
-    for sample in cell["samples"]:
-        seen = distinct.setdefault(sample["text"], {**sample, "count": 0})
-        seen["count"] += 1
-        seen["energy"] = kind.best((seen["energy"], sample["energy"]))  # a string's trace value: its best
-    ranked = sorted(distinct.values(), key=lambda s: kind.sort_key(s["energy"]))  # best first
+    ranked = distinct_records(cell["samples"], kind.higher_is_better)  # best first, as `sample` lists them
     items = []
     for i, s in enumerate(ranked[:MAX_STRINGS]):
         text = html.escape(s["text"]).replace(" ", "&nbsp;") or "&nbsp;"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -19,12 +21,15 @@ def string_records(
     ``"energy"`` is the chain's trace value for the sample (free energy for an energy model; the
     key keeps the name the command line's JSON lines have always used).
 
-    With frames recorded (``record_every``) every frame of every chain is a sample, in chain
-    order; ``dedupe`` drops a text already seen earlier in the same chain. Without frames the
-    final states are the samples.
+    With frames recorded (``record_every``) every frame of every chain after step 0 is a sample,
+    in chain order; ``dedupe`` drops a text already seen earlier in the same chain. Frame 0 is the
+    chain's starting state (random noise, or the training strings it was started from), which the
+    model has not touched yet, so it is no sample; ``chain.frames`` keeps it for animations.
+    Without frames the final states are the samples.
     """
     if chain.frames is not None:
-        states, steps = chain.frames, chain.frame_steps
+        kept = [f for f, step in enumerate(chain.frame_steps) if step > 0]
+        states, steps = chain.frames[kept], [chain.frame_steps[f] for f in kept]
     else:
         states, steps = chain.samples.unsqueeze(0), [chain.trace.shape[0] - 1]
     texts = [codec.decode(frame) for frame in states]
@@ -65,3 +70,44 @@ def summarize_records(records: list[dict]) -> dict:
         "unique_share": len(set(texts)) / len(texts),
         "in_training_share": sum(r["in_training_data"] for r in records) / len(records),
     }
+
+
+SAMPLE_ORDERS = ("energy", "count", "chain")  # how a list of string samples can be shown
+
+
+def distinct_records(records: list[dict], higher_is_better: bool = False, order: str = "energy") -> list[dict]:
+    """The samples as a reader wants them: one record per distinct text, best first, with a count.
+
+    Args:
+        records: as :func:`string_records` gives them.
+        higher_is_better: the direction of the trace in ``"energy"`` (False for free energy, lower
+            is likelier; True for a log-probability).
+        order: ``"energy"`` (best first), ``"count"`` (most repeated first, then best first), or
+            ``"chain"`` (every record as given, one per sample, repeats listed).
+
+    Returns:
+        copies of records with ``"count"`` added (1 in chain order): for a distinct text, its first
+        record with its best ``"energy"`` and the number of samples that had it. Ties keep the
+        order of first appearance, so the same samples always read the same way.
+    """
+    if order not in SAMPLE_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SAMPLE_ORDERS)}, got {order!r}")
+    if order == "chain":
+        return [{**r, "count": 1} for r in records]
+    best = max if higher_is_better else min
+    distinct: dict[str, dict] = {}
+    for r in records:
+        seen = distinct.get(r["text"])
+        if seen is None:
+            distinct[r["text"]] = {**r, "count": 1}
+        else:
+            # Repeats of a text have the same energy up to float rounding (the trace is computed per chain).
+            seen["count"] += 1
+            seen["energy"] = best(seen["energy"], r["energy"])
+    sign = -1 if higher_is_better else 1
+
+    def key(r: dict) -> tuple:
+        worth = (math.isnan(r["energy"]), sign * r["energy"])  # a NaN (no value) goes last, not anywhere
+        return (-r["count"], *worth) if order == "count" else worth
+
+    return sorted(distinct.values(), key=key)

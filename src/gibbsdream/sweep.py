@@ -326,11 +326,21 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
         **settings,
     ).chain
     frames, known = chain.frames.cpu(), problems.known.cpu()
+    truths = None if spec.mask == "blank" else problems.x.cpu()  # a blank canvas has no true image
     gifs = []
     for p, name in enumerate(problems.names):
         rows = slice(p * spec.samples, (p + 1) * spec.samples)
         relative = Path("cells") / f"{index:03d}" / f"{p:02d}-{name}.gif"
-        chain_gif(frames[:, rows], codec, Path(out) / relative, known=known[rows], duration_ms=60, columns=spec.samples)
+        chain_gif(
+            frames[:, rows],
+            codec,
+            Path(out) / relative,
+            known=known[rows],
+            duration_ms=60,
+            # the true image first, for the chains to be judged against
+            reference=None if truths is None else truths[p * spec.samples : p * spec.samples + 1],
+            columns=spec.samples + (truths is not None),
+        )
         gifs.append(relative.as_posix())
     final = chain.samples.cpu()
     row = {

@@ -189,11 +189,15 @@ def image_grid(
     tiles = pixels_nchw(images).detach().cpu().permute(0, 2, 3, 1).numpy()
     if tiles.shape[0] == 0:
         raise UsageError("there are no images to put in a grid")
-    pad = _whole(pad, "pad", 0)
-    pad_value = _whole(pad_value, "pad value", 0)
-    if pad_value > 255:
-        raise UsageError(f"pad value must be a gray level 0..255, got {pad_value}")
+    pad, pad_value = _whole(pad, "pad", 0), _pad_value(pad_value)
     return _grid(upscale(tiles, scale), columns, pad, pad_value)
+
+
+def _pad_value(value) -> int:
+    value = _whole(value, "pad value", 0)
+    if value > 255:
+        raise UsageError(f"pad value must be a gray level 0..255, got {value}")
+    return value
 
 
 def save_grid_png(
@@ -217,6 +221,71 @@ def save_grid_png(
         codec.check(images)
         images = codec.decode(images)
     return write_png(path, image_grid(images, columns=columns, pad=pad, scale=scale, pad_value=pad_value))
+
+
+def _hole_mask(known, shape: tuple) -> np.ndarray:
+    """``(B, C, H, W)`` bool ``known`` -> ``(B, H, W)`` numpy bool, True where any channel is unknown."""
+    known = torch.as_tensor(known)
+    if tuple(known.shape) != tuple(shape) or known.dtype != torch.bool:
+        raise UsageError(
+            f"known must be a bool tensor of shape {tuple(shape)} (one per image), "
+            f"got {known.dtype} {tuple(known.shape)}"
+        )
+    return (~known).any(dim=1).cpu().numpy()
+
+
+def _rgb(tiles: np.ndarray) -> np.ndarray:
+    """``(..., C)`` uint8 with C = 1 or 3 -> ``(..., 3)``."""
+    return np.repeat(tiles, 3, axis=-1) if tiles.shape[-1] == 1 else tiles
+
+
+def inpaint_comparison(
+    originals,
+    known,
+    fills,
+    *,
+    scale: int | None = None,
+    pad: int = 1,
+    hole_color: tuple[int, int, int] = DEFAULT_HOLE_COLOR,
+    pad_value: int = DEFAULT_PAD_VALUE,
+) -> np.ndarray:
+    """A picture that compares fills with what they filled: one row per image, holding the original,
+    the image with its hole painted ``hole_color``, then each of its fills.
+
+    Args:
+        originals: ``(N, C, H, W)`` uint8 pixels (or numpy ``(N, H, W, C)``): the images before filling.
+        known: ``(N, C, H, W)`` bool, True where a pixel was given; a pixel is shown as hole where
+            any of its channels was not.
+        fills: ``N * S`` fills as uint8 pixels, image ``i``'s in rows ``i*S ... i*S+S-1`` (as
+            :func:`gibbsdream.inpaint` returns them with ``samples=S``).
+        scale: integer nearest-neighbour enlargement (default: enough for ``H`` >= 64 pixels, so an
+            8x8 digit is visible).
+        pad, pad_value: gray lines between the pictures, as in :func:`image_grid`.
+
+    Returns:
+        ``(N (H scale + pad) + pad, (S + 2) (W scale + pad) + pad, 3)`` uint8 numpy array.
+    """
+    originals = pixels_nchw(originals).detach().cpu()
+    fills = pixels_nchw(fills).detach().cpu()
+    n = originals.shape[0]
+    if n == 0 or fills.shape[0] % n or tuple(fills.shape[1:]) != tuple(originals.shape[1:]):
+        raise UsageError(
+            f"fills must be a whole number of fills per image, each shaped like the originals; got "
+            f"{tuple(fills.shape)} fills of {tuple(originals.shape)} originals"
+        )
+    per_image = fills.shape[0] // n
+    hole = _hole_mask(known, originals.shape)
+    if len(hole_color) != 3 or not all(0 <= int(v) <= 255 for v in hole_color):
+        raise UsageError(f"hole colour must be three values 0..255 (R, G, B), got {hole_color!r}")
+    height = originals.shape[2]
+    scale = max(1, math.ceil(MIN_GIF_SIDE / height)) if scale is None else _whole(scale, "scale", 1)
+    before = _rgb(originals.permute(0, 2, 3, 1).numpy())  # (N, H, W, 3)
+    holed = before.copy()
+    holed[hole] = np.array(hole_color, dtype=np.uint8)
+    after = _rgb(fills.permute(0, 2, 3, 1).numpy()).reshape(n, per_image, *before.shape[1:])
+    tiles = np.concatenate([before[:, None], holed[:, None], after], axis=1)  # (N, S + 2, H, W, 3)
+    pad, pad_value = _whole(pad, "pad", 0), _pad_value(pad_value)
+    return _grid(upscale(tiles.reshape(-1, *tiles.shape[2:]), scale), per_image + 2, pad, pad_value)
 
 
 # ---- animated GIFs ---------------------------------------------------------------------------------
@@ -280,6 +349,7 @@ def chain_gif(
     show_hole: bool = True,
     hole_color: tuple[int, int, int] = DEFAULT_HOLE_COLOR,
     pad_value: int = DEFAULT_PAD_VALUE,
+    reference: torch.Tensor | None = None,
 ) -> Path:
     """Write an animated GIF of sampling chains (one frame per recorded step), atomically.
 
@@ -297,6 +367,9 @@ def chain_gif(
         scale: integer nearest-neighbour enlargement (default: enough for ``H`` >= 64 pixels).
         columns: chains per row of the grid (default: a square-ish grid).
         pad, pad_value: gray lines between the chains, as in :func:`image_grid`.
+        reference: ``(R, C, H, W)`` long states shown, unchanging, before the chains in every
+            frame: e.g. the true image that inpainting chains try to recover (it is the answer, so
+            its pixels are not painted as a hole). ``columns`` counts them as tiles too.
 
     The GIF loops forever. Its colours are exact when the movie uses at most 256 (any grayscale
     codec, or RGB with few levels); see :func:`_palette_frames`. Pillow merges consecutive
@@ -319,13 +392,7 @@ def chain_gif(
     pad = _whole(pad, "pad", 0)
     hole = None
     if known is not None and show_hole:
-        known = torch.as_tensor(known)
-        if known.shape != frames.shape[1:] or known.dtype != torch.bool:
-            raise UsageError(
-                f"known must be a bool tensor of shape {tuple(frames.shape[1:])} (one per chain), "
-                f"got {known.dtype} {tuple(known.shape)}"
-            )
-        hole = (~known).any(dim=1).cpu().numpy()  # (B, H, W): a pixel is a hole if any channel is
+        hole = _hole_mask(known, frames.shape[1:])  # (B, H, W): a pixel is a hole if any channel is
         if not hole.any():
             hole = None
     if len(hole_color) != 3 or not all(0 <= int(v) <= 255 for v in hole_color):
@@ -339,6 +406,17 @@ def chain_gif(
     first = pixels[0].copy()
     if hole is not None:
         first[hole] = np.array(hole_color, dtype=np.uint8)
+    if reference is not None:
+        reference = torch.as_tensor(reference).detach().cpu()
+        if reference.dim() != 4 or tuple(reference.shape[1:]) != tuple(frames.shape[2:]):
+            raise UsageError(
+                f"reference images must be (R, {', '.join(map(str, frames.shape[2:]))}) states, "
+                f"got shape {tuple(reference.shape)}"
+            )
+        shown = codec.decode(reference).permute(0, 2, 3, 1).numpy()  # (R, H, W, C)
+        shown = np.repeat(shown, 3, axis=-1) if channels == 3 and codec.channels == 1 else shown
+        pixels = np.concatenate([np.broadcast_to(shown, (num_frames, *shown.shape)), pixels], axis=1)
+        first = np.concatenate([shown, first])
     movie = np.stack(
         [_grid(upscale(first if f == 0 else pixels[f], scale), columns, pad, pad_value) for f in range(num_frames)]
     )  # (F, H', W', C)

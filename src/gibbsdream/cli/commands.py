@@ -24,7 +24,7 @@ from ..models.rbm import RBMConfig
 from ..resources import ais_bytes, check_memory, product_text, rbm_sampling_bytes
 from ..sampling import sample
 from ..sampling.schedules import ANNEAL_KINDS
-from ..summary import string_records, summarize_records, training_strings
+from ..summary import SAMPLE_ORDERS, distinct_records, string_records, summarize_records, training_strings
 from ..training import RBMTrainConfig
 from .common import (
     DEVICE_HELP,
@@ -151,7 +151,7 @@ def train_rbm(
     if not result.trained:
         _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
     elif not quiet:
-        _say(f"saved {out} ({result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+        _say(f"wrote {out} (a checkpoint, {result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
 
 
 # ---- sample ---------------------------------------------------------------------------------
@@ -172,6 +172,28 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
         else "lower --chains"
     )
     check_memory(needed, f"{what}, {model.num_hidden:,} hidden units, {steps:,} steps", remedy)
+
+
+IN_TRAINING = "   (in training data)"
+
+
+def _samples_text(rows: list[dict], order: str) -> str:
+    """The text form of :func:`~gibbsdream.summary.distinct_records`: ``"  12×  london  -38.21"`` per
+    distinct string (its count, the string, its energy), or, in chain order, ``"   -38.21  london"``
+    per sample (the form this command has always written, which scripts may read)."""
+
+    if order == "chain":
+        return "".join(f"{r['energy']:9.2f}  {r['text']}{IN_TRAINING if r['in_training_data'] else ''}\n" for r in rows)
+    if not rows:
+        return ""
+    counts = max(len(str(r["count"])) for r in rows)
+    texts = max(len(r["text"]) for r in rows)
+    energies = max(len(f"{r['energy']:.2f}") for r in rows)
+    return "".join(
+        f"{r['count']:>{counts + 2}}×  {r['text']:<{texts}}  {r['energy']:>{energies}.2f}"
+        f"{IN_TRAINING if r['in_training_data'] else ''}\n"
+        for r in rows
+    )
 
 
 @app.command("sample")
@@ -205,7 +227,7 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
     "--every",
     type=int,
     default=None,
-    help="String models: also report each chain's state every this many steps. "
+    help="String models: also report each chain's state every this many steps (not the starting state). "
     "Image models: a GIF frame every this many steps.",
 )
 @option("--dedupe", is_flag=True, help="String models, with --every: drop a string already seen in the same chain.")
@@ -222,7 +244,14 @@ def _check_string_sampling_memory(model, chains: int, steps: int, every: int | N
     "output_format",
     type=click.Choice(["text", "jsonl"]),
     default="text",
-    help="String models: text (aligned lines) or jsonl (one JSON object per sample).",
+    help="String models: text (aligned lines) or jsonl (one JSON object per sample, in chain order).",
+)
+@option(
+    "--order",
+    type=click.Choice(SAMPLE_ORDERS),
+    default="energy",
+    help="String models, text: one line per distinct string with its count, likeliest first (energy) or "
+    "most repeated first (count); or one line per sample as the chains gave them (chain).",
 )
 @option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
 @option(
@@ -266,6 +295,7 @@ def sample_command(
     dedupe,
     engine,
     output_format,
+    order,
     sampler,
     block,
     gif,
@@ -316,6 +346,10 @@ def sample_command(
         raise UsageError("--dedupe needs --every (it drops repeats among the states recorded along a chain)")
     if prefix is not None and suffix is not None:
         raise UsageError("give --prefix or --suffix, not both")
+    if output_format == "jsonl" and ctx.get_parameter_source("order") == click.core.ParameterSource.COMMANDLINE:
+        raise UsageError(
+            "--order arranges the text output; --format jsonl writes one record per sample, in chain order"
+        )
     ckpt = load(checkpoint, device, family=family.name)
     if hasattr(ckpt.model, "num_hidden"):  # the memory an RBM's chains take (other families: not pre-flighted)
         _check_string_sampling_memory(ckpt.model, chains, steps, every)
@@ -341,10 +375,7 @@ def sample_command(
     if output_format == "jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     else:
-        text = "".join(
-            f"{r['energy']:9.2f}  {r['text']}{'   (in training data)' if r['in_training_data'] else ''}\n"
-            for r in records
-        )
+        text = _samples_text(distinct_records(records, dream.chain.higher_is_better, order), order)
     if out is not None:
         atomic_write_text(out, text)
     else:
@@ -356,6 +387,8 @@ def sample_command(
             f"mean {dream.chain.trace_name} {s['mean_energy']:.2f} ({dream.chain.trace_kind.direction}), "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
+        if out is not None:
+            _say(f"wrote {out}")
 
 
 # ---- evaluate -------------------------------------------------------------------------------
@@ -533,6 +566,7 @@ def demo_command(out, epochs, chains, steps, seed):
             training={"epochs": epochs, "monitor_every": 0, "seed": seed},
             options={"max_length": 20, "case_fold": True, "min_char_count": 20},
         )
+        _say(f"wrote {out} (the demo's checkpoint)")
     else:
         _say(f"reusing the model in {out} (delete it to retrain)")
 

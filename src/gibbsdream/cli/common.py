@@ -275,7 +275,7 @@ def _spelled(param, value) -> str:
 
 
 # Options of a command that are about presenting one kind of output, not about the family's own code.
-PRESENTATION_OPTIONS = {"sample": {"strings": ("output_format",), "images": ("gif", "trace")}}
+PRESENTATION_OPTIONS = {"sample": {"strings": ("output_format", "order"), "images": ("gif", "trace")}}
 
 
 def _options_by_family(field: str, presentation: dict | None = None) -> dict:

@@ -22,11 +22,7 @@ from ..models.nade import NADEConfig
 from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
 from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values
 from ..training import NADETrainConfig, parse_duration
-from ..viz import (
-    chain_gif,
-    save_grid_png,
-    write_image,  # brings torch: imported when writing, not at start-up
-)
+from ..viz import chain_gif, inpaint_comparison, save_grid_png, write_image, write_png
 from .common import (
     DEVICE_HELP,
     IMAGE_SAMPLER_HELP,
@@ -42,6 +38,7 @@ from .common import (
 )
 from .params import CountOrFraction, Duration, WholeList, option
 
+COMPARISON_NAME = "comparison.png"  # beside inpaint's fills in a folder: originals, holes and fills side by side
 IMAGE_SUFFIX_FORMATS = {".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".jpg": "JPEG", ".jpeg": "JPEG"}
 # A dilation pads the feature maps by that many pixels on each side; one wider than any image only
 # adds zero padding, and a huge one asks for memory without end (and overflows the convolution).
@@ -293,7 +290,7 @@ def train_nade(
     elif result.writer and not quiet:
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
-            f"saved {out} ({why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
+            f"wrote {out} (a checkpoint; {why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
             f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted"
         )
 
@@ -392,6 +389,17 @@ def inpaint_command(
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
     _check_output(out, "--out", folder=many)
+    targets = [  # image i's fills are rows i*samples ... of the result
+        out / (f"{Path(name).stem}-{k}{Path(name).suffix or '.png'}" if samples > 1 else name) if many else out
+        for name in names
+        for k in range(samples)
+    ]
+    comparison = out / COMPARISON_NAME if many else out.with_name(f"{out.stem}-comparison.png")
+    if comparison in targets:
+        raise UsageError(
+            f"an image to fill is named {comparison.name}, the name of the comparison picture written beside the "
+            "fills; rename it"
+        )
     frames = steps // frame_every(steps, every) + 2 if gif else 0
     _check_sampling_memory(
         ckpt,
@@ -416,15 +424,14 @@ def inpaint_command(
         seed=seed,
         progress=not quiet,
     )
-    chain = filled.chain
+    chain, known = filled.chain, filled.extra["known"].cpu()
     with _all_or_nothing() as stage:  # a full disk half-way leaves no images, GIF or trace behind
-        for i, hwc in enumerate(filled.outputs):
-            name = names[i // samples]
-            if samples > 1:
-                name = f"{Path(name).stem}-{i % samples}{Path(name).suffix or '.png'}"
-            _write_image(stage(out / name if many else out), hwc)
+        for target, hwc in zip(targets, filled.outputs):
+            _write_image(stage(target), hwc)
+        picture = inpaint_comparison(ckpt.codec.decode(states.cpu()), known[::samples], filled.outputs)
+        write_png(stage(comparison), picture)
         if gif:
-            chain_gif(chain.frames.cpu(), ckpt.codec, stage(gif), known=filled.extra["known"].cpu())
+            chain_gif(chain.frames.cpu(), ckpt.codec, stage(gif), known=known)
         if trace:
             atomic_write_text(stage(trace), _trace_json(chain))
     if not quiet:
@@ -432,8 +439,13 @@ def inpaint_command(
         _say(
             f"inpainted {len(states)} image(s) x {samples} with {sampler} ({chain.settings['steps']} steps, "
             f"T {chain.settings['temperature']}) in {filled.seconds:.1f}s; mean log-prob of the last redraw "
-            f"{final:.3f}; wrote {out}" + (f" and {gif}" if gif else "")
+            f"{final:.3f}"
         )
+        _say(f"wrote {len(targets)} files to {out}" if many else f"wrote {out}")
+        _say(f"wrote {comparison} (per image: the original, its hole in magenta, then the fills)")
+        for path in (gif, trace):
+            if path:
+                _say(f"wrote {path}")
 
 
 # ---- sample / evaluate (image branches) ----------------------------------------------------------
@@ -486,9 +498,13 @@ def sample_images(
     if not quiet:
         _say(
             f"{num_samples} samples with {sampler} "
-            f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) "
-            f"in {dream.seconds:.1f}s: wrote {out}/sample-*.png and grid.png" + (f" and {gif}" if gif else "")
+            f"({chain.settings['steps']} steps, T {chain.settings['temperature']}) in {dream.seconds:.1f}s"
         )
+        _say(f"wrote {num_samples} files to {out} (sample-0000.png ...)")
+        _say(f"wrote {out / 'grid.png'} (all the samples in one picture)")
+        for path in (gif, trace):
+            if path:
+                _say(f"wrote {path}")
 
 
 def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):

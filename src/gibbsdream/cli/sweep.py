@@ -82,6 +82,12 @@ def _check_memory(spec, workers: int) -> None:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @option("--grid", "grid", multiple=True, help=GRID_HELP)
 @option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Steps per chain in every row: the same as --grid steps=N.  [default: 1000 for strings, 200 for images]",
+)
+@option(
     "--out",
     required=True,
     type=click.Path(path_type=Path),
@@ -111,7 +117,22 @@ def _check_memory(spec, workers: int) -> None:
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.pass_context
 def sweep_command(
-    ctx, checkpoint, grid, out, chains, problems, mask, image, samples, caption, every, seed, workers, device, quiet
+    ctx,
+    checkpoint,
+    grid,
+    steps,
+    out,
+    chains,
+    problems,
+    mask,
+    image,
+    samples,
+    caption,
+    every,
+    seed,
+    workers,
+    device,
+    quiet,
 ):
     """Run the same problems under every combination of a grid of sampling settings, into a report folder.
 
@@ -122,7 +143,7 @@ def sweep_command(
       gibbsdream sweep runs/digits --grid temperature=1,0.9,0.5,0 \\
           --grid "block=yao:0.5,0.1,0.7;yao:0.5,0.01,0.1" --problems 6 --mask centre --out sweeps/digits
     """
-    from ..report import SCORES, trace_kind, write_report  # with its plotting, only for `sweep`
+    from ..report import best_cells, ranking, write_report  # with its plotting, only for `sweep`
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("outputs", SWEEP_OPTIONS))
@@ -135,6 +156,11 @@ def sweep_command(
     if image is not None and not Path(image).exists():
         raise UsageError(f"--image {image} does not exist; pass an image file or a folder of images")
     entries = list(grid)
+    if steps is not None:
+        _positive("steps", steps)
+        if any(e.partition("=")[0].strip() == "steps" for e in entries):
+            raise UsageError("give the steps either by --steps or by --grid steps=..., not both")
+        entries.append(f"steps={steps}")
     if caption is not None:
         if any(e.partition("=")[0].strip() == "caption" for e in entries):
             raise UsageError("give the caption either by --caption or by --grid caption=..., not both")
@@ -166,7 +192,10 @@ def sweep_command(
     cells = load_cells(spec, out)
     write_report(spec, cells, out, command=command)
     if not quiet:
-        key, title, _ = SCORES[family.outputs]
-        kind = trace_kind(spec, cells)
-        best = min(cells, key=lambda c: kind.sort_key(c["row"][key]))
-        _say(f"wrote {out}/index.html and results.json; best {title}: {best['row'][key]:.3f} ({best['label']})")
+        files = sum(1 for path in Path(out).rglob("*") if path.is_file() and not path.name.startswith("."))
+        _say(f"wrote {files} files to {out}; open {Path(out) / 'index.html'}")
+        best, rank = best_cells(spec, cells), ranking(spec, cells)
+        if best:
+            value = best[0]["row"][rank[0]]
+            shown = "the truth itself" if value is None else f"{value:.3f}"
+            _say(f"best {rank[1]}: {shown} ({', '.join(c['label'] for c in best)})")

@@ -82,7 +82,8 @@ def generate(
         init: where chains start (``uniform``, ``data``, ``silhouettes``, ...; see the sampler).
         final: ``"argmax"`` takes the most likely character at the last sweep.
         prefix, suffix: clamp the start (right-padded models) or the end (left-padded) of every string.
-        every: also keep each chain's state every this many sweeps (every kept state is a sample).
+        every: also keep each chain's state every this many sweeps (every kept state after the start
+            is a sample; the starting state is not).
         dedupe: with ``every``, drop a string already seen in the same chain.
         engine: ``"auto"``, ``"torch"`` or ``"numba"``.
         seed: same seed, same device: same samples.
