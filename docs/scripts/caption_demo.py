@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import quick  # docs/scripts/quick.py
 import torch
 
 import gibbsdream
@@ -765,12 +766,9 @@ def main(argv=None) -> None:
         help="file the shapes measurement under 'other runs' (replacing one of the same checkpoint)",
     )
     parser.add_argument("--page-only", action="store_true", help="only rewrite docs/captions.md from the JSON")
-    parser.add_argument("--quick", action="store_true", help="tiny models trained here: checks the script runs")
-    parser.add_argument("--out", type=Path, default=None, help="where the page, data and figures go (default docs/)")
+    quick.add_options(parser)
     args = parser.parse_args(argv)
-    if args.quick and args.out is None:
-        parser.error("--quick needs --out (its numbers must not replace the page's)")
-    docs = args.out or (ROOT / "docs")
+    docs = quick.docs_folder(parser, args)
     img = docs / CAPTIONS_IMG
     img.mkdir(parents=True, exist_ok=True)
     if args.quick:

@@ -23,6 +23,7 @@ import platform
 import time
 from pathlib import Path
 
+import quick  # docs/scripts/quick.py
 import torch
 
 import gibbsdream
@@ -46,12 +47,9 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=None, help="default runs/digits (trained if missing)")
-    parser.add_argument("--quick", action="store_true", help="a tiny model: checks the script runs")
-    parser.add_argument("--out", type=Path, default=None, help="where the page and data go (default docs/)")
+    quick.add_options(parser)
     args = parser.parse_args(argv)
-    if args.quick and args.out is None:
-        parser.error("--quick needs --out (its numbers must not replace the page's)")
-    docs = args.out or (ROOT / "docs")
+    docs = quick.docs_folder(parser, args)
     checkpoint = args.checkpoint or (docs / "runs" / "quick-digits" if args.quick else ROOT / "runs" / "digits")
     orders = QUICK_ORDERS if args.quick else ORDERS
     if not (checkpoint / "config.json").exists():

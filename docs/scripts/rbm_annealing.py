@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import quick  # docs/scripts/quick.py
 import torch
 
 import gibbsdream
@@ -55,12 +56,9 @@ SCHEDULES = [  # (label, temperature, anneal, final)
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny model and few chains: checks the script runs")
-    parser.add_argument("--out", type=Path, default=None, help="where the page, data and figure go (default docs/)")
+    quick.add_options(parser)
     args = parser.parse_args(argv)
-    docs = args.out or (ROOT / "docs")
-    if args.quick and args.out is None:
-        parser.error("--quick needs --out (its numbers must not replace the page's)")
+    docs = quick.docs_folder(parser, args)
     checkpoint = docs / "runs" / "quick-regions" if args.quick else CHECKPOINT
     chains, steps = (QUICK_CHAINS, QUICK_STEPS) if args.quick else (CHAINS, STEPS)
 
