@@ -4,9 +4,11 @@ writes its page, data and figures where it is told; and they reach models throug
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +116,25 @@ def test_caption_demo_quick(tmp_path):
     for name in ("digits-captioned.png", "digits-uncaptioned.png", "digits-captioned.gif", "shapes-a-red-square.gif"):
         assert_picture(figures / name)
     assert (tmp_path / "captions.md").read_text().startswith("# Captions: does the caption steer the model?")
+
+
+def test_seed_sweeps_quick(tmp_path):
+    run_quick("seed_sweeps.py", tmp_path)
+    page = (tmp_path / "sweeps.md").read_text()
+    for name in ("rbm-annealing", "inpaint-digits", "inpaint-shapes"):
+        results = json.loads((tmp_path / "sweeps" / name / "results.json").read_text())
+        assert len(results["rows"]) == 4  # a 2 x 2 grid each
+        assert f"sweeps/{name}/trace.png" in page
+        assert_picture(tmp_path / "sweeps" / name / "energy-diversity.png")
+    assert page.count("\n## ") == 3
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver") and importlib.util.find_spec("selenium")),
+    reason="needs chromium, chromedriver and selenium (apt-get install chromium chromium-driver)",
+)
+def test_serve_screenshot_quick(tmp_path):
+    run_quick("serve_screenshot.py", tmp_path)
+    for name, width in (("serve.png", 1280), ("serve-phone.png", 390)):
+        with Image.open(tmp_path / "img" / name) as picture:
+            assert picture.width == width and picture.height > 300

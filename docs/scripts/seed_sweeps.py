@@ -6,16 +6,22 @@ Run from the repository root, after training the checkpoints named below:
 
     python docs/scripts/seed_sweeps.py           # runs missing sweeps, then writes the page
     python docs/scripts/seed_sweeps.py --page    # only rewrites the page from the results
+    python docs/scripts/seed_sweeps.py --quick --out DIR   # tiny models and grids: checks the script runs
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import quick  # docs/scripts/quick.py
+
+import gibbsdream
 
 ROOT = Path(__file__).resolve().parents[2]
 INPAINT_GRID = [
@@ -61,18 +67,46 @@ SWEEPS = {  # name -> (sweep arguments, how the checkpoint was trained)
 }
 
 
-def run_sweeps() -> None:
+# --quick: the same three sweeps on tiny models trained here, with small grids (numbers mean nothing).
+QUICK_MODELS = {  # name -> (family, data, gibbsdream.train settings)
+    "rbm-annealing": ("rbm", "builtin:regions", dict(model={"num_hidden": 16}, training={"epochs": 2})),
+    "inpaint-digits": ("nade", "builtin:digits", dict(model={"width": 8, "depth": 2}, training={"epochs": 1})),
+    "inpaint-shapes": (
+        "nade",
+        "builtin:shapes",
+        dict(model={"width": 8, "depth": 2}, training={"epochs": 1}, options={"count": 200, "size": 16, "levels": 4}),
+    ),
+}
+QUICK_GRID = ["--grid", "steps=3", "--problems", "2", "--samples", "2", "--every", "1"]
+QUICK_SWEEPS = {
+    "rbm-annealing": [
+        *("--grid", "temperature=1,1.5:0.2", "--grid", "init=uniform,silhouettes", "--grid", "steps=5"),
+        *("--chains", "4"),
+    ],
+    "inpaint-digits": ["--grid", "temperature=1,0", "--grid", "block=yao:0.5,0.1,0.7;yao:0.5,0.1,0.1", *QUICK_GRID],
+    "inpaint-shapes": ["--grid", "temperature=1,0", "--grid", "block=yao:0.5,0.1,0.7;yao:0.5,0.1,0.1", *QUICK_GRID],
+}
+
+
+def run_sweeps(docs: Path, quick_run: bool) -> None:
     for name, (args, _) in SWEEPS.items():
-        if not (ROOT / args[0] / "config.json").exists():
+        checkpoint = ROOT / args[0]
+        if quick_run:
+            checkpoint = docs / "runs" / f"quick-{name}"
+            family, data, settings = QUICK_MODELS[name]
+            if not (checkpoint / "config.json").exists():
+                gibbsdream.train(family, data, checkpoint, device="cpu", **settings)
+            args = [str(checkpoint), *QUICK_SWEEPS[name], "--quiet"]
+        if not (checkpoint / "config.json").exists():
             print(f"skipping {name}: no checkpoint at {args[0]}", file=sys.stderr)
             continue
-        command = ["gibbsdream", "sweep", *args, "--out", f"docs/sweeps/{name}"]
+        command = [sys.executable, "-m", "gibbsdream", "sweep", *args, "--out", str(docs / "sweeps" / name)]
         print("$", shlex.join(command), file=sys.stderr)
         subprocess.run(command, cwd=ROOT, check=True)
 
 
-def _load(name: str) -> dict | None:
-    path = ROOT / "docs" / "sweeps" / name / "results.json"
+def _load(docs: Path, name: str) -> dict | None:
+    path = docs / "sweeps" / name / "results.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -121,7 +155,7 @@ x axis below). Ending at T = 0.5 keeps most samples distinct at nearly the cold 
 """
 
 
-def inpaint_section(name: str, results: dict) -> str:
+def inpaint_section(docs: Path, name: str, results: dict) -> str:
     rows = results["rows"]
     folder = f"sweeps/{name}"
     lines = [
@@ -130,7 +164,7 @@ def inpaint_section(name: str, results: dict) -> str:
     ]
     for r in rows:
         s = r["settings"]
-        cell = json.loads((ROOT / "docs" / folder / "cells" / f"{r['cell']:03d}.json").read_text())
+        cell = json.loads((docs / folder / "cells" / f"{r['cell']:03d}.json").read_text())
         lines.append(
             f"| {r['cell']} | {s['temperature']} | `{s['block']}` | ![row {r['cell']}]({folder}/{cell['gifs'][0]}) | "
             f"{r['mean_final_log_prob']:.3f} | {r['diversity']:.2f} | {r['hole_psnr_db']:.1f} dB |"
@@ -165,17 +199,17 @@ model: {SWEEPS[name][1]}. [The report page]({folder}/index.html) shows the GIFs 
 """
 
 
-def write_page() -> None:
+def write_page(docs: Path) -> None:
     import torch
 
     sections = []
-    rbm = _load("rbm-annealing")
+    rbm = _load(docs, "rbm-annealing")
     if rbm:
         sections.append(rbm_section(rbm))
     for name in ("inpaint-digits", "inpaint-shapes"):
-        results = _load(name)
+        results = _load(docs, name)
         if results:
-            sections.append(inpaint_section(name, results))
+            sections.append(inpaint_section(docs, name, results))
     machine = f"{platform.machine()}, 2 cores, torch {torch.__version__}"
     page = f"""# The seeds' tables, made by `gibbsdream sweep`
 
@@ -191,11 +225,20 @@ the share of hole pixels where a problem's two completions differ; "hole PSNR" c
 the true images. A cold chain commits to one plausible completion, which is not the same as the true one.
 
 {chr(10).join(sections)}"""
-    (ROOT / "docs" / "sweeps.md").write_text(page)
+    (docs / "sweeps.md").write_text(page)
     print(page)
 
 
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--page", action="store_true", help="only rewrite the page from the sweeps' results")
+    quick.add_options(parser)
+    args = parser.parse_args(argv)
+    docs = quick.docs_folder(parser, args)
+    if not args.page:
+        run_sweeps(docs, args.quick)
+    write_page(docs)
+
+
 if __name__ == "__main__":
-    if "--page" not in sys.argv:
-        run_sweeps()
-    write_page()
+    main()

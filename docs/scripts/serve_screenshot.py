@@ -11,6 +11,9 @@ and selenium (pip install -e ".[test]").
 Run from the repository root:
 
     OMP_NUM_THREADS=1 python docs/scripts/serve_screenshot.py runs/shapes-captions runs/demo-regions
+
+writes docs/img/serve.png and docs/img/serve-phone.png (`--out DIR`: DIR/img/ instead; `--quick
+--out DIR`: tiny models trained here and a few steps, to check that the script runs).
 """
 
 from __future__ import annotations
@@ -20,17 +23,44 @@ import shutil
 import threading
 from pathlib import Path
 
+import quick  # docs/scripts/quick.py
 
-def main() -> None:
+import gibbsdream
+
+# --quick: a tiny captioned image model and a tiny string model (their pictures mean nothing).
+QUICK_MODELS = {
+    "quick-shapes": (
+        "nade",
+        "builtin:shapes",
+        dict(
+            model={"width": 8, "depth": 2},
+            training={"epochs": 1, "captions": True},
+            options={"count": 200, "size": 16, "levels": 4},
+        ),
+    ),
+    "quick-regions": ("rbm", "builtin:regions", dict(model={"num_hidden": 16}, training={"epochs": 1})),
+}
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("docs/img/serve.png"))
-    parser.add_argument("--phone-out", type=Path, default=Path("docs/img/serve-phone.png"))
+    parser.add_argument("checkpoints", nargs="*", type=Path)
     parser.add_argument("--image", type=int, default=0, help="which gallery image to inpaint")
     parser.add_argument("--caption", default="a purple square")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    quick.add_options(parser)
+    args = parser.parse_args(argv)
+    docs = quick.docs_folder(parser, args)
+    if args.quick:
+        args.steps, args.checkpoints = 3, []
+        for name, (family, data, settings) in QUICK_MODELS.items():
+            folder = docs / "runs" / name
+            if not (folder / "config.json").exists():
+                gibbsdream.train(family, data, folder, device="cpu", **settings)
+            args.checkpoints.append(folder)
+    if not args.checkpoints:
+        parser.error("give the checkpoints to serve (an image model first), or --quick")
 
     import uvicorn
     from selenium import webdriver
@@ -62,7 +92,7 @@ def main() -> None:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
-        for width, out in ((1280, args.out), (390, args.phone_out)):
+        for width, out in ((1280, docs / "img" / "serve.png"), (390, docs / "img" / "serve-phone.png")):
             driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
             driver.set_window_size(width, 900)
             driver.get(f"{url_of(sock)}?model={image_model.name}")
