@@ -389,6 +389,16 @@ def inpaint_command(
     if not many and out.exists() and out.is_dir():
         out = out / names[0]
     _check_output(out, "--out", folder=many)
+    frames = steps // frame_every(steps, every) + 2 if gif else 0
+    _check_sampling_memory(
+        ckpt,
+        len(states) * samples,
+        steps,
+        frames,
+        f"{len(states):,} images x --samples {samples:,}",
+        "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""),
+    )
+    # Only now, with the count known to fit: one path per fill.
     targets = [  # image i's fills are rows i*samples ... of the result
         out / (f"{Path(name).stem}-{k}{Path(name).suffix or '.png'}" if samples > 1 else name) if many else out
         for name in names
@@ -400,15 +410,6 @@ def inpaint_command(
             f"an image to fill is named {comparison.name}, the name of the comparison picture written beside the "
             "fills; rename it"
         )
-    frames = steps // frame_every(steps, every) + 2 if gif else 0
-    _check_sampling_memory(
-        ckpt,
-        len(states) * samples,
-        steps,
-        frames,
-        f"{len(states):,} images x --samples {samples:,}",
-        "lower --samples, or fill fewer images at a time" + (" (or raise --every)" if gif else ""),
-    )
     filled = inpaint(
         ckpt,
         states,
