@@ -42,6 +42,7 @@ from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count
 from .legacy import accepts_model_fields
 from .losses import LOSSES, masked_loss
+from .runs import Timings
 
 # The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
 MOVED_TO_MODEL = ("width", "depth", "kernel_size", "dilations", "residual", *CAPTION_FIELDS)
@@ -230,6 +231,7 @@ class NADETrainer:
         self.elapsed = 0.0  # training seconds over all sessions
         self.stopped_by_time = False
         self.partial_loss = (0.0, 0)  # (loss sum, images) of an epoch interrupted by max_time
+        self.timings = Timings()  # this session's seconds of updates and validation (not saved)
 
     @property
     def learning_rate(self) -> float:
@@ -287,7 +289,7 @@ class NADETrainer:
 
     def fit(self, progress: bool = True, on_save=None) -> NADETrainer:
         """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a
-        timed stop."""
+        timed stop. ``timings`` adds up the seconds of the updates and of the validation passes."""
         self.model.train()
         started = time.perf_counter()
         self.stopped_by_time = False
@@ -326,6 +328,7 @@ class NADETrainer:
                     seen += x.shape[0]
                     self.batch += 1
                     advance(status=f"loss {loss.item():.3f}" if self.batch % 10 == 0 else "")
+            self.timings.training += time.perf_counter() - epoch_started
             if self.stopped_by_time and self.batch < num_batches:
                 partial = _all_reduce_sum(
                     torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]),
@@ -340,7 +343,10 @@ class NADETrainer:
             train_stats = _all_reduce_sum(
                 torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where
             )
+            validating = time.perf_counter()
             validation = self.validation_loss()
+            self.timings.monitoring += time.perf_counter() - validating
+            self.timings.checks += 1
             self.scheduler.step(
                 validation if math.isfinite(validation) else train_stats[0].item() / max(train_stats[1].item(), 1)
             )
