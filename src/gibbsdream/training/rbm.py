@@ -134,11 +134,11 @@ MONITOR_SHARE = 0.1
 # What checking one string costs (its exact pseudo-log-likelihood: V*K*H softplus terms), in units of
 # one string's update per Gibbs step (whose work grows more slowly with K), estimated as
 # CHECK_COST * K / (K + CHECK_COST_HALF). Measured on the 2-core VM, default engine, 256 hidden units
-# (docs/benchmarks.md, "Monitoring RBM training"): 58-143 for a names-like corpus (K=27), 134-228 for
+# (docs/benchmarks.md, "Monitoring RBM training"): 58-157 for a names-like corpus (K=27), 134-368 for
 # builtin:languages (K=85), 232-474 for builtin:regions (K=151), the machine's speed swinging from run
-# to run; the estimate (145, 344, 477) lies above each, erring towards fewer checks (the torch
+# to run; the estimate (175, 416, 577) lies above each, erring towards fewer checks (the torch
 # engine's slower updates make checks relatively cheaper still).
-CHECK_COST, CHECK_COST_HALF = 950.0, 150.0
+CHECK_COST, CHECK_COST_HALF = 1150.0, 150.0
 FANTASY_STEPS = 100  # Gibbs sweeps that make the fantasy particles of a non-persistent run
 
 
