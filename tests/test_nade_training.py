@@ -685,14 +685,25 @@ def test_data_parallel_training_keeps_ranks_in_step(tmp_path):
 @pytest.mark.parametrize("batch, captions", [(8, 0), (16, 0), (64, 0), (16, 12)])
 def test_every_gradient_is_laid_out_as_its_parameter(batch, captions):
     """DDP lays its gradient buckets out as the parameters are; a gradient with other strides makes
-    it warn and copy. The network's activations once came out of the input embedding channels-last,
-    and the 1x1 convolutions then returned their weights' gradients channels-last."""
+    it warn and copy. The convnet runs channels-last, so its 1x1 convolutions returned channels-last
+    gradients for contiguous weights; the trainer lays the weights out channels-last while it trains,
+    and contiguous again after."""
+    train, validation = tiny_split()
+    config = tiny_config(epochs=1, batch_size=batch)
     torch.manual_seed(0)
-    model = OrderlessNADE(channels=1, num_categories=3, width=8, depth=2, dilations=(1, 2), caption_vocab_size=captions)
-    x = torch.randint(0, 3, (batch, 1, 4, 4))
-    known = torch.rand(batch, 1, 4, 4) < 0.5
-    context = torch.randint(1, captions, (batch, 5)) if captions else None
-    masked_loss(model(x, known, context), x, known, "ce", True).mean().backward()
-    for name, parameter in model.named_parameters():
-        if parameter.grad is not None:
-            assert parameter.grad.stride() == parameter.stride(), name
+    model = OrderlessNADE(**config.model_config(channels=1, levels=3, caption_vocab_size=captions))
+    tables = {}
+    if captions:
+        ids = torch.randint(1, captions, (64, 2, 5), generator=torch.Generator().manual_seed(1))
+        tables = {"train_captions": ids[: len(train)], "validation_captions": ids[len(train) : 64]}
+    checked = []
+
+    def check(trainer):  # after the epoch's last update, still inside fit
+        for name, parameter in trainer.model.named_parameters():
+            if parameter.grad is not None:
+                assert parameter.grad.stride() == parameter.stride(), name
+                checked.append(name)
+
+    NADETrainer(model, config, train, validation, **tables).fit(progress=False, on_save=check)
+    assert any(name.endswith("readout.weight") for name in checked)
+    assert all(p.is_contiguous() for p in model.parameters())  # after training: saves anywhere

@@ -216,6 +216,7 @@ class NADETrainer:
         self.device = next(self.model.parameters()).device
         self.masks = training_masks(self.config.masks)
         self.shape = tuple(self.train.shape[1:])
+        self._channels_last(True)  # before DDP lays its buckets out as the parameters are
         self.network = self.model
         if self.where.active:
             ids = [self.where.local_rank] if self.device.type == "cuda" else None
@@ -232,6 +233,18 @@ class NADETrainer:
         self.stopped_by_time = False
         self.partial_loss = (0.0, 0)  # (loss sum, images) of an epoch interrupted by max_time
         self.timings = Timings()  # this session's seconds of updates and validation (not saved)
+
+    def _channels_last(self, on: bool) -> None:
+        """Lay the model's 4-D weights out channels-last (``on``) or contiguous.
+
+        The convnet's activations are channels-last (:meth:`OrderlessNADE._embed`), so its convolutions
+        return their weights' gradients channels-last; while training, the weights are laid out so too,
+        so that every gradient has its parameter's strides, as DDP's gradient buckets (laid out as the
+        parameters) need. With contiguous weights the 1x1 convolutions' gradients did not match, and
+        DDP warned "Grad strides do not match bucket view strides" once per process and copied them.
+        After training the weights are contiguous again: ``model.state_dict()`` saves anywhere.
+        """
+        self.model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     @property
     def learning_rate(self) -> float:
@@ -290,6 +303,13 @@ class NADETrainer:
     def fit(self, progress: bool = True, on_save=None) -> NADETrainer:
         """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a
         timed stop. ``timings`` adds up the seconds of the updates and of the validation passes."""
+        self._channels_last(True)
+        try:
+            return self._fit(progress, on_save)
+        finally:
+            self._channels_last(False)
+
+    def _fit(self, progress: bool, on_save) -> NADETrainer:
         self.model.train()
         started = time.perf_counter()
         self.stopped_by_time = False
