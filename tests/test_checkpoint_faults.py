@@ -240,7 +240,8 @@ def test_nade_timed_save_killed_after_each_file_operation(work, nade_straight, s
 def test_training_killed_at_random_instants(work, corpus, rbm_straight, kills):
     """SIGKILL at random instants (not at the hook's points) of a run that saves every epoch."""
     rng = random.Random(2024)
-    long_run = [*RBM_TRAIN, "--data", corpus, "--hidden", 64]
+    # --monitor-every 1 (the default when this was tuned): a check every epoch keeps epochs ~40 ms long
+    long_run = [*RBM_TRAIN, "--data", corpus, "--hidden", 64, "--monitor-every", 1]
     epochs = 30 * kills  # each kill lands within a second (~25 epochs) of the run's first save
     straight = work / f"rbm-long-straight-{epochs}"
     if not straight.exists():

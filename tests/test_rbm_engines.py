@@ -30,6 +30,8 @@ def trainer(engine, data, dtype=torch.float32, num_categories=5, threads=1, **se
     model = RBM(data.shape[1], 10, num_categories).to(dtype)
     model.reset_parameters(torch.Generator().manual_seed(0), std=0.3)
     model.init_visible_bias_from_data(data)
+    # monitor_every=1: the default when these were written (the whole-run test compares every epoch's checks)
+    settings = {"monitor_every": 1, **settings}
     config = RBMTrainConfig(num_hidden=10, engine=engine, monitor_size=20, fantasy_particles=2, **settings)
     result = RBMTrainer(model, config, data[:380], data[380:])
     result.threads = threads

@@ -202,7 +202,10 @@ def train(
 
     Returns:
         A :class:`~gibbsdream.training.runs.Trained`: the checkpoint folder, epochs, history,
-        model, codec and trainer; ``trained`` is False when a resume found its epochs done.
+        model, codec and trainer; ``trained`` is False when a resume found its epochs done;
+        ``summary`` (:class:`~gibbsdream.training.runs.TrainingSummary`) says where this call's time
+        went (updates, monitoring, saving), the epochs it reached, how it checked the model, and
+        whether the model was still improving at the end (``still_improving``).
 
     Raises:
         UsageError: bad data or checkpoint; a :class:`~gibbsdream.errors.ConfigError` names the

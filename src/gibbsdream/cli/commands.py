@@ -38,12 +38,15 @@ from .common import (
     _options_by_family,
     _positive,
     _say,
+    _seconds,
+    _still_improving_note,
     _train,
+    _training_summary,
     app,
     train_app,
 )
 from .images import evaluate_images, sample_images
-from .params import option
+from .params import WholeOrAuto, option
 
 
 @train_app.command("rbm")
@@ -82,7 +85,14 @@ from .params import option
     help="Rare characters: skip their lines, replace them with '?', or keep them.",
 )
 @option("--validation-fraction", default=0.05, help="Share of lines held out for monitoring.")
-@option("--monitor-every", default=1, help="Epochs between pseudo-likelihood / free-energy-gap checks (0: never).")
+@option(
+    "--monitor-every",
+    default="auto",
+    type=WholeOrAuto(0),
+    help="Epochs between checks of the pseudo-likelihood, free-energy gap and fantasies (the last epoch is "
+    "checked too); 0: never; auto: as often as keeps them within a tenth of the updates' time (by an estimate "
+    "from the corpus size).",
+)
 @option("--seed", default=0, help="Random seed (same seed, same device: same model).")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option(
@@ -150,8 +160,43 @@ def train_rbm(
     result = _train(ctx, "train rbm", "rbm", data, out, settings, resume, apply_changes, device, quiet, on_epoch)
     if not result.trained:
         _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
-    elif not quiet:
+        return
+    if not quiet:
+        _say(_training_summary(result.summary, "monitoring"))
+        _say(_monitoring_line(result.summary))
         _say(f"wrote {out} (a checkpoint, {result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+    note = _still_improving_note(result.summary, None)
+    if note:
+        _say(note)
+
+
+def _monitoring_line(summary) -> str:
+    """How `train rbm` checked the model, and what that cost."""
+    settings, times = summary.monitoring, summary.timings
+    if not settings["every"]:
+        if not settings["auto"]:
+            return "monitoring: none (--monitor-every 0)"
+        return (
+            f"monitoring: none (auto): one check of {settings['strings']} + {settings['validation_strings']} "
+            f"strings costs about {settings['check_cost_in_epochs']:.1f} epochs of updates, more than a tenth of "
+            f"{summary.target_epochs}; --monitor-every N checks every N epochs anyway"
+        )
+    every = settings["every"]
+    when = (
+        "every epoch"
+        if every == 1
+        else "after the last epoch"
+        if every >= summary.target_epochs
+        else f"every {every} epochs and after the last"
+    )
+    scored = f"{settings['strings']} training" + (
+        f" + {settings['validation_strings']} validation strings" if settings["validation_strings"] else " strings"
+    )
+    chosen = " (auto: at most a tenth of the updates; --monitor-every N to choose)" if settings["auto"] else ""
+    checks = f"{times.checks} check{'s' if times.checks != 1 else ''}"
+    return (
+        f"monitoring: {when} on {scored}{chosen}; {checks}, {_seconds(times.monitoring)} of {_seconds(summary.seconds)}"
+    )
 
 
 # ---- sample ---------------------------------------------------------------------------------

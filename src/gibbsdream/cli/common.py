@@ -226,6 +226,8 @@ def _training_events(ctx, command: str, quiet: bool):
                 f"corpus {info['data']}: {info['report'].summary()}; "
                 f"alphabet of {len(codec.alphabet)} characters, {codec.max_length} positions"
             )
+        elif name == "captions_ignored":
+            _say(f"note: {info['path']} holds captions, which this run ignores; pass --captions to train on them")
         elif name == "images" and not quiet:
             splits, vocabulary = info["splits"], info["vocabulary"]
             _say(
@@ -261,6 +263,43 @@ def _train(ctx, command: str, family: str, data, out, settings: list, resume, ap
         )
     except ResumeConflict as conflict:
         raise _resume_conflict(ctx, command, conflict) from None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+MEASURE_NAMES = {
+    "validation_loss": "validation loss",
+    "validation_pseudo_log_likelihood": "validation pseudo-log-likelihood",
+    "train_pseudo_log_likelihood": "training pseudo-log-likelihood",
+}
+
+
+def _training_summary(summary, checks: str, detail: str | None = None) -> str:
+    """One line: the epochs a `train` command reached and where its time went (``checks``: what the
+    monitoring time is called, e.g. "monitoring", "validation"; ``detail``: what it did)."""
+    times = summary.timings
+    rest = max(0.0, summary.seconds - times.training - times.monitoring - times.saving)
+    first, last = summary.first_epoch + 1, summary.epochs
+    done = f"epoch {last}" if first == last else f"epochs {first}-{last}" if first < last else "no whole epoch"
+    stop = ", stopped by --max-time" if summary.stopped_by_time else ""
+    return (
+        f"trained {done} of {summary.target_epochs} in {_seconds(summary.seconds)}{stop}: "
+        f"updates {_seconds(times.training)}, {checks} {_seconds(times.monitoring)}"
+        f"{f' ({detail})' if detail else ''}, "
+        f"saving {_seconds(times.saving)}, reading data and setting up {_seconds(rest)}"
+    )
+
+
+def _still_improving_note(summary, max_time: str | None) -> str | None:
+    """The note that a run stopped while its measure still improved, with how to go on; None otherwise."""
+    if not summary.still_improving:
+        return None
+    name = MEASURE_NAMES.get(summary.measure, summary.measure.replace("_", " "))
+    trend = "rising" if summary.higher_is_better else "falling"
+    more = f"--max-time {max_time}" if summary.stopped_by_time and max_time else f"--epochs {2 * summary.epochs}"
+    return f"note: the {name} was still {trend} at epoch {summary.last_checked}; train longer with --resume {more}"
 
 
 def _spelled(param, value) -> str:

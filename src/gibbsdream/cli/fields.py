@@ -97,7 +97,7 @@ NOT_EXPOSED = {
     "train rbm": {
         "RBMConfig.num_visible": "the corpus sets it: the codec's positions (see --max-length)",
         "RBMConfig.num_categories": "the corpus sets it: the size of the codec's alphabet",
-        "RBMTrainConfig.monitor_size": "how many strings the per-epoch checks score; the default serves",
+        "RBMTrainConfig.monitor_size": "how many strings each check scores; the default serves",
         "RBMTrainConfig.fantasy_particles": "how many samples each history row keeps; the default serves",
     },
     "train nade": {

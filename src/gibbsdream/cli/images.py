@@ -32,7 +32,9 @@ from .common import (
     _library_settings,
     _positive,
     _say,
+    _still_improving_note,
     _train,
+    _training_summary,
     app,
     train_app,
 )
@@ -287,12 +289,20 @@ def train_nade(
     trainer = result.trainer
     if not result.trained:
         _say(f"{out} already has {result.epochs} epochs; pass a larger --epochs to continue")
-    elif result.writer and not quiet:
+        return
+    if not result.writer:  # under torchrun rank 0 speaks for the run
+        return
+    if not quiet:
+        passes, images = result.summary.timings.checks, result.summary.monitoring["images"]
+        _say(_training_summary(result.summary, "validation", f"{passes} passes over {images} images"))
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
             f"wrote {out} (a checkpoint; {why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
             f"try: gibbsdream inpaint {out} --image heldout:8 --mask centre --gif chain.gif --out inpainted"
         )
+    note = _still_improving_note(result.summary, max_time)
+    if note:
+        _say(note)
 
 
 # ---- inpaint ------------------------------------------------------------------------------------

@@ -75,6 +75,22 @@ class Whole(click.ParamType):
 SEED = Whole(0, MAX_SEED, "2**63 - 1")  # why 2**63 - 1: see MAX_SEED
 
 
+class WholeOrAuto(Whole):
+    """``auto`` (kept as the text ``"auto"``) or a whole number in ``[low, high]``."""
+
+    name = "auto|integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, str):
+            try:
+                int(value.strip().replace("_", ""), 10)
+            except ValueError:
+                self.fail(f"{value!r} is neither auto nor a whole number", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Device(click.ParamType):
     """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, and present on this machine."""
 

@@ -472,6 +472,14 @@ def _folder_captions(folder: Path, names: list[str]) -> list[list[str]]:
     return captions
 
 
+def captions_file(source: str) -> Path | None:
+    """The ``captions.json`` beside the images of a folder ``source``, if it has one (else None)."""
+    if source.startswith("builtin:"):
+        return None
+    path = Path(source) / CAPTIONS_FILE
+    return path if path.is_file() else None
+
+
 def load_captions(source: str, names: list[str], labels=None, attributes=None, seed: int = 0) -> list[list[str]]:
     """Captions for the images ``names`` of ``source`` (see the module notes): one list per image."""
     if source.startswith("builtin:"):

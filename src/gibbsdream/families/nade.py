@@ -17,7 +17,14 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..data.captions import CAPTIONS_FILE, CaptionVocabulary, caption_context, caption_table, has_captions
+from ..data.captions import (
+    CAPTIONS_FILE,
+    CaptionVocabulary,
+    caption_context,
+    caption_table,
+    captions_file,
+    has_captions,
+)
 from ..data.images import load_images
 from ..data.masks import inpaint_masks
 from ..errors import ConfigError, UsageError
@@ -33,12 +40,14 @@ from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_dis
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
     Trained,
+    TrainingSummary,
     changes_on_resume,
     check_epochs,
     checkpoint_held,
     corpus_source,
     fresh_run,
     given_fields,
+    summarize,
 )
 from ..viz import write_image
 from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
@@ -502,9 +511,12 @@ def train(
     ``model``: :class:`NADEConfig` fields; ``training``: :class:`NADETrainConfig` fields (on resume,
     ``max_time`` is the training time to add); ``images``: :class:`ImageOptions` fields. Runs under
     torchrun (every rank calls it; rank 0 writes). ``on_event(name, info)`` hears ``"images"``
-    (``data``, ``dataset``, ``codec``, ``splits`` {name: count}, ``vocabulary``: before training) and
-    ``"changes"`` ({name: (old, new)}: a resume continues with them).
+    (``data``, ``dataset``, ``codec``, ``splits`` {name: count}, ``vocabulary``: before training),
+    ``"captions_ignored"`` (``data``, ``path``: the folder has a captions.json but ``captions`` is
+    False) and ``"changes"`` ({name: (old, new)}: a resume continues with them). The result's ``summary``
+    judges the validation loss for ``still_improving``.
     """
+    started = time.perf_counter()
     out = Path(out)
     given_model = given_fields(model, [f.name for f in fields(NADEConfig)], "model")
     for name in SET_BY_DATA:  # a NADEConfig's are replaced by the data's; a mapping's are a mistake
@@ -548,18 +560,38 @@ def train(
                 trainer.apply_settings()  # the optimizer and schedule were restored with the old values
             if trainer.epoch >= config.epochs:
                 result.epochs, result.trained = trainer.epoch, False
+                result.summary = _summary(trainer, trainer.epoch, started)
                 return result
+        first_epoch = trainer.epoch
 
         def saved(t):
+            saving = time.perf_counter()
             save_nade_trainer(t, out, codec, splits, source)
+            t.timings.saving += time.perf_counter() - saving
             if on_epoch is not None:
                 on_epoch(t)
 
         trainer.fit(progress=progress, on_save=saved)
         result.epochs = trainer.epoch
+        result.summary = _summary(trainer, first_epoch, started)
         if where.active:
             torch.distributed.destroy_process_group()
         return result
+
+
+def _summary(trainer: NADETrainer, first_epoch: int, started: float) -> TrainingSummary:
+    return summarize(
+        trainer.history,
+        ("validation_loss",),
+        higher_is_better=False,
+        seconds=time.perf_counter() - started,
+        timings=trainer.timings,
+        first_epoch=first_epoch,
+        epochs=trainer.epoch,
+        target_epochs=trainer.config.epochs,
+        stopped_by_time=trainer.stopped_by_time,
+        monitoring={"every": 1, "auto": False, "images": len(trainer.validation)},
+    )
 
 
 def _defaults_of(model, training) -> set:
@@ -592,6 +624,9 @@ def _fresh(data, given_model, given_training, given_images, event, unset, progre
         data, options.levels, channels=options.channels, captions=captions, progress=progress, **extra
     )
     codec = dataset.codec
+    found = None if captions else captions_file(data)
+    if found is not None:
+        event("captions_ignored", {"data": data, "path": found})
     if options.test_size is None:
         held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
     else:

@@ -25,15 +25,17 @@ from ..sampling import sample
 from ..sampling.api import make_generator
 from ..summary import string_records, training_strings
 from ..training import RBMTrainer, resolve_device, save_trainer, split_data
-from ..training.rbm import RBMTrainConfig
+from ..training.rbm import RBMTrainConfig, check_cost_in_epochs
 from ..training.runs import (
     Trained,
+    TrainingSummary,
     changes_on_resume,
     check_epochs,
     checkpoint_held,
     corpus_source,
     fresh_run,
     given_fields,
+    summarize,
 )
 from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
@@ -332,7 +334,10 @@ def train(
     fields; ``corpus``: :class:`CorpusOptions` fields. ``on_event(name, info)`` hears ``"corpus"``
     (``data``, ``report``, ``codec``: before training), ``"changes"`` ({name: (old, new)}: a resume
     continues with them) and ``"reseeded"`` (the checkpoint came from another kind of device).
+    The result's ``summary`` judges the validation pseudo-log-likelihood (the training one without a
+    validation split) for ``still_improving``.
     """
+    started = time.perf_counter()
     out = Path(out)
     given_model = given_fields(model, [f.name for f in fields(RBMConfig)], "model")
     for name in SET_BY_DATA:  # an RBMConfig's are replaced by the data's; a mapping's are a mistake
@@ -353,18 +358,48 @@ def train(
             trainer, corpus_saved = _fresh(data, target, given_model, given_training, given_corpus, event)
             changes = {}
         result = Trained(out, trainer.epoch, trainer.history, trainer.model, trainer.codec, trainer, changes=changes)
+        first_epoch = trainer.epoch
         if trainer.epoch >= trainer.config.epochs:
             result.trained = False
+            result.summary = _summary(trainer, first_epoch, started)
             return result
 
         def saved(t):
+            saving = time.perf_counter()
             save_trainer(t, out, corpus_saved)
+            t.timings.saving += time.perf_counter() - saving
             if on_epoch is not None:
                 on_epoch(t)
 
         trainer.fit(progress=progress, on_epoch=saved)
         result.epochs = trainer.epoch
+        result.summary = _summary(trainer, first_epoch, started)
         return result
+
+
+def _summary(trainer: RBMTrainer, first_epoch: int, started: float) -> TrainingSummary:
+    config, every = trainer.config, trainer.monitor_interval()
+    num_train, num_validation = len(trainer.train_data), len(trainer.validation_data)
+    return summarize(
+        trainer.history,
+        ("validation_pseudo_log_likelihood", "train_pseudo_log_likelihood"),
+        higher_is_better=True,
+        seconds=time.perf_counter() - started,
+        timings=trainer.timings,
+        first_epoch=first_epoch,
+        epochs=trainer.epoch,
+        target_epochs=config.epochs,
+        monitoring={
+            "every": every,
+            "auto": config.monitor_every == "auto",
+            "strings": min(config.monitor_size, num_train),
+            "validation_strings": min(config.monitor_size, num_validation),
+            # the estimate "auto" goes by: what one check costs, in epochs of updates
+            "check_cost_in_epochs": check_cost_in_epochs(
+                config, trainer.model.num_categories, num_train, num_validation
+            ),
+        },
+    )
 
 
 def _fresh(data, target, given_model, given_training, given_corpus, event):

@@ -42,6 +42,7 @@ from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count
 from .legacy import accepts_model_fields
 from .losses import LOSSES, masked_loss
+from .runs import Timings
 
 # The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
 MOVED_TO_MODEL = ("width", "depth", "kernel_size", "dilations", "residual", *CAPTION_FIELDS)
@@ -218,6 +219,7 @@ class NADETrainer:
         self.device = next(self.model.parameters()).device
         self.masks = training_masks(self.config.masks)
         self.shape = tuple(self.train.shape[1:])
+        self._channels_last(True)  # before DDP lays its buckets out as the parameters are
         self.network = self.model
         if self.where.active:
             ids = [self.where.local_rank] if self.device.type == "cuda" else None
@@ -233,6 +235,19 @@ class NADETrainer:
         self.elapsed = 0.0  # training seconds over all sessions
         self.stopped_by_time = False
         self.partial_loss = (0.0, 0)  # (loss sum, images) of an epoch interrupted by max_time
+        self.timings = Timings()  # this session's seconds of updates and validation (not saved)
+
+    def _channels_last(self, on: bool) -> None:
+        """Lay the model's 4-D weights out channels-last (``on``) or contiguous.
+
+        The convnet's activations are channels-last (:meth:`OrderlessNADE._embed`), so its convolutions
+        return their weights' gradients channels-last; while training, the weights are laid out so too,
+        so that every gradient has its parameter's strides, as DDP's gradient buckets (laid out as the
+        parameters) need. With contiguous weights the 1x1 convolutions' gradients did not match, and
+        DDP warned "Grad strides do not match bucket view strides" once per process and copied them.
+        After training the weights are contiguous again: ``model.state_dict()`` saves anywhere.
+        """
+        self.model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     @property
     def learning_rate(self) -> float:
@@ -290,7 +305,14 @@ class NADETrainer:
 
     def fit(self, progress: bool = True, on_save=None) -> NADETrainer:
         """Train until ``config.epochs`` or ``config.max_time``; ``on_save(self)`` after every epoch and at a
-        timed stop."""
+        timed stop. ``timings`` adds up the seconds of the updates and of the validation passes."""
+        self._channels_last(True)
+        try:
+            return self._fit(progress, on_save)
+        finally:
+            self._channels_last(False)
+
+    def _fit(self, progress: bool, on_save) -> NADETrainer:
         self.model.train()
         started = time.perf_counter()
         self.stopped_by_time = False
@@ -329,6 +351,7 @@ class NADETrainer:
                     seen += x.shape[0]
                     self.batch += 1
                     advance(status=f"loss {loss.item():.3f}" if self.batch % 10 == 0 else "")
+            self.timings.training += time.perf_counter() - epoch_started
             if self.stopped_by_time and self.batch < num_batches:
                 partial = _all_reduce_sum(
                     torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]),
@@ -343,7 +366,10 @@ class NADETrainer:
             train_stats = _all_reduce_sum(
                 torch.stack([loss_sum, torch.tensor(float(seen), device=self.device, dtype=torch.float64)]), self.where
             )
+            validating = time.perf_counter()
             validation = self.validation_loss()
+            self.timings.monitoring += time.perf_counter() - validating
+            self.timings.checks += 1
             self.scheduler.step(
                 validation if math.isfinite(validation) else train_stats[0].item() / max(train_stats[1].item(), 1)
             )

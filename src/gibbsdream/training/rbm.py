@@ -35,6 +35,7 @@ from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count, sample
 from ..sampling.categorical import bernoulli_from_probs
 from .legacy import accepts_model_fields
+from .runs import Timings
 
 # Upper bounds on the settings that size working arrays (the persistent chains are batch_size states,
 # the compiled loop draws cd_steps x chains x hidden uniforms per update, each epoch samples the fantasies).
@@ -57,9 +58,11 @@ class RBMTrainConfig:
     cd_steps: int = 1
     persistent: bool = False
     validation_fraction: float = 0.05
-    monitor_size: int = 500  # strings used for the per-epoch pseudo-log-likelihood and free-energy gap
-    fantasy_particles: int = 8  # decoded into the history each epoch
-    monitor_every: int = 1  # epochs between pseudo-log-likelihood / free-energy gap / fantasy checks; 0 = never
+    monitor_size: int = 200  # training strings (and as many validation strings) each check scores
+    fantasy_particles: int = 8  # decoded into the history at each check
+    # Epochs between checks (pseudo-log-likelihood, free-energy gap, fantasies; the last epoch is checked
+    # too); 0 = never; "auto": as often as keeps them within a tenth of the updates' cost (see monitor_interval).
+    monitor_every: int | str = "auto"
     seed: int = 0
     engine: str = (
         "auto"  # "auto" (numba for categorical RBMs on the CPU where it can run, else torch), "torch", "numba"
@@ -75,7 +78,9 @@ class RBMTrainConfig:
         for name in ("epochs", "batch_size", "cd_steps", "monitor_size"):
             check_count(name, getattr(self, name))
         check_count("fantasy_particles", self.fantasy_particles, least=0)
-        check_count("monitor_every", self.monitor_every, least=0)
+        every = self.monitor_every
+        if every != "auto" and (isinstance(every, bool) or not isinstance(every, int) or every < 0):
+            raise ConfigError(f"monitor_every must be a whole number >= 0 or auto, got {every!r}", "monitor_every")
         for name, most in MOST.items():  # a damaged config.json must not ask for absurd allocations
             if getattr(self, name) > most:
                 raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)}", name)
@@ -124,6 +129,44 @@ def resolve_engine(engine: str, model) -> str:
 
 UPDATES_PER_CHUNK = 32  # the numba engine draws random numbers for this many updates at a time
 
+# monitor_every="auto": the checks may cost at most this share of the updates, by check_cost_in_epochs.
+MONITOR_SHARE = 0.1
+# What checking one string costs (its exact pseudo-log-likelihood: V*K*H softplus terms), in units of
+# one string's update per Gibbs step (whose work grows more slowly with K), estimated as
+# CHECK_COST * K / (K + CHECK_COST_HALF). Measured on the 2-core VM, default engine, 256 hidden units
+# (docs/benchmarks.md, "Monitoring RBM training"): 58-157 for a names-like corpus (K=27), 134-368 for
+# builtin:languages (K=85), 232-474 for builtin:regions (K=151), the machine's speed swinging from run
+# to run; the estimate (175, 416, 577) lies above each, erring towards fewer checks (the torch
+# engine's slower updates make checks relatively cheaper still).
+CHECK_COST, CHECK_COST_HALF = 1150.0, 150.0
+FANTASY_STEPS = 100  # Gibbs sweeps that make the fantasy particles of a non-persistent run
+
+
+def check_cost_in_epochs(config: RBMTrainConfig, num_categories: int, num_train: int, num_validation: int) -> float:
+    """The estimated cost of one check (:meth:`RBMTrainer.monitor`) in epochs of updates.
+
+    From the sizes and the settings alone, so that a run and every resume of it check at the same
+    epochs whatever the machine's speed at the time.
+    """
+    scored = min(config.monitor_size, num_train) + min(config.monitor_size, num_validation)
+    fantasies = 0 if config.persistent else FANTASY_STEPS * config.fantasy_particles  # chain sweeps
+    check = CHECK_COST * num_categories / (num_categories + CHECK_COST_HALF) * scored + fantasies
+    return check / (num_train * (config.cd_steps + 1))
+
+
+def monitor_interval(config: RBMTrainConfig, num_categories: int, num_train: int, num_validation: int) -> int:
+    """Epochs between checks (0: none). The checks come after every multiple of it and after the last
+    epoch (``config.epochs``): ``ceil(epochs / interval)`` checks in all.
+
+    ``config.monitor_every``, or for ``"auto"`` the smallest interval whose checks cost at most
+    :data:`MONITOR_SHARE` of the run's updates by :func:`check_cost_in_epochs`; 0 when even one does not.
+    """
+    if config.monitor_every != "auto":
+        return config.monitor_every
+    cost = check_cost_in_epochs(config, num_categories, num_train, num_validation)
+    affordable = math.floor(MONITOR_SHARE * config.epochs / cost)
+    return 0 if affordable < 1 else math.ceil(config.epochs / affordable)
+
 
 def split_data(data: torch.Tensor, validation_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle ``(N, V)`` states with ``seed`` and hold out a validation fraction."""
@@ -166,6 +209,7 @@ class RBMTrainer:
         self._views, self._views_key = (), None  # see _parameter_arrays
         self._scratch_arrays, self._pool = {}, None
         self.threads = default_threads(model.num_hidden)
+        self.timings = Timings()  # this session's, not saved
         self.chains = None
         if cfg.persistent:
             start = torch.randint(0, len(self.train_data), (cfg.batch_size,), generator=self.shuffle_generator)
@@ -341,7 +385,9 @@ class RBMTrainer:
 
     def fit(self, progress: bool = True, on_epoch=None) -> RBMTrainer:
         """Train until ``config.epochs`` epochs are done; returns the trainer (its ``history`` holds
-        one row per epoch), as :meth:`NADETrainer.fit` and scikit-learn's ``fit`` do.
+        one row per epoch, with the checks of :meth:`monitor` after the epochs :meth:`monitor_interval`
+        picks), as :meth:`NADETrainer.fit` and scikit-learn's ``fit`` do. ``timings`` adds up the
+        seconds of the updates and of the checks.
 
         ``on_epoch(trainer)`` is called after every epoch (e.g. to save a checkpoint).
         """
@@ -349,6 +395,7 @@ class RBMTrainer:
         n = self.train_data.shape[0]
         batches = math.ceil(n / cfg.batch_size)
         data = self.train_data.to(device)
+        interval = self.monitor_interval()
         while self.epoch < cfg.epochs:
             started = time.perf_counter()
             learning_rate = self.learning_rate
@@ -360,18 +407,27 @@ class RBMTrainer:
                 if n % size:  # the short last batch
                     self._updates(shuffled[full_batches * size :], n % size, advance)
             seconds = time.perf_counter() - started
+            self.timings.training += seconds
             self.epoch += 1
             row = {"epoch": self.epoch, "seconds": round(seconds, 3), "learning_rate": learning_rate}
-            if cfg.monitor_every and (self.epoch % cfg.monitor_every == 0 or self.epoch == cfg.epochs):
+            if interval and (self.epoch % interval == 0 or self.epoch == cfg.epochs):
+                started = time.perf_counter()
                 row.update(self.monitor())
+                self.timings.monitoring += time.perf_counter() - started
+                self.timings.checks += 1
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(self)
         return self
 
+    def monitor_interval(self) -> int:
+        """Epochs between this run's checks (0: none); see :func:`monitor_interval`."""
+        return monitor_interval(self.config, self.model.num_categories, len(self.train_data), len(self.validation_data))
+
     @torch.no_grad()
     def monitor(self) -> dict:
-        """Per-epoch health: exact pseudo-log-likelihood, free-energy gap, fantasy particles."""
+        """The model's health: exact pseudo-log-likelihood of ``monitor_size`` training and validation
+        strings (the same ones at every check), free-energy gap, fantasy particles."""
         cfg, model = self.config, self.model
         device = model.weight.device
         pick = make_generator(cfg.seed + 2, "cpu")  # the same monitoring subsets every epoch
@@ -399,7 +455,7 @@ class RBMTrainer:
         chain = sample(
             self.model,
             num_chains=self.config.fantasy_particles,
-            steps=100,
+            steps=FANTASY_STEPS,
             init="uniform",
             generator=make_generator(self.config.seed + 3, self.model.weight.device),
         )

@@ -1,6 +1,7 @@
 """What a training run into a checkpoint folder does the same way for every family: holding the
 folder, reading the settings a caller gave, comparing them with a checkpoint's on resume, and the
-result handed back (:class:`Trained`).
+result handed back (:class:`Trained`, with a :class:`TrainingSummary` of where the time went and
+whether the model was still improving when the run ended).
 
 Settings arrive as a dataclass (every field counts as given) or a mapping of the fields to set;
 on resume only the given ones are compared with the checkpoint's (:func:`changes_on_resume`).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -115,6 +117,99 @@ def check_epochs(epochs) -> int:
 
 
 @dataclass
+class Timings:
+    """Where a training session's time went, in seconds of wall-clock time (this process).
+
+    Attributes:
+        training: the epochs' updates (forward, backward and optimizer steps; the RBM's CD steps).
+        monitoring: checking the model between epochs: the RBM's pseudo-log-likelihood, free-energy
+            gap and fantasy particles; the NADE validation loss.
+        saving: writing checkpoints.
+        checks: how many such checks ran.
+    """
+
+    training: float = 0.0
+    monitoring: float = 0.0
+    saving: float = 0.0
+    checks: int = 0
+
+
+# A loss is "still falling" at the end of a run when its last value is the best of the last
+# IMPROVING_WINDOW checks and lies more than IMPROVING_GAIN (relative) below the first of them: 0.1%
+# over five epochs is ten times what ReduceLROnPlateau counts as an improvement (1e-4 per epoch).
+IMPROVING_WINDOW = 5
+IMPROVING_GAIN = 1e-3
+
+
+def still_improving(losses, window: int = IMPROVING_WINDOW, min_gain: float = IMPROVING_GAIN) -> bool:
+    """Whether a loss (lower is better; one value per check, in order) was still falling at the end.
+
+    True when there are at least two finite values among the last ``window``, the last of them is
+    their minimum, and it lies more than ``min_gain`` times the first's magnitude below the first.
+    """
+    recent = [float(v) for v in list(losses)[-window:]]
+    if len(recent) < 2 or not all(math.isfinite(v) for v in recent):
+        return False
+    first, last = recent[0], recent[-1]
+    return last <= min(recent) and first - last > min_gain * abs(first)
+
+
+@dataclass
+class TrainingSummary:
+    """What one call of :func:`gibbsdream.train` did, for a front end to report.
+
+    Attributes:
+        seconds: wall-clock time of the whole call (reading the data and building the model included).
+        timings: where the time of the epochs went (:class:`Timings`); the rest of ``seconds`` is
+            reading the data, building or loading the model and compiling.
+        first_epoch: epochs done when the call began (0 for a fresh run).
+        epochs: epochs done when it ended (a NADE run stopped by ``max_time`` may also be part-way
+            through the next one).
+        target_epochs: the ``epochs`` setting the run trained towards.
+        stopped_by_time: ``max_time`` ended the run (NADE).
+        monitoring: how the model was checked, family-specific: ``every`` (epochs between checks,
+            0 for none), ``auto`` (the schedule was chosen by the trainer) and what each check scored
+            (``strings`` / ``validation_strings`` for RBMs, ``images`` for NADE).
+        measure: the history entry judged for ``still_improving`` (e.g. ``"validation_loss"``), or None.
+        higher_is_better: whether ``measure`` improves upwards (a log-likelihood) or downwards (a loss).
+        last_checked: the last epoch whose history row has ``measure``, or None.
+        still_improving: ``measure`` was still improving at ``last_checked`` (see :func:`still_improving`):
+            more epochs would likely help.
+    """
+
+    seconds: float
+    timings: Timings
+    first_epoch: int
+    epochs: int
+    target_epochs: int
+    stopped_by_time: bool = False
+    monitoring: dict = field(default_factory=dict)
+    measure: str | None = None
+    higher_is_better: bool = False
+    last_checked: int | None = None
+    still_improving: bool = False
+
+
+def summarize(
+    history: list,
+    measures: tuple[str, ...],
+    higher_is_better: bool,
+    **fields,
+) -> TrainingSummary:
+    """A :class:`TrainingSummary` (``fields``: its other attributes) judged on the first of ``measures``
+    that the history has (the rows that have it, in order)."""
+    summary = TrainingSummary(**fields, higher_is_better=higher_is_better)
+    for measure in measures:
+        rows = [row for row in history if isinstance(row.get(measure), (int, float))]
+        if rows:
+            sign = -1.0 if higher_is_better else 1.0
+            summary.measure, summary.last_checked = measure, rows[-1].get("epoch")
+            summary.still_improving = still_improving([sign * row[measure] for row in rows])
+            break
+    return summary
+
+
+@dataclass
 class Trained:
     """What :func:`gibbsdream.train` hands back.
 
@@ -128,6 +223,8 @@ class Trained:
         trained: False when a resume found the epochs already done and trained nothing.
         changes: the settings a resume changed, {name: (old, new)}.
         writer: whether this process wrote the checkpoint (under torchrun only rank 0 does).
+        summary: what this call did: its time and where it went, the epochs reached, how the model
+            was checked and whether it was still improving (:class:`TrainingSummary`).
     """
 
     checkpoint_path: Path
@@ -139,3 +236,4 @@ class Trained:
     trained: bool = True
     changes: dict = field(default_factory=dict)
     writer: bool = True
+    summary: TrainingSummary | None = None
