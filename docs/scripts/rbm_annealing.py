@@ -143,7 +143,7 @@ def main(argv=None) -> None:
         "",
         "```",
         "gibbsdream train rbm --data builtin:regions --case-fold --max-length 20 --min-char-count 20 \\",
-        "    --hidden 256 --epochs 100 --monitor-every 10 --engine torch --out runs/docs-regions",
+        "    --hidden 256 --epochs 100 --monitor-every 10 --out runs/docs-regions",
         f"gibbsdream sample runs/docs-regions --chains {chains} --steps {steps} "
         "--temperature 1.5:0.2 --anneal geometric",
         "```",
