@@ -206,3 +206,73 @@ def test_the_samplers_draws_do_not_depend_on_its_chunking(monkeypatch):
         monkeypatch.setattr(rbm_gibbs, "SWEEPS_PER_CHUNK", per_chunk)
         results.append(sample(model, num_chains=20, steps=9, seed=4, engine="numba").samples)
     assert all(torch.equal(results[0], r) for r in results[1:])
+
+
+def _run_with_slow_chunks(monkeypatch, hour_long_sleeps=True, lose_python_wakes=False, timeout=60):
+    """Sample with 3 workers on this machine's cores (2 in CI: they must wait for each other) and a
+    calling thread that pauses 20 ms before each chunk of random numbers, so that the helpers
+    spin out and sleep on the counters. Returns (finished, samples, counters)."""
+    import threading
+    import time
+
+    import gibbsdream.sampling.rbm_gibbs as rbm_gibbs
+
+    if hour_long_sleeps:  # a wake that is lost then hangs the run instead of costing a millisecond
+        monkeypatch.setattr(threads, "SLEEP_NS", 3600 * 10**9)
+    if lose_python_wakes:
+        monkeypatch.setattr(threads, "wake", lambda counters, row: None)
+    monkeypatch.setattr(rbm_gibbs, "SWEEPS_PER_CHUNK", 2)
+    seen = {}
+    real = rbm_gibbs.run_workers
+
+    def slow_feed_spy(worker, parts, total, per_chunk, feed, arguments, check, counters, pool, advance=None):
+        seen["counters"] = counters
+
+        def slow_feed(start, stop):
+            time.sleep(0.02)
+            feed(start, stop)
+
+        return real(worker, parts, total, per_chunk, slow_feed, arguments, check, counters, pool, advance)
+
+    monkeypatch.setattr(rbm_gibbs, "run_workers", slow_feed_spy)
+    model = RBM(5, 192, 4)
+    model.reset_parameters(torch.Generator().manual_seed(1), std=0.5)
+    compiled = rbm_gibbs.gibbs_compiled
+    monkeypatch.setattr(
+        "gibbsdream.sampling.api.gibbs_compiled", lambda *args, **kwargs: compiled(*args, **kwargs, threads=3)
+    )
+    out = {}
+    runner = threading.Thread(
+        target=lambda: out.update(s=sample(model, num_chains=20, steps=12, seed=4, engine="numba").samples),
+        daemon=True,
+    )
+    runner.start()
+    runner.join(timeout)
+    return not runner.is_alive(), out.get("s"), seen.get("counters"), runner
+
+
+def test_sleeping_workers_are_woken_by_every_move_of_a_counter(monkeypatch):
+    """Workers that wait long sleep on a futex; with hour-long sleeps the run still finishes,
+    with the draws of the engine's other runs, only if every counter move wakes its sleepers."""
+    finished, samples, _, _ = _run_with_slow_chunks(monkeypatch)
+    assert finished
+    monkeypatch.undo()
+    model = RBM(5, 192, 4)
+    model.reset_parameters(torch.Generator().manual_seed(1), std=0.5)
+    reference = sample(model, num_chains=20, steps=12, seed=4, engine="torch").samples
+    assert torch.equal(samples, reference)
+
+
+@pytest.mark.skipif(not threads.SLEEPS, reason="workers sleep on a futex on Linux only")
+def test_the_wake_check_fails_when_the_calling_thread_does_not_wake_the_helpers(monkeypatch):
+    """The deliberately wrong variant of the test above: the calling thread posts each chunk's
+    numbers without a wake, and the helpers asleep on that counter never learn of it."""
+    finished, _, counters, runner = _run_with_slow_chunks(monkeypatch, lose_python_wakes=True, timeout=5)
+    assert not finished
+    monkeypatch.undo()
+    counters[-1, 2:4] = (0, 10**6)  # sleeps from now on end within a millisecond
+    counters[-1, 0] = 1  # call the run off, and wake everyone, so that no thread is left behind
+    for row in range(counters.shape[0] - 1):
+        threads.wake(counters, row)
+    runner.join(30)
+    assert not runner.is_alive()

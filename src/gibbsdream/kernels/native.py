@@ -13,7 +13,17 @@
   ``MKL_Get_Max_Threads`` set and read the calling thread's BLAS thread count, so that each
   worker's product runs on that worker alone (the workers check it, :func:`.rbm.one_blas_thread`).
   A PyTorch built without MKL does not export them: ImportError, and the PyTorch engines.
-* **The C library's** ``sched_yield``: the call the waits make on every turn (POSIX only).
+* **Linux's futex** (through the C library's ``syscall``): a worker that has waited a while at a
+  meeting sleeps in the kernel until the counter it waits on changes, and every worker wakes the
+  sleepers of its counter when it moves it (:data:`SLEEPS`). Spinning alone, or yielding the core,
+  stalled the workers on a busy machine: a meeting needs every worker running at once, and a worker
+  that spends its turn waiting runs as long as the other processes, so the workers met only when
+  the scheduler happened to run them together (measured on the 2-core VM with two busy processes:
+  12.5 s for 1,000 sweeps that take 0.12 s on a quiet machine). A sleeper uses no time, so the
+  kernel runs it first when woken. Elsewhere (macOS) a waiter yields its core instead.
+
+Besides, :func:`relax` is x86's ``pause``, the spinning hint, written as an instruction that may
+read and write any memory, so that the compiler keeps every load and store on its side of it.
 
 The addresses are registered with LLVM under names of their own (``gibbsdream_*``), which the
 compiled code in :mod:`.rbm` declares as external functions (:data:`SGEMM` ...); numba's cache
@@ -29,7 +39,9 @@ import struct
 
 import torch
 from llvmlite import binding as _llvm
+from llvmlite import ir
 from numba import types
+from numba.core.extending import intrinsic
 
 X86_64 = ("x86_64", "amd64")  # platform.machine() on Linux and macOS, and on Windows
 
@@ -62,6 +74,7 @@ def _library_symbols() -> dict:
         "set_blas_threads": (torch_cpu, "MKL_Set_Num_Threads_Local"),
         "blas_threads": (torch_cpu, "MKL_Get_Max_Threads"),
         "yield": (libc, "sched_yield"),
+        "syscall": (libc, "syscall"),
     }
     addresses = {}
     for key, (library, name) in wanted.items():
@@ -77,6 +90,7 @@ def _library_symbols() -> dict:
 
 
 check_machine()
+_llvm.initialize_native_asmparser()  # for relax()'s inline assembly (numba initialises only the printer)
 ADDRESSES = _library_symbols()  # name -> address, for a check from Python (ctypes) where one is wanted
 
 POINTER = types.intp  # an address passed as a 64-bit integer: the same register as a pointer on x86-64
@@ -87,3 +101,19 @@ DGEMM = types.ExternalFunction("gibbsdream_dgemm", types.void(*[POINTER] * 13))
 SET_BLAS_THREADS = types.ExternalFunction("gibbsdream_set_blas_threads", types.int32(types.int32))
 BLAS_THREADS = types.ExternalFunction("gibbsdream_blas_threads", types.int32())
 YIELD = types.ExternalFunction("gibbsdream_yield", types.int32())
+# syscall(number, a1, ..., a6): the C library's, declared with its six arguments fixed, which
+# on x86-64 go in the same registers as the variadic call's (glibc's is assembly that reads no %al)
+SYSCALL = types.ExternalFunction("gibbsdream_syscall", types.int64(types.int64, *[types.int64] * 6))
+
+
+@intrinsic
+def relax(typingctx):
+    """x86's ``pause`` (a spinning thread's hint to the core), as an instruction that may read and
+    write any memory: the compiler moves no load or store across it and reads a counter afresh."""
+
+    def codegen(context, builder, signature, arguments):
+        pause = ir.InlineAsm(ir.FunctionType(ir.VoidType(), []), "pause", "~{memory}", side_effect=True)
+        builder.call(pause, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen

@@ -58,8 +58,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .native import BLAS_THREADS, DGEMM, SET_BLAS_THREADS, SGEMM, YIELD
-from .threads import Part, counter_span
+from .native import BLAS_THREADS, DGEMM, SET_BLAS_THREADS, SGEMM, SYSCALL, YIELD, relax
+from .threads import FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE, SLEEPS, Part, counter_span
 
 _COMPILE = {"cache": True, "nogil": True, "boundscheck": False, "error_model": "numpy"}
 
@@ -356,25 +356,62 @@ def _draw_softmax(logits, scale, uniforms, num_categories, exponents, cdf, out):
 # the steps whose random numbers are ready, the last row the call-off flag; column 0 counts.
 
 
+_SPINS = 4000  # turns of `pause` before a waiter sleeps: tens of µs, longer than a quiet meeting's wait
+
+
+@njit(**_COMPILE)
+def _address(counters, row):  # pragma: no cover - compiled
+    """The address of ``counters[row, 0]``: its low 32 bits are the futex (x86 is little-endian)."""
+    return counters.ctypes.data + row * counters.strides[0]
+
+
+@njit(**_COMPILE)
+def _sleep(counters, row, seen):  # pragma: no cover - compiled
+    """Sleep until ``counters[row]`` is no longer ``seen``, someone wakes this thread, or the
+    timeout in the call-off row passes (.threads.SLEEP_NS); at once if it has already moved."""
+    if SLEEPS:
+        timeout = _address(counters, counters.shape[0] - 1) + 16  # columns 2 and 3: a timespec
+        SYSCALL(FUTEX, _address(counters, row), FUTEX_WAIT_PRIVATE, seen & 0xFFFFFFFF, timeout, 0, 0)
+    else:
+        YIELD()
+
+
+@njit(**_COMPILE)
+def _wake(counters, row):  # pragma: no cover - compiled
+    """Wake every thread asleep on ``counters[row]`` (after this thread moved it)."""
+    if SLEEPS:
+        SYSCALL(FUTEX, _address(counters, row), FUTEX_WAKE_PRIVATE, 0x7FFFFFFF, 0, 0, 0)
+
+
 @njit(**_COMPILE)
 def _wait_until(counters, row, count):  # pragma: no cover - compiled
-    """Wait until ``counters[row]`` reaches ``count``; False when the run was called off instead
-    (the last row set, by a thread that failed)."""
+    """Wait until ``counters[row]`` reaches ``count``: spin a little, then sleep on it (.threads
+    notes); False when the run was called off instead (the last row set, by a thread that failed)."""
     call_off = counters.shape[0] - 1
-    while counters[row, 0] < count:
+    turns = 0
+    while True:
+        seen = counters[row, 0]  # read afresh each turn: relax() below may write any memory
+        if seen >= count:
+            break
         if counters[call_off, 0]:
             return False
-        YIELD()  # an opaque call: the counter is read afresh each time, and others may run
-    YIELD()  # an opaque call: no load after the wait is moved above it (x86 keeps loads in order)
+        if turns < _SPINS:
+            relax()
+            turns += 1
+        else:
+            _sleep(counters, row, seen)
+    relax()  # no load after the wait is moved above it (and x86 keeps loads in order)
     return True
 
 
 @njit(**_COMPILE)
 def _wait_for_all(counters, thread, num_threads, count):  # pragma: no cover - compiled
-    """Mark this thread's arrival at meeting number ``count`` and wait for the others; False when
-    the run was called off instead. Row ``thread`` has this one writer (``.threads.Part``)."""
-    YIELD()  # an opaque call: every store before it is emitted before the counter's
+    """Mark this thread's arrival at meeting number ``count``, wake whoever sleeps on it, and
+    wait for the others; False when the run was called off instead. Row ``thread`` has this one
+    writer (``.threads.Part``)."""
+    relax()  # every store before it is emitted before the counter's
     counters[thread, 0] = count  # x86: seen by another core only after those stores
+    _wake(counters, thread)
     for other in range(num_threads):  # noqa: SIM110 (numba compiles no generator expressions)
         if not _wait_until(counters, other, count):
             return False

@@ -20,17 +20,29 @@ Python side of the run (:func:`run_workers`). Nothing here is compiled, and noth
   ordered the same way: a call into the interpreter is opaque to the compiler. When
   :func:`run_workers` returns, every worker has returned and ``Future.result`` (a lock) has
   ordered their stores before the caller's loads.
+* Waiting: a worker spins a little at a meeting, then sleeps on the counter it waits for
+  (a futex, Linux); whoever moves a counter wakes its sleepers right after (:func:`wake`, and its
+  compiled twin in :mod:`.rbm`). The kernel checks the counter under its own lock as it puts a
+  waiter to sleep, so no wake is lost; a sleep also ends after :data:`SLEEP_NS` in any case, so
+  that a call-off is seen.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+SLEEPS = sys.platform.startswith("linux")  # a waiter sleeps on a futex; elsewhere it yields its core
+FUTEX = 202  # SYS_futex on x86-64 Linux (the compiled loops run on x86-64 only)
+FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 0 | 128, 1 | 128  # FUTEX_WAIT, FUTEX_WAKE | FUTEX_PRIVATE_FLAG
+SLEEP_NS = 1_000_000  # the longest sleep at a meeting: how late a call-off may be seen
+_TIMEOUT = 2  # columns 2 and 3 of the call-off row: the sleep's timeout as a C timespec (s, ns)
 
 
 def default_threads(num_hidden: int) -> int:
@@ -95,8 +107,24 @@ def counter_span() -> int:
 def meeting_counters(num_threads: int) -> np.ndarray:
     """Zeroed counters of one run, ``(T + 2, counter_span() // 8)`` int64; column 0 of each row is
     the counter, the rest spacing: rows ``0 .. T-1`` the workers' meeting counts, row ``T`` the
-    steps whose random numbers are ready, row ``T + 1`` the call-off flag (module notes)."""
-    return np.zeros((num_threads + 2, counter_span() // 8), np.int64)
+    steps whose random numbers are ready, row ``T + 1`` the call-off flag (module notes) and, in
+    its columns 2 and 3, the sleeps' timeout (:data:`SLEEP_NS`) as the C ``timespec`` the kernel reads."""
+    counters = np.zeros((num_threads + 2, counter_span() // 8), np.int64)
+    counters[-1, _TIMEOUT : _TIMEOUT + 2] = divmod(SLEEP_NS, 10**9)  # read-only from here on
+    return counters
+
+
+_libc = ctypes.CDLL(None)  # the C library (POSIX only)
+_syscall = getattr(_libc, "syscall", None)
+if _syscall is not None:
+    _syscall.restype = ctypes.c_long
+    _syscall.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_long]
+
+
+def wake(counters: np.ndarray, row: int) -> None:
+    """Wake the workers asleep on ``counters[row, 0]`` (after the calling thread moved it)."""
+    if SLEEPS and _syscall is not None:
+        _syscall(FUTEX, counters.ctypes.data + row * counters.strides[0], FUTEX_WAKE_PRIVATE, 2**31 - 1)
 
 
 class Meeting(NamedTuple):
@@ -112,7 +140,7 @@ def new_meeting(num_threads: int, num_chains: int, rows: int, dtype) -> Meeting:
     return Meeting(meeting_counters(num_threads), np.empty((num_threads, num_chains, rows), dtype))
 
 
-_sched_getcpu = getattr(ctypes.CDLL(None), "sched_getcpu", None)  # glibc and musl have it
+_sched_getcpu = getattr(_libc, "sched_getcpu", None)  # glibc and musl have it
 
 
 def current_cpu() -> int:
@@ -147,9 +175,10 @@ def run_workers(worker, parts, total: int, per_chunk: int, feed, arguments, chec
 
     The calling thread is worker 0 and goes a chunk of ``per_chunk`` steps at a time, each after
     ``feed(start, stop)`` has drawn its random numbers; the others, from ``pool``, run all the
-    steps in one call and spin between chunks rather than sleep, so that no chunk waits for a
-    thread to be woken (on the development VM that could cost milliseconds: a parallel
-    ``zeros_like`` of 143,000 floats took 7.8 ms after a pause and 0.1 ms right after other work).
+    steps in one call, waiting for each chunk as for a meeting (module notes), so that a chunk
+    rarely waits for a thread pool to be woken (on the development VM that could cost
+    milliseconds: a parallel ``zeros_like`` of 143,000 floats took 7.8 ms after a pause and 0.1 ms
+    right after other work).
     ``feed`` may overwrite the previous chunk's numbers because worker 0 returns from a chunk only
     after the last meeting of its last step, when every worker has drawn that step.
 
@@ -175,8 +204,13 @@ def run_workers(worker, parts, total: int, per_chunk: int, feed, arguments, chec
                     checked[thread] = True
                 worker(parts[thread], start, stop, *arguments[thread])
         except BaseException as error:  # raised again in the calling thread below
-            counters[call_off, 0] = 1
+            call_off_run()
             failures.append(error)
+
+    def call_off_run():
+        counters[call_off, 0] = 1
+        for row in range(threads + 1):
+            wake(counters, row)
 
     helpers = [pool.submit(work, t, 0, total) for t in range(1, threads)]
     try:
@@ -184,13 +218,14 @@ def run_workers(worker, parts, total: int, per_chunk: int, feed, arguments, chec
             stop = min(start + per_chunk, total)
             feed(start, stop)
             counters[ready, 0] = stop  # after feed's stores, which x86 makes visible first
+            wake(counters, ready)
             work(0, start, stop)
             if failures:
                 break
             if advance is not None:
                 advance(stop - start)
     except BaseException:
-        counters[call_off, 0] = 1
+        call_off_run()
         raise
     finally:
         for helper in helpers:
