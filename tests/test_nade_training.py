@@ -461,6 +461,7 @@ def test_split_images_is_a_deterministic_partition():
         dict(grad_clip=-1.0),
         dict(max_time=0.0),
         dict(max_time=-5.0),
+        dict(max_time="20m"),  # seconds in Python; durations like 20m are the command line's
         dict(loss="mse"),
         dict(validation_fraction=0.0),
         dict(validation_fraction=1.0),

@@ -56,13 +56,13 @@ SWEEPS = {  # name -> (sweep arguments, how the checkpoint was trained)
     ),
     "inpaint-digits": (
         ["runs/digits", *INPAINT_GRID],
-        "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --out runs/digits "
-        "(stopped after 56 epochs)",
+        "gibbsdream train nade --data builtin:digits --epochs 150 --lr 2e-3 --max-time 20m --out runs/digits "
+        "(as docs/scripts/nade_likelihood.py trains it)",
     ),
     "inpaint-shapes": (
         ["runs/shapes", *INPAINT_GRID],
         "gibbsdream train nade --data builtin:shapes --size 32 --levels 16 --width 48 --depth 6 --dilations 1,2,4,8 "
-        "--masks orderless+contiguish --max-time 15m --out runs/shapes, then --resume --max-time 20m (47 epochs)",
+        "--masks orderless+contiguish --max-time 35m --out runs/shapes",
     ),
 }
 
@@ -112,6 +112,17 @@ def _load(docs: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _model(name: str) -> str:
+    """How sweep ``name``'s checkpoint was trained and, where its history.jsonl is here, for how
+    many epochs and seconds."""
+    args, how = SWEEPS[name]
+    path = ROOT / args[0] / "history.jsonl"
+    if not path.exists():
+        return how
+    epochs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return f"{how}; {len(epochs)} epochs, {sum(e.get('seconds', 0) for e in epochs):.0f} s of training"
+
+
 def _pct(value) -> str:
     return "–" if value is None else f"{value:.0%}"
 
@@ -143,7 +154,7 @@ def rbm_section(results: dict) -> str:
 `{results["command"]}`
 
 {results["problems"]}, seed {results["seed"]}; energy is the free energy F(v) at T = 1 (lower is more
-probable), whatever temperature a chain ran at. The model: {SWEEPS["rbm-annealing"][1]}.
+probable), whatever temperature a chain ran at. The model: {_model("rbm-annealing")}.
 [The report page](sweeps/rbm-annealing/index.html) lists every row's samples, lowest energy first.
 
 {chr(10).join(lines)}
@@ -190,7 +201,7 @@ def inpaint_section(docs: Path, name: str, results: dict) -> str:
 `{results["command"]}`
 
 {results["problems"]}, seed {results["seed"]}, 200 Gibbs steps, Yao block schedule with α_max = 0.5. The
-model: {SWEEPS[name][1]}. [The report page]({folder}/index.html) shows the GIFs of all six problems per row.
+model: {_model(name)}. [The report page]({folder}/index.html) shows the GIFs of all six problems per row.
 
 {chr(10).join(lines)}
 

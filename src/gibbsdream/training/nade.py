@@ -93,8 +93,10 @@ class NADETrainConfig:
             raise ConfigError(f"lr_factor must lie in (0, 1), got {self.lr_factor}", "lr_factor")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("weight_decay and grad_clip must be >= 0", "weight_decay", "grad_clip")
-        if self.max_time is not None and not self.max_time > 0:
-            raise ConfigError(f"max_time must be positive, got {self.max_time}", "max_time")
+        if self.max_time is not None and (
+            isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float)) or not self.max_time > 0
+        ):
+            raise ConfigError(f"max_time must be a positive number of seconds, got {self.max_time!r}", "max_time")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}", "loss")
         if not 0 < self.validation_fraction < 1:
