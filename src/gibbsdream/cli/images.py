@@ -294,7 +294,7 @@ def train_nade(
         return
     if not quiet:
         passes, images = result.summary.timings.checks, result.summary.monitoring["images"]
-        _say(_training_summary(result.summary, "validation", f"{passes} passes over {images} images"))
+        _say(_training_summary(result.summary, "validation", f"{passes} pass{'es' if passes != 1 else ''} over {images} images"))
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
             f"wrote {out} (a checkpoint; {why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
