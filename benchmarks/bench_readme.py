@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHORTEN = {
     "--data photos/ --max-time 30m": "--data photos/ --max-time 3m",
     "train nade --data builtin:shapes --max-time 10m": "train nade --data builtin:shapes --max-time 2m",
+    "--data builtin:emoji --captions --max-time 30m": "--data builtin:emoji --captions --max-time 3m",
 }
 
 

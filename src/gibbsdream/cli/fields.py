@@ -88,6 +88,7 @@ FLAGS = {
         "channels": "--channels",
         "size": "--size",
         "count": "--count",
+        "emoji_font": "--emoji-font",
         "test_size": "--test-size",
     },
 }

@@ -96,8 +96,8 @@ def _trace_json(chain) -> str:
 @option(
     "--data",
     required=True,
-    help="Images: builtin:digits, builtin:shapes, or a folder of PNG/JPEG files "
-    "(subfolders are read when it has none at the top).",
+    help="Images: builtin:digits, builtin:shapes, builtin:emoji (needs a colour emoji font), or a folder "
+    "of PNG/JPEG files (subfolders are read when it has none at the top).",
 )
 @option(
     "--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing)."
@@ -114,8 +114,27 @@ def _trace_json(chain) -> str:
     default=None,
     help="Force grayscale (1) or RGB (3).  [default: as the files are]",
 )
-@option("--size", type=int, default=None, help="builtin:shapes only: image side in pixels (16..64).  [default: 32]")
-@option("--count", type=int, default=None, help="builtin:shapes only: number of images.  [default: 2000]")
+@option(
+    "--size",
+    type=int,
+    default=None,
+    help="builtin:shapes and builtin:emoji: image side in pixels (shapes 16..64, emoji 16..128).  "
+    "[default: 32 for shapes, 64 for emoji]",
+)
+@option(
+    "--count",
+    type=int,
+    default=None,
+    help="builtin:shapes and builtin:emoji: number of images (emoji: at most this many, whole "
+    "skin-tone groups).  [default: 2000 shapes, every emoji]",
+)
+@option(
+    "--emoji-font",
+    default=None,
+    metavar="PATH",
+    help="builtin:emoji only: the colour emoji font to draw with.  "
+    "[default: the system's, e.g. Noto Color Emoji from fonts-noto-color-emoji]",
+)
 @option("--width", default=64, help="Feature maps per layer.")
 @option("--depth", default=6, help="Residual blocks.")
 @option("--kernel-size", default=3, help="Convolution kernel size (odd).")
@@ -168,7 +187,7 @@ def _trace_json(chain) -> str:
 @option(
     "--captions",
     is_flag=True,
-    help="Condition on captions: builtin:digits and builtin:shapes write their own; "
+    help="Condition on captions: builtin:digits, builtin:shapes and builtin:emoji (CLDR names) write their own; "
     "a folder needs a captions.json (file name -> list of captions) "
     "or the class project's captions pickle beside the images.",
 )
@@ -220,6 +239,7 @@ def train_nade(
     channels,
     size,
     count,
+    emoji_font,
     width,
     depth,
     kernel_size,
@@ -262,6 +282,7 @@ def train_nade(
     Examples:
       gibbsdream train nade --data builtin:digits --max-time 8m --out runs/digits
       gibbsdream train nade --data builtin:digits --captions --max-time 20m --out runs/digits-captions
+      gibbsdream train nade --data builtin:emoji --captions --max-time 30m --out runs/emoji
       torchrun --nproc-per-node 2 -m gibbsdream train nade --data builtin:shapes --out runs/shapes
     """
 

@@ -18,7 +18,10 @@ Where captions come from (:func:`load_captions`):
   suffix) -> captions at the top of the folder. It is read by :class:`_PlainUnpickler`, which
   refuses every global, so only dicts, lists, tuples and strings can load and nothing runs;
 - ``builtin:digits`` and ``builtin:shapes``: captions written from the labels and attributes in
-  varied wording (seeded), by :func:`digit_captions` and :func:`shape_captions`.
+  varied wording (seeded), by :func:`digit_captions` and :func:`shape_captions`;
+- ``builtin:emoji``: captions written from each emoji's English CLDR name ("man superhero:
+  medium-dark skin tone", "flag: Japan") in a few natural wordings (seeded), by
+  :func:`emoji_captions`; every wording states the skin tones and hair that the name does.
 
 The one entry point for commands is :func:`caption_context`.
 """
@@ -332,6 +335,77 @@ def shape_captions(attributes: list[dict], per_image: int = 4, seed: int = 0) ->
     return [[_shape_caption(a, rng) for _ in range(per_image)] for a in attributes]
 
 
+_EMOJI_TEMPLATES = (
+    "{name}",
+    "an emoji of {a}{subject}{with_}",
+    "{a}{subject}{with_}",
+    "{subject} emoji{listed}",
+    "the {subject} emoji{with_}",
+)
+_FLAG_TEMPLATES = (
+    "flag: {subject}",
+    "the flag of {subject}",
+    "an emoji of the flag of {subject}",
+    "{subject} flag",
+    "the {subject} flag emoji",
+)
+# How a CLDR modifier reads after "with": "a man with red hair", "a woman with a beard".
+_WITH = {"bald": "a bald head", "beard": "a beard"}
+# Words that begin with a vowel letter but not a vowel sound, and the other way round.
+_A_BEFORE = ("one", "once", "uni", "use", "usb", "eu")
+_AN_BEFORE = ("hour", "honest")
+# Subjects of several things, which take no "a": "people hugging", "family: man, woman, girl".
+_PLURAL_START = ("people", "men ", "women ", "family")
+
+
+_HEAD_ENDS = re.compile(r" (?:with|in|of|on|for|at|from|and) ")
+
+
+def _indefinite(subject: str) -> str:
+    """``"a "``, ``"an "`` or nothing before ``subject``: nothing for names (a capital first letter)
+    and for plurals (a head noun in -s that is not -ss, -us or -is: the last word before "with",
+    "in", "of" ...), a simple rule that is right for most CLDR names."""
+    words = subject.split() or [subject]
+    head = _HEAD_ENDS.split(subject)[0].split() or words
+    first, last = words[0], head[-1]
+    lower = subject.lower()
+    if first[:1].isupper() or lower.startswith(_PLURAL_START):
+        return ""
+    if last.endswith("s") and not last.endswith(("ss", "us", "is", "'s")):
+        return ""
+    if lower.startswith(_AN_BEFORE) or (lower[:1] in "aeiou8" and not lower.startswith(_A_BEFORE)):
+        return "an "
+    return "a "
+
+
+def _emoji_caption(template: str, a: dict) -> str:
+    modifiers = [str(m) for m in a.get("modifiers", ())]
+    with_ = " with " + " and ".join(_WITH.get(m, m) for m in modifiers) if modifiers else ""
+    subject = a["subject"]
+    return template.format(
+        name=a["name"],
+        subject=subject,
+        a=_indefinite(subject),
+        with_=with_,
+        listed=(", " + ", ".join(modifiers)) if modifiers else "",
+    )
+
+
+def emoji_captions(attributes: list[dict], per_image: int = 4, seed: int = 0) -> list[list[str]]:
+    """``per_image`` captions per emoji (attributes as :func:`gibbsdream.data.emoji.emoji_attributes`
+    gives them), in different wordings of its CLDR name (seeded), e.g. for 🦸🏾‍♂️ "man superhero:
+    medium-dark skin tone", "an emoji of a man superhero with medium-dark skin tone", "man superhero
+    emoji, medium-dark skin tone"; for 🇯🇵 "flag: Japan", "the flag of Japan"."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in attributes:
+        templates = _FLAG_TEMPLATES if a.get("kind") == "flag" else _EMOJI_TEMPLATES
+        wordings = list(dict.fromkeys(_emoji_caption(t, a) for t in templates))  # some coincide
+        chosen = rng.choice(len(wordings), size=min(per_image, len(wordings)), replace=False)
+        out.append([wordings[t] for t in chosen])
+    return out
+
+
 # ---- captions from files -------------------------------------------------------------------------------
 
 
@@ -483,6 +557,8 @@ def captions_file(source: str) -> Path | None:
 def load_captions(source: str, names: list[str], labels=None, attributes=None, seed: int = 0) -> list[list[str]]:
     """Captions for the images ``names`` of ``source`` (see the module notes): one list per image."""
     if source.startswith("builtin:"):
+        if source == "builtin:emoji" and attributes is not None:
+            return emoji_captions(attributes, seed=seed)
         if labels is not None:
             return digit_captions(labels, seed=seed)
         if attributes is not None:

@@ -16,6 +16,11 @@ numpy pixels ``(N, H, W, C)`` and file names; :func:`load_images` takes a path o
 and returns an :class:`ImageDataset` of states, codec, names and (for built-ins) labels and
 attributes. Sizes are written ``WIDTHxHEIGHT``, as image tools do.
 
+The built-in sets (:data:`BUILTIN_IMAGES`): ``builtin:digits`` (scikit-learn's 8x8 digits),
+``builtin:shapes`` (generated coloured shapes) and ``builtin:emoji`` (every emoji of the system's
+colour emoji font, 64x64 RGB by default, with CLDR names and skin-tone groups that a split keeps
+together; see :mod:`gibbsdream.data.emoji`).
+
 Nothing here ever unpickles: a folder laid out as in the seed's class project (JPEGs in
 subfolders beside a ``*.pkl`` captions dict) is read by file suffix, and only image files are
 opened. Captions, when asked for, come from :mod:`gibbsdream.data.captions`, whose pickle reader
@@ -36,6 +41,7 @@ from ..errors import ConfigError, UsageError
 from ..progress import progress_bar
 from ..viz import CHANNEL_WORDS, pixels_nchw, upscale, write_png
 from .captions import load_captions
+from .emoji import EMOJI_DEFAULT_SIDE, base_emoji, emoji_attributes, emoji_id, emoji_set
 
 MIN_LEVELS, MAX_LEVELS = 2, 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -424,6 +430,8 @@ class RawImages:
         labels: ``(N,)`` int class labels, or None.
         attributes: one dict per image (e.g. shape, colour, size, position), or None.
         native_levels: the levels the data was made with (17 for digits), the default ``K``.
+        groups: ``(N,)`` int group ids, or None: images of one group (the skin tones of one emoji)
+            fall on the same side of a train/validation/test split.
     """
 
     pixels: np.ndarray
@@ -431,6 +439,7 @@ class RawImages:
     labels: np.ndarray | None = None
     attributes: list[dict] | None = None
     native_levels: int | None = None
+    groups: np.ndarray | None = None
 
 
 def digits_images() -> RawImages:
@@ -546,13 +555,48 @@ def generate_shapes(count: int = 2000, size: int = 32, seed: int = 0) -> RawImag
     return RawImages(pixels=pixels, names=[f"shapes#{i}" for i in range(n)], attributes=attributes)
 
 
+def emoji_images(
+    count: int | None = None,
+    size: int = EMOJI_DEFAULT_SIDE,
+    seed: int = 0,
+    emoji_font=None,
+    progress: bool = False,
+) -> RawImages:
+    """Every fully qualified emoji the colour emoji font draws, RGB ``size`` x ``size`` on white
+    (see :mod:`gibbsdream.data.emoji`; rendered once per font and size, then read from the cache).
+
+    Args:
+        count: keep only this many (whole skin-tone groups, chosen by ``seed``); None: all (about
+            3,800 with Noto Color Emoji 2.042 and emoji 2.16).
+        size: the image side in pixels, 16..128.
+        seed: which emoji ``count`` keeps (the pictures never depend on it).
+        emoji_font: the font file; None: found where Linux and macOS keep one.
+        progress: a progress bar while the set is rendered (the first time only).
+
+    Returns:
+        :class:`RawImages` with ``pixels`` ``(N, size, size, 3)``, ``names`` ``emoji#<code points>``,
+        ``attributes`` (the emoji, its CLDR ``name``, ``subject``, ``modifiers``, ``kind``, ``base``)
+        and ``groups`` (one id per base emoji).
+    """
+    pixels, chars = emoji_set(count, size, seed, emoji_font, progress=progress)
+    _, groups = np.unique([base_emoji(e) for e in chars], return_inverse=True)
+    return RawImages(
+        pixels=pixels,
+        names=[emoji_id(e) for e in chars],
+        attributes=[emoji_attributes(e) for e in chars],
+        groups=groups.astype(np.int64).reshape(-1),
+    )
+
+
 @dataclass(frozen=True)
 class BuiltinImages:
-    """A built-in image set: a description, a loader, and the keyword options the loader takes."""
+    """A built-in image set: a description, a loader, the keyword options the loader takes, and
+    whether it takes ``progress`` (a bar while it makes the images)."""
 
     description: str
     load: Callable[..., RawImages]
     options: tuple[str, ...] = ()
+    progress: bool = False
 
 
 BUILTIN_IMAGES: dict[str, BuiltinImages] = {
@@ -564,7 +608,16 @@ BUILTIN_IMAGES: dict[str, BuiltinImages] = {
         generate_shapes,
         options=("count", "size", "seed"),
     ),
+    "emoji": BuiltinImages(
+        "every fully qualified emoji of the system's colour emoji font (about 3,800 with Noto Color Emoji), "
+        "RGB, default 64x64 (size 16..128), with their CLDR names and skin tones kept on one side of the split",
+        emoji_images,
+        options=("count", "size", "seed", "emoji_font"),
+        progress=True,
+    ),
 }
+# The options of built-in image sets, in the order read_image_source takes them.
+BUILTIN_OPTIONS = ("count", "size", "seed", "emoji_font")
 
 
 # ---- datasets --------------------------------------------------------------------------------------
@@ -579,9 +632,11 @@ class ImageDataset:
         codec: the :class:`ImageCodec` that made them.
         names: one per image: file paths relative to the folder, or built-in ids (``digits#3``).
         labels: ``(N,)`` long class labels (built-in digits), or None.
-        attributes: one dict per image (built-in shapes), or None.
+        attributes: one dict per image (built-in shapes and emoji), or None.
         source: what was loaded (a path or ``builtin:NAME``).
         captions: one list of captions per image (``load_images(..., captions=True)``), or None.
+        groups: ``(N,)`` long group ids (built-in emoji: one per base emoji), or None; a split
+            keeps each group on one side.
     """
 
     states: torch.Tensor
@@ -591,6 +646,7 @@ class ImageDataset:
     attributes: list[dict] | None = None
     source: str = ""
     captions: list[list[str]] | None = None
+    groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.states.shape[0]
@@ -623,30 +679,39 @@ def read_image_source(
     count: int | None = None,
     size: int | None = None,
     seed: int | None = None,
+    emoji_font=None,
     progress: bool = False,
 ) -> RawImages:
     """Pixels of ``source`` (``builtin:NAME``, an image file or a folder) before encoding.
 
-    ``count``, ``size`` and ``seed`` are options of generated built-ins (``builtin:shapes``).
+    ``count``, ``size``, ``seed`` and ``emoji_font`` are options of the built-ins that take them
+    (:data:`BUILTIN_IMAGES`: ``builtin:shapes`` and ``builtin:emoji``).
     """
     _check_channels(channels)
-    options = {k: v for k, v in (("count", count), ("size", size), ("seed", seed)) if v is not None}
+    given = {"count": count, "size": size, "seed": seed, "emoji_font": emoji_font}
+    options = {k: v for k, v in given.items() if v is not None}
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN_IMAGES:
             raise UsageError(f"unknown built-in image set {name!r}; choose one of {_builtin_list()}")
         builtin = BUILTIN_IMAGES[name]
-        extra = sorted(set(options) - set(builtin.options))
+        extra = sorted(set(options) - set(builtin.options), key=BUILTIN_OPTIONS.index)
         if extra:
             takers = [f"builtin:{n}" for n, b in BUILTIN_IMAGES.items() if set(extra) <= set(b.options)]
-            hint = f"; {', '.join(extra)} applies to {' and '.join(takers)}" if takers else ""
-            raise UsageError(f"builtin:{name} takes no {' or '.join(extra)} option{hint}")
-        raw = builtin.load(**options)
+            verb = "applies" if len(extra) == 1 else "apply"
+            hint = f"; {' and '.join(extra)} {verb} to {' and '.join(takers)}" if takers else ""
+            raise ConfigError(f"builtin:{name} takes no {' or '.join(extra)} option{hint}", *extra)
+        raw = builtin.load(**options, **({"progress": progress} if builtin.progress else {}))
         raw.pixels = _convert_channels(raw.pixels, channels)
         return raw
     if options:
-        given = " and ".join(sorted(options))
-        raise UsageError(f"{given} only works with generated built-in images (builtin:shapes), not with {source}")
+        names = sorted(options, key=BUILTIN_OPTIONS.index)
+        takers = [f"builtin:{n}" for n, b in BUILTIN_IMAGES.items() if set(names) <= set(b.options)]
+        raise ConfigError(
+            f"{' and '.join(names)} only {'works' if len(names) == 1 else 'work'} with built-in images "
+            f"({', '.join(takers)}), not with {source}",
+            *names,
+        )
     path = Path(source)
     if not path.exists():
         raise UsageError(
@@ -672,13 +737,14 @@ def load_images(
     count: int | None = None,
     size: int | None = None,
     seed: int | None = None,
+    emoji_font=None,
     captions: bool = False,
     progress: bool = False,
 ) -> ImageDataset:
     """Load and encode images: ``builtin:NAME``, one image file, or a folder of them.
 
     Args:
-        source: ``builtin:digits``, ``builtin:shapes``, a file ({kinds}) or a folder (see
+        source: ``builtin:digits``, ``builtin:shapes``, ``builtin:emoji``, a file ({kinds}) or a folder (see
             :func:`load_image_folder`; subfolders are read when the folder itself has no images).
         levels: ``K`` (2..256). Default: the built-in's own (17 for digits), else 256; or the
             ``codec``'s.
@@ -686,10 +752,13 @@ def load_images(
         recursive: for folders; see :func:`find_image_files`.
         codec: a model's codec the images must fit (its levels are used; grayscale files are
             made RGB for an RGB model; any other mismatch raises UsageError naming the image).
-        count, size, seed: options of ``builtin:shapes`` (2,000 images, 32x32, seed 0).
+        count, size, seed: options of ``builtin:shapes`` (2,000 images, 32x32, seed 0) and
+            ``builtin:emoji`` (all of them, 64x64; ``seed`` picks the ``count`` emoji kept).
+        emoji_font: ``builtin:emoji``'s font file (default: the system's colour emoji font).
         captions: also read the images' captions (see :func:`gibbsdream.data.captions.load_captions`;
             a folder needs a ``captions.json`` or a captions pickle beside the images, read safely).
-        progress: a progress bar while a large folder is read (see :func:`load_image_folder`).
+        progress: a progress bar while a large folder is read (see :func:`load_image_folder`) or
+            the emoji are rendered.
 
     Returns:
         An :class:`ImageDataset` with ``states`` ``(N, C, H, W)``.
@@ -703,7 +772,14 @@ def load_images(
         if channels is None and codec.channels == 3:
             channels = 3  # gray -> RGB loses nothing; RGB -> gray is left to the user
     raw = read_image_source(
-        source, channels=channels, recursive=recursive, count=count, size=size, seed=seed, progress=progress
+        source,
+        channels=channels,
+        recursive=recursive,
+        count=count,
+        size=size,
+        seed=seed,
+        emoji_font=emoji_font,
+        progress=progress,
     )
     if levels is None:
         levels = raw.native_levels or MAX_LEVELS
@@ -721,6 +797,7 @@ def load_images(
         attributes=raw.attributes,
         source=source,
         captions=_captions(source, raw, seed) if captions else None,
+        groups=None if raw.groups is None else torch.as_tensor(raw.groups, dtype=torch.long),
     )
 
 

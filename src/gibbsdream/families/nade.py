@@ -437,8 +437,9 @@ class ImageOptions:
 
     levels: int | None = None  # K intensity levels per channel (2..256); None: 17 for builtin:digits, else 256
     channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: as the files are
-    size: int | None = None  # builtin:shapes only: image side in pixels (None: its default)
-    count: int | None = None  # builtin:shapes only: number of images (None: its default)
+    size: int | None = None  # builtin:shapes and builtin:emoji: image side in pixels (None: its default)
+    count: int | None = None  # builtin:shapes and builtin:emoji: number of images (None: its default)
+    emoji_font: str | None = None  # builtin:emoji only: the colour emoji font file (None: the system's)
     test_size: int | float | None = None  # held out for evaluation: a count, or a fraction < 1; None: 297 for
     # builtin:digits, else 0.1
 
@@ -620,8 +621,9 @@ def _fresh(data, given_model, given_training, given_images, event, unset, progre
             )
     options = ImageOptions(**given_images)
     extra = {k: v for k, v in (("size", options.size), ("count", options.count)) if v is not None}
+    font = {} if options.emoji_font is None else {"emoji_font": options.emoji_font}  # a path: not saved
     dataset = load_images(
-        data, options.levels, channels=options.channels, captions=captions, progress=progress, **extra
+        data, options.levels, channels=options.channels, captions=captions, progress=progress, **extra, **font
     )
     codec = dataset.codec
     found = None if captions else captions_file(data)
@@ -631,10 +633,16 @@ def _fresh(data, given_model, given_training, given_images, event, unset, progre
         held = DIGITS_TEST_SIZE if data == "builtin:digits" else 0.1
     else:
         held = options.test_size  # a count or a fraction in [0, 1)
-    # Split image numbers rather than images, so that captions follow their images.
-    train_all, test = split_images(torch.arange(len(dataset.states)), held, config.seed)
+    # Split image numbers rather than images, so that captions follow their images; images of one
+    # group (the skin tones of one emoji) stay on one side of both splits.
+    groups = dataset.groups
+    train_all, test = split_images(torch.arange(len(dataset.states)), held, config.seed, groups=groups)
     train, validation = split_images(
-        train_all, float(config.validation_fraction), config.seed + 1, setting="validation_fraction"
+        train_all,
+        float(config.validation_fraction),
+        config.seed + 1,
+        setting="validation_fraction",
+        groups=None if groups is None else groups[train_all],
     )
     if len(train) == 0 or len(validation) == 0:
         raise UsageError(f"{data} has only {len(dataset.states)} images: too few to split into training and validation")

@@ -134,16 +134,48 @@ def parse_duration(text: str) -> float:
 
 
 def split_images(
-    states: torch.Tensor, holdout: int | float, seed: int, setting: str = "test_size"
+    states: torch.Tensor,
+    holdout: int | float,
+    seed: int,
+    setting: str = "test_size",
+    groups: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle ``(N, C, H, W)`` with ``seed`` and hold out ``holdout`` images (a count, or a fraction
-    < 1); too many is a ConfigError about ``setting``, the setting that asked for them."""
+    < 1); too many is a ConfigError about ``setting``, the setting that asked for them.
+
+    ``groups``: ``(N,)`` ids of images that must stay together (the skin tones of one emoji). Then
+    whole groups are held out, shuffled with ``seed``: as near ``holdout`` images as group
+    boundaries allow, at least one group on each side when ``holdout`` asks for any; each side is
+    then shuffled so that a group's images are not all next to each other. Without ``groups`` the
+    split is what it always was for the same seed.
+    """
     n = states.shape[0]
     count = round(holdout * n) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if not 0 <= count < n:
         raise ConfigError(f"cannot hold out {count} of {n} images; make {setting} smaller", setting)
-    order = torch.randperm(n, generator=make_generator(seed, "cpu"))
-    return states[order[: n - count]], states[order[n - count :]]
+    generator = make_generator(seed, "cpu")
+    if groups is None:
+        order = torch.randperm(n, generator=generator)
+        return states[order[: n - count]], states[order[n - count :]]
+    _, group = torch.unique(torch.as_tensor(groups).reshape(-1), return_inverse=True)
+    if group.shape[0] != n:
+        raise ConfigError(f"groups has {group.shape[0]} ids for {n} images; give one per image", "groups")
+    place = torch.randperm(int(group.max()) + 1 if n else 0, generator=generator)  # each group's place
+    order = torch.argsort(place[group], stable=True)  # images by their group's place
+    sizes = torch.bincount(place[group], minlength=place.shape[0])  # by place
+    ends = torch.cumsum(sizes, 0)  # the training side can end after any whole group
+    cut = n
+    if count:
+        inside = ends[ends < n]
+        if not len(inside):
+            raise ConfigError(
+                f"cannot hold out any of {n} images without splitting their one group; make {setting} 0", setting
+            )
+        cut = int(inside[torch.argmin((inside - (n - count)).abs())])
+    train, held = order[:cut], order[cut:]
+    train = train[torch.randperm(len(train), generator=generator)]
+    held = held[torch.randperm(len(held), generator=generator)]
+    return states[train], states[held]
 
 
 # ---- distributed --------------------------------------------------------------------------------
