@@ -480,6 +480,37 @@ def test_evaluate_json(model):
     assert report["nll_nats"] <= report["single_order_nll_nats"] + 1e-9
 
 
+def test_evaluate_by_masks(model):
+    """--method masks: the mask estimate of the mean single-order NLL, which the order ensemble of
+    the same images can only beat (up to noise: its bound is checked against enumeration in
+    test_nade_training.py); auto keeps orders for these 36-variable images."""
+
+    def ok(*args):
+        result = run("evaluate", model, *args, "--device", "cpu")
+        assert_ok(result)
+        return result.stdout
+
+    masked = json.loads(ok("--method", "masks", "--masks", 50, "--json"))
+    assert masked["method"] == "masks" and masked["masks"] == 50 and "orders" not in masked
+    assert masked["nll_nats"] == pytest.approx(masked["single_order_nll_nats"])
+    assert math.isfinite(masked["nll_nats"]) and masked["nll_nats_stderr"] > 0
+    ordered = json.loads(ok("--orders", 8, "--json"))
+    assert ordered["method"] == "orders" and "ensembles" in ordered
+    bound = 4 * math.hypot(masked["nll_nats_stderr"], ordered["single_order_nll_nats_stderr"])
+    assert abs(masked["nll_nats"] - ordered["single_order_nll_nats"]) < bound
+    text = ok("--method", "masks", "--masks", 2)
+    assert "2 random masks each" in text and "NLL (mask estimate)" in text
+
+
+def test_auto_estimates_from_masks_above_the_variables_orders_can_afford():
+    from gibbsdream.families.nade import ORDERS_UP_TO_VARIABLES, auto_batch_size, likelihood_method
+
+    assert likelihood_method("auto", ORDERS_UP_TO_VARIABLES) == "orders"
+    assert likelihood_method("auto", ORDERS_UP_TO_VARIABLES + 1) == "masks"
+    assert likelihood_method("orders", 64 * 64 * 3) == "orders"
+    assert auto_batch_size(64, 17) == 1024 and auto_batch_size(64 * 64 * 3, 256) == 21
+
+
 def test_evaluate_a_folder_as_text(work, model, images):
     folder = work / "evaluate-these"
     folder.mkdir()
@@ -664,6 +695,8 @@ BAD_INPUT = {
     "evaluate --orders 0": (lambda c: ["evaluate", c.model, "--orders", 0], "--orders"),
     "evaluate --max-images 0": (lambda c: ["evaluate", c.model, "--max-images", 0], "--max-images"),
     "evaluate NADE with --method": (lambda c: ["evaluate", c.model, "--method", "exact"], "string"),
+    "evaluate --masks 0": (lambda c: ["evaluate", c.model, "--method", "masks", "--masks", 0], "--masks"),
+    "evaluate an RBM by masks": (lambda c: ["evaluate", c.rbm, "--method", "masks"], "image models"),
     # train nade
     "train into an existing checkpoint": (lambda c: c.train("--out", c.checkpoint()), "--resume"),
     "train --out an existing file": (lambda c: c.train("--out", c.file("taken", "keep me\n")), "is a file"),

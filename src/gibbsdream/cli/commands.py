@@ -451,15 +451,24 @@ def sample_command(
 )
 @option(
     "--method",
-    type=click.Choice(["auto", "exact", "ais"]),
+    type=click.Choice(["auto", "exact", "ais", "orders", "masks"]),
     default="auto",
-    help="String models: log Z by exact enumeration when feasible (auto), or AIS.",
+    help="String models: log Z by exact enumeration (exact) or annealed importance sampling (ais). "
+    "Image models: the chain rule in random orders (orders, D network calls per order) or an estimate "
+    "from random masks (masks, one call each). auto: exact when feasible, else ais; orders up to "
+    "1,024 variables per image, else masks.",
 )
 @option("--ais-runs", default=100, help="String models: parallel AIS runs.")
 @option("--ais-betas", default=10000, help="String models: intermediate distributions in AIS.")
 @option("--skip-invalid", is_flag=True, help="String models: skip lines the model cannot encode instead of stopping.")
 @option("--orders", default=8, help="Image models: random orders per image (the NLL is their log-mean-exp ensemble).")
-@option("--batch-size", default=1024, help="Image models: images x orders per network call.")
+@option("--masks", default=32, help="Image models, --method masks: random masks per image.")
+@option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Image models: images x orders (or masks) per network call.  [default: up to 1024, fewer for large images]",
+)
 @option("--max-images", type=int, default=None, help="Image models: evaluate only the first this many images.")
 @option(
     "--caption",
@@ -468,9 +477,9 @@ def sample_command(
     "[default for held-out images: each image's own first caption]",
 )
 @option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@option("--seed", default=0, help="Random seed (AIS, or the orders).")
+@option("--seed", default=0, help="Random seed (AIS, or the orders or masks).")
 @option("--device", default="auto", help=DEVICE_HELP)
-@option("--quiet", "-q", is_flag=True, help="No progress bar (log Z's work for strings, the orders for images).")
+@option("--quiet", "-q", is_flag=True, help="No progress bar (log Z's work for strings, the network calls for images).")
 @click.pass_context
 def evaluate_command(
     ctx,
@@ -481,6 +490,7 @@ def evaluate_command(
     ais_betas,
     skip_invalid,
     orders,
+    masks,
     batch_size,
     max_images,
     caption,
@@ -489,23 +499,29 @@ def evaluate_command(
     device,
     quiet,
 ):
-    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble for image NADEs.
+    """Test likelihood: exact or AIS log Z for string RBMs; an order ensemble or a mask estimate for
+    image NADEs.
 
     \b
     Examples:
       gibbsdream evaluate runs/names                      # its held-out validation strings
       gibbsdream evaluate runs/names --data held-out.txt --json
       gibbsdream evaluate runs/digits --orders 16        # its held-out test images
+      gibbsdream evaluate runs/emoji --method masks --masks 64
     """
 
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("evaluate_options"))
     if family.outputs == "images":
+        if method in ("exact", "ais"):
+            raise UsageError(f"--method {method} applies to string models; for images use orders or masks (or auto)")
         evaluate_images(
             load(checkpoint, device, family=family.name),
             data=data,
+            method=method,
             orders=_positive("orders", orders),
-            batch_size=_positive("batch-size", batch_size),
+            masks=_positive("masks", masks),
+            batch_size=batch_size if batch_size is None else _positive("batch-size", batch_size),
             max_images=max_images,
             caption=caption,
             seed=seed,
@@ -513,6 +529,8 @@ def evaluate_command(
             quiet=quiet,
         )
         return
+    if method in ("orders", "masks"):
+        raise UsageError(f"--method {method} applies to image models; for strings use exact or ais (or auto)")
     _positive("ais-runs", ais_runs)
     _positive("ais-betas", ais_betas)
     ckpt = load(checkpoint, device, family=family.name)

@@ -16,7 +16,14 @@ import click
 from ..api import evaluate, generate, inpaint, load
 from ..data.images import images_to_fill
 from ..errors import UsageError
-from ..families.nade import ImageOptions, caption_ids, frame_every, held_out_images
+from ..families.nade import (
+    ImageOptions,
+    auto_batch_size,
+    caption_ids,
+    frame_every,
+    held_out_images,
+    likelihood_method,
+)
 from ..files import atomic_write_text, json_numbers
 from ..models.nade import NADEConfig
 from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
@@ -315,7 +322,11 @@ def train_nade(
         return
     if not quiet:
         passes, images = result.summary.timings.checks, result.summary.monitoring["images"]
-        _say(_training_summary(result.summary, "validation", f"{passes} pass{'es' if passes != 1 else ''} over {images} images"))
+        _say(
+            _training_summary(
+                result.summary, "validation", f"{passes} pass{'es' if passes != 1 else ''} over {images} images"
+            )
+        )
         why = "time limit reached" if trainer.stopped_by_time else "done"
         _say(
             f"wrote {out} (a checkpoint; {why}: {trainer.epoch} epochs, {trainer.elapsed:.0f}s); "
@@ -539,23 +550,31 @@ def sample_images(
                 _say(f"wrote {path}")
 
 
-def evaluate_images(ckpt, *, data, orders, batch_size, max_images, seed, as_json, quiet, caption=None):
+def evaluate_images(ckpt, *, data, method, orders, masks, batch_size, max_images, seed, as_json, quiet, caption=None):
     """``gibbsdream evaluate`` for an image model: NLL by the chain rule over an ensemble of orders
-    (:func:`gibbsdream.families.nade.evaluate`), after a memory pre-flight worded in flags."""
+    or from random masks (:func:`gibbsdream.families.nade.evaluate`), after a memory pre-flight
+    worded in flags."""
 
     states, _, _ = held_out_images(ckpt, data, progress=not quiet)
     if max_images is not None:
         states = states[: _positive("max-images", max_images)]
     C, H, W = ckpt.codec.shape
+    method = likelihood_method(method, C * H * W)
+    batch_size = batch_size or auto_batch_size(C * H * W, ckpt.codec.levels)
+    per_image, flag = (orders, "--orders") if method == "orders" else (masks, "--masks")
     check_memory(
-        order_likelihood_bytes(len(states), orders, batch_size, C, H, W, ckpt.codec.levels, ckpt.model.settings.width),
-        product_text((len(states), "images"), ("--orders", orders)) + f", --batch-size {batch_size:,}",
-        "lower --orders or --batch-size" + ("" if max_images else ", or pass --max-images"),
+        order_likelihood_bytes(
+            len(states), per_image, batch_size, C, H, W, ckpt.codec.levels, ckpt.model.settings.width
+        ),
+        product_text((len(states), "images"), (flag, per_image)) + f", --batch-size {batch_size:,}",
+        f"lower {flag} or --batch-size" + ("" if max_images else ", or pass --max-images"),
     )
     scores = evaluate(
         ckpt,
         data,
+        method=method,
         orders=orders,
+        masks=masks,
         batch_size=batch_size,
         max_images=max_images,
         caption=caption,

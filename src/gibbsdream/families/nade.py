@@ -29,7 +29,7 @@ from ..data.images import load_images
 from ..data.masks import inpaint_masks
 from ..errors import ConfigError, UsageError
 from ..files import atomic_folder, atomic_write_text, same_file
-from ..likelihood import ensemble_log_likelihood, order_log_likelihoods
+from ..likelihood import ensemble_log_likelihood, mask_log_likelihoods, order_log_likelihoods
 from ..models import OrderlessNADE
 from ..models.nade import CAPTION_FIELDS, NADEConfig
 from ..progress import progress_bar
@@ -275,41 +275,83 @@ def held_out_images(checkpoint, data, progress: bool = False) -> tuple[torch.Ten
     return load_images(data, codec=checkpoint.codec, progress=progress).states, str(data), False
 
 
+# Likelihood by the chain rule costs D network calls per order; above this many variables an
+# image's orders take too long (12,288 calls per order at 64x64 RGB), so method="auto" estimates
+# from random masks instead, one call each.
+ORDERS_UP_TO_VARIABLES = 1024
+LIKELIHOOD_METHODS = ("auto", "orders", "masks")
+# One network call's logits at most this many bytes when batch_size is left to evaluate
+# (1024 rows of 8x8 digits; 21 of 64x64 RGB images with 256 levels).
+AUTO_BATCH_BYTES = 2**28
+
+
+def likelihood_method(method: str, dimensions: int) -> str:
+    """``"orders"`` or ``"masks"``: what ``method`` (one of :data:`LIKELIHOOD_METHODS`) means for
+    images of ``dimensions`` variables."""
+    if method not in LIKELIHOOD_METHODS:
+        raise ConfigError(f"method must be one of {', '.join(LIKELIHOOD_METHODS)}, got {method!r}", "method")
+    if method == "auto":
+        return "orders" if dimensions <= ORDERS_UP_TO_VARIABLES else "masks"
+    return method
+
+
+def auto_batch_size(dimensions: int, levels: int) -> int:
+    """Images x orders (or masks) per network call when not given: logits within
+    :data:`AUTO_BATCH_BYTES`, at most 1024."""
+    return max(1, min(1024, AUTO_BATCH_BYTES // (dimensions * levels * 4)))
+
+
 def evaluate(
     checkpoint,
     data=None,
     *,
+    method: str = "auto",
     orders: int = 8,
-    batch_size: int = 1024,
+    masks: int = 32,
+    batch_size: int | None = None,
     max_images: int | None = None,
     caption: str | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> Evaluation:
-    """Negative log-likelihood by the chain rule over an ensemble of random orders.
+    """Negative log-likelihood of images, by the chain rule over an ensemble of random orders or
+    estimated from random masks.
 
-    A captioned model is scored twice with the same orders, with captions (``caption`` for every
-    image, else each held-out image's own first caption) and without, so the difference is what
-    the caption is worth in nats per image.
+    ``method="orders"`` scores each image in ``orders`` random orders, D network calls each, and
+    reports their log-mean-exp ensemble (and the mean single order). ``method="masks"`` draws
+    ``masks`` random masks per image, one call each, and reports the unbiased estimate of the mean
+    single-order NLL (:func:`gibbsdream.likelihood.mask_log_likelihoods`), an upper bound on the
+    NLL of the ensemble of all orders. ``"auto"`` takes orders up to
+    :data:`ORDERS_UP_TO_VARIABLES` variables per image, masks above.
+
+    A captioned model is scored twice with the same orders or masks, with captions (``caption``
+    for every image, else each held-out image's own first caption) and without, so the difference
+    is what the caption is worth in nats per image.
 
     Args:
         checkpoint: a loaded NADE checkpoint.
         data: None or ``"heldout"`` (the checkpoint's test split), a folder or file of images, or
             ``(N, C, H, W)`` states.
-        orders: random orders per image (the NLL is their log-mean-exp ensemble).
-        batch_size: images x orders per network call.
+        method: ``"auto"``, ``"orders"`` or ``"masks"`` (above).
+        orders: random orders per image (``method="orders"``).
+        masks: random masks per image (``method="masks"``).
+        batch_size: images x orders (or masks) per network call; default :func:`auto_batch_size`.
         max_images: score only the first this many.
-        seed: the orders.
+        seed: the orders or masks.
 
     Returns:
-        :class:`Evaluation` with ``images``, ``dimensions``, ``orders``, ``caption``, ``nll_nats``
-        (± ``nll_nats_stderr``), ``bits_per_dim``, ``single_order_nll_nats``, ``ensembles`` (the NLL of
-        the first 1, 2, 4, ... orders' ensemble: ``orders``, ``nll_nats``, ``nll_nats_stderr``), with a caption also
-        ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr), and ``seconds``.
+        :class:`Evaluation` with ``method``, ``images``, ``dimensions``, ``caption``, ``nll_nats``
+        (± ``nll_nats_stderr``, over images), ``bits_per_dim``, ``single_order_nll_nats`` (± stderr),
+        and ``seconds``; for orders also ``orders`` and ``ensembles`` (the NLL of the first 1, 2,
+        4, ... orders' ensemble: ``orders``, ``nll_nats``, ``nll_nats_stderr``), for masks ``masks``;
+        with a caption also ``nll_nats_without_caption`` and ``caption_gain_nats`` (± stderr).
     """
     states, label, held_out = held_out_images(checkpoint, data, progress)
     if max_images is not None:
         states = states[:max_images]
+    dims = math.prod(states.shape[1:])
+    method = likelihood_method(method, dims)
+    batch_size = batch_size or auto_batch_size(dims, checkpoint.codec.levels)
     device = _device(checkpoint)
     context, caption_label = None, None
     if caption is not None:
@@ -319,10 +361,11 @@ def evaluate(
         caption_label = "each image's own first caption"
 
     def log_likelihoods(context):
-        return order_log_likelihoods(
+        estimate = order_log_likelihoods if method == "orders" else mask_log_likelihoods
+        return estimate(
             checkpoint.model,
             states.to(device),
-            num_orders=orders,
+            orders if method == "orders" else masks,
             generator=make_generator(seed, device),
             batch_size=batch_size,
             context=context,
@@ -332,46 +375,59 @@ def evaluate(
     def stderr(values):
         return (values.std() / len(values) ** 0.5).item() if len(values) > 1 else 0.0
 
+    def per_image(values):  # (N, M) -> (N,): the ensemble of the orders, or the mean of the masks
+        return ensemble_log_likelihood(values) if method == "orders" else values.mean(1)
+
     started = time.perf_counter()
     values = log_likelihoods(context)
-    ensemble = ensemble_log_likelihood(values)
-    dims = math.prod(states.shape[1:])
-    nll = -ensemble.mean().item()
+    score = per_image(values)
+    nll = -score.mean().item()
     result = {
         "checkpoint": str(checkpoint.path),
         "data": label,
+        "method": method,
         "images": len(states),
         "dimensions": dims,
-        "orders": orders,
+        method: orders if method == "orders" else masks,
         "caption": caption_label,
         "nll_nats": nll,
-        "nll_nats_stderr": stderr(ensemble),
+        "nll_nats_stderr": stderr(score),
         "bits_per_dim": nll / (dims * math.log(2)),
         "single_order_nll_nats": -values.mean().item(),
         "single_order_nll_nats_stderr": stderr(values.mean(1)),
+    }
+    if method == "orders":
         # How much each doubling of the ensemble buys: the first m orders' ensemble, m = 1, 2, 4, ...
-        "ensembles": [
+        result["ensembles"] = [
             {"orders": m, "nll_nats": -part.mean().item(), "nll_nats_stderr": stderr(part)}
             for m in sorted({*(2**i for i in range(orders.bit_length())), orders})
             for part in [ensemble_log_likelihood(values[:, :m])]
-        ],
-    }
+        ]
     if context is not None:
-        # The same seed gives the same orders, so the two runs differ only by the caption.
-        plain = ensemble_log_likelihood(log_likelihoods(None))
+        # The same seed gives the same orders (masks), so the two runs differ only by the caption.
+        plain = per_image(log_likelihoods(None))
         result.update(
             nll_nats_without_caption=-plain.mean().item(),
-            caption_gain_nats=(ensemble - plain).mean().item(),
-            caption_gain_nats_stderr=stderr(ensemble - plain),
+            caption_gain_nats=(score - plain).mean().item(),
+            caption_gain_nats_stderr=stderr(score - plain),
         )
     result["seconds"] = round(time.perf_counter() - started, 3)
-    lines = [
-        f"{result['images']} images ({label}), {orders} random orders each"
-        + (f"; caption: {caption_label}" if caption_label else ""),
-        f"NLL (order ensemble)  {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image",
-        f"bits per dimension    {result['bits_per_dim']:.4f}",
-        f"single-order NLL      {result['single_order_nll_nats']:.3f} nats per image (mean over orders)",
-    ]
+    if method == "orders":
+        lines = [
+            f"{result['images']} images ({label}), {orders} random orders each"
+            + (f"; caption: {caption_label}" if caption_label else ""),
+            f"NLL (order ensemble)  {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image",
+            f"bits per dimension    {result['bits_per_dim']:.4f}",
+            f"single-order NLL      {result['single_order_nll_nats']:.3f} nats per image (mean over orders)",
+        ]
+    else:
+        lines = [
+            f"{result['images']} images ({label}), {masks} random masks each (an estimate of the mean "
+            f"single-order NLL, one network call per mask; an upper bound on the order ensemble's)"
+            + (f"; caption: {caption_label}" if caption_label else ""),
+            f"NLL (mask estimate)   {nll:.3f} ± {result['nll_nats_stderr']:.3f} nats per image",
+            f"bits per dimension    {result['bits_per_dim']:.4f}",
+        ]
     if context is not None:
         lines.append(
             f"without a caption     {result['nll_nats_without_caption']:.3f} nats per image: the caption is worth "
@@ -744,7 +800,7 @@ FAMILY = register(
         inpaint=inpaint,
         export_split=export_split,
         generate_options=("sampler", "block", "caption"),
-        evaluate_options=("orders", "batch_size", "max_images", "caption"),
+        evaluate_options=("method", "orders", "masks", "batch_size", "max_images", "caption"),
         sweep_defaults={
             "temperature": "1",
             "anneal": "geometric",
