@@ -55,14 +55,16 @@ def sample_categorical(
     temperature = effective_temperature(temperature)
     if temperature == 0:
         return logits.argmax(dim=dim)
+    # Subtract the largest logit before dividing: the largest tempered logit is then exactly 0 and
+    # the others at most 0, so no division can overflow to inf - inf = NaN however small T is. The
+    # weights exp(z - max) are left unnormalised (the draw scales its uniform by their total), which
+    # saves softmax's sum and division: at 256 categories a pass over the logits is the draw's cost.
+    weights = logits - logits.amax(dim=dim, keepdim=True)
     if temperature != 1:
-        # Subtract the largest logit before dividing, not after (as softmax would): the largest
-        # tempered logit is then exactly 0 and the others at most 0, so no division can overflow
-        # to inf - inf = NaN however small T is.
-        logits = (logits - logits.amax(dim=dim, keepdim=True)) / temperature
-    probs = torch.softmax(logits, dim=dim).movedim(dim, -1)
-    u = torch.rand((*probs.shape[:-1], 1), generator=generator, device=probs.device, dtype=torch.float64)
-    return categorical_from_uniform(probs, u)
+        weights /= temperature
+    weights = weights.exp_().movedim(dim, -1)
+    u = torch.rand((*weights.shape[:-1], 1), generator=generator, device=weights.device, dtype=torch.float64)
+    return categorical_from_uniform(weights, u)
 
 
 def categorical_from_uniform(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -23,19 +23,36 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
 
 
 def _logits(model, x, given, context) -> torch.Tensor:
-    """The model's logits for every variable given ``given``, flattened to ``(N, D, K)``."""
-    logits = model.logits(x, given, context)
-    return logits.reshape(x.shape[0], -1, logits.shape[-1])
+    """The model's logits for every variable given ``given``: ``(N, *shape, K)`` as the model lays
+    them out (a convnet's are channels-last, K innermost: flattening them would copy them all)."""
+    return model.logits(x, given, context)
 
 
-def _draw(logits, temperature, generator):
-    """One draw per variable from ``(N, D, K)`` logits: ``(draws, log_probs)``, both ``(N, D)``.
+def _draw(logits, rows, temperature, generator):
+    """One draw for each variable where ``rows`` is True: ``(draws, log_probs)``, both ``(R,)``
+    for the R selected variables in row-major order (as ``flat[rows.view_as(flat)]``).
 
-    ``log_probs`` are under the untempered conditionals (the model's own probabilities).
+    ``logits``: ``(N, *shape, K)``; ``rows``: ``(N, *shape)`` or ``(N, D)`` bool. Only the selected
+    variables are gathered, drawn and scored, so a step that redraws a tenth of an image touches a
+    tenth of its logits. ``log_probs`` are under the untempered conditionals (the model's own).
     """
-    draws = sample_categorical(logits, temperature, generator)
-    log_probs = torch.log_softmax(logits.float(), -1).gather(-1, draws.unsqueeze(-1)).squeeze(-1)
+    chosen = logits[rows.view(logits.shape[:-1])].float()  # (R, K), K contiguous
+    draws = sample_categorical(chosen, temperature, generator)
+    log_probs = chosen.gather(-1, draws.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, -1)
     return draws, log_probs
+
+
+def _put(flat: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``flat`` ``(N, D)`` with ``values`` ``(R,)`` written where ``rows`` ``(N, D)`` is True (a copy)."""
+    out = flat.clone()
+    out[rows] = values.to(out.dtype)
+    return out
+
+
+def _sums(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Per example, the sum of ``values`` ``(R,)`` (one per True of ``rows`` ``(N, D)``): ``(N,)``."""
+    owner = rows.nonzero(as_tuple=True)[0]
+    return torch.zeros(rows.shape[0], dtype=values.dtype, device=values.device).index_add_(0, owner, values)
 
 
 def _random_ranks(free: torch.Tensor, generator) -> torch.Tensor:
@@ -85,16 +102,16 @@ def ancestral(
         logits = _logits(model, flat_x.view_as(x), given.view_as(known), context)
         if order == "greedy":
             log_p = torch.log_softmax(logits.float(), -1)
-            entropy = -(log_p.exp() * log_p).sum(-1)
+            entropy = _flat(-(log_p.exp() * log_p).sum(-1))
             ranks = torch.where(given, torch.full_like(entropy, float("inf")), entropy).argsort(-1).argsort(-1)
             chosen = (ranks < per_call) & ~given
         else:
             chosen = (ranks >= step * per_call) & (ranks < (step + 1) * per_call) & ~given
-        draws, log_probs = _draw(logits, temperatures[step], generator)
-        flat_x = torch.where(chosen, draws, flat_x)
+        draws, log_probs = _draw(logits, chosen, temperatures[step], generator)
+        flat_x = _put(flat_x, chosen, draws)
         given = given | chosen
         counts = chosen.sum(1)
-        trace[step + 1] = torch.where(counts > 0, (log_probs * chosen).sum(1) / counts.clamp(min=1), trace[step + 1])
+        trace[step + 1] = torch.where(counts > 0, _sums(log_probs, chosen) / counts.clamp(min=1), trace[step + 1])
         if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
             frames.append(flat_x.view_as(x).clone())
             frame_steps.append(step + 1)
@@ -145,10 +162,11 @@ def blocked_gibbs(
     flat_known = _flat(known)
     free = ~flat_known
     free_count = free.sum(1)
-    draws, log_probs = _draw(_logits(model, x, known, context), temperatures[0] if temperatures else 1.0, generator)
-    flat_x = torch.where(free, draws, _flat(x))
+    first = temperatures[0] if temperatures else 1.0
+    draws, log_probs = _draw(_logits(model, x, known, context), free, first, generator)
+    flat_x = _put(_flat(x), free, draws)
     trace = torch.empty(steps + 1, N, device=x.device)
-    trace[0] = (log_probs * free).sum(1) / free_count.clamp(min=1)
+    trace[0] = _sums(log_probs, free) / free_count.clamp(min=1)
     frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
     if on_step is not None:
         on_step(0, flat_x.view_as(x), trace[0])
@@ -158,9 +176,9 @@ def blocked_gibbs(
             block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
             if resample == "independent":
                 logits = _logits(model, flat_x.view_as(x), (~block).view_as(known), context)
-                draws, log_probs = _draw(logits, temperatures[step], generator)
-                flat_x = torch.where(block, draws, flat_x)
-                trace[step + 1] = (log_probs * block).sum(1) / block.sum(1)
+                draws, log_probs = _draw(logits, block, temperatures[step], generator)
+                flat_x = _put(flat_x, block, draws)
+                trace[step + 1] = _sums(log_probs, block) / block.sum(1)
             else:
                 inner = ancestral(
                     model,
