@@ -7,6 +7,7 @@ propagate (it is a ``ValueError``, so ``except ValueError`` keeps working).
 """
 
 import math
+import numbers
 
 
 class UsageError(ValueError):
@@ -41,3 +42,17 @@ def check_finite(owner, names) -> None:
         value = getattr(owner, name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{type(owner).__name__}.{name} must be a finite number, got {value}", name)
+
+
+def check_whole_number(what: str, name: str, value, low: int, high: int | None = None) -> None:
+    """Raise ConfigError (field ``name``) unless ``value`` is a whole number (not a bool) in
+    ``[low, high]`` (no upper bound when ``high`` is None); ``what`` says whose setting it is
+    (``"builtin:shapes size"``)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)  # int and NumPy's integers
+        or value < low
+        or (high is not None and value > high)
+    ):
+        allowed = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{what} must be a whole number {allowed}, got {value!r}", name)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, UsageError, check_whole_number
 from ..files import atomic_write_bytes
 from ..progress import progress_bar
 from .captions import notice
@@ -514,13 +514,5 @@ def choose_emoji(chars: list[str], count: int | None, seed: int = 0, drawable=la
 def check_emoji_options(count, size) -> None:
     """Raise ConfigError unless ``count`` (None or >= 1) and ``size`` (16..128) are whole numbers."""
     for what, value, low, high in (("count", count, 1, None), ("size", size, EMOJI_MIN_SIDE, EMOJI_MAX_SIDE)):
-        if value is None:
-            continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < low
-            or (high and value > high)
-        ):
-            allowed = f"from {low} to {high}" if high else f">= {low}"
-            raise ConfigError(f"builtin:emoji {what} must be a whole number {allowed}, got {value!r}", what)
+        if value is not None:
+            check_whole_number(f"builtin:emoji {what}", what, value, low, high)

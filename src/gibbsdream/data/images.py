@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, UsageError, check_whole_number
 from ..progress import progress_bar
 from ..viz import CHANNEL_WORDS, pixels_nchw, upscale, write_png
 from .captions import load_captions
@@ -504,14 +504,7 @@ def generate_shapes(count: int = 2000, size: int = 32, seed: int = 0) -> RawImag
     from them. The same ``(count, size, seed)`` always gives the same images.
     """
     for what, value, low, high in (("count", count, 1, None), ("size", size, SHAPES_MIN_SIDE, SHAPES_MAX_SIDE)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < low
-            or (high and value > high)
-        ):
-            allowed = f"from {low} to {high}" if high else f">= {low}"
-            raise UsageError(f"builtin:shapes {what} must be a whole number {allowed}, got {value!r}")
+        check_whole_number(f"builtin:shapes {what}", what, value, low, high)
     rng = np.random.default_rng(seed)
     n, s = int(count), int(size)
     # Every random choice is drawn up front, so the images do not depend on the chunking below.
