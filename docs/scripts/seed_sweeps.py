@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ QUICK_SWEEPS = {
 }
 
 
-def run_sweeps(docs: Path, quick_run: bool) -> None:
+def run_sweeps(docs: Path, quick_run: bool, fresh: bool = False) -> None:
     for name, (args, _) in SWEEPS.items():
         checkpoint = ROOT / args[0]
         if quick_run:
@@ -101,6 +102,8 @@ def run_sweeps(docs: Path, quick_run: bool) -> None:
             print(f"skipping {name}: no checkpoint at {args[0]}", file=sys.stderr)
             continue
         out = docs / "sweeps" / name
+        if fresh and out.exists():  # a sweep resumes its own folder and refuses another sweep's
+            shutil.rmtree(out)
         out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out  # as the page shows the command
         command = [sys.executable, "-m", "gibbsdream", "sweep", *args, "--out", str(out)]
         print("$", shlex.join(command), file=sys.stderr)
@@ -212,11 +215,6 @@ model: {_model(name)}. [The report page]({folder}/index.html) shows the GIFs of 
 """
 
 
-# Image report folders written before sweeps showed the true image first and shaded the fills
-# closest to it; drop a name here once its sweep has been rerun (its checkpoint takes 20-35 min to train).
-OLDER_REPORTS = ("inpaint-digits", "inpaint-shapes")
-
-
 def write_page(docs: Path) -> None:
     import torch
 
@@ -228,17 +226,6 @@ def write_page(docs: Path) -> None:
         results = _load(docs, name)
         if results:
             sections.append(inpaint_section(docs, name, results))
-    older = [name for name in OLDER_REPORTS if _load(docs, name)] if docs == ROOT / "docs" else []
-    if older:
-        sections.insert(
-            0,
-            f"The image report folders ({', '.join(older)}) were written by an earlier version: their GIFs "
-            "show the chains without the true image that sweeps now show first, and their pages shade the row "
-            "with the highest last-redraw log p, which only says which row ran coldest (sweeps now shade the "
-            "highest hole PSNR). Their energy-diversity plots were redrawn from the recorded cells with "
-            "today's label placement. `python docs/scripts/seed_sweeps.py` makes them afresh once their "
-            "checkpoints are trained.\n",
-        )
     machine = f"{platform.machine()}, 2 cores, torch {torch.__version__}"
     page = f"""# The seeds' tables, made by `gibbsdream sweep`
 
@@ -261,11 +248,17 @@ the true images. A cold chain commits to one plausible completion, which is not 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--page", action="store_true", help="only rewrite the page from the sweeps' results")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete each report folder before its sweep (needed after retraining a checkpoint: a sweep "
+        "refuses a folder that holds another checkpoint's sweep, and resumes its own)",
+    )
     quick.add_options(parser)
     args = parser.parse_args(argv)
     docs = quick.docs_folder(parser, args)
     if not args.page:
-        run_sweeps(docs, args.quick)
+        run_sweeps(docs, args.quick, args.fresh)
     write_page(docs)
 
 
