@@ -55,16 +55,24 @@ def sample_categorical(
     temperature = effective_temperature(temperature)
     if temperature == 0:
         return logits.argmax(dim=dim)
-    # Subtract the largest logit before dividing: the largest tempered logit is then exactly 0 and
-    # the others at most 0, so no division can overflow to inf - inf = NaN however small T is. The
-    # weights exp(z - max) are left unnormalised (the draw scales its uniform by their total), which
-    # saves softmax's sum and division: at 256 categories a pass over the logits is the draw's cost.
+    weights = tempered_weights(logits, temperature, dim).movedim(dim, -1)
+    u = torch.rand((*weights.shape[:-1], 1), generator=generator, device=weights.device, dtype=torch.float64)
+    return categorical_from_uniform(weights, u)
+
+
+def tempered_weights(logits: torch.Tensor, temperature: float, dim: int = -1) -> torch.Tensor:
+    """``exp((z - max z) / T)`` along ``dim``: the tempered probabilities up to their sum (T > 0).
+
+    Subtracting the largest logit before dividing makes the largest tempered logit exactly 0 and
+    the others at most 0, so no division can overflow to inf - inf = NaN however small T is. The
+    weights are left unnormalised (:func:`categorical_from_uniform` scales its uniform by their
+    total), which saves softmax's sum and division: at 256 categories each pass over the logits
+    is a large part of a draw's cost.
+    """
     weights = logits - logits.amax(dim=dim, keepdim=True)
     if temperature != 1:
         weights /= temperature
-    weights = weights.exp_().movedim(dim, -1)
-    u = torch.rand((*weights.shape[:-1], 1), generator=generator, device=weights.device, dtype=torch.float64)
-    return categorical_from_uniform(weights, u)
+    return weights.exp_()
 
 
 def categorical_from_uniform(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

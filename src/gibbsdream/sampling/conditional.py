@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..progress import progress_bar
-from .categorical import sample_categorical
+from .categorical import categorical_from_uniform, effective_temperature, tempered_weights
 from .chain import LOG_PROBABILITY, Chain
 
 
@@ -37,7 +37,15 @@ def _draw(logits, rows, temperature, generator):
     tenth of its logits. ``log_probs`` are under the untempered conditionals (the model's own).
     """
     chosen = logits[rows.view(logits.shape[:-1])].float()  # (R, K), K contiguous
-    draws = sample_categorical(chosen, temperature, generator)
+    temperature = effective_temperature(temperature)
+    if temperature == 0:
+        draws = chosen.argmax(-1)
+    else:
+        # One uniform for every variable, used or not, in the order of the flattened states: the
+        # same random numbers as a draw of every variable, so a seed gives the samples it gave
+        # before only the block was drawn (a float64 uniform per variable costs little).
+        every = torch.rand((*rows.shape, 1), generator=generator, device=rows.device, dtype=torch.float64)
+        draws = categorical_from_uniform(tempered_weights(chosen, temperature), every[rows])
     log_probs = chosen.gather(-1, draws.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, -1)
     return draws, log_probs
 
