@@ -61,6 +61,9 @@ def cli(*args, env: dict | None = None, timeout: float = 120) -> subprocess.Comp
         encoding="utf-8",
         timeout=timeout,
         env={**ENV, **(env or {})},
+        # As in a terminal: a test run started in the background of a script inherits SIGINT
+        # ignored (POSIX shells do that to background jobs), and so would every command here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
