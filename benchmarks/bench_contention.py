@@ -33,35 +33,21 @@ import time
 
 import torch
 
+from bench_monitoring import seconds, trainer_for
 from common import cpu_name
 from gibbsdream import __version__ as gibbsdream_version
-from gibbsdream.data.strings import StringCodec, read_lines
+from gibbsdream.data.strings import read_lines
 from gibbsdream.kernels import default_threads
 from gibbsdream.models import RBM
-from gibbsdream.models.rbm import RBMConfig
-from gibbsdream.randomness import make_generator
 from gibbsdream.sampling.rbm_gibbs import gibbs_compiled, gibbs_energy_model
-from gibbsdream.training import RBMTrainer, split_data
-from gibbsdream.training.rbm import RBMTrainConfig
+from gibbsdream.training import RBMTrainer
 
 BUSY_LOOP = "import time\nwhile True:\n    sum(range(100000))\n"
 
 
 def trainer(engine: str, epochs: int = 1) -> RBMTrainer:
     """A persistent-CD trainer on builtin:regions, 256 hidden units, on ``engine``."""
-    codec, kept, _ = StringCodec.fit(read_lines("builtin:regions"), case_fold=True)
-    config = RBMTrainConfig(persistent=True, monitor_every=0, epochs=epochs, engine=engine).check()
-    train, validation = split_data(codec.encode(kept), config.validation_fraction, config.seed)
-    model = RBM(RBMConfig(codec.max_length, 256, num_categories=codec.num_categories))
-    model.reset_parameters(make_generator(config.seed, "cpu"))
-    model.init_visible_bias_from_data(train)
-    return RBMTrainer(model, config, train, validation, codec=codec)
-
-
-def seconds(work) -> float:
-    started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+    return trainer_for(read_lines("builtin:regions"), 256, epochs=epochs, engine=engine)
 
 
 def workloads(model: RBM) -> dict:
