@@ -11,15 +11,22 @@ def float64_inverse_cdf(probs, u):
     return (cdf <= u * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
-@pytest.mark.parametrize("rows", [100, 5000])  # below and above the float32 fast path's size
-def test_draws_equal_a_float64_inverse_cdf_even_at_float32_boundaries(rows):
+@pytest.mark.parametrize(
+    ("rows", "K"),
+    # below and above the float32 fast path's size; above it, one running sum (28 categories) and
+    # the two-level sum of 256 categories (groups of 16) and of 100 (groups of 10)
+    [(100, 28), (5000, 28), (5000, 256), (5000, 100)],
+)
+def test_draws_equal_a_float64_inverse_cdf_even_at_float32_boundaries(rows, K):
     g = torch.Generator().manual_seed(0)
     for _ in range(10):
-        logits = torch.randn(rows, 28, generator=g) * torch.rand(1, generator=g) * 30
+        logits = torch.randn(rows, K, generator=g) * torch.rand(1, generator=g) * 30
         logits[:, 3] = -25.0  # probabilities ~1e-11 that a float32 running sum cannot resolve
+        if K >= 64:
+            logits[:, 20:40] = -torch.inf  # zero-probability categories: whole groups, and parts of groups
         probs = torch.softmax(logits, -1)
         cdf = probs.double().cumsum(-1)
-        boundary = cdf.gather(-1, torch.randint(0, 28, (rows, 1), generator=g)) / cdf[..., -1:]
+        boundary = cdf.gather(-1, torch.randint(0, K, (rows, 1), generator=g)) / cdf[..., -1:]
         jitter = torch.randint(-3, 4, (rows, 1), generator=g).double() * 1e-9
         u = torch.where(
             torch.rand(rows, 1, generator=g) < 0.7,

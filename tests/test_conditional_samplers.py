@@ -117,3 +117,37 @@ def test_ancestral_groups_of_variables_per_call(table):
     assert tv(drawn, conditional.reshape(-1)) > 0.05  # the table is dependent enough to tell them apart
     with pytest.raises(ValueError, match="order"):
         sample(table, x=x[:4], known=known[:4], sampler="ancestral", order="sideways")
+
+
+class TableAt(JointTable):
+    """The table with ``logits_at``: the samplers then ask it for the variables they draw only."""
+
+    def __init__(self, probs, wrong=False):
+        super().__init__(probs)
+        self.wrong, self.asked = wrong, []
+
+    def logits_at(self, x, known, where, context=None):
+        self.asked.append(int(where.sum()))
+        rows = self.logits(x, known, context)[where]
+        # The deliberately wrong variant: the rows in column-major order (variable first, then
+        # example), as a convnet that gathered its pixels channel by channel would return them.
+        return self.logits(x, known, context).transpose(0, 1)[where.T] if self.wrong else rows
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "gibbs"])
+def test_a_model_with_logits_at_is_asked_only_for_what_is_drawn_and_sampled_exactly(table, sampler):
+    probs = table.log_p.exp().view(3, 3, 3)
+    x, known = blank(20000)
+    block = {"block": 1 / 3} if sampler == "gibbs" else {}
+    right = TableAt(probs)
+    chain = sample(right, x=x, known=known, sampler=sampler, steps=40, seed=6, **block)
+    assert tv(empirical(chain.samples), table.log_p.exp()) < 0.03
+    # Every call but a Gibbs chain's initial fill asks for one variable of each of the 20,000 chains.
+    assert set(right.asked[1:] if sampler == "gibbs" else right.asked) == {20000}
+    # The same seed gives the same samples as the table without logits_at (which computes all).
+    assert torch.equal(
+        chain.samples, sample(table, x=x, known=known, sampler=sampler, steps=40, seed=6, **block).samples
+    )
+    wrong = TableAt(probs, wrong=True)
+    chain = sample(wrong, x=x, known=known, sampler=sampler, steps=40, seed=6, **block)
+    assert tv(empirical(chain.samples), table.log_p.exp()) > 0.1

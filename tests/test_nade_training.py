@@ -26,7 +26,7 @@ from gibbsdream.data.masks import training_masks
 from gibbsdream.errors import UsageError
 from gibbsdream.likelihood import ensemble_log_likelihood, mask_log_likelihoods, order_log_likelihoods
 from gibbsdream.models.nade import OrderlessNADE
-from gibbsdream.training.losses import masked_loss
+from gibbsdream.training.losses import masked_loss, unknown_loss
 from gibbsdream.training.nade import (
     Distributed,
     NADETrainConfig,
@@ -217,6 +217,36 @@ def test_known_variables_contribute_nothing_and_get_no_gradient(kind):
     )
 
 
+@pytest.mark.parametrize(("kind", "captions"), [("ce", 0), ("emd2", 0), ("ce", 7)])
+def test_the_loss_of_the_unknown_variables_alone_is_the_masked_loss_with_its_gradients(kind, captions):
+    """Training reads out the unknown variables only (``model(x, known, where=~known)`` and
+    :func:`unknown_loss`): the same per-example losses and the same gradient for every weight as
+    the masked loss of every variable's logits, on three channels whose unknown rows the readout
+    groups by channel and puts back in order."""
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(0)
+    model = OrderlessNADE(channels=3, num_categories=6, width=8, depth=2, caption_vocab_size=captions).double()
+    x = torch.randint(6, (4, 3, 5, 5), generator=g)
+    known = torch.rand(4, 3, 5, 5, generator=g) < torch.rand(4, 1, 1, 1, generator=g)
+    context = torch.randint(1, captions, (4, 3), generator=g) if captions else None
+    losses, grads = [], []
+    for rows in ("all", "unknown"):
+        model.zero_grad()
+        if rows == "all":
+            loss = masked_loss(model(x, known, context), x, known, kind)
+        else:
+            loss = unknown_loss(model(x, known, context, where=~known), x, known, kind)
+        loss.sum().backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(losses[1], losses[0])
+    for unknown_only, every in zip(*grads):
+        torch.testing.assert_close(unknown_only, every)
+    # The same rows in another order give another loss.
+    shuffled = model(x, known, context, where=~known).detach().flip(0)
+    assert not torch.allclose(unknown_loss(shuffled, x, known, kind), losses[0])
+
+
 def test_an_impossible_known_variable_does_not_poison_the_loss():
     # the model is sure the known variable 0 is not its true level 1: its CE is inf, and must not count
     logits = torch.zeros(1, 2, 3)
@@ -389,6 +419,28 @@ def test_orderless_nade_never_sees_the_unknown_values():
         assert torch.equal(model.logits(x, known), model.logits(other, known))
         assert not torch.equal(model.logits(x, known), model.logits(other, torch.ones_like(known)))
         assert model.logits(x, known).shape == (8, 1, 4, 4, 3)
+
+
+@pytest.mark.parametrize(("channels", "captions"), [(3, False), (3, True), (1, False)])
+def test_logits_at_gives_the_logits_of_the_variables_asked_for(channels, captions):
+    """``logits_at(x, known, where)`` is ``logits(x, known)[where]``: every channel of every pixel
+    in the asked order, whatever the mix of channels asked per pixel, with and without a caption,
+    in sampling (no gradients) and in training."""
+    torch.manual_seed(0)
+    model = OrderlessNADE(channels=channels, num_categories=5, width=8, depth=2, caption_vocab_size=7 * captions)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(5, (3, channels, 6, 7), generator=g)
+    known = torch.rand(x.shape, generator=g) < 0.5
+    context = torch.randint(1, 7, (3, 4), generator=g) if captions else None
+    full = model.logits(x, known, context).detach()
+    for where in (torch.rand(x.shape, generator=g) < 0.3, ~known, torch.zeros_like(known)):
+        with torch.no_grad():
+            torch.testing.assert_close(model.logits_at(x, known, where, context), full[where], rtol=0, atol=1e-5)
+        torch.testing.assert_close(model.logits_at(x, known, where, context).detach(), full[where], rtol=0, atol=1e-5)
+    if channels > 1:  # pixel-major rows (channels innermost, as the readout lays them out) are another order
+        with torch.no_grad():
+            at = model.logits_at(x, known, torch.ones_like(known), context)
+        assert not torch.allclose(at, full.movedim(1, 3).reshape(-1, 5))
 
 
 def test_one_order_of_orderless_nade_is_a_normalised_distribution():

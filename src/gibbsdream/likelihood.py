@@ -19,6 +19,7 @@ from .errors import UsageError
 from .progress import progress_bar
 from .randomness import make_generator
 from .sampling.categorical import sample_bernoulli, sample_categorical
+from .sampling.conditional import logits_at
 
 MAX_ENUMERATION = 2**22
 METHODS = ("auto", "exact", "ais")
@@ -247,8 +248,10 @@ def order_log_likelihoods(
             for step in range(D):
                 known = (ranks < step).view_as(xs)
                 position = order[:, step]  # the variable revealed at this step
-                # Only that variable's K logits need normalising, not all D of them.
-                logits = model.logits(xs, known, ctx).reshape(xs.shape[0], D, -1)[rows, position].float()
+                # Only that variable's K logits are needed (and read out, by a model with logits_at).
+                asked = torch.zeros_like(flat, dtype=torch.bool)
+                asked[rows, position] = True
+                logits = logits_at(model, xs, known, asked, ctx).float()  # (n, K): one per row, in row order
                 log_p = torch.log_softmax(logits, -1)[rows, flat[rows, position]]
                 total[start : start + batch_size] += log_p.double()
                 advance()
@@ -310,9 +313,11 @@ def mask_log_likelihoods(
             ranks = torch.rand(n, D, generator=generator, device=x.device).argsort(-1).argsort(-1)
             known = ranks < known_count[:, None]  # a uniformly random set of d - 1 variables
             ctx = context[start : start + batch_size] if isinstance(context, torch.Tensor) else context
-            logits = model.logits(xs, known.view_as(xs), ctx).reshape(n, D, -1).float()
-            log_p = torch.log_softmax(logits, -1).gather(-1, flat.unsqueeze(-1)).squeeze(-1)  # (n, D)
-            unknown_sum = log_p.double().masked_fill(known, 0).sum(1)
+            unknown = ~known
+            logits = logits_at(model, xs, known.view_as(xs), unknown, ctx).float()  # (R, K), the unknown only
+            log_p = torch.log_softmax(logits, -1).gather(-1, flat[unknown].unsqueeze(-1)).squeeze(-1)  # (R,)
+            owner = unknown.nonzero(as_tuple=True)[0]
+            unknown_sum = torch.zeros(n, dtype=torch.float64, device=x.device).index_add_(0, owner, log_p.double())
             total[start : start + n] = unknown_sum * D / (D - known_count)
             advance()
     return total.view(N, M)

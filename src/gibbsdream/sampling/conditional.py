@@ -4,6 +4,8 @@ A *conditional model* is any object with ``num_categories`` and
 ``logits(x, known, context=None) -> (N, *shape, K)``: unnormalised log-probabilities of every
 variable given the variables where ``known`` is True (what it returns for known variables is
 ignored). Orderless NADE is one such model; so is a joint probability table (see the tests).
+A model may also offer ``logits_at(x, known, where, context=None) -> (R, K)``, the logits of the
+variables where ``where`` is True only (row-major): the samplers then ask for no more than they draw.
 
 States are ``x: (N, *shape)`` long tensors; ``known: (N, *shape)`` bool marks the clamped
 variables, which no sampler ever changes.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from ..progress import progress_bar
-from .categorical import categorical_from_uniform, effective_temperature, tempered_weights
+from .categorical import categorical_from_uniform, effective_temperature, inverse_cdf, tempered_weights
 from .chain import LOG_PROBABILITY, Chain
 
 
@@ -28,15 +30,26 @@ def _logits(model, x, given, context) -> torch.Tensor:
     return model.logits(x, given, context)
 
 
-def _draw(logits, rows, temperature, generator):
-    """One draw for each variable where ``rows`` is True: ``(draws, log_probs)``, both ``(R,)``
-    for the R selected variables in row-major order (as ``flat[rows.view_as(flat)]``).
+def logits_at(model, x, given, rows, context=None) -> torch.Tensor:
+    """A conditional model's logits of the variables where ``rows`` is True, given ``given``:
+    ``(R, K)`` in row-major order (as ``flat[rows.view_as(flat)]``). A model with ``logits_at``
+    computes only those (Orderless NADE reads out only their pixels); for any other, all of them
+    are computed and those picked."""
+    rows = rows.view(given.shape)
+    if hasattr(model, "logits_at"):
+        return model.logits_at(x, given, rows, context)
+    return _logits(model, x, given, context)[rows]
 
-    ``logits``: ``(N, *shape, K)``; ``rows``: ``(N, *shape)`` or ``(N, D)`` bool. Only the selected
-    variables are gathered, drawn and scored, so a step that redraws a tenth of an image touches a
-    tenth of its logits. ``log_probs`` are under the untempered conditionals (the model's own).
+
+def _draw(chosen, rows, temperature, generator):
+    """One draw for each selected variable: ``(draws, log_probs)``, both ``(R,)``.
+
+    ``chosen``: ``(R, K)`` logits of the R variables where ``rows`` (``(N, *shape)`` or ``(N, D)``
+    bool) is True, in row-major order (as :func:`logits_at` gives them), so a step that redraws a
+    tenth of an image draws and scores a tenth of its variables. ``log_probs`` are under the
+    untempered conditionals (the model's own).
     """
-    chosen = logits[rows.view(logits.shape[:-1])].float()  # (R, K), K contiguous
+    chosen = chosen.float()
     temperature = effective_temperature(temperature)
     if temperature == 0:
         draws = chosen.argmax(-1)
@@ -45,9 +58,18 @@ def _draw(logits, rows, temperature, generator):
         # same random numbers as a draw of every variable, so a seed gives the samples it gave
         # before only the block was drawn (a float64 uniform per variable costs little).
         every = torch.rand((*rows.shape, 1), generator=generator, device=rows.device, dtype=torch.float64)
-        draws = categorical_from_uniform(tempered_weights(chosen, temperature), every[rows])
-    log_probs = chosen.gather(-1, draws.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(chosen, -1)
-    return draws, log_probs
+        u = every[rows]
+    if temperature == 1:
+        # The weights exp(z - max z) are the untempered probabilities up to their total, which the
+        # draw sums anyway: the log-probability is then z - max z - log(total), with no second pass.
+        top = chosen.amax(-1, keepdim=True)
+        draws, total = inverse_cdf((chosen - top).exp_(), u)
+        log_norm = top + total.to(top.dtype).log()
+    else:
+        if temperature != 0:
+            draws = categorical_from_uniform(tempered_weights(chosen, temperature), u)
+        log_norm = torch.logsumexp(chosen, -1, keepdim=True)
+    return draws, (chosen.gather(-1, draws.unsqueeze(-1)) - log_norm).squeeze(-1)
 
 
 def _put(flat: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -107,14 +129,16 @@ def ancestral(
     if on_step is not None:
         on_step(0, flat_x.view_as(x), trace[0])
     for step in range(steps):
-        logits = _logits(model, flat_x.view_as(x), given.view_as(known), context)
-        if order == "greedy":
+        if order == "greedy":  # the entropies of every free variable are needed to choose
+            logits = _logits(model, flat_x.view_as(x), given.view_as(known), context)
             log_p = torch.log_softmax(logits.float(), -1)
             entropy = _flat(-(log_p.exp() * log_p).sum(-1))
             ranks = torch.where(given, torch.full_like(entropy, float("inf")), entropy).argsort(-1).argsort(-1)
             chosen = (ranks < per_call) & ~given
+            logits = logits[chosen.view(logits.shape[:-1])]
         else:
             chosen = (ranks >= step * per_call) & (ranks < (step + 1) * per_call) & ~given
+            logits = logits_at(model, flat_x.view_as(x), given.view_as(known), chosen, context)
         draws, log_probs = _draw(logits, chosen, temperatures[step], generator)
         flat_x = _put(flat_x, chosen, draws)
         given = given | chosen
@@ -171,7 +195,7 @@ def blocked_gibbs(
     free = ~flat_known
     free_count = free.sum(1)
     first = temperatures[0] if temperatures else 1.0
-    draws, log_probs = _draw(_logits(model, x, known, context), free, first, generator)
+    draws, log_probs = _draw(logits_at(model, x, known, free, context), free, first, generator)
     flat_x = _put(_flat(x), free, draws)
     trace = torch.empty(steps + 1, N, device=x.device)
     trace[0] = _sums(log_probs, free) / free_count.clamp(min=1)
@@ -183,7 +207,7 @@ def blocked_gibbs(
             size = (block_fractions[step] * free_count).round().long().clamp(min=1)
             block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
             if resample == "independent":
-                logits = _logits(model, flat_x.view_as(x), (~block).view_as(known), context)
+                logits = logits_at(model, flat_x.view_as(x), (~block).view_as(known), block, context)
                 draws, log_probs = _draw(logits, block, temperatures[step], generator)
                 flat_x = _put(flat_x, block, draws)
                 trace[step + 1] = _sums(log_probs, block) / block.sum(1)

@@ -1,7 +1,7 @@
 """Training Orderless NADE on random masks, on one process or many (DistributedDataParallel).
 
-Every update draws a fresh known-mask for each image from the mask distribution, predicts all
-variables at once and takes the loss over the unknown ones (:func:`masked_loss`). Adam, with the
+Every update draws a fresh known-mask for each image from the mask distribution, predicts the
+unknown variables at once and takes the loss over them (:func:`unknown_loss`). Adam, with the
 learning rate cut when the validation loss stops improving (``ReduceLROnPlateau``).
 
 Runs unchanged under ``torchrun``: when ``WORLD_SIZE`` > 1 each process trains on its share of
@@ -41,7 +41,7 @@ from ..progress import progress_bar
 from ..randomness import check_seed, make_generator
 from ..sampling.api import check_count
 from .legacy import accepts_model_fields
-from .losses import LOSSES, masked_loss
+from .losses import LOSSES, unknown_loss
 from .runs import Timings
 
 # The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
@@ -279,9 +279,13 @@ class NADETrainer:
         so that every gradient has its parameter's strides, as DDP's gradient buckets (laid out as the
         parameters) need. With contiguous weights the 1x1 convolutions' gradients did not match, and
         DDP warned "Grad strides do not match bucket view strides" once per process and copied them.
+        The readout is the exception: training reads it out as a matrix at the unknown variables only
+        (:meth:`OrderlessNADE.logits_at`), and that gradient comes out contiguous.
         After training the weights are contiguous again: ``model.state_dict()`` saves anywhere.
         """
         self.model.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+        readout = self.model.readout.weight
+        readout.data = readout.data.clone(memory_format=torch.contiguous_format)
 
     @property
     def learning_rate(self) -> float:
@@ -304,7 +308,8 @@ class NADETrainer:
         return make_generator(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "little"), "cpu")
 
     def _loss(self, network, x: torch.Tensor, known: torch.Tensor, context=None) -> torch.Tensor:
-        return masked_loss(network(x, known, context), x, known, self.config.loss, self.config.rescale)
+        # The logits of the unknown variables only: the known ones' would be computed and thrown away.
+        return unknown_loss(network(x, known, context, where=~known), x, known, self.config.loss, self.config.rescale)
 
     @torch.no_grad()
     def validation_loss(self, batch_size: int = 256) -> float:
