@@ -77,6 +77,7 @@ FLAGS = {
         "masks": "--masks",
         "loss": "--loss",
         "rescale": "--rescale",
+        "precision": "--precision",
         "validation_fraction": "--validation-fraction",
         "seed": "--seed",
         "captions": "--captions",

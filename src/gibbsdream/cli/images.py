@@ -28,7 +28,7 @@ from ..files import atomic_write_text, json_numbers
 from ..models.nade import NADEConfig
 from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
 from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values
-from ..training import NADETrainConfig, parse_duration
+from ..training import PRECISIONS, NADETrainConfig, parse_duration
 from ..viz import chain_gif, inpaint_comparison, save_grid_png, write_image, write_png
 from .common import (
     DEVICE_HELP,
@@ -184,6 +184,13 @@ def _trace_json(chain) -> str:
 @option("--weight-decay", default=0.0, help="Adam weight decay.")
 @option("--grad-clip", default=10.0, help="Clip the gradient norm to this (0: no clipping).")
 @option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    help="bfloat16: the network's forward pass in bfloat16 (autocast), the loss and weights in float32; "
+    "faster where the processor does bfloat16 (recent x86 CPUs, GPUs).",
+)
+@option(
     "--test-size",
     default=None,
     type=CountOrFraction(),
@@ -264,6 +271,7 @@ def train_nade(
     min_lr,
     weight_decay,
     grad_clip,
+    precision,
     test_size,
     validation_fraction,
     seed,

@@ -5,7 +5,8 @@ A *conditional model* is any object with ``num_categories`` and
 variable given the variables where ``known`` is True (what it returns for known variables is
 ignored). Orderless NADE is one such model; so is a joint probability table (see the tests).
 A model may also offer ``logits_at(x, known, where, context=None) -> (R, K)``, the logits of the
-variables where ``where`` is True only (row-major): the samplers then ask for no more than they draw.
+variables where ``where`` is True only (row-major), as a new tensor (the samplers overwrite it):
+they then ask for no more than they draw.
 
 States are ``x: (N, *shape)`` long tensors; ``known: (N, *shape)`` bool marks the clamped
 variables, which no sampler ever changes.
@@ -45,7 +46,7 @@ def _draw(chosen, rows, temperature, generator):
     """One draw for each selected variable: ``(draws, log_probs)``, both ``(R,)``.
 
     ``chosen``: ``(R, K)`` logits of the R variables where ``rows`` (``(N, *shape)`` or ``(N, D)``
-    bool) is True, in row-major order (as :func:`logits_at` gives them), so a step that redraws a
+    bool) is True, in row-major order (as :func:`logits_at` gives them; overwritten), so a step that redraws a
     tenth of an image draws and scores a tenth of its variables. ``log_probs`` are under the
     untempered conditionals (the model's own).
     """
@@ -61,10 +62,12 @@ def _draw(chosen, rows, temperature, generator):
         u = every[rows]
     if temperature == 1:
         # The weights exp(z - max z) are the untempered probabilities up to their total, which the
-        # draw sums anyway: the log-probability is then z - max z - log(total), with no second pass.
-        top = chosen.amax(-1, keepdim=True)
-        draws, total = inverse_cdf((chosen - top).exp_(), u)
-        log_norm = top + total.to(top.dtype).log()
+        # draw sums anyway: the log-probability is then log(weight) - log(total), with no second
+        # pass. They are made in place (``chosen`` is this draw's own copy): at 256 levels a fresh
+        # tensor's first touch costs as much as the arithmetic. A drawn weight is never 0.
+        weights = chosen.sub_(chosen.amax(-1, keepdim=True)).exp_()
+        draws, total = inverse_cdf(weights, u)
+        return draws, (weights.gather(-1, draws.unsqueeze(-1)).log() - total.to(weights.dtype).log()).squeeze(-1)
     else:
         if temperature != 0:
             draws = categorical_from_uniform(tempered_weights(chosen, temperature), u)

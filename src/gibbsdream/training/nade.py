@@ -44,6 +44,8 @@ from .legacy import accepts_model_fields
 from .losses import LOSSES, unknown_loss
 from .runs import Timings
 
+PRECISIONS = ("float32", "bfloat16")  # of the network's forward pass while training
+
 # The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
 MOVED_TO_MODEL = ("width", "depth", "kernel_size", "dilations", "residual", *CAPTION_FIELDS)
 
@@ -67,6 +69,9 @@ class NADETrainConfig:
     masks: str = "orderless"
     loss: str = "ce"
     rescale: bool = True  # Uria et al.'s D / (D - d + 1) weighting
+    # "bfloat16": the network's forward pass under autocast (its convolutions and readout in
+    # bfloat16), the loss and the weights in float32; validation stays float32 (docs/benchmarks.md)
+    precision: str = "float32"
     validation_fraction: float = 0.1
     seed: int = 0
     # captions (used when the data has them; see gibbsdream.models.captions)
@@ -97,6 +102,8 @@ class NADETrainConfig:
             isinstance(self.max_time, bool) or not isinstance(self.max_time, (int, float)) or not self.max_time > 0
         ):
             raise ConfigError(f"max_time must be a positive number of seconds, got {self.max_time!r}", "max_time")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}", "precision")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}", "loss")
         if not 0 < self.validation_fraction < 1:
@@ -307,9 +314,11 @@ class NADETrainer:
         key = f"{self.config.seed}/{self.where.rank}/{self.epoch}/{self.batch}/captions".encode()
         return make_generator(int.from_bytes(hashlib.blake2b(key, digest_size=7).digest(), "little"), "cpu")
 
-    def _loss(self, network, x: torch.Tensor, known: torch.Tensor, context=None) -> torch.Tensor:
+    def _loss(self, network, x: torch.Tensor, known: torch.Tensor, context=None, precision="float32") -> torch.Tensor:
         # The logits of the unknown variables only: the known ones' would be computed and thrown away.
-        return unknown_loss(network(x, known, context, where=~known), x, known, self.config.loss, self.config.rescale)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            logits = network(x, known, context, where=~known)
+        return unknown_loss(logits.float(), x, known, self.config.loss, self.config.rescale)
 
     @torch.no_grad()
     def validation_loss(self, batch_size: int = 256) -> float:
@@ -380,7 +389,7 @@ class NADETrainer:
                         context = draw_captions(
                             self.train_captions[rows], self.config.caption_dropout, self._caption_generator()
                         ).to(self.device)
-                    loss = self._loss(self.network, x, known, context).mean()
+                    loss = self._loss(self.network, x, known, context, self.config.precision).mean()
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if self.config.grad_clip > 0:
