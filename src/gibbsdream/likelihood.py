@@ -19,7 +19,7 @@ from .errors import UsageError
 from .progress import progress_bar
 from .randomness import make_generator
 from .sampling.categorical import sample_bernoulli, sample_categorical
-from .sampling.conditional import logits_at
+from .sampling.conditional import inverse_permutation, logits_at, ranks_of
 
 MAX_ENUMERATION = 2**22
 METHODS = ("auto", "exact", "ais")
@@ -242,7 +242,7 @@ def order_log_likelihoods(
             xs = repeated[start : start + batch_size]
             rows = torch.arange(xs.shape[0], device=x.device)
             order = torch.rand(xs.shape[0], D, generator=generator, device=x.device).argsort(-1)  # (n, D) variables
-            ranks = order.argsort(-1)  # when each variable is revealed
+            ranks = inverse_permutation(order)  # when each variable is revealed
             flat = xs.reshape(xs.shape[0], D)
             ctx = context[start : start + batch_size] if isinstance(context, torch.Tensor) else context
             for step in range(D):
@@ -310,7 +310,7 @@ def mask_log_likelihoods(
             xs = repeated[start : start + batch_size]
             n, known_count = xs.shape[0], revealed[start : start + batch_size]
             flat = xs.reshape(n, D)
-            ranks = torch.rand(n, D, generator=generator, device=x.device).argsort(-1).argsort(-1)
+            ranks = ranks_of(torch.rand(n, D, generator=generator, device=x.device))
             known = ranks < known_count[:, None]  # a uniformly random set of d - 1 variables
             ctx = context[start : start + batch_size] if isinstance(context, torch.Tensor) else context
             unknown = ~known
