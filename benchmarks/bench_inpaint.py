@@ -24,10 +24,8 @@ MSE is pooled over all hole pixels of all test images (and, for single samples, 
 images of each image's own PSNR (capped at 60 dB for a hole filled exactly). Each method's gain in
 pooled PSNR over 5-NN comes with a paired bootstrap 95% interval over images (``--bootstrap``).
 
-Speed: seconds per blocked-Gibbs step of an OrderlessNADE(channels=3, num_categories=256) on a
-64x64 RGB image (batch 1 and 8), at the default width/depth and a wider one, measured as the
-difference between runs of ``--timing-steps`` steps and of 1 step (median of ``--repeats``), and
-the time of one network call alone.
+The speed of a Gibbs step at the seed's size (64x64 RGB, 256 levels) is measured by
+``bench_images64.py`` (this script did it until issue 17: its JSON results of then hold the figures).
 
 Run:  python benchmarks/bench_inpaint.py [--checkpoint DIR] [--json results.json]
 """
@@ -39,7 +37,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -425,64 +422,6 @@ def run_mask(spec, args, model, codec, reference, test, device) -> dict:
 # ---- speed of one Gibbs step on 64x64 RGB ---------------------------------------------------------
 
 
-def step_timing(args, device: torch.device) -> list[dict]:
-    rows = []
-    shape = (3, 64, 64)
-    known1 = inpaint_mask("centre", shape)
-    for spec in args.timing_configs.split(","):
-        width, depth = (int(v) for v in spec.lower().split("x"))
-        torch.manual_seed(0)
-        model = OrderlessNADE(channels=3, num_categories=256, width=width, depth=depth).to(device).eval()
-        parameters = sum(p.numel() for p in model.parameters())
-        for batch in (1, 8):
-            x = torch.randint(0, 256, (batch, *shape), generator=torch.Generator().manual_seed(0)).to(device)
-            known = known1.expand(batch, *shape).to(device)
-
-            def run(steps, model=model, x=x, known=known):
-                sync(device)
-                started = time.perf_counter()
-                sample(model, x=x, known=known, sampler="gibbs", steps=steps, block=args.block, seed=0)
-                sync(device)
-                return time.perf_counter() - started
-
-            def call(model=model, x=x, known=known):
-                sync(device)
-                started = time.perf_counter()
-                with torch.no_grad():
-                    model.logits(x, known)
-                sync(device)
-                return time.perf_counter() - started
-
-            run(2)  # warm-up
-            call()
-            S = args.timing_steps
-            long_runs = [run(S) for _ in range(args.repeats)]
-            short_runs = [run(1) for _ in range(args.repeats)]
-            calls = [call() for _ in range(args.repeats)]
-            per_step = (statistics.median(long_runs) - statistics.median(short_runs)) / (S - 1)
-            rows.append(
-                {
-                    "width": width,
-                    "depth": depth,
-                    "parameters": parameters,
-                    "batch": batch,
-                    "seconds_per_step": per_step,
-                    "seconds_per_step_per_image": per_step / batch,
-                    "seconds_per_network_call": statistics.median(calls),
-                    "seconds_run_of_steps": statistics.median(long_runs),
-                    "steps": S,
-                    "seconds_run_of_1_step": statistics.median(short_runs),
-                }
-            )
-            print(
-                f"  width {width:4d} depth {depth:3d} ({parameters / 1e6:.2f} M params) batch {batch}:"
-                f" {per_step * 1e3:8.1f} ms/step  ({per_step / batch * 1e3:7.1f} ms per image),"
-                f" network call alone {statistics.median(calls) * 1e3:8.1f} ms",
-                flush=True,
-            )
-    return rows
-
-
 # ---- main -----------------------------------------------------------------------------------------
 
 
@@ -505,10 +444,6 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--sample-batch", type=int, default=2376, help="chains per sampler call")
     parser.add_argument("--radius", type=float, default=3.0, help="OpenCV inpaint radius (pixels)")
-    parser.add_argument("--timing-configs", default="64x6,128x12", help="WIDTHxDEPTH of the 64x64 RGB models timed")
-    parser.add_argument("--timing-steps", type=int, default=6)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--bootstrap", type=int, default=2000, help="resamples for the intervals of the gain over 5-NN")
     parser.add_argument("--seed", type=int, default=0)
@@ -565,15 +500,6 @@ def main() -> None:
                 flush=True,
             )
 
-    timing = None
-    if not args.skip_timing:
-        print(
-            f"\none blocked-Gibbs step, OrderlessNADE(channels=3, num_categories=256), 64x64 RGB, {device}, "
-            f"{torch.get_num_threads()} threads (median of {args.repeats}):",
-            flush=True,
-        )
-        timing = step_timing(args, device)
-
     total = time.perf_counter() - started
     print(f"\ntotal time {total:.0f} s")
     results = {
@@ -588,7 +514,6 @@ def main() -> None:
         "test_images": test_images,
         "reference_images": reference_images,
         "masks": masks,
-        "gibbs_step_64x64_rgb_256_levels": {"device": str(device), "rows": timing},
         "total_seconds": total,
         "load_average_at_end": list(os.getloadavg()),  # other work on the machine skews the timings
     }
