@@ -72,9 +72,13 @@ SHAPES_COMMANDS = (
 )
 # What each earlier shapes run was, for the "other runs" section (keyed by checkpoint).
 RUN_NOTES = {
-    "runs/shapes-captions-20k-at31": (
+    "runs/shapes-captions-20k-at55m": (
         "the current run as it stood after its first 55 minutes (a copy of the checkpoint then), before it was "
         "resumed; {overfit_or_not}"
+    ),
+    "runs/shapes-captions-20k-at31": (
+        "an earlier run of the current commands as it stood after its first 55 minutes, before it was resumed; "
+        "{overfit_or_not}"
     ),
     "runs/shapes-captions": (
         "the first run, with the settings of the current one but the default 2,000 images (1,620 of them for "
@@ -428,7 +432,7 @@ def write_page(result: dict, docs: Path) -> None:
             f"`{o['checkpoint']}` ({o['training_images']:,} training images) "
             f"{_pct(o['captions']['a red square']['both_share'])} "
             f"and {_pct(o['captions']['a blue circle']['both_share'])}"
-            for o in result.get("shapes_other_runs", [])
+            for o in _other_runs(result)
             if o.get("training_images")
         )
         summary.append(
@@ -614,7 +618,7 @@ def write_page(result: dict, docs: Path) -> None:
             + (f". Sampling and scoring took {s['sampling_seconds']} s." if s.get("sampling_seconds") else "."),
             "",
         ]
-    others = result.get("shapes_other_runs", [])
+    others = _other_runs(result)
     if others:
         lines += [
             "### Other shapes runs",
@@ -623,8 +627,8 @@ def write_page(result: dict, docs: Path) -> None:
             "colour / the asked shape / both; the no-caption column: red and blue, square and circle):",
             "",
             '| checkpoint | training images | epochs | "a red square" | "a blue circle" | no caption '
-            "| true shape word preferred |",
-            "|---|---|---|---|---|---|---|",
+            "| true shape word preferred | measured with |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for o in others:
             c = o["captions"]
@@ -635,9 +639,15 @@ def write_page(result: dict, docs: Path) -> None:
                 f"{_pct(b['asked_colour_share'])} / {_pct(b['asked_shape_share'])} / {_pct(b['both_share'])} | "
                 f"{_pct(c['no caption']['red_share'])}, "
                 f"{_pct(c['no caption']['blue_share'])}; {_pct(c['no caption']['square_share'])}, "
-                f"{_pct(c['no caption']['circle_share'])} | {_pct(o['true_shape_word_preferred']['share'])} |"
+                f"{_pct(c['no caption']['circle_share'])} | {_pct(o['true_shape_word_preferred']['share'])} | "
+                f"{_code(o)} |"
             )
-        lines += [""]
+        lines += [
+            "",
+            "Rows measured with an earlier version are kept as history: their checkpoints were not kept, so they "
+            "cannot be measured again with the current code.",
+            "",
+        ]
         for o in others:
             c = o["captions"]
             empty = c["a blue circle"]["colour_counts"].get("none", 0) / sum(
@@ -684,7 +694,8 @@ def write_page(result: dict, docs: Path) -> None:
         "    --depth 6 --dilations 1,2,4,8 --masks orderless+contiguish+centre:0.75 --lr 2e-3 --epochs 1000 "
         "--max-time 55m \\",
         "    --out runs/shapes-captions-20k",
-        "gibbsdream train nade --data builtin:shapes --count 20000 --size 16 --out runs/shapes-captions-20k \\",
+        "OMP_NUM_THREADS=1 gibbsdream train nade --data builtin:shapes --count 20000 --size 16 "
+        "--out runs/shapes-captions-20k \\",
         "    --resume --epochs 1000 --max-time 33m",
         "OMP_NUM_THREADS=1 python docs/scripts/caption_demo.py --per-class 50 "
         f"--max-shape-problems {MAX_SHAPE_PROBLEMS}",
@@ -695,13 +706,33 @@ def write_page(result: dict, docs: Path) -> None:
         '--caption "a red square" --out red/',
         "```",
         "",
-        f"_Measured on {result['machine']}. The trainings ran on this 2-core machine, mostly next to other work (the "
-        "20,000-image shapes run's first 55 minutes on 1 thread, `OMP_NUM_THREADS=1 nice -n 10`; "
-        "its resumed 33 minutes "
-        "alone on 2 threads), so their epoch counts are what fitted in the time limit._",
+        f"_Measured on {result['machine']}. The trainings ran on this 2-core machine on 1 thread each "
+        "(`OMP_NUM_THREADS=1`): the digits run beside the first 55 minutes of the 20,000-image shapes run, and "
+        "the shapes run's resumed 33 minutes beside other work (tests and benchmarks on the other core), so their "
+        "epoch counts are what fitted in the time limit._",
         "",
     ]
     atomic_write_text(docs / "captions.md", "\n".join(lines))
+
+
+def _other_runs(result: dict) -> list[dict]:
+    """The other shapes runs, those measured with the current code (a commit recorded) first."""
+    return sorted(result.get("shapes_other_runs", []), key=lambda o: o.get("code") is None)
+
+
+def _code(entry: dict) -> str:
+    """The commit a measurement ran with, or "an earlier version" for those recorded before commits were."""
+    return f"`{entry['code']}`" if entry.get("code") else "an earlier version"
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def _cpu_name() -> str:
@@ -797,6 +828,7 @@ def main(argv=None) -> None:
         result["digits"] = digits(args.digits, args.per_class, args.seed, img)
     if args.skip != "shapes":
         measured = shapes(args.shapes, args.shape_samples, args.seed, img, args.max_shape_problems or None)
+        measured["code"] = _commit()
         measured["commands"] = args.shapes_command or (
             list(SHAPES_COMMANDS) if measured["checkpoint"] == "runs/shapes-captions-20k" else []
         )
