@@ -258,7 +258,10 @@ def test_the_page_loads_nothing_from_elsewhere(client):
 
 
 def test_models_are_listed_with_what_the_page_needs(client):
+    from gibbsdream.sampling.schedules import DEFAULT_BLOCK
+
     data = client.get("/api/models").json()
+    assert data["block"] == DEFAULT_BLOCK
     by_name = {m["name"]: m for m in data["models"]}
     assert set(by_name) == {"pixels", "words"}
     image, strings = by_name["pixels"], by_name["words"]

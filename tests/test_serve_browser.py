@@ -108,9 +108,10 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     d.get(server + "?model=pixels")
     until(d, lambda d: "pixels to fill" in d.find_element(By.ID, "hole-count").text, "the image and its hole to show")
     from gibbsdream.sampling.registry import sampler_names
-    from gibbsdream.sampling.schedules import ANNEAL_KINDS
+    from gibbsdream.sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK
 
-    # The sampler and annealing lists are the server's registry's.
+    # The sampler and annealing lists are the server's registry's; the block schedule is the library's default.
+    assert d.find_element(By.ID, "i-block").get_attribute("value") == DEFAULT_BLOCK
     assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-sampler")).options] == list(
         sampler_names("conditional")
     )

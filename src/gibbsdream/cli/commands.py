@@ -23,7 +23,7 @@ from ..likelihood import resolve_method
 from ..models.rbm import RBMConfig
 from ..resources import ais_bytes, check_memory, product_text, rbm_sampling_bytes
 from ..sampling import sample
-from ..sampling.schedules import ANNEAL_KINDS
+from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK
 from ..summary import SAMPLE_ORDERS, distinct_records, string_records, summarize_records, training_strings
 from ..training import RBMTrainConfig
 from .common import (
@@ -301,7 +301,7 @@ def _samples_text(rows: list[dict], order: str) -> str:
 @option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
 @option(
     "--block",
-    default="yao:0.9,0.1,0.7",
+    default=DEFAULT_BLOCK,
     help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
 @option(

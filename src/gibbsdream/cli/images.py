@@ -27,7 +27,7 @@ from ..families.nade import (
 from ..files import atomic_write_text, json_numbers
 from ..models.nade import NADEConfig
 from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
-from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values
+from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK, block_schedule, schedule_values
 from ..training import PRECISIONS, NADETrainConfig, parse_duration
 from ..viz import chain_gif, inpaint_comparison, save_grid_png, write_image, write_png
 from .common import (
@@ -360,7 +360,7 @@ def train_nade(
 @option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help=IMAGE_SAMPLER_HELP)
 @option(
     "--block",
-    default="yao:0.9,0.1,0.7",
+    default=DEFAULT_BLOCK,
     help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
 @option(

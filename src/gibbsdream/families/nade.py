@@ -36,6 +36,7 @@ from ..progress import progress_bar
 from ..randomness import make_generator
 from ..sampling import sample
 from ..sampling.registry import applicable
+from ..sampling.schedules import DEFAULT_BLOCK
 from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_distributed, split_images
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
@@ -53,7 +54,6 @@ from ..viz import write_image
 from .base import Evaluation, Exported, Family, Generated, check_export_target, check_split, register
 
 DEFAULT_STEPS = 200  # Gibbs steps when none are asked for
-DEFAULT_BLOCK = "yao:0.9,0.1,0.7"  # Yao et al.'s schedule of the share of the hole redrawn per step
 
 
 def prepare(checkpoint) -> None:

@@ -12,7 +12,7 @@ from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
-from .schedules import block_schedule, schedule_values, temperature_schedule, temperature_values
+from .schedules import DEFAULT_BLOCK, block_schedule, schedule_values, temperature_schedule, temperature_values
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
 
@@ -87,7 +87,8 @@ def sample(
         codec: the string codec, for the ``spaces`` and ``chunks`` inits.
 
     Options of the conditional ``gibbs`` and ``ancestral-gibbs`` samplers (:class:`BlockOptions`):
-        block: a fraction in (0, 1] or a block schedule such as ``"yao:0.9,0.1,0.7"``.
+        block: a fraction in (0, 1] or a block schedule such as ``"yao:0.9,0.1,0.7"`` (the default,
+            :data:`gibbsdream.sampling.schedules.DEFAULT_BLOCK`).
 
     Options of the conditional ``ancestral`` sampler (:class:`AncestralOptions`):
         per_call: variables drawn per model call (1 = exact).
@@ -264,7 +265,7 @@ def _conditional_states(model, x, known):
 class BlockOptions:
     """The options of the blocked Gibbs samplers of conditional models (see :func:`sample`)."""
 
-    block: Any = "yao:0.9,0.1,0.7"
+    block: Any = DEFAULT_BLOCK
 
 
 @dataclass(frozen=True)

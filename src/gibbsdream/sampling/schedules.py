@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 ANNEAL_KINDS = ("geometric", "linear", "cosine")
+# The block schedule of conditional models' blocked Gibbs samplers wherever none is given (the
+# library, the command line and the web page): Yao et al.'s share of the free variables redrawn per step.
+DEFAULT_BLOCK = "yao:0.9,0.1,0.7"
 
 
 def _progress(step: int, total_steps: int) -> float:

@@ -55,7 +55,7 @@ from ..files import json_numbers
 from ..randomness import MAX_SEED, make_generator
 from ..sampling.init import INITS
 from ..sampling.registry import sampler_names, samplers, trace_kind_of
-from ..sampling.schedules import ANNEAL_KINDS, block_schedule, schedule_values, temperature_schedule
+from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK, block_schedule, schedule_values, temperature_schedule
 from ..summary import training_strings as summary_training_strings
 from ..viz import chain_gif, png_bytes
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
@@ -228,7 +228,7 @@ def _schedules(body: dict, steps: int | None):
     temperature = _text(body, "temperature", "1.0", "temperature", 100) or "1.0"
     anneal = _choice(body, "anneal", "geometric", ANNEAL_KINDS, "anneal")
     temperature_schedule(temperature, anneal)
-    block = _text(body, "block", "yao:0.9,0.1,0.7", "block schedule", 100) or "yao:0.9,0.1,0.7"
+    block = _text(body, "block", DEFAULT_BLOCK, "block schedule", 100) or DEFAULT_BLOCK
     schedule_values(block_schedule(block), 2)
     return temperature, anneal, block
 
@@ -630,6 +630,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
             "limits": asdict(limits),
             "samplers": [{"name": s.name, "summary": s.summary} for s in samplers("conditional")],
             "anneals": list(ANNEAL_KINDS),
+            "block": DEFAULT_BLOCK,
         }
 
     @app.get("/api/models/{name}/images")

@@ -79,6 +79,7 @@ async function start() {
     state.models = data.models;
     state.limits = data.limits;
     fillChoices(data.samplers, data.anneals);
+    if (!$("i-block").value) $("i-block").value = data.block;  // the library's default schedule
   } catch (err) {
     showError(err.message);
     return;
