@@ -46,9 +46,9 @@ def _draw(chosen, rows, temperature, generator):
     """One draw for each selected variable: ``(draws, log_probs)``, both ``(R,)``.
 
     ``chosen``: ``(R, K)`` logits of the R variables where ``rows`` (``(N, *shape)`` or ``(N, D)``
-    bool) is True, in row-major order (as :func:`logits_at` gives them; overwritten), so a step that redraws a
-    tenth of an image draws and scores a tenth of its variables. ``log_probs`` are under the
-    untempered conditionals (the model's own).
+    bool) is True, in row-major order (as :func:`logits_at` gives them; overwritten), so a step
+    that redraws a tenth of an image draws and scores a tenth of its variables. ``log_probs`` are
+    under the untempered conditionals (the model's own).
     """
     chosen = chosen.float()
     temperature = effective_temperature(temperature)
@@ -68,10 +68,9 @@ def _draw(chosen, rows, temperature, generator):
         weights = chosen.sub_(chosen.amax(-1, keepdim=True)).exp_()
         draws, total = inverse_cdf(weights, u)
         return draws, (weights.gather(-1, draws.unsqueeze(-1)).log() - total.to(weights.dtype).log()).squeeze(-1)
-    else:
-        if temperature != 0:
-            draws = categorical_from_uniform(tempered_weights(chosen, temperature), u)
-        log_norm = torch.logsumexp(chosen, -1, keepdim=True)
+    if temperature != 0:
+        draws = categorical_from_uniform(tempered_weights(chosen, temperature), u)
+    log_norm = torch.logsumexp(chosen, -1, keepdim=True)
     return draws, (chosen.gather(-1, draws.unsqueeze(-1)) - log_norm).squeeze(-1)
 
 
