@@ -19,7 +19,7 @@ from .errors import UsageError
 from .progress import progress_bar
 from .randomness import make_generator
 from .sampling.categorical import sample_bernoulli, sample_categorical
-from .sampling.conditional import inverse_permutation, logits_at, ranks_of
+from .sampling.conditional import inverse_permutation, logits_at, ranks_of, row_sums
 
 MAX_ENUMERATION = 2**22
 METHODS = ("auto", "exact", "ais")
@@ -316,8 +316,7 @@ def mask_log_likelihoods(
             unknown = ~known
             logits = logits_at(model, xs, known.view_as(xs), unknown, ctx).float()  # (R, K), the unknown only
             log_p = torch.log_softmax(logits, -1).gather(-1, flat[unknown].unsqueeze(-1)).squeeze(-1)  # (R,)
-            owner = unknown.nonzero(as_tuple=True)[0]
-            unknown_sum = torch.zeros(n, dtype=torch.float64, device=x.device).index_add_(0, owner, log_p.double())
+            unknown_sum = row_sums(log_p.double(), unknown)
             total[start : start + n] = unknown_sum * D / (D - known_count)
             advance()
     return total.view(N, M)

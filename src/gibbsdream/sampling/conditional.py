@@ -81,8 +81,9 @@ def _put(flat: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.
     return out
 
 
-def _sums(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Per example, the sum of ``values`` ``(R,)`` (one per True of ``rows`` ``(N, D)``): ``(N,)``."""
+def row_sums(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Per example, the sum of ``values`` ``(R,)`` (one per True of ``rows`` ``(N, D)``, row-major,
+    as :func:`logits_at` orders them): ``(N,)`` in ``values``' dtype."""
     owner = rows.nonzero(as_tuple=True)[0]
     return torch.zeros(rows.shape[0], dtype=values.dtype, device=values.device).index_add_(0, owner, values)
 
@@ -157,7 +158,7 @@ def ancestral(
         flat_x = _put(flat_x, chosen, draws)
         given = given | chosen
         counts = chosen.sum(1)
-        trace[step + 1] = torch.where(counts > 0, _sums(log_probs, chosen) / counts.clamp(min=1), trace[step + 1])
+        trace[step + 1] = torch.where(counts > 0, row_sums(log_probs, chosen) / counts.clamp(min=1), trace[step + 1])
         if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
             frames.append(flat_x.view_as(x).clone())
             frame_steps.append(step + 1)
@@ -212,7 +213,7 @@ def blocked_gibbs(
     draws, log_probs = _draw(logits_at(model, x, known, free, context), free, first, generator)
     flat_x = _put(_flat(x), free, draws)
     trace = torch.empty(steps + 1, N, device=x.device)
-    trace[0] = _sums(log_probs, free) / free_count.clamp(min=1)
+    trace[0] = row_sums(log_probs, free) / free_count.clamp(min=1)
     frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
     if on_step is not None:
         on_step(0, flat_x.view_as(x), trace[0])
@@ -224,7 +225,7 @@ def blocked_gibbs(
                 logits = logits_at(model, flat_x.view_as(x), (~block).view_as(known), block, context)
                 draws, log_probs = _draw(logits, block, temperatures[step], generator)
                 flat_x = _put(flat_x, block, draws)
-                trace[step + 1] = _sums(log_probs, block) / block.sum(1)
+                trace[step + 1] = row_sums(log_probs, block) / block.sum(1)
             else:
                 inner = ancestral(
                     model,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ..sampling.conditional import row_sums
+
 LOSSES = ("ce", "emd2")
 
 
@@ -32,6 +34,10 @@ def _per_variable_emd2(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     levels = torch.arange(logits.shape[-1], device=logits.device)
     target_cdf = (levels >= x.unsqueeze(-1)).to(cdf.dtype)
     return (cdf - target_cdf).pow(2).sum(-1)
+
+
+def _per_variable(logits: torch.Tensor, x: torch.Tensor, kind: str) -> torch.Tensor:
+    return _per_variable_cross_entropy(logits, x) if kind == "ce" else _per_variable_emd2(logits, x)
 
 
 def masked_loss(
@@ -54,7 +60,7 @@ def masked_loss(
     Returns:
         ``(B,)``; examples with no unknown variable get 0.
     """
-    per_variable = _per_variable_cross_entropy(logits, x) if kind == "ce" else _per_variable_emd2(logits, x)
+    per_variable = _per_variable(logits, x, kind)
     unknown = (~known).reshape(known.shape[0], -1)
     # where, not a product: a known variable's loss may be inf (0 * inf = nan) and must count for nothing
     total = torch.where(unknown, per_variable.reshape(unknown.shape), 0.0).sum(1)
@@ -82,12 +88,9 @@ def unknown_loss(
     """
     unknown = (~known).reshape(known.shape[0], -1)
     target = x.reshape(unknown.shape)[unknown]  # (R,)
-    per_variable = _per_variable_cross_entropy(logits, target) if kind == "ce" else _per_variable_emd2(logits, target)
-    owner = unknown.nonzero(as_tuple=True)[0]
+    per_variable = _per_variable(logits, target, kind)
     # Summed in float64: a float32 running sum of 12,288 terms would be off by about a nat.
-    total = torch.zeros(unknown.shape[0], dtype=torch.float64, device=logits.device).index_add(
-        0, owner, per_variable.double()
-    )
+    total = row_sums(per_variable.double(), unknown)
     return _weighted(total.to(per_variable.dtype), unknown, rescale)
 
 
