@@ -524,6 +524,31 @@ def test_mixture_em_never_decreases_its_objective():
     assert likelihoods[-1] > IndependentCategorical(3, alpha=alpha).fit(data).log_likelihood(data).sum().item()
 
 
+
+def test_baselines_index_their_tables_in_chunks_as_one_hot_sums_would(monkeypatch):
+    """The tables are indexed in chunks of images (a one-hot copy of 64x64x3 images with 256 levels
+    would not fit in memory): with chunks of 2 images the results equal one-hot sums over all."""
+    import gibbsdream.baselines as baselines
+
+    g = torch.Generator().manual_seed(3)
+    train, test = torch.randint(256, (9, 3, 2, 3), generator=g), torch.randint(256, (5, 3, 2, 3), generator=g)
+    D, K = 18, 256
+    monkeypatch.setattr(baselines, "_CHUNK_VALUES", 2 * D * 4)  # two images per chunk with 4 components
+    one_hot = torch.nn.functional.one_hot(test.reshape(5, -1), K).double()  # (N, D, K)
+    independent = IndependentCategorical(K, alpha=0.5).fit(train)
+    counts = torch.nn.functional.one_hot(train.reshape(9, -1), K).double().sum(0) + 0.5
+    expected = one_hot.mul((counts / counts.sum(-1, keepdim=True)).log()).sum((1, 2))
+    torch.testing.assert_close(independent.log_likelihood(test), expected, rtol=0, atol=1e-10)
+    mixture = MixtureOfCategoricals(K, components=4, iterations=3, alpha=0.5, seed=0).fit(train)
+    per_component = torch.einsum("ndk,mdk->nm", one_hot, mixture.log_theta) + mixture.log_pi
+    torch.testing.assert_close(mixture.log_likelihood(test), torch.logsumexp(per_component, 1), rtol=0, atol=1e-10)
+    # the M-step's counts summed in chunks equal those summed at once
+    monkeypatch.setattr(baselines, "_CHUNK_VALUES", 2**22)
+    whole = MixtureOfCategoricals(K, components=4, iterations=3, alpha=0.5, seed=0).fit(train)
+    torch.testing.assert_close(mixture.log_theta, whole.log_theta, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="levels must lie in 0..255"):
+        independent.log_likelihood(test + 1)
+
 # ---- 4. the trainer and its small helpers ------------------------------------------------------
 
 
