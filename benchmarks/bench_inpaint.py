@@ -303,22 +303,29 @@ def extrapolated(draws, truth, known) -> dict:
     }
 
 
+def bootstrap_gain(sse: np.ndarray, peer_sse: np.ndarray, hidden: np.ndarray, index: np.ndarray) -> tuple[float, float]:
+    """95% interval of the pooled-PSNR gain of a method (per-image hole SSE ``sse``) over a peer's,
+    paired over images: ``index`` ``(resamples, N)`` draws images with replacement; ``hidden`` ``(N,)``
+    counts each image's hole values."""
+    holes = hidden[index].sum(1)
+
+    def psnr(image_sse):
+        return 10 * np.log10(255.0**2 / (image_sse[index].sum(1) / holes))
+
+    low, high = np.percentile(psnr(sse) - psnr(peer_sse), [2.5, 97.5])
+    return float(low), float(high)
+
+
 def compare_to(results: dict, peer: str, hidden: np.ndarray, resamples: int, seed: int) -> None:
     """Add each method's pooled-PSNR gain over ``peer``, with a paired bootstrap 95% interval over images."""
     rng = np.random.default_rng(seed)
     index = rng.integers(0, hidden.shape[0], size=(resamples, hidden.shape[0]))
-    holes = hidden[index].sum(1)
-
-    def psnr(sse):
-        return 10 * np.log10(255.0**2 / (sse[index].sum(1) / holes))
-
     peer_sse = results[peer]["_image_sse"]
-    peer_boot = psnr(peer_sse)
     for result in results.values():
         sse = result.pop("_image_sse")
         gain = result["psnr"] - results[peer]["psnr"]
-        low, high = np.percentile(psnr(sse) - peer_boot, [2.5, 97.5]) if sse is not peer_sse else (0.0, 0.0)
-        result[f"psnr_gain_over_{peer.split()[0]}"] = {"db": float(gain), "ci95": [float(low), float(high)]}
+        low, high = bootstrap_gain(sse, peer_sse, hidden, index) if sse is not peer_sse else (0.0, 0.0)
+        result[f"psnr_gain_over_{peer.split()[0]}"] = {"db": float(gain), "ci95": [low, high]}
     results[peer].pop("_image_sse", None)
 
 

@@ -138,3 +138,46 @@ def test_serve_screenshot_quick(tmp_path):
     for name, width in (("serve.png", 1280), ("serve-phone.png", 390)):
         with Image.open(tmp_path / "img" / name) as picture:
             assert picture.width == width and picture.height > 300
+
+
+def _emoji_demo_needs() -> str | None:
+    """Why the emoji page's script cannot run here, or None."""
+    for module in ("cv2", "skimage", "emoji"):
+        if importlib.util.find_spec(module) is None:
+            return f"needs {module} (pip install -e '.[test]')"
+    from gibbsdream.data.emoji import find_emoji_font
+    from gibbsdream.errors import UsageError
+
+    try:
+        find_emoji_font()
+    except UsageError:
+        return "needs a colour emoji font (Debian/Ubuntu: apt install fonts-noto-color-emoji)"
+    return None
+
+
+@pytest.mark.skipif(_emoji_demo_needs() is not None, reason=str(_emoji_demo_needs()))
+def test_emoji_demo_quick(tmp_path):
+    run_quick("emoji_demo.py", tmp_path)
+    result = json.loads((tmp_path / "data" / "emoji.json").read_text())
+    models = [row["model"] for row in result["likelihood"]["rows"]]
+    assert models[0] == "independent categorical per variable" and models[2].startswith("PNG")
+    assert models[-2:] == [
+        "Orderless NADE, own caption (2 random masks per image)",
+        "Orderless NADE, no caption (the same 2 masks)",
+    ]
+    assert all(math.isfinite(row["bits_per_dim"]) and row["bits_per_dim"] > 0 for row in result["likelihood"]["rows"])
+    assert set(result["inpainting"]["masks"]) == {"centre", "right half", "50% random pixels"}
+    for mask in result["inpainting"]["masks"].values():
+        assert set(mask["methods"]["NADE, one sample"]["psnr_gain_over"]) == {
+            "OpenCV Telea",
+            "OpenCV Navier-Stokes",
+            "scikit-image biharmonic",
+            "1-NN fill",
+            "5-NN fill",
+        }
+    assert set(result["skin"]["captions"]) == {"light skin tone", "dark skin tone", "no caption"}
+    figures = tmp_path / "img" / "emoji"
+    for name in ("inpainting.png", "inpainting-centre.gif", "skin-steering.png", "generate.png", "generate.gif"):
+        assert_picture(figures / name)
+    page = (tmp_path / "emoji.md").read_text()
+    assert page.startswith("# Emoji at the seed's size") and "| WebP lossless (Pillow, method 6) |" in page
