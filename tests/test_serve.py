@@ -12,6 +12,7 @@ nothing here asserts how fast anything is.
 
 import base64
 import io
+import json
 import random
 import subprocess
 import sys
@@ -81,6 +82,29 @@ def image_model(serve_work) -> Path:
                 out,
             )
         )
+    return out
+
+
+@pytest.fixture(scope="session")
+def captioned_model(serve_work) -> Path:
+    """A tiny captioned Orderless NADE on 30 random 8x8 images, two captions each (one epoch)."""
+    rng = np.random.default_rng(6)
+    folder = serve_work / "captioned-images"
+    folder.mkdir()
+    colours = ["red", "blue", "green", "black"]
+    captions = {}
+    for i in range(30):
+        Image.fromarray(EXACT[rng.integers(0, LEVELS, (SIDE, SIDE))]).save(folder / f"im{i:02d}.png")
+        captions[f"im{i:02d}.png"] = [f"a {colours[i % 4]} Square", f"the {colours[(i + 1) % 4]} square"]
+    (folder / "captions.json").write_text(json.dumps(captions))
+    out = serve_work / "captioned"
+    with one_torch_thread():
+        assert_ok(
+            gibbsdream_here(
+                "train", "nade", "--data", folder, "--levels", LEVELS, "--captions", "--caption-min-count", 1,
+                "--width", 4, "--depth", 1, "--epochs", 1, "--quiet", "--device", "cpu", "--out", out,
+            )
+        )  # fmt: skip
     return out
 
 
@@ -282,6 +306,26 @@ def test_models_are_listed_with_what_the_page_needs(client):
     )
     assert "uniform" in strings["inits"] and set(strings["alphabet"]) == set("abcd")
     assert data["limits"]["max_jobs"] == 2 and data["limits"]["max_steps"] == 2000
+
+
+def test_the_gallery_offers_the_held_out_images_captions(captioned_model, image_model):
+    """A captioned model's gallery items carry their captions as the model reads them (the page
+    offers them in the caption field); a model without captions gets none."""
+    from gibbsdream.checkpoint import load_checkpoint
+
+    folder = captioned_model.parent / "captioned-images"
+    captions = json.loads((folder / "captions.json").read_text())
+    with make_client([captioned_model, image_model]) as c:
+        items = c.get("/api/models/captioned/images").json()["images"]
+        test = load_checkpoint(captioned_model, family="nade").data["test"]
+        # which files are held out: match the test split's pixels against the folder's images
+        pixels = {name: np.asarray(Image.open(folder / name)) for name in captions}
+        held_out = [
+            next(n for n, p in pixels.items() if np.array_equal(EXACT[test[k, 0].numpy()], p))
+            for k in range(len(items))
+        ]
+        assert [item["captions"] for item in items] == [[t.lower() for t in captions[n]] for n in held_out]
+        assert all("captions" not in item for item in c.get("/api/models/pixels/images").json()["images"])
 
 
 def test_gallery_and_masks(client, image_model):

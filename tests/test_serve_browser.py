@@ -23,7 +23,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_serve import EXACT, SIDE, image_model, serve_work, string_model  # noqa: F401  (shared fixtures)
+from test_serve import (  # noqa: F401  (shared fixtures)
+    EXACT,
+    SIDE,
+    captioned_model,
+    image_model,
+    serve_work,
+    string_model,
+)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -36,7 +43,7 @@ WAIT = 120  # seconds the browser may take for anything before the test gives up
 
 
 @pytest.fixture(scope="module")
-def server(image_model, string_model):  # noqa: F811
+def server(image_model, string_model, captioned_model):  # noqa: F811
     """The app on 127.0.0.1 with any free port, served by uvicorn in a thread; yields its URL."""
     import uvicorn
 
@@ -44,7 +51,7 @@ def server(image_model, string_model):  # noqa: F811
     from gibbsdream.web.server import url_of
 
     sock = bind("127.0.0.1", 0)
-    app = create_app(load_models([image_model, string_model], "cpu"))
+    app = create_app(load_models([image_model, string_model, captioned_model], "cpu"))
     config = uvicorn.Config(app, log_level="warning", access_log=False)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -170,6 +177,35 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     with Image.open(io.BytesIO(base64.b64decode(shown.partition(",")[2]))) as img:
         assert np.array_equal(np.asarray(img), result)
     assert fetch(d.find_element(By.ID, "dl-gif").get_attribute("href"))[:6] == b"GIF89a"
+    assert console_errors(d) == []
+
+
+def test_the_caption_field_offers_the_gallery_captions(server, browser):
+    """Picking a held-out image fills in its caption unless the user wrote one; the field lists them all."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    d = browser
+    d.get(server + "?model=captioned")
+    until(d, lambda d: "pixels to fill" in d.find_element(By.ID, "hole-count").text, "the image and its hole to show")
+    thumbs = d.find_elements(By.CSS_SELECTOR, "#gallery img")
+    captions = d.execute_script(
+        "return fetch('/api/models/captioned/images').then((r) => r.json())"
+        ".then((g) => g.images.map((i) => i.captions))"
+    )
+    field = d.find_element(By.ID, "i-caption")
+    assert field.is_displayed() and field.get_attribute("value") == captions[0][0]
+    offered = [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#caption-list option")]
+    assert offered == list(dict.fromkeys(t for texts in captions for t in texts))
+    thumbs[1].click()
+    until(d, lambda d: field.get_attribute("value") == captions[1][0], "the second image's caption")
+    field.clear()
+    field.send_keys("my own words")
+    thumbs[2].click()
+    until(d, lambda d: "chosen" in thumbs[2].get_attribute("class"), "the third image to be chosen")
+    assert field.get_attribute("value") == "my own words"
+    Select(d.find_element(By.ID, "model")).select_by_value("pixels")
+    until(d, lambda d: not d.find_element(By.ID, "caption-row").is_displayed(), "the caption field to hide")
     assert console_errors(d) == []
 
 

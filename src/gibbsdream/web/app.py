@@ -135,6 +135,18 @@ class ServedModel:
                 return split, states
         return "test", torch.zeros((0, *self.codec.shape), dtype=torch.long)
 
+    def gallery_captions(self, split: str, count: int) -> list[list[str]] | None:
+        """The first ``count`` images' captions of ``split`` as the model reads them (lower case,
+        unknown words as ``<unk>``), or None for a model without captions."""
+        table = self.checkpoint.data.get(f"captions.{split}")
+        vocabulary = getattr(self.model, "caption_vocabulary", None)
+        if not self.has_caption() or table is None or vocabulary is None:
+            return None
+        return [
+            list(dict.fromkeys(text for text in (vocabulary.decode(ids) for ids in rows) if text))
+            for rows in table[:count]
+        ]
+
     def describe(self) -> dict:
         about = {"name": self.name, "family": self.family, "path": str(self.checkpoint.path)}
         if self.outputs == "images":
@@ -639,10 +651,13 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
         if served.outputs != "images":
             raise UsageError(f"model {name} is a string model; it has no images")
         split, states = served.gallery()
+        count = min(len(states), GALLERY_SIZE)
         images = [
-            {"id": f"{split}:{i}", "png": png_data_url(states_png(served.codec, states[i]))}
-            for i in range(min(len(states), GALLERY_SIZE))
+            {"id": f"{split}:{i}", "png": png_data_url(states_png(served.codec, states[i]))} for i in range(count)
         ]
+        captions = served.gallery_captions(split, count)  # offered by the page's caption field
+        for image, texts in zip(images, captions or ()):
+            image["captions"] = texts
         return {"split": split, "images": images}
 
     @app.post("/api/models/{name}/upload")

@@ -13,6 +13,7 @@ const state = {
   hole: null, // Uint8Array(H * W), 1 = fill in
   job: null, // {id, kind, trace: {mean, low, high}, timer}
   lastJob: null,
+  autoCaption: "", // the caption field's text when the page filled it in from a gallery image
 };
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -140,18 +141,34 @@ async function showGallery(m) {
     showError(err.message);
     return {images: []};
   });
+  // The caption field offers the gallery's captions; picking an image fills in its first one,
+  // unless the user has written their own.
+  const offered = $("caption-list");
+  offered.innerHTML = "";
+  const seen = new Set();
+  if ($("i-caption").value === state.autoCaption) $("i-caption").value = "";  // the last model's, not the user's
+  state.autoCaption = "";
   for (const item of data.images) {
     const img = document.createElement("img");
+    const captions = item.captions || [];
     img.src = item.png;
     img.alt = item.id;
-    img.title = `${data.split === "test" ? "held-out" : data.split} image ${item.id.split(":")[1]}`;
+    img.title = `${data.split === "test" ? "held-out" : data.split} image ${item.id.split(":")[1]}`
+      + (captions.length ? `: ${captions[0]}` : "");
     img.dataset.ref = item.id;
-    img.addEventListener("click", () => useSource(item.id, item.png, img));
+    img.addEventListener("click", () => useSource(item.id, item.png, img, captions[0]));
     gallery.appendChild(img);
+    for (const text of captions) {
+      if (seen.has(text)) continue;
+      seen.add(text);
+      const option = document.createElement("option");
+      option.value = text;
+      offered.appendChild(option);
+    }
   }
   const first = gallery.querySelector("img");
   if (first) {
-    await useSource(first.dataset.ref, first.src, first);
+    await useSource(first.dataset.ref, first.src, first, (data.images[0].captions || [])[0]);
     await setMask("centre");
   } else {
     // No built-in images: start from a mid-gray canvas until something is uploaded.
@@ -163,8 +180,12 @@ async function showGallery(m) {
   }
 }
 
-async function useSource(ref, png, thumb) {
+async function useSource(ref, png, thumb, caption) {
   const m = state.model;
+  const field = $("i-caption");
+  if (m.caption && caption && (!field.value.trim() || field.value === state.autoCaption)) {
+    field.value = state.autoCaption = caption;
+  }
   const img = await loadImage(png);
   const canvas = document.createElement("canvas");
   canvas.width = m.width; canvas.height = m.height;
