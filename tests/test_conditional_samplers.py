@@ -6,6 +6,8 @@ must then reproduce the joint; total variation between 20,000 samples and 27 exa
 probabilities is about 0.015 for an exact sampler, so 0.03 is the bound used.
 """
 
+import itertools
+
 import pytest
 import torch
 
@@ -151,3 +153,108 @@ def test_a_model_with_logits_at_is_asked_only_for_what_is_drawn_and_sampled_exac
     wrong = TableAt(probs, wrong=True)
     chain = sample(wrong, x=x, known=known, sampler=sampler, steps=40, seed=6, **block)
     assert tv(empirical(chain.samples), table.log_p.exp()) > 0.1
+
+
+# ---- confidence decoding (MaskGIT) ------------------------------------------------------------------
+
+
+def test_confidence_decoding_one_random_variable_per_step_reproduces_the_joint(table):
+    """Keeping one variable per step (linear schedule, as many steps as variables) with a choice
+    temperature so high that the Gumbel noise alone picks it is random-order ancestral sampling."""
+    x, known = blank(20000)
+    chain = sample(
+        table, x=x, known=known, sampler="confidence", steps=3, mask_schedule="linear", choice_temperature=1e6, seed=7
+    )
+    assert tv(empirical(chain.samples), table.log_p.exp()) < 0.03
+    # Decoding everything in one step draws every variable from its marginal: not the joint.
+    one_step = sample(table, x=x, known=known, sampler="confidence", steps=1, seed=7)
+    assert tv(empirical(one_step.samples), table.log_p.exp()) > 0.1
+    # Keeping the most confident draw (no noise) is MaskGIT's bias toward likely values, not the joint either.
+    greedy = sample(
+        table, x=x, known=known, sampler="confidence", steps=3, mask_schedule="linear", choice_temperature=0, seed=7
+    )
+    assert tv(empirical(greedy.samples), table.log_p.exp()) > 0.05
+
+
+class Counting:
+    """A conditional model of D independent variables with fixed logits, recording how many
+    variables each call asks for; variable i is the more peaked the larger i is."""
+
+    num_categories = 3
+
+    def __init__(self, D: int):
+        self.base = torch.stack([torch.tensor([0.0, 0.3 * i + 0.1, 0.0]) for i in range(D)])  # (D, K)
+        self.asked = []
+
+    def logits(self, x, known, context=None):
+        return self.base.expand(x.shape[0], -1, -1).clone()
+
+    def logits_at(self, x, known, where, context=None):
+        self.asked.append(int(where.sum()))
+        return self.logits(x, known, context)[where]
+
+
+@pytest.mark.parametrize(
+    "schedule, decoded",
+    [("cosine", [2, 3, 5, 6]), ("arccos", [3, 3, 3, 7]), ("linear", [4, 4, 4, 4]), ("pow:2", [1, 3, 5, 7])],
+)
+def test_confidence_decoding_follows_the_mask_schedule(schedule, decoded):
+    """16 unknown variables over 4 steps: still masked after step n is floor(16 gamma((n + 1) / 4)),
+    e.g. cosine: floor(16 cos(pi/8)) = 14, floor(16 cos(pi/4)) = 11, floor(16 cos(3 pi/8)) = 6, then 0."""
+    model = Counting(16)
+    x, known = blank(1, 16)
+    chain = sample(model, x=x, known=known, sampler="confidence", steps=4, mask_schedule=schedule, seed=0)
+    asked = model.asked  # the still-masked variables each step draws
+    assert [a - b for a, b in itertools.pairwise(asked)] + [asked[-1]] == decoded
+    assert chain.settings["mask_schedule"] == schedule and torch.isfinite(chain.trace[1:]).all()
+
+
+def test_still_masked_keeps_one_back_until_the_last_step():
+    from gibbsdream.sampling.conditional import still_masked
+
+    unknown, remaining = torch.tensor([16, 16, 5, 0]), torch.tensor([3, 1, 5, 0])
+    assert still_masked(unknown, remaining, 0.9, last=False).tolist() == [2, 1, 4, 0]  # min(rem - 1, ...), >= 1
+    assert still_masked(unknown, remaining, 0.01, last=False).tolist() == [1, 1, 1, 0]
+    assert still_masked(unknown, remaining, 0.9, last=True).tolist() == [0, 0, 0, 0]
+
+
+def test_without_noise_confidence_decoding_keeps_the_most_confident_first():
+    model = Counting(4)
+    x, known = blank(1, 4)
+    chain = sample(model, x=x, known=known, sampler="confidence", steps=4, mask_schedule="linear",
+                   choice_temperature=0, temperature=0, record_every=1, seed=0)  # fmt: skip
+    # argmax draws (value 1) with confidences rising with the index: variable 3 first, 0 last
+    decoded = [(frame[0] == 1).nonzero().flatten().tolist() for frame in chain.frames]
+    assert decoded == [[], [3], [2, 3], [1, 2, 3], [0, 1, 2, 3]]
+
+
+def test_confidence_decoding_keeps_clamped_variables_and_decoded_ones(table):
+    x, known = blank(500, 3)
+    x[:, 1], known[:, 1] = 2, True
+    chain = sample(table, x=x, known=known, sampler="confidence", steps=2, record_every=1, seed=1)
+    assert (chain.frames[:, :, 1] == 2).all()
+    # a variable once decoded never changes (argmax draws are all 1, so the 1s mark the decoded ones)
+    model = Counting(12)
+    x, known = blank(64, 12)
+    chain = sample(model, x=x, known=known, sampler="confidence", steps=5, temperature=0, record_every=1, seed=2)
+    for before, after in itertools.pairwise(chain.frames):
+        assert ((before == 1) <= (after == 1)).all() and ((after == 1) | (after == 0)).all()
+    assert (chain.samples == 1).all()
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"mask_schedule": "sine"}, "unknown mask schedule 'sine'"),
+        ({"mask_schedule": "pow:0"}, "needs a power > 0"),
+        ({"choice_temperature": -1.0}, "choice_temperature must be a finite number >= 0"),
+        ({"choice_temperature": float("nan")}, "choice_temperature must be a finite number >= 0"),
+        ({"block": 0.5}, "block does not apply to the 'confidence' sampler"),
+    ],
+)
+def test_confidence_decoding_refuses_bad_options(table, options, words):
+    from gibbsdream.errors import UsageError
+
+    x, known = blank(2)
+    with pytest.raises(UsageError, match=words):
+        sample(table, x=x, known=known, sampler="confidence", steps=2, **options)

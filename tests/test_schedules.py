@@ -317,3 +317,17 @@ def test_usage_errors_say_what_was_wrong():
         temperature_schedule("1:0", "geometric")
     with pytest.raises(UsageError, match=r"\(0, 1\]"):
         block_schedule("1.5")
+
+
+@pytest.mark.parametrize(
+    "text, at_quarter", [("cosine", 0.9238795), ("arccos", 0.8391388), ("linear", 0.75), ("pow:2", 0.9375)]
+)
+def test_mask_schedules_fall_from_one_to_zero_and_print_back(text, at_quarter):
+    from gibbsdream.sampling.schedules import mask_schedule
+
+    gamma = mask_schedule(text)
+    assert gamma(0.0) == pytest.approx(1.0) and gamma(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert gamma(0.25) == pytest.approx(at_quarter, abs=1e-6)
+    values = [gamma(r / 20) for r in range(21)]
+    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert str(gamma) == text and mask_schedule(str(gamma)) == gamma

@@ -12,7 +12,6 @@ import math
 
 import torch
 
-
 # Images per chunk of the sums below: a chunk's gathered values are (components, chunk * D), so a
 # 64x64x3 image set with 32 components stays near 100 MB however many images there are.
 _CHUNK_VALUES = 2**22

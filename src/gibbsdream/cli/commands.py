@@ -43,6 +43,7 @@ from .common import (
     _train,
     _training_summary,
     app,
+    confidence_options,
     train_app,
 )
 from .images import evaluate_images, sample_images
@@ -304,6 +305,7 @@ def _samples_text(rows: list[dict], order: str) -> str:
     default=DEFAULT_BLOCK,
     help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
+@confidence_options
 @option(
     "--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains."
 )
@@ -343,6 +345,8 @@ def sample_command(
     order,
     sampler,
     block,
+    mask_schedule,
+    choice_temperature,
     gif,
     trace,
     out,
@@ -374,6 +378,8 @@ def sample_command(
             temperature=temperature,
             anneal=anneal,
             block=block,
+            mask_schedule=mask_schedule,
+            choice_temperature=choice_temperature,
             seed=seed,
             gif=gif,
             every=every,

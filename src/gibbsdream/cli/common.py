@@ -28,13 +28,38 @@ from ..errors import ConfigError, Terminated, UsageError
 from ..families import family_names, get_family
 from ..resources import human_bytes
 from ..sampling.registry import sampler_names, samplers
+from ..sampling.schedules import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_MASK_SCHEDULE, MASK_SCHEDULES, mask_schedule
 from ..training.runs import ResumeConflict
 from .fields import FLAGS, NOT_EXPOSED, in_flags
+from .params import option
 
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
 IMAGE_SAMPLERS = sampler_names("conditional")  # the samplers of conditional models, from the registry
 IMAGE_SAMPLER_HELP = "; ".join(f"{s.name}: {s.summary}" for s in samplers("conditional")) + "."
+
+
+def confidence_options(command):
+    """The ``confidence`` sampler's two options, for every command that samples images."""
+    command = option(
+        "--choice-temperature",
+        type=float,
+        default=DEFAULT_CHOICE_TEMPERATURE,
+        help="--sampler confidence: scale of the noise on the confidences at the first step (annealed to 0; "
+        "0 keeps the most confident draws).",
+    )(command)
+    return option(
+        "--mask-schedule",
+        default=DEFAULT_MASK_SCHEDULE,
+        help=f"--sampler confidence: share still masked after each step, one of {', '.join(MASK_SCHEDULES)}.",
+    )(command)
+
+
+def check_confidence_options(schedule: str, choice_temperature: float) -> None:
+    """Refuse a bad mask schedule or choice temperature before any work (UsageError)."""
+    mask_schedule(schedule)
+    if not (choice_temperature >= 0 and choice_temperature != float("inf")):
+        raise UsageError(f"--choice-temperature must be a finite number >= 0, got {choice_temperature}")
 
 
 def _say(message: str) -> None:

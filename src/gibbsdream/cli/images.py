@@ -27,7 +27,14 @@ from ..families.nade import (
 from ..files import atomic_write_text, json_numbers
 from ..models.nade import NADEConfig
 from ..resources import check_memory, image_sampling_bytes, order_likelihood_bytes, product_text
-from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK, block_schedule, schedule_values
+from ..sampling.schedules import (
+    ANNEAL_KINDS,
+    DEFAULT_BLOCK,
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_MASK_SCHEDULE,
+    block_schedule,
+    schedule_values,
+)
 from ..training import PRECISIONS, NADETrainConfig, parse_duration
 from ..viz import chain_gif, inpaint_comparison, save_grid_png, write_image, write_png
 from .common import (
@@ -43,6 +50,8 @@ from .common import (
     _train,
     _training_summary,
     app,
+    check_confidence_options,
+    confidence_options,
     train_app,
 )
 from .params import CountOrFraction, Duration, WholeList, option
@@ -363,6 +372,7 @@ def train_nade(
     default=DEFAULT_BLOCK,
     help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
+@confidence_options
 @option(
     "--temperature",
     "-t",
@@ -406,6 +416,8 @@ def inpaint_command(
     mask,
     sampler,
     block,
+    mask_schedule,
+    choice_temperature,
     temperature,
     anneal,
     steps,
@@ -426,6 +438,7 @@ def inpaint_command(
     if every is not None:
         _positive("every", every)
     _check_block(block)
+    check_confidence_options(mask_schedule, choice_temperature)
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     ckpt = load(checkpoint, device, family="nade")
@@ -470,6 +483,8 @@ def inpaint_command(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        mask_schedule=mask_schedule,
+        choice_temperature=choice_temperature,
         caption=context,
         every=frame_every(steps, every) if gif else None,
         seed=seed,
@@ -503,7 +518,23 @@ def inpaint_command(
 
 
 def sample_images(
-    ckpt, *, num_samples, sampler, steps, temperature, anneal, block, seed, gif, every, trace, out, quiet, caption=None
+    ckpt,
+    *,
+    num_samples,
+    sampler,
+    steps,
+    temperature,
+    anneal,
+    block,
+    seed,
+    gif,
+    every,
+    trace,
+    out,
+    quiet,
+    caption=None,
+    mask_schedule=DEFAULT_MASK_SCHEDULE,
+    choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
 ):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
 
@@ -515,6 +546,7 @@ def sample_images(
     _check_output(gif, "--gif", folder=False)
     _check_output(trace, "--trace", folder=False)
     _check_block(block)
+    check_confidence_options(mask_schedule, choice_temperature)
     frames = steps // frame_every(steps, every) + 2 if gif else 0
     _check_sampling_memory(
         ckpt,
@@ -532,6 +564,8 @@ def sample_images(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        mask_schedule=mask_schedule,
+        choice_temperature=choice_temperature,
         caption=caption,
         every=frame_every(steps, every) if gif else None,
         seed=seed,

@@ -36,7 +36,7 @@ from ..progress import progress_bar
 from ..randomness import make_generator
 from ..sampling import sample
 from ..sampling.registry import applicable
-from ..sampling.schedules import DEFAULT_BLOCK
+from ..sampling.schedules import DEFAULT_BLOCK, DEFAULT_CHOICE_TEMPERATURE, DEFAULT_MASK_SCHEDULE
 from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_distributed, split_images
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
@@ -95,6 +95,8 @@ def run_sampler(
     temperature="1.0",
     anneal="geometric",
     block=DEFAULT_BLOCK,
+    mask_schedule=DEFAULT_MASK_SCHEDULE,
+    choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
     seed=0,
     every=None,
     progress=False,
@@ -102,7 +104,8 @@ def run_sampler(
     on_step=None,
 ):
     """One conditional sampler run over ``x`` ``(N, C, H, W)`` with ``known`` clamped; the block
-    schedule goes to the samplers that take one (the registry says which)."""
+    schedule, mask schedule and choice temperature go to the samplers that take them (the
+    registry says which)."""
     return sample(
         model,
         x=x,
@@ -116,7 +119,9 @@ def run_sampler(
         progress=progress,
         context=context,
         on_step=on_step,
-        **applicable("conditional", sampler, block=block),
+        **applicable(
+            "conditional", sampler, block=block, mask_schedule=mask_schedule, choice_temperature=choice_temperature
+        ),
     )
 
 
@@ -142,6 +147,8 @@ def generate(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
+    mask_schedule: str = DEFAULT_MASK_SCHEDULE,
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:
     """Generate ``num_samples`` images from a blank canvas.
 
@@ -152,6 +159,9 @@ def generate(
         steps: Gibbs steps (default 200; ancestral samplers ignore it).
         temperature, anneal: a constant or annealed temperature and how it goes.
         block: share of the canvas redrawn per Gibbs step (a number or ``yao:a_max,a_min,eta``).
+        mask_schedule, choice_temperature: the ``confidence`` sampler's (MaskGIT's) share still
+            masked after each step (``cosine``, ``arccos``, ``linear``, ``pow:P``) and the scale of
+            the Gumbel noise on the confidences, annealed to 0.
         caption: what the images should show (captioned models only): one text, a list of
             ``N`` texts (one per image), or token ids.
         every: keep frames every this many steps (for an animation).
@@ -173,6 +183,8 @@ def generate(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        mask_schedule=mask_schedule,
+        choice_temperature=choice_temperature,
         caption=caption,
         every=every,
         seed=seed,
@@ -198,6 +210,8 @@ def inpaint(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
+    mask_schedule: str = DEFAULT_MASK_SCHEDULE,
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:
     """Fill the holes of ``images``; the known pixels never change.
 
@@ -241,6 +255,8 @@ def inpaint(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        mask_schedule=mask_schedule,
+        choice_temperature=choice_temperature,
         seed=seed,
         every=every,
         progress=progress,
@@ -801,7 +817,7 @@ FAMILY = register(
         evaluate=evaluate,
         inpaint=inpaint,
         export_split=export_split,
-        generate_options=("sampler", "block", "caption"),
+        generate_options=("sampler", "block", "caption", "mask_schedule", "choice_temperature"),
         evaluate_options=("method", "orders", "masks", "batch_size", "max_images", "caption"),
         sweep_defaults={
             "temperature": "1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,16 @@ from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
-from .schedules import DEFAULT_BLOCK, block_schedule, schedule_values, temperature_schedule, temperature_values
+from .schedules import (
+    DEFAULT_BLOCK,
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_MASK_SCHEDULE,
+    block_schedule,
+    mask_schedule,
+    schedule_values,
+    temperature_schedule,
+    temperature_values,
+)
 
 SAMPLING_ENGINES = ("auto", "torch", "numba")
 
@@ -310,6 +320,49 @@ def _blocked_gibbs(resample: str, name: str):
     return run
 
 
+@dataclass(frozen=True)
+class ConfidenceOptions:
+    """The options of confidence decoding of conditional models (see :func:`sample`)."""
+
+    mask_schedule: Any = DEFAULT_MASK_SCHEDULE
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE
+
+
+def confidence_sampling(model, request: Request, options: ConfidenceOptions):
+    """MaskGIT's confidence decoding: the ``confidence`` sampler of conditional models."""
+    # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
+    from .conditional import confidence_decoding
+
+    steps = check_count("steps", request.steps)
+    schedule = mask_schedule(options.mask_schedule)
+    tau = options.choice_temperature
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+        raise UsageError(f"choice_temperature must be a finite number >= 0, got {tau!r}")
+    chain = confidence_decoding(
+        model,
+        request.x,
+        request.known,
+        steps,
+        temperature_values(request.temperature, steps),
+        schedule,
+        float(tau),
+        request.generator,
+        context=request.context,
+        record_every=request.record_every,
+        progress=request.progress,
+        on_step=request.on_step,
+    )
+    chain.settings = {
+        "sampler": "confidence",
+        "temperature": str(request.temperature),
+        "steps": steps,
+        "mask_schedule": str(schedule),
+        "choice_temperature": float(tau),
+        "chains": request.x.shape[0],
+    }
+    return chain
+
+
 def ancestral_sampling(model, request: Request, options: AncestralOptions):
     """Orderless-NADE ancestral sampling: the ``ancestral`` sampler of conditional models."""
     # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
@@ -373,5 +426,14 @@ register(
         AncestralOptions,
         ancestral_sampling,
         "orderless-NADE ancestral sampling: one pass in a random order",
+    )
+)
+register(
+    Sampler(
+        "confidence",
+        "conditional",
+        ConfidenceOptions,
+        confidence_sampling,
+        "MaskGIT's decoding: each step keeps the most confident draws and masks the rest again",
     )
 )

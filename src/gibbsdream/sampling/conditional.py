@@ -1,4 +1,5 @@
-"""Samplers for conditional models: ancestral (orderless NADE) and blocked Gibbs (Yao et al.).
+"""Samplers for conditional models: ancestral (orderless NADE), blocked Gibbs (Yao et al.) and
+confidence decoding (MaskGIT).
 
 A *conditional model* is any object with ``num_categories`` and
 ``logits(x, known, context=None) -> (N, *shape, K)``: unnormalised log-probabilities of every
@@ -237,6 +238,97 @@ def blocked_gibbs(
                 )
                 flat_x = _flat(inner.samples)
                 trace[step + 1] = inner.trace[1:].nanmean(0)
+            if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
+                frames.append(flat_x.view_as(x).clone())
+                frame_steps.append(step + 1)
+            if on_step is not None:
+                on_step(step + 1, flat_x.view_as(x), trace[step + 1])
+            advance()
+    return Chain(
+        samples=flat_x.view_as(x),
+        trace=trace,
+        trace_kind=LOG_PROBABILITY,
+        temperatures=list(temperatures),
+        known=known,
+        frames=torch.stack(frames) if frames else None,
+        frame_steps=frame_steps,
+    )
+
+
+def still_masked(unknown: torch.Tensor, remaining: torch.Tensor, gamma: float, last: bool) -> torch.Tensor:
+    """How many of each chain's variables stay masked after a decoding step (MaskGIT's rule):
+    ``floor(unknown * gamma)``, kept within [1, remaining - 1] so that every step but the last
+    decodes at least one and leaves at least one; the last step decodes all. ``(N,)`` long."""
+    if last:
+        return torch.zeros_like(remaining)
+    masked = torch.floor(unknown.double() * gamma).long()
+    return torch.maximum(torch.ones_like(masked), torch.minimum(remaining - 1, masked)).where(remaining > 0, 0)
+
+
+def _gumbel(shape, generator, device) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    return -torch.log(-torch.log(u.clamp_(min=1e-300)))
+
+
+@torch.no_grad()
+def confidence_decoding(
+    model,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    steps: int,
+    temperatures: list[float],
+    schedule,
+    choice_temperature: float,
+    generator: torch.Generator | None = None,
+    context=None,
+    record_every: int | None = None,
+    progress: bool = False,
+    on_step=None,
+) -> Chain:
+    """MaskGIT's decoding (Chang et al. 2022): each step draws every masked variable, keeps the
+    most confident draws and masks the rest again.
+
+    At step ``n`` (of ``steps``) every still-masked variable is drawn from its conditional given
+    the known and the decoded ones (at ``temperatures[n]``). Its confidence is the log-probability
+    of its draw under the model plus Gumbel noise scaled by the choice temperature, which anneals
+    linearly to 0: ``choice_temperature * (1 - (n + 1) / steps)``. The
+    :func:`still_masked` least confident ones of each chain are masked again, their share of the
+    initially unknown variables given by the mask schedule ``schedule(r)`` at ``r = (n + 1) / steps``;
+    the others are decoded for good. Known variables never move, nor do decoded ones.
+
+    Keeping one variable per step (a linear schedule over as many steps as unknown variables) with
+    a choice temperature so high that the noise decides which is random-order ancestral sampling.
+
+    Returns:
+        a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables decoded at
+        step n (NaN where a chain decoded none).
+    """
+    N = x.shape[0]
+    flat_x, given = _flat(x).clone(), _flat(known).clone()
+    unknown = (~given).sum(1)
+    trace = torch.full((steps + 1, N), float("nan"), device=x.device)
+    frames, frame_steps = ([x.clone()], [0]) if record_every else (None, [])
+    if on_step is not None:
+        on_step(0, flat_x.view_as(x), trace[0])
+    with progress_bar(steps, "decoding", enabled=progress) as advance:
+        for step in range(steps):
+            masked = ~given
+            remaining = masked.sum(1)
+            if remaining.any():
+                logits = logits_at(model, flat_x.view_as(x), given.view_as(known), masked, context)
+                draws, log_probs = _draw(logits, masked, temperatures[step], generator)
+                ratio = (step + 1) / steps
+                stay = still_masked(unknown, remaining, schedule(ratio), step == steps - 1)
+                noise = _gumbel(masked.shape, generator, x.device)[masked]
+                score = torch.full(masked.shape, float("inf"), dtype=torch.float64, device=x.device)
+                score[masked] = log_probs.double() + choice_temperature * (1 - ratio) * noise
+                keep = masked & (ranks_of(score) >= stay.unsqueeze(1))  # the least confident stay masked
+                kept = keep[masked]  # (R,): which of the draws are kept, in the draws' order
+                flat_x = _put(flat_x, keep, draws[kept])  # a new tensor: on_step's states stay as they were
+                given = given | keep
+                counts = keep.sum(1)
+                sums = row_sums(torch.where(kept, log_probs, torch.zeros_like(log_probs)), masked)
+                trace[step + 1] = torch.where(counts > 0, sums / counts.clamp(min=1), trace[step + 1])
             if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
                 frames.append(flat_x.view_as(x).clone())
                 frame_steps.append(step + 1)

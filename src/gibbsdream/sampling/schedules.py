@@ -15,6 +15,7 @@ text                       schedule
 ``yao:0.9,0.1,0.7``        Yao et al.'s truncated linear block schedule
                            ``alpha_n = max(alpha_min, alpha_max - (n/N)(alpha_max - alpha_min)/eta)``
 ``cosine-block:1.0,0.05``  MaskGIT-style cosine decay of the block fraction
+``cosine`` / ``pow:2``     (mask) MaskGIT's share still masked after a fraction r of the steps
 =========================  =====================================================================
 
 Annealed temperatures reach their end value on the last step: the fraction of the way is
@@ -233,6 +234,54 @@ def block_schedule(spec):
     if not 0 < fraction <= 1:
         raise UsageError(f"block fraction {fraction:g} is outside (0, 1]; use e.g. 0.3 or a yao:... schedule")
     return Constant(fraction)
+
+
+# ---- mask schedules (confidence decoding) --------------------------------------------------------
+
+# MaskGIT's mask schedules gamma(r) (Chang et al. 2022): the share of the initially unknown
+# variables still masked after a fraction r of the decoding steps; gamma(0) = 1, gamma(1) = 0.
+MASK_SCHEDULES = ("cosine", "arccos", "linear", "pow:P")
+DEFAULT_MASK_SCHEDULE = "cosine"  # MaskGIT's choice
+# MaskGIT's choice temperature (their ImageNet configuration): the scale of the Gumbel noise on the
+# confidences at the first step, annealed linearly to 0.
+DEFAULT_CHOICE_TEMPERATURE = 4.5
+
+
+@dataclass(frozen=True)
+class MaskSchedule:
+    """``gamma(r)`` for ``r`` in [0, 1]: ``cosine`` cos(pi r / 2), ``arccos`` arccos(r) / (pi / 2),
+    ``linear`` 1 - r, ``pow`` 1 - r^power (MaskGIT's "square" is ``pow:2``, "cubic" ``pow:3``)."""
+
+    kind: str = DEFAULT_MASK_SCHEDULE
+    power: float = 1.0
+
+    def __call__(self, r: float) -> float:
+        if self.kind == "cosine":
+            return math.cos(math.pi / 2 * r)
+        if self.kind == "arccos":
+            return math.acos(min(max(r, 0.0), 1.0)) / (math.pi / 2)
+        if self.kind == "linear":
+            return 1.0 - r
+        return 1.0 - r**self.power
+
+    def __str__(self) -> str:
+        return f"pow:{_fmt(self.power)}" if self.kind == "pow" else self.kind
+
+
+def mask_schedule(spec) -> MaskSchedule:
+    """``"cosine"``, ``"arccos"``, ``"linear"`` or ``"pow:P"`` (P > 0) -> a :class:`MaskSchedule`."""
+    if isinstance(spec, MaskSchedule):
+        return spec
+    text = str(spec).strip()
+    kind, sep, rest = text.partition(":")
+    if kind == "pow" and sep:
+        (power,) = _numbers(rest, "pow mask schedule", 1)
+        if power <= 0:
+            raise UsageError(f"mask schedule {text!r} needs a power > 0, e.g. pow:2")
+        return MaskSchedule("pow", power)
+    if kind in ("cosine", "arccos", "linear") and not sep:
+        return MaskSchedule(kind)
+    raise UsageError(f"unknown mask schedule {text!r}; choose one of {', '.join(MASK_SCHEDULES)} (e.g. pow:2)")
 
 
 def schedule_values(schedule, total_steps: int) -> list[float]:
