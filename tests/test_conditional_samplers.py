@@ -258,3 +258,52 @@ def test_confidence_decoding_refuses_bad_options(table, options, words):
     x, known = blank(2)
     with pytest.raises(UsageError, match=words):
         sample(table, x=x, known=known, sampler="confidence", steps=2, **options)
+
+
+# ---- blocked Gibbs with the block chosen by confidence ----------------------------------------------
+
+
+class OneUnsure:
+    """D independent variables: variable 0 uniform over 3 values, the others almost sure of value 1
+    (p = 0.98); records which variables each call draws."""
+
+    num_categories = 3
+
+    def __init__(self, D: int = 8):
+        self.base = torch.tensor([[0.0, 0.0, 0.0]] + [[0.0, 4.6, 0.0]] * (D - 1))  # (D, K)
+        self.drawn = torch.zeros(D)
+
+    def logits(self, x, known, context=None):
+        return self.base.expand(x.shape[0], -1, -1).clone()
+
+    def logits_at(self, x, known, where, context=None):
+        self.drawn += where.sum(0)
+        return self.logits(x, known, context)[where]
+
+
+@pytest.mark.parametrize("sampler", ["gibbs", "ancestral-gibbs"])
+def test_confidence_blocks_redraw_the_least_confident_variables_more_often(sampler):
+    """One variable per step: chosen with weights 1/p, the unsure variable (1/p = 3 against 1.02 for
+    each of 7 sure ones) is redrawn about 30% of the time; a random block redraws it 1/8 of the time."""
+    x, known = blank(2000, 8)
+    x[:, 5], known[:, 5] = 2, True  # a clamped variable is never redrawn, and stays as it was
+    shares = {}
+    for select in ("random", "confidence"):
+        model = OneUnsure()
+        chain = sample(model, x=x, known=known, sampler=sampler, steps=10, block=1 / 7, block_select=select, seed=8)
+        assert (chain.samples[:, 5] == 2).all() and model.drawn[5] == 0
+        redrawn = model.drawn - 2000 * (~known[0]).float()  # less the initial fill of every free variable
+        shares[select] = (redrawn[0] / redrawn.sum()).item()
+    assert abs(shares["random"] - 1 / 7) < 0.02
+    expected = 3 / (3 + 6 / 0.98)  # weights 1/p over the 7 free variables (the unsure one and 6 sure)
+    assert abs(shares["confidence"] - expected) < 0.04, shares
+    if sampler == "gibbs":
+        assert chain.settings["block_select"] == "confidence"
+
+
+def test_block_select_refuses_an_unknown_rule(table):
+    from gibbsdream.errors import UsageError
+
+    x, known = blank(2)
+    with pytest.raises(UsageError, match="unknown block_select 'lowest'; choose one of random, confidence"):
+        sample(table, x=x, known=known, sampler="gibbs", steps=2, block_select="lowest")

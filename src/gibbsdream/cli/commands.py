@@ -43,7 +43,7 @@ from .common import (
     _train,
     _training_summary,
     app,
-    confidence_options,
+    image_sampler_options,
     train_app,
 )
 from .images import evaluate_images, sample_images
@@ -305,7 +305,7 @@ def _samples_text(rows: list[dict], order: str) -> str:
     default=DEFAULT_BLOCK,
     help="Image models: fraction redrawn per Gibbs step, a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
-@confidence_options
+@image_sampler_options
 @option(
     "--gif", type=click.Path(path_type=Path), default=None, help="Image models: write an animated GIF of the chains."
 )
@@ -345,6 +345,7 @@ def sample_command(
     order,
     sampler,
     block,
+    block_select,
     mask_schedule,
     choice_temperature,
     gif,
@@ -378,6 +379,7 @@ def sample_command(
             temperature=temperature,
             anneal=anneal,
             block=block,
+            block_select=block_select,
             mask_schedule=mask_schedule,
             choice_temperature=choice_temperature,
             seed=seed,

@@ -28,7 +28,13 @@ from ..errors import ConfigError, Terminated, UsageError
 from ..families import family_names, get_family
 from ..resources import human_bytes
 from ..sampling.registry import sampler_names, samplers
-from ..sampling.schedules import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_MASK_SCHEDULE, MASK_SCHEDULES, mask_schedule
+from ..sampling.schedules import (
+    BLOCK_SELECTIONS,
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_MASK_SCHEDULE,
+    MASK_SCHEDULES,
+    mask_schedule,
+)
 from ..training.runs import ResumeConflict
 from .fields import FLAGS, NOT_EXPOSED, in_flags
 from .params import option
@@ -39,14 +45,22 @@ IMAGE_SAMPLERS = sampler_names("conditional")  # the samplers of conditional mod
 IMAGE_SAMPLER_HELP = "; ".join(f"{s.name}: {s.summary}" for s in samplers("conditional")) + "."
 
 
-def confidence_options(command):
-    """The ``confidence`` sampler's two options, for every command that samples images."""
+def image_sampler_options(command):
+    """The options of the confidence sampler and of the Gibbs samplers' block choice, for every
+    command that samples images (beside --sampler and --block)."""
     command = option(
         "--choice-temperature",
         type=float,
         default=DEFAULT_CHOICE_TEMPERATURE,
         help="--sampler confidence: scale of the noise on the confidences at the first step (annealed to 0; "
         "0 keeps the most confident draws).",
+    )(command)
+    command = option(
+        "--block-select",
+        type=click.Choice(BLOCK_SELECTIONS),
+        default="random",
+        help="Gibbs samplers: redraw a uniformly random block, or the least confident variables likeliest "
+        "(weights 1/p of the probability each value was drawn with; ReMDM-style).",
     )(command)
     return option(
         "--mask-schedule",

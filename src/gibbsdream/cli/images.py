@@ -51,7 +51,7 @@ from .common import (
     _training_summary,
     app,
     check_confidence_options,
-    confidence_options,
+    image_sampler_options,
     train_app,
 )
 from .params import CountOrFraction, Duration, WholeList, option
@@ -372,7 +372,7 @@ def train_nade(
     default=DEFAULT_BLOCK,
     help="Fraction of the hole redrawn per Gibbs step: a number in (0, 1] or yao:alpha_max,alpha_min,eta.",
 )
-@confidence_options
+@image_sampler_options
 @option(
     "--temperature",
     "-t",
@@ -416,6 +416,7 @@ def inpaint_command(
     mask,
     sampler,
     block,
+    block_select,
     mask_schedule,
     choice_temperature,
     temperature,
@@ -483,6 +484,7 @@ def inpaint_command(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        block_select=block_select,
         mask_schedule=mask_schedule,
         choice_temperature=choice_temperature,
         caption=context,
@@ -533,6 +535,7 @@ def sample_images(
     out,
     quiet,
     caption=None,
+    block_select="random",
     mask_schedule=DEFAULT_MASK_SCHEDULE,
     choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
 ):
@@ -564,6 +567,7 @@ def sample_images(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        block_select=block_select,
         mask_schedule=mask_schedule,
         choice_temperature=choice_temperature,
         caption=caption,

@@ -95,6 +95,7 @@ def run_sampler(
     temperature="1.0",
     anneal="geometric",
     block=DEFAULT_BLOCK,
+    block_select="random",
     mask_schedule=DEFAULT_MASK_SCHEDULE,
     choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
     seed=0,
@@ -120,7 +121,12 @@ def run_sampler(
         context=context,
         on_step=on_step,
         **applicable(
-            "conditional", sampler, block=block, mask_schedule=mask_schedule, choice_temperature=choice_temperature
+            "conditional",
+            sampler,
+            block=block,
+            block_select=block_select,
+            mask_schedule=mask_schedule,
+            choice_temperature=choice_temperature,
         ),
     )
 
@@ -147,6 +153,7 @@ def generate(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
+    block_select: str = "random",
     mask_schedule: str = DEFAULT_MASK_SCHEDULE,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:
@@ -159,6 +166,8 @@ def generate(
         steps: Gibbs steps (default 200; ancestral samplers ignore it).
         temperature, anneal: a constant or annealed temperature and how it goes.
         block: share of the canvas redrawn per Gibbs step (a number or ``yao:a_max,a_min,eta``).
+        block_select: how the Gibbs samplers choose a step's block: ``"random"`` or
+            ``"confidence"`` (the least confident likeliest).
         mask_schedule, choice_temperature: the ``confidence`` sampler's (MaskGIT's) share still
             masked after each step (``cosine``, ``arccos``, ``linear``, ``pow:P``) and the scale of
             the Gumbel noise on the confidences, annealed to 0.
@@ -183,6 +192,7 @@ def generate(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        block_select=block_select,
         mask_schedule=mask_schedule,
         choice_temperature=choice_temperature,
         caption=caption,
@@ -210,6 +220,7 @@ def inpaint(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
+    block_select: str = "random",
     mask_schedule: str = DEFAULT_MASK_SCHEDULE,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:
@@ -255,6 +266,7 @@ def inpaint(
         temperature=temperature,
         anneal=anneal,
         block=block,
+        block_select=block_select,
         mask_schedule=mask_schedule,
         choice_temperature=choice_temperature,
         seed=seed,
@@ -817,7 +829,7 @@ FAMILY = register(
         evaluate=evaluate,
         inpaint=inpaint,
         export_split=export_split,
-        generate_options=("sampler", "block", "caption", "mask_schedule", "choice_temperature"),
+        generate_options=("sampler", "block", "caption", "block_select", "mask_schedule", "choice_temperature"),
         evaluate_options=("method", "orders", "masks", "batch_size", "max_images", "caption"),
         sweep_defaults={
             "temperature": "1",

@@ -14,6 +14,7 @@ from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
 from .schedules import (
+    BLOCK_SELECTIONS,
     DEFAULT_BLOCK,
     DEFAULT_CHOICE_TEMPERATURE,
     DEFAULT_MASK_SCHEDULE,
@@ -99,6 +100,15 @@ def sample(
     Options of the conditional ``gibbs`` and ``ancestral-gibbs`` samplers (:class:`BlockOptions`):
         block: a fraction in (0, 1] or a block schedule such as ``"yao:0.9,0.1,0.7"`` (the default,
             :data:`gibbsdream.sampling.schedules.DEFAULT_BLOCK`).
+        block_select: ``"random"`` (a uniformly random block, Yao et al.) or ``"confidence"``
+            (the least confident variables first, ReMDM-style: drawn without replacement with
+            weights 1/p, p the probability each variable's value had when it was drawn).
+
+    Options of the conditional ``confidence`` sampler (:class:`ConfidenceOptions`):
+        mask_schedule: MaskGIT's share still masked after a fraction r of the steps: ``"cosine"``
+            (default), ``"arccos"``, ``"linear"`` or ``"pow:P"``.
+        choice_temperature: scale of the Gumbel noise on the confidences at the first step,
+            annealed linearly to 0 (default 4.5, MaskGIT's; 0 keeps the most confident draws).
 
     Options of the conditional ``ancestral`` sampler (:class:`AncestralOptions`):
         per_call: variables drawn per model call (1 = exact).
@@ -276,6 +286,7 @@ class BlockOptions:
     """The options of the blocked Gibbs samplers of conditional models (see :func:`sample`)."""
 
     block: Any = DEFAULT_BLOCK
+    block_select: str = "random"
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,10 @@ def _blocked_gibbs(resample: str, name: str):
 
         steps = check_count("steps", request.steps)
         block = block_schedule(options.block)
+        if options.block_select not in BLOCK_SELECTIONS:
+            raise UsageError(
+                f"unknown block_select {options.block_select!r}; choose one of {', '.join(BLOCK_SELECTIONS)}"
+            )
         chain = blocked_gibbs(
             model,
             request.x,
@@ -302,6 +317,7 @@ def _blocked_gibbs(resample: str, name: str):
             schedule_values(block, steps),
             request.generator,
             resample=resample,
+            select=options.block_select,
             context=request.context,
             record_every=request.record_every,
             progress=request.progress,
@@ -314,6 +330,8 @@ def _blocked_gibbs(resample: str, name: str):
             "block": str(block),
             "chains": request.x.shape[0],
         }
+        if options.block_select != "random":
+            chain.settings["block_select"] = options.block_select
         return chain
 
     run.__name__ = run.__qualname__ = name.replace("-", "_")

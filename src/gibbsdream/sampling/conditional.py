@@ -96,6 +96,14 @@ def _random_ranks(free: torch.Tensor, generator) -> torch.Tensor:
     return ranks_of(scores)
 
 
+def _least_confident_first(free: torch.Tensor, log_p: torch.Tensor, generator) -> torch.Tensor:
+    """A random order of each row's free variables drawn without replacement with weights
+    ``1 / p`` (Gumbel top-k on ``-log p``), ``log_p`` ``(N, D)`` the log-probability each variable's
+    value had when it was drawn: ``rank (N, D)``, free ones first, the least confident likeliest first."""
+    key = log_p.double() - _gumbel(free.shape, generator, free.device)
+    return ranks_of(torch.where(free, key, torch.full_like(key, float("inf"))))
+
+
 def ranks_of(scores: torch.Tensor) -> torch.Tensor:
     """Each entry's place along the last axis when sorted: ``scores.argsort(-1).argsort(-1)``, with
     the second sort (of a permutation) done as its inverse, a scatter, at a fraction of the cost."""
@@ -120,6 +128,7 @@ def ancestral(
     context=None,
     record_every: int | None = None,
     on_step=None,
+    drawn_log_probs: torch.Tensor | None = None,
 ) -> Chain:
     """Fill the unknown variables one group at a time, each given everything known so far.
 
@@ -130,6 +139,7 @@ def ancestral(
     ``on_step(n, states, trace)``, when given, is called with ``n = 0`` (the starting states)
     and after each step ``n``: ``states`` ``(N, *shape)`` (not modified later; do not modify it)
     and ``trace`` ``(N,)``, row ``n`` of the returned trace. An exception it raises stops the run.
+    ``drawn_log_probs`` ``(N, D)``, when given, receives each drawn variable's log-probability.
 
     Returns:
         a :class:`Chain`; ``energy[n]`` is the mean log-probability of the variables drawn at step n.
@@ -158,6 +168,8 @@ def ancestral(
         draws, log_probs = _draw(logits, chosen, temperatures[step], generator)
         flat_x = _put(flat_x, chosen, draws)
         given = given | chosen
+        if drawn_log_probs is not None:
+            drawn_log_probs[chosen] = log_probs.to(drawn_log_probs.dtype)
         counts = chosen.sum(1)
         trace[step + 1] = torch.where(counts > 0, row_sums(log_probs, chosen) / counts.clamp(min=1), trace[step + 1])
         if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
@@ -190,6 +202,7 @@ def blocked_gibbs(
     record_every: int | None = None,
     progress: bool = False,
     on_step=None,
+    select: str = "random",
 ) -> Chain:
     """Blocked Gibbs sampling (Yao et al. 2014) from a fill of the unknown variables.
 
@@ -198,6 +211,11 @@ def blocked_gibbs(
     least one) is hidden and redrawn given all the others: all at once and independently
     (``resample="independent"``, Yao et al.), or one at a time in a random order
     (``"ancestral"``). With a block of one variable this is exact single-site Gibbs sampling.
+
+    ``select="random"`` draws the block uniformly (Yao et al.); ``"confidence"`` draws it without
+    replacement with weights ``1 / p``, p the probability each variable's value had when it was
+    last drawn (ReMDM-style remasking of the least confident). The choice then depends on the
+    state, so the chain is no longer an exact Gibbs sampler of the conditionals' joint.
 
     ``on_step(n, states, trace)`` is called as in :func:`ancestral`: with ``n = 0`` after the
     initial fill, then after every step.
@@ -213,6 +231,10 @@ def blocked_gibbs(
     first = temperatures[0] if temperatures else 1.0
     draws, log_probs = _draw(logits_at(model, x, known, free, context), free, first, generator)
     flat_x = _put(_flat(x), free, draws)
+    confidence = None  # the log-probability of each variable's value when it was drawn
+    if select == "confidence":
+        confidence = torch.zeros(free.shape, dtype=torch.float32, device=x.device)
+        confidence[free] = log_probs.float()
     trace = torch.empty(steps + 1, N, device=x.device)
     trace[0] = row_sums(log_probs, free) / free_count.clamp(min=1)
     frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
@@ -221,12 +243,19 @@ def blocked_gibbs(
     with progress_bar(steps, "sampling", enabled=progress) as advance:
         for step in range(steps):
             size = (block_fractions[step] * free_count).round().long().clamp(min=1)
-            block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
+            ranks = (
+                _random_ranks(free, generator)
+                if confidence is None
+                else _least_confident_first(free, confidence, generator)
+            )
+            block = (ranks < size.unsqueeze(1)) & free
             if resample == "independent":
                 logits = logits_at(model, flat_x.view_as(x), (~block).view_as(known), block, context)
                 draws, log_probs = _draw(logits, block, temperatures[step], generator)
                 flat_x = _put(flat_x, block, draws)
                 trace[step + 1] = row_sums(log_probs, block) / block.sum(1)
+                if confidence is not None:
+                    confidence[block] = log_probs.float()
             else:
                 inner = ancestral(
                     model,
@@ -235,6 +264,7 @@ def blocked_gibbs(
                     [temperatures[step]] * int(size.max()),
                     generator,
                     context=context,
+                    drawn_log_probs=confidence,
                 )
                 flat_x = _flat(inner.samples)
                 trace[step + 1] = inner.trace[1:].nanmean(0)

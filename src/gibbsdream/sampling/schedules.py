@@ -33,6 +33,8 @@ ANNEAL_KINDS = ("geometric", "linear", "cosine")
 # The block schedule of conditional models' blocked Gibbs samplers wherever none is given (the
 # library, the command line and the web page): Yao et al.'s share of the free variables redrawn per step.
 DEFAULT_BLOCK = "yao:0.9,0.1,0.7"
+# How the blocked Gibbs samplers choose the variables a step redraws (the block_select option).
+BLOCK_SELECTIONS = ("random", "confidence")
 
 
 def _progress(step: int, total_steps: int) -> float:
