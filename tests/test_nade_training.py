@@ -524,7 +524,6 @@ def test_mixture_em_never_decreases_its_objective():
     assert likelihoods[-1] > IndependentCategorical(3, alpha=alpha).fit(data).log_likelihood(data).sum().item()
 
 
-
 def test_baselines_index_their_tables_in_chunks_as_one_hot_sums_would(monkeypatch):
     """The tables are indexed in chunks of images (a one-hot copy of 64x64x3 images with 256 levels
     would not fit in memory): with chunks of 2 images the results equal one-hot sums over all."""
@@ -548,6 +547,7 @@ def test_baselines_index_their_tables_in_chunks_as_one_hot_sums_would(monkeypatc
     torch.testing.assert_close(mixture.log_theta, whole.log_theta, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="levels must lie in 0..255"):
         independent.log_likelihood(test + 1)
+
 
 # ---- 4. the trainer and its small helpers ------------------------------------------------------
 

@@ -128,7 +128,7 @@ def test_unknown_samplers_and_models_are_refused():
     with pytest.raises(UsageError, match="unknown sampler 'ancestral' for energy models .*; choose one of gibbs$"):
         sample(tiny_rbm(), sampler="ancestral")
     x, known = states()
-    with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, confidence"):
+    with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, mh, confidence"):
         sample(Uniform(), x=x, known=known, sampler="metropolis")
     with pytest.raises(UsageError, match="does not know how to sample a object"):
         sample(object())
@@ -136,7 +136,7 @@ def test_unknown_samplers_and_models_are_refused():
 
 def test_the_built_in_samplers_and_protocols():
     assert sampler_names("energy") == ("gibbs",)
-    assert sampler_names("conditional") == ("gibbs", "ancestral-gibbs", "ancestral", "confidence")
+    assert sampler_names("conditional") == ("gibbs", "ancestral-gibbs", "ancestral", "mh", "confidence")
     assert protocol_of(tiny_rbm()) == "energy"
     assert protocol_of(Uniform()) == "conditional"
     assert protocol_of(OrderlessNADE(num_categories=3, width=4, depth=1)) == "conditional"
@@ -229,7 +229,7 @@ def test_a_registered_sampler_appears_where_the_front_ends_look(toy):
 def test_the_sweep_refuses_a_sampler_that_is_not_registered():
     from gibbsdream.sweep import check_value
 
-    with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, confidence"):
+    with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, mh, confidence"):
         check_value("sampler", "toy")
 
 

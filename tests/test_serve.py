@@ -393,6 +393,16 @@ def test_ancestral_jobs_take_one_step_per_hole_pixel(client):
     assert status["state"] == "done" and status["steps"] == 6 and status["trace"]["mean"][0] is None
 
 
+def test_mh_jobs_run_on_small_holes_and_are_refused_on_large_ones(client, monkeypatch):
+    import gibbsdream.web.app as web_app
+
+    status = wait(client, inpaint(client, sampler="mh", steps=5, mask=hole_rows(0, 0, 3, 2))["id"])
+    assert status["state"] == "done" and status["steps"] == 5
+    monkeypatch.setattr(web_app, "MH_MAX_HOLE", 5)
+    body = {"model": "pixels", "image": "test:0", "steps": 5, "sampler": "mh", "mask": hole_rows(0, 0, 3, 2)}
+    assert "this hole has 6 hidden variables, above 5" in error_of(client.post("/api/jobs", json=body))
+
+
 def test_an_uploaded_image_is_fitted_to_the_model(client):
     colour = np.zeros((20, 40, 3), dtype=np.uint8)
     colour[:, 20:] = (200, 40, 90)

@@ -104,6 +104,9 @@ def sample(
             (the least confident variables first, ReMDM-style: drawn without replacement with
             weights 1/p, p the probability each variable's value had when it was drawn).
 
+    Options of the conditional ``mh`` sampler (:class:`MHOptions`):
+        block: the share of the free variables each proposal redraws (as for ``gibbs``).
+
     Options of the conditional ``confidence`` sampler (:class:`ConfidenceOptions`):
         mask_schedule: MaskGIT's share still masked after a fraction r of the steps: ``"cosine"``
             (default), ``"arccos"``, ``"linear"`` or ``"pow:P"``.
@@ -381,6 +384,49 @@ def confidence_sampling(model, request: Request, options: ConfidenceOptions):
     return chain
 
 
+@dataclass(frozen=True)
+class MHOptions:
+    """The options of Metropolis-Hastings of conditional models (see :func:`sample`)."""
+
+    block: Any = DEFAULT_BLOCK
+
+
+def mh_sampling(model, request: Request, options: MHOptions):
+    """Exact tempering of one order's joint: the ``mh`` sampler of conditional models."""
+    # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
+    from .conditional import metropolis_hastings
+
+    steps = check_count("steps", request.steps)
+    block = block_schedule(options.block)
+    temperatures = temperature_values(request.temperature, steps)
+    if min(temperatures) <= 0:
+        raise UsageError("the mh sampler needs temperatures > 0 (0, the argmax, is no distribution to sample)")
+    chain = metropolis_hastings(
+        model,
+        request.x,
+        request.known,
+        steps,
+        temperatures,
+        schedule_values(block, steps),
+        request.generator,
+        context=request.context,
+        record_every=request.record_every,
+        progress=request.progress,
+        on_step=request.on_step,
+    )
+    free = int((~request.known).reshape(request.known.shape[0], -1).sum(1).max())
+    chain.settings = {
+        "sampler": "mh",
+        "temperature": str(request.temperature),
+        "steps": steps,
+        "block": str(block),
+        "chains": request.x.shape[0],
+        "acceptance_rate": float(chain.acceptance.mean()) if steps else None,
+        "network_rows_per_step": 1 + free,  # the proposal, and the order's chain rule over the free variables
+    }
+    return chain
+
+
 def ancestral_sampling(model, request: Request, options: AncestralOptions):
     """Orderless-NADE ancestral sampling: the ``ancestral`` sampler of conditional models."""
     # start-up time: the CLI imports sampling.api at start-up; conditional loads on first use
@@ -444,6 +490,15 @@ register(
         AncestralOptions,
         ancestral_sampling,
         "orderless-NADE ancestral sampling: one pass in a random order",
+    )
+)
+register(
+    Sampler(
+        "mh",
+        "conditional",
+        MHOptions,
+        mh_sampling,
+        "Metropolis-Hastings on one order's joint, tempered exactly (p^(1/T)); costs a network row per variable",
     )
 )
 register(

@@ -66,6 +66,8 @@ class Chain:
         settings: the sampling settings, in their text forms, for reports.
         trace_kind: the :class:`TraceKind` of ``trace``; None only from a sampler that did not say,
             and :func:`gibbsdream.sample` then sets it from the model's protocol.
+        acceptance: ``(S, N)`` float, 1 where a chain's proposal was accepted at a step (samplers
+            with an accept/reject step, e.g. ``mh``), else None.
     """
 
     samples: torch.Tensor
@@ -76,6 +78,7 @@ class Chain:
     frame_steps: list[int] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     trace_kind: TraceKind | None = None
+    acceptance: torch.Tensor | None = None
 
     def __init__(
         self,
@@ -89,6 +92,7 @@ class Chain:
         trace_kind: TraceKind | None = None,
         *,
         energy: torch.Tensor = _UNSET,
+        acceptance: torch.Tensor | None = None,
     ):
         # ``energy=`` is the trace's old name, still accepted so samplers written against it keep working.
         if (trace is _UNSET) == (energy is _UNSET):
@@ -103,6 +107,7 @@ class Chain:
         self.frame_steps = [] if frame_steps is None else frame_steps
         self.settings = {} if settings is None else settings
         self.trace_kind = trace_kind
+        self.acceptance = acceptance
 
     @property
     def energy(self) -> torch.Tensor:

@@ -374,3 +374,121 @@ def confidence_decoding(
         frames=torch.stack(frames) if frames else None,
         frame_steps=frame_steps,
     )
+
+
+def order_log_probability(model, x, known, ranks, context=None, max_rows: int = 4096) -> torch.Tensor:
+    """``log p_sigma(x_free | x_known)`` by the chain rule in the order ``ranks`` gives: ``(N,)``.
+
+    ``x`` ``(N, *shape)``; ``known`` the clamped variables; ``ranks`` ``(N, D)``, each free
+    variable's place in the order (0 first; clamped ones rank after every free one). Costs one
+    network row per free variable: the rows of all positions are batched, ``max_rows`` at a time.
+    """
+    N = x.shape[0]
+    flat_x, given = _flat(x), _flat(known)
+    free_count = (~given).sum(1)
+    positions = int(free_count.max()) if N else 0
+    total = torch.zeros(N, dtype=torch.float64, device=x.device)
+    per_call = max(1, max_rows // max(N, 1))
+    for start in range(0, positions, per_call):
+        ks = torch.arange(start, min(start + per_call, positions), device=x.device)  # (k,)
+        before = ranks.unsqueeze(0) < ks.view(-1, 1, 1)  # (k, N, D): what precedes position k
+        target = (ranks.unsqueeze(0) == ks.view(-1, 1, 1)) & ~given  # (k, N, D)
+        rows_known = (given.unsqueeze(0) | before).reshape(-1, given.shape[1])
+        rows_x = flat_x.repeat(len(ks), 1)
+        rows_context = None if context is None else context.repeat(len(ks), *([1] * (context.dim() - 1)))
+        where = target.reshape(-1, given.shape[1])
+        logits = logits_at(model, rows_x.view(-1, *x.shape[1:]), rows_known.view(-1, *x.shape[1:]), where, rows_context)
+        log_p = torch.log_softmax(logits.double(), -1).gather(-1, rows_x[where].unsqueeze(-1)).squeeze(-1)
+        total += row_sums(log_p, where).view(len(ks), N).sum(0)
+    return total
+
+
+def _tempered_log_probs(logits: torch.Tensor, values: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``log softmax(logits / T)[values]`` per row: ``(R,)`` float64."""
+    return torch.log_softmax(logits.double() / temperature, -1).gather(-1, values.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def metropolis_hastings(
+    model,
+    x: torch.Tensor,
+    known: torch.Tensor,
+    steps: int,
+    temperatures: list[float],
+    block_fractions: list[float],
+    generator: torch.Generator | None = None,
+    context=None,
+    record_every: int | None = None,
+    progress: bool = False,
+    on_step=None,
+) -> Chain:
+    """Metropolis-Hastings whose target is ``p_sigma(x_free | x_known)^(1/T)``: the joint that the
+    model defines by the chain rule in one fixed random order sigma (one for every chain, drawn
+    from ``generator``), tempered exactly.
+
+    A conditional model need not be coherent (Orderless NADE is not): each order defines its own
+    joint, and tempering each conditional (as the Gibbs samplers do) tempers none of them. Here a
+    step proposes to redraw a random block of ``block_fractions[n]`` of the free variables from
+    their tempered conditionals given the rest, ``q(x'_B | x_rest) = prod softmax(z / T)[x'_i]``,
+    and accepts with probability ``min(1, [p(x')^(1/T) q(x_B | x_rest)] / [p(x)^(1/T) q(x'_B | x_rest)])``.
+    Each step costs one network row per chain for the proposal and one per free variable for
+    ``p_sigma(x')``: practical where the variables are few (digits, strings, short music).
+
+    Returns:
+        a :class:`Chain` whose trace row n is ``log p_sigma(x) / free variables`` after step n
+        (row 0: the initial fill), with ``acceptance`` ``(S, N)`` (1 where a chain moved).
+    """
+    if any(t <= 0 for t in temperatures):
+        raise ValueError("Metropolis-Hastings needs temperatures > 0 (T = 0 is no distribution to sample)")
+    N = x.shape[0]
+    flat_known = _flat(known)
+    free = ~flat_known
+    free_count = free.sum(1)
+    sigma = torch.randperm(free.shape[1], generator=generator, device="cpu").to(x.device)
+    # each chain's order: the free variables in sigma's order, then the clamped ones
+    place = torch.where(free, inverse_permutation(sigma).expand_as(free), free.shape[1] + sigma.new_zeros(()))
+    ranks = ranks_of(place.double())
+    draws, _ = _draw(logits_at(model, x, known, free, context), free, temperatures[0], generator)
+    flat_x = _put(_flat(x), free, draws)
+    current = order_log_probability(model, flat_x.view_as(x), known, ranks, context)
+    trace = torch.empty(steps + 1, N, device=x.device)
+    trace[0] = (current / free_count.clamp(min=1)).float()
+    acceptance = torch.zeros(steps, N, device=x.device)
+    frames, frame_steps = ([flat_x.view_as(x).clone()], [0]) if record_every else (None, [])
+    if on_step is not None:
+        on_step(0, flat_x.view_as(x), trace[0])
+    with progress_bar(steps, "sampling", enabled=progress) as advance:
+        for step in range(steps):
+            T = temperatures[step]
+            size = (block_fractions[step] * free_count).round().long().clamp(min=1)
+            block = (_random_ranks(free, generator) < size.unsqueeze(1)) & free
+            logits = logits_at(model, flat_x.view_as(x), (~block).view_as(known), block, context)
+            old = flat_x[block]
+            proposal, _ = _draw(logits.clone(), block, T, generator)
+            forward = row_sums(_tempered_log_probs(logits, proposal, T), block)
+            backward = row_sums(_tempered_log_probs(logits, old, T), block)
+            candidate = _put(flat_x, block, proposal)
+            proposed = order_log_probability(model, candidate.view_as(x), known, ranks, context)
+            log_ratio = (proposed - current) / T + backward - forward
+            u = torch.rand(N, generator=generator, device=x.device, dtype=torch.float64)
+            accept = (u.log() < log_ratio) & (free_count > 0)
+            flat_x = torch.where(accept.unsqueeze(1), candidate, flat_x)
+            current = torch.where(accept, proposed, current)
+            acceptance[step] = accept.float()
+            trace[step + 1] = (current / free_count.clamp(min=1)).float()
+            if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
+                frames.append(flat_x.view_as(x).clone())
+                frame_steps.append(step + 1)
+            if on_step is not None:
+                on_step(step + 1, flat_x.view_as(x), trace[step + 1])
+            advance()
+    return Chain(
+        samples=flat_x.view_as(x),
+        trace=trace,
+        trace_kind=LOG_PROBABILITY,
+        temperatures=list(temperatures),
+        known=known,
+        frames=torch.stack(frames) if frames else None,
+        frame_steps=frame_steps,
+        acceptance=acceptance,
+    )

@@ -50,7 +50,7 @@ from ..data.images import _pil_to_array
 from ..data.masks import inpaint_mask, mask_from_array
 from ..errors import UsageError
 from ..families import get_family
-from ..families.nade import caption_ids
+from ..families.nade import ORDERS_UP_TO_VARIABLES, caption_ids
 from ..files import json_numbers
 from ..randomness import MAX_SEED, make_generator
 from ..sampling.init import INITS
@@ -64,6 +64,9 @@ from .jobs import Job, JobManager, ServerBusy
 STATIC = Path(__file__).parent / "static"
 FINALS = ("sample", "argmax")
 GALLERY_SIZE = 24  # built-in images offered per image model
+# The mh sampler costs a network row per hidden variable per step: above this many (where the
+# likelihood, too, stops using orders) a job would run for hours.
+MH_MAX_HOLE = ORDERS_UP_TO_VARIABLES
 MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
 _WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
@@ -412,6 +415,12 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
                 f"{limits.max_steps}; make the hole smaller or use the gibbs sampler"
             )
         steps = calls
+    if sampler == "mh" and int((~known).sum()) > MH_MAX_HOLE:
+        raise UsageError(
+            f"the mh sampler scores the whole hole by the chain rule at every step (a network row per hidden "
+            f"variable); this hole has {int((~known).sum()):,} hidden variables, above {MH_MAX_HOLE:,}: make it "
+            "smaller or use the gibbs sampler"
+        )
     every = max(1, steps // 50)  # about 50 GIF frames, as the command line makes
     job = Job("image", served.name, steps, inputs={"x": x, "known": known, "seed": seed})
     context = None
