@@ -376,6 +376,7 @@ def confidence_decoding(
     )
 
 
+@torch.no_grad()
 def order_log_probability(model, x, known, ranks, context=None, max_rows: int = 4096) -> torch.Tensor:
     """``log p_sigma(x_free | x_known)`` by the chain rule in the order ``ranks`` gives: ``(N,)``.
 

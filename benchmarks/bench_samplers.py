@@ -1,0 +1,174 @@
+"""Which sampler for which goal: hole quality against network cost, on held-out digits.
+
+Every conditional sampler of the registry fills the same holes of held-out digits (8x8, 17 levels,
+the checkpoint's test split) at several budgets, and each fill is scored two ways:
+
+- **hole NLL under the model**: -log p(fill | known pixels), the chain rule over the hole in
+  ``--orders`` random orders combined by log-mean-exp (the order ensemble's likelihood of the
+  fill). Lower means a likelier fill: the mode-seeking end of the trade-off.
+- **hole PSNR against the true digit** (pooled MSE over hole pixels, 8-bit intensities) for one
+  fill and for the mean of ``--draws`` fills (the posterior mean's estimate).
+
+Cost is counted in **network rows per image**: one image's forward pass, whatever it reads out.
+Gibbs: 1 (the initial fill) + steps; confidence decoding: steps; ancestral: one per hole variable;
+mh: 1 + steps x (1 + hole variables) (the proposal, and the chain rule over the hole for the
+acceptance ratio). Seconds are wall-clock on this machine, beside them.
+
+Run:  python benchmarks/bench_samplers.py [--checkpoint runs/digits] [--json results.json]
+(the checkpoint is trained with docs/scripts/nade_likelihood.py's settings when missing.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import gibbsdream
+from common import cpu_name
+from gibbsdream.data.masks import inpaint_mask
+from gibbsdream.sampling.conditional import order_log_probability, ranks_of
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = dict(training={"epochs": 150, "learning_rate": 2e-3, "max_time": 20 * 60}, device="cpu")
+# (label, sampler options, the budgets: steps for each run)
+CONFIGS = (
+    ("gibbs, random blocks", dict(sampler="gibbs"), (4, 8, 16, 32, 64)),
+    ("gibbs, least confident blocks", dict(sampler="gibbs", block_select="confidence"), (4, 8, 16, 32, 64)),
+    ("confidence (MaskGIT), cosine", dict(sampler="confidence"), (2, 4, 8, 16)),
+    ("confidence, no choice noise", dict(sampler="confidence", choice_temperature=0.0), (2, 4, 8, 16)),
+    ("ancestral", dict(sampler="ancestral"), (1,)),
+    ("mh (one order's joint)", dict(sampler="mh", block=0.25), (4, 16, 64)),
+)
+
+
+def rows_per_image(sampler: str, steps: int, hole: int) -> int:
+    if sampler in ("gibbs", "ancestral-gibbs"):
+        return 1 + steps
+    if sampler == "confidence":
+        return steps
+    if sampler == "ancestral":
+        return hole
+    if sampler == "mh":
+        return 1 + steps * (1 + hole)
+    raise ValueError(sampler)
+
+
+def hole_nll(model, fills: torch.Tensor, known: torch.Tensor, orders: int, seed: int) -> np.ndarray:
+    """-log p(fill_hole | known) per fill, the log-mean-exp over ``orders`` random orders: ``(N,)``."""
+    g = torch.Generator().manual_seed(seed)
+    flat_known = known.reshape(known.shape[0], -1)
+    values = []
+    for _ in range(orders):
+        scores = torch.rand(flat_known.shape, generator=g)
+        ranks = ranks_of(torch.where(flat_known, torch.full_like(scores, 2.0), scores))  # hole first, at random
+        values.append(order_log_probability(model, fills, known, ranks))
+    stacked = torch.stack(values, 1)
+    return -(torch.logsumexp(stacked, 1) - math.log(orders)).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "digits")
+    parser.add_argument("--images", type=int, default=100, help="held-out digits filled")
+    parser.add_argument("--mask", default="centre", help="the hole (an inpaint mask spec)")
+    parser.add_argument("--draws", type=int, default=4, help="fills per image (their mean: the posterior mean)")
+    parser.add_argument("--orders", type=int, default=8, help="orders of the hole NLL's ensemble")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--plot", type=Path, help="also draw NLL and PSNR against network rows here (PNG)")
+    args = parser.parse_args()
+    if not (args.checkpoint / "config.json").exists():
+        gibbsdream.train("nade", "builtin:digits", args.checkpoint, **TRAIN)
+    ckpt = gibbsdream.load(args.checkpoint, device="cpu", family="nade")
+    model, codec = ckpt.model.eval(), ckpt.codec
+    images = ckpt.data["test"][: args.images]
+    C, H, W = images.shape[1:]
+    known = inpaint_mask(args.mask, (C, H, W)).expand(len(images), C, H, W).clone()
+    hole = int((~known[0]).sum())
+    truth = codec.decode(images).double().numpy()
+    hidden = np.broadcast_to(~known.numpy(), truth.shape)
+    results = []
+    for label, options, budgets in CONFIGS:
+        for steps in budgets:
+            started = time.perf_counter()
+            filled = gibbsdream.inpaint(ckpt, images, known, samples=args.draws, steps=steps, seed=args.seed, **options)
+            seconds = time.perf_counter() - started
+            fills = filled.chain.samples.cpu()  # (N * draws, C, H, W): image i's draws are rows i*draws ...
+            pixels = codec.decode(fills).double().numpy().reshape(len(images), args.draws, C, H, W)
+            one = ((pixels[:, 0] - truth) ** 2)[hidden].mean()
+            mean = ((pixels.mean(1) - truth) ** 2)[hidden].mean()
+            nll = hole_nll(model, fills, known.repeat_interleave(args.draws, 0), args.orders, args.seed)
+            row = {
+                "sampler": label,
+                "options": options,
+                "steps": steps,
+                "rows_per_image": rows_per_image(options["sampler"], steps, hole),
+                "seconds_per_fill": seconds / (len(images) * args.draws),
+                "hole_nll_nats": float(nll.mean()),
+                "hole_nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))),
+                "psnr_one_fill": float(10 * math.log10(255.0**2 / one)),
+                "psnr_mean_of_fills": float(10 * math.log10(255.0**2 / mean)),
+                "acceptance_rate": filled.chain.settings.get("acceptance_rate"),
+            }
+            results.append(row)
+            print(
+                f"{label:32s} steps {steps:3d}  rows/image {row['rows_per_image']:6d}  "
+                f"hole NLL {row['hole_nll_nats']:7.2f} ± {row['hole_nll_stderr']:.2f}  "
+                f"PSNR one {row['psnr_one_fill']:6.2f}  mean {row['psnr_mean_of_fills']:6.2f}  "
+                f"{1000 * row['seconds_per_fill']:7.2f} ms/fill",
+                flush=True,
+            )
+    report = {
+        "machine": {
+            "cpu": cpu_name(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "gibbsdream": gibbsdream.__version__,
+        },
+        "checkpoint": str(args.checkpoint),
+        "images": len(images),
+        "mask": args.mask,
+        "hole_variables": hole,
+        "draws": args.draws,
+        "orders": args.orders,
+        "results": results,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for label, _, _ in CONFIGS:
+            rows = [r for r in results if r["sampler"] == label]
+            cost = [r["rows_per_image"] for r in rows]
+            axes[0].plot(cost, [r["hole_nll_nats"] for r in rows], "o-", label=label)
+            axes[1].plot(cost, [r["psnr_mean_of_fills"] for r in rows], "o-", label=label)
+        for ax, name in zip(axes, ("hole NLL under the model (nats, lower = likelier)", "PSNR of the mean fill (dB)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("network rows per image")
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{len(images)} held-out digits, {args.mask} hole ({hole} variables), {args.draws} fills each")
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
