@@ -234,6 +234,7 @@ def runs(work, corpus, model, single_thread) -> dict:
         "train, not quiet": ["train", "rbm", "--data", corpus, "--out", here.dir / "loud", "--epochs", 1],
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
         "sample chain order": [*sample, "--order", "chain"],
+        "sample diagnostics": [*sample, "--diagnostics"],
         "sample count order": [*sample, "--order", "count"],
         "sample jsonl": [*sample, "--format", "jsonl"],
         "sample every dedupe": [
@@ -330,6 +331,16 @@ def _lines(result: Result, pattern: re.Pattern) -> list[re.Match]:
     matches = [pattern.match(line) for line in lines]
     assert all(matches), [line for line, m in zip(lines, matches) if not m]
     return matches
+
+
+def test_sample_diagnostics_say_whether_the_chains_mixed(runs):
+    result = runs["sample diagnostics"]
+    assert_ok(result)
+    assert result.stdout == runs["sample text again"].stdout  # the samples are the same
+    line = re.search(
+        r"diagnostics of the trace, last 50% of the steps \((\d+) steps x (\d+) chains\): R-hat ([\d.]+)", result.stderr
+    )
+    assert line and int(line[2]) == CHAINS and float(line[3]) > 0.9, result.stderr
 
 
 def test_sample_text_lists_each_string_once_likeliest_first(runs):

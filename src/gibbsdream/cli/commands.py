@@ -15,8 +15,6 @@ from ..api import evaluate, export_split, family_of, generate, load, train
 from ..checkpoint import load_checkpoint
 from ..errors import UsageError
 from ..families import SPLITS
-
-# ---- train ---------------------------------------------------------------------------------
 from ..families.rbm import CorpusOptions
 from ..files import atomic_write_text
 from ..likelihood import resolve_method
@@ -44,10 +42,13 @@ from .common import (
     _training_summary,
     app,
     image_sampler_options,
+    say_diagnostics,
     train_app,
 )
 from .images import evaluate_images, sample_images
 from .params import WholeOrAuto, option
+
+# ---- train ---------------------------------------------------------------------------------
 
 
 @train_app.command("rbm")
@@ -323,6 +324,12 @@ def _samples_text(rows: list[dict], order: str) -> str:
     default=None,
     help='Image models trained with --captions: generate what this caption says, e.g. "the digit seven".',
 )
+@option(
+    "--diagnostics",
+    is_flag=True,
+    help="Say whether the chains mixed: R-hat, effective sample size and autocorrelation time of the trace "
+    "over the last half of the steps (a warning when R-hat > 1.05).",
+)
 @option("--seed", default=0, help="Random seed.")
 @option("--device", default="auto", help=DEVICE_HELP)
 @option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
@@ -352,6 +359,7 @@ def sample_command(
     trace,
     out,
     caption,
+    diagnostics,
     seed,
     device,
     quiet,
@@ -389,6 +397,7 @@ def sample_command(
             out=out,
             quiet=quiet,
             caption=caption,
+            diagnostics=diagnostics,
         )
         return
     steps = _positive("steps", 1000 if steps is None else steps)
@@ -442,6 +451,8 @@ def sample_command(
         )
         if out is not None:
             _say(f"wrote {out}")
+    if diagnostics:
+        say_diagnostics(dream.chain)
 
 
 # ---- evaluate -------------------------------------------------------------------------------

@@ -69,6 +69,17 @@ def image_sampler_options(command):
     )(command)
 
 
+def say_diagnostics(chain) -> None:
+    """``--diagnostics``: one line of convergence figures on stderr, and a ``warning:`` line when the
+    chains have not mixed."""
+    from ..sampling.diagnostics import diagnostics_text  # start-up time: loads ArviZ's helpers only when asked
+
+    figures = chain.diagnostics()
+    _say(diagnostics_text(figures))
+    if figures["warning"]:
+        _say(f"warning: {figures['warning']}")
+
+
 def check_confidence_options(schedule: str, choice_temperature: float) -> None:
     """Refuse a bad mask schedule or choice temperature before any work (UsageError)."""
     mask_schedule(schedule)

@@ -52,6 +52,7 @@ from .common import (
     app,
     check_confidence_options,
     image_sampler_options,
+    say_diagnostics,
     train_app,
 )
 from .params import CountOrFraction, Duration, WholeList, option
@@ -538,6 +539,7 @@ def sample_images(
     block_select="random",
     mask_schedule=DEFAULT_MASK_SCHEDULE,
     choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
+    diagnostics=False,
 ):
     """``gibbsdream sample`` for an image model: generate from a blank canvas into a folder."""
 
@@ -594,6 +596,8 @@ def sample_images(
         for path in (gif, trace):
             if path:
                 _say(f"wrote {path}")
+    if diagnostics:
+        say_diagnostics(chain)
 
 
 def evaluate_images(ckpt, *, data, method, orders, masks, batch_size, max_images, seed, as_json, quiet, caption=None):

@@ -109,6 +109,14 @@ class Chain:
         self.trace_kind = trace_kind
         self.acceptance = acceptance
 
+    def diagnostics(self, burn_in: float = 0.5) -> dict:
+        """Have the chains mixed? R-hat, effective sample sizes, autocorrelation time and acceptance
+        rate of the trace after ``burn_in`` (a share of the steps); see
+        :func:`gibbsdream.sampling.diagnostics.chain_diagnostics`."""
+        from .diagnostics import chain_diagnostics
+
+        return chain_diagnostics(self.trace, burn_in, self.acceptance)
+
     @property
     def energy(self) -> torch.Tensor:
         """Deprecated name of :attr:`trace` (it is free energy only for energy models)."""
