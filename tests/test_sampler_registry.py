@@ -125,7 +125,7 @@ def test_num_chains_given_by_position_is_an_option_too():
 
 
 def test_unknown_samplers_and_models_are_refused():
-    with pytest.raises(UsageError, match="unknown sampler 'ancestral' for energy models .*; choose one of gibbs$"):
+    with pytest.raises(UsageError, match="unknown sampler 'ancestral' for energy models .*; choose one of gibbs, replica-exchange$"):
         sample(tiny_rbm(), sampler="ancestral")
     x, known = states()
     with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, mh, confidence"):
@@ -135,7 +135,7 @@ def test_unknown_samplers_and_models_are_refused():
 
 
 def test_the_built_in_samplers_and_protocols():
-    assert sampler_names("energy") == ("gibbs",)
+    assert sampler_names("energy") == ("gibbs", "replica-exchange")
     assert sampler_names("conditional") == ("gibbs", "ancestral-gibbs", "ancestral", "mh", "confidence")
     assert protocol_of(tiny_rbm()) == "energy"
     assert protocol_of(Uniform()) == "conditional"

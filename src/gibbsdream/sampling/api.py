@@ -179,24 +179,12 @@ class EnergyGibbsOptions:
     codec: Any = None
 
 
-def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
-    """Block Gibbs sampling of an energy model: the ``gibbs`` sampler of energy models."""
-    steps = check_count("steps", request.steps)
-    final, init, engine, num_chains = options.final, options.init, options.engine, options.num_chains
-    if final not in FINALS:
-        raise UsageError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
-    record_every, on_step, generator, x, known = (
-        request.record_every,
-        request.on_step,
-        request.generator,
-        request.x,
-        request.known,
-    )
-    if record_every is not None:
-        check_count("record_every", record_every)
-    temperatures = temperature_values(request.temperature, steps)
+def _energy_start(model, request: Request, options):
+    """The starting states of an energy model's chains from the request and the options' ``init``,
+    ``num_chains``, ``data`` and ``codec``: ``(v (N, V), known (N, V) or None, N)``."""
+    generator, x, known, init = request.generator, request.x, request.known, options.init
+    num_chains = options.num_chains
     device = model.weight.device
-
     if x is not None:
         x = torch.as_tensor(x, device=device).long()
         x = x.unsqueeze(0) if x.dim() == 1 else x
@@ -229,6 +217,20 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         v = torch.where(known, x.expand(num_chains, -1), v)
     elif x is not None:
         v = x.expand(num_chains, -1).clone()
+    return v, known, num_chains
+
+
+def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
+    """Block Gibbs sampling of an energy model: the ``gibbs`` sampler of energy models."""
+    steps = check_count("steps", request.steps)
+    final, init, engine = options.final, options.init, options.engine
+    if final not in FINALS:
+        raise UsageError(f"final must be one of {', '.join(FINALS)}, got {final!r}")
+    record_every, on_step, generator = request.record_every, request.on_step, request.generator
+    if record_every is not None:
+        check_count("record_every", record_every)
+    temperatures = temperature_values(request.temperature, steps)
+    v, known, num_chains = _energy_start(model, request, options)
 
     if engine not in SAMPLING_ENGINES:
         raise ConfigError(f"engine must be one of {', '.join(SAMPLING_ENGINES)}, got {engine!r}", "engine")
@@ -263,6 +265,73 @@ def energy_gibbs(model, request: Request, options: EnergyGibbsOptions):
         "steps": steps,
         "final": final,
         "chains": num_chains,
+    }
+    return chain
+
+
+@dataclass(frozen=True)
+class ReplicaExchangeOptions:
+    """The options of replica exchange for an energy model (see :func:`sample`)."""
+
+    num_chains: int | None = None
+    init: Any = "uniform"
+    data: torch.Tensor | None = None
+    codec: Any = None
+    replicas: int = 8
+    hot: float | None = None
+    target_swap_rate: float = 0.3
+    burn_in: float = 0.25
+
+
+def replica_exchange_sampling(model, request: Request, options: ReplicaExchangeOptions):
+    """Replica exchange of an energy model: the ``replica-exchange`` sampler of energy models."""
+    # start-up time: the CLI imports sampling.api at start-up; the sampler loads on first use
+    from .replica_exchange import replica_exchange
+
+    steps = check_count("steps", request.steps)
+    replicas = check_count("replicas", options.replicas, least=2)
+    temperatures = temperature_values(request.temperature, steps)
+    if len(set(temperatures)) != 1 or temperatures[0] <= 0:
+        raise UsageError(
+            "replica exchange samples one temperature > 0 (its ladder does the annealing); give a constant "
+            f"temperature, got {request.temperature}"
+        )
+    cold = temperatures[0]
+    hot = 10 * cold if options.hot is None else options.hot
+    if not (isinstance(hot, (int, float)) and math.isfinite(hot) and hot > cold):
+        raise UsageError(f"hot must be a temperature above {cold:g}, got {hot!r}")
+    target, burn = options.target_swap_rate, options.burn_in
+    if not (isinstance(target, (int, float)) and 0 < target < 1):
+        raise UsageError(f"target_swap_rate must lie in (0, 1), got {target!r}")
+    if not (isinstance(burn, (int, float)) and 0 <= burn < 1):
+        raise UsageError(f"burn_in must be a share of the steps in [0, 1), got {burn!r}")
+    if request.record_every is not None:
+        check_count("record_every", request.record_every)
+    v, known, num_chains = _energy_start(model, request, options)
+    chain = replica_exchange(
+        model,
+        v,
+        steps,
+        cold,
+        replicas,
+        float(hot),
+        float(target),
+        math.floor(burn * steps),
+        known=known,
+        generator=request.generator,
+        record_every=request.record_every,
+        progress=request.progress,
+        on_step=request.on_step,
+    )
+    chain.settings = {
+        "sampler": "replica-exchange",
+        "temperature": str(request.temperature),
+        "init": options.init if isinstance(options.init, str) else "given",
+        "steps": steps,
+        "chains": num_chains,
+        "replicas": replicas,
+        "burn_in_steps": math.floor(burn * steps),
+        **chain.settings,
     }
     return chain
 
@@ -463,6 +532,15 @@ def ancestral_sampling(model, request: Request, options: AncestralOptions):
 register(
     Sampler(
         "gibbs", "energy", EnergyGibbsOptions, energy_gibbs, "block Gibbs sweeps v -> h -> v of many parallel chains"
+    )
+)
+register(
+    Sampler(
+        "replica-exchange",
+        "energy",
+        ReplicaExchangeOptions,
+        replica_exchange_sampling,
+        "R replicas per chain on an adaptive temperature ladder, neighbours swapped by the exact Metropolis rule",
     )
 )
 register(
