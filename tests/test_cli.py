@@ -148,6 +148,9 @@ BAD_INPUT = {
     "--engine fortran": lambda c: c.train("--data", c.corpus, "--out", c.out("engine"), "--engine", "fortran"),
     "sample --engine numba with --every": lambda c: ["sample", c.model, "--engine", "numba", "--every", 5],
     "--steps 0": lambda c: ["sample", c.model, "--steps", 0],
+    "--replicas without replica exchange": lambda c: ["sample", c.model, "--replicas", 4],
+    "--sampler confidence for strings": lambda c: ["sample", c.model, "--sampler", "confidence"],
+    "replica exchange, annealed": lambda c: ["sample", c.model, "--sampler", "replica-exchange", "-t", "1:0.5"],
     "--chains 0": lambda c: ["sample", c.model, "--chains", 0],
     "--temperature -1": lambda c: ["sample", c.model, "--temperature", -1],
     "--temperature abc": lambda c: ["sample", c.model, "--temperature", "abc"],
@@ -235,6 +238,7 @@ def runs(work, corpus, model, single_thread) -> dict:
         "sample prefix jsonl": [*sample, "--format", "jsonl", "--prefix", "ab"],
         "sample chain order": [*sample, "--order", "chain"],
         "sample diagnostics": [*sample, "--diagnostics"],
+        "sample replica exchange": [*sample, "--sampler", "replica-exchange", "--replicas", 3, "-t", 0.5],
         "sample count order": [*sample, "--order", "count"],
         "sample jsonl": [*sample, "--format", "jsonl"],
         "sample every dedupe": [
@@ -331,6 +335,12 @@ def _lines(result: Result, pattern: re.Pattern) -> list[re.Match]:
     matches = [pattern.match(line) for line in lines]
     assert all(matches), [line for line, m in zip(lines, matches) if not m]
     return matches
+
+
+def test_sample_by_replica_exchange(runs):
+    result = runs["sample replica exchange"]
+    assert_ok(result)
+    assert len(result.stdout.splitlines()) >= 1 and result.stdout != runs["sample text again"].stdout
 
 
 def test_sample_diagnostics_say_whether_the_chains_mixed(runs):

@@ -125,7 +125,9 @@ def test_num_chains_given_by_position_is_an_option_too():
 
 
 def test_unknown_samplers_and_models_are_refused():
-    with pytest.raises(UsageError, match="unknown sampler 'ancestral' for energy models .*; choose one of gibbs, replica-exchange$"):
+    with pytest.raises(
+        UsageError, match="unknown sampler 'ancestral' for energy models .*; choose one of gibbs, replica-exchange$"
+    ):
         sample(tiny_rbm(), sampler="ancestral")
     x, known = states()
     with pytest.raises(UsageError, match="choose one of gibbs, ancestral-gibbs, ancestral, mh, confidence"):
@@ -243,8 +245,13 @@ def test_the_command_line_choices_are_the_registry_names():
         assert isinstance(option.type, click.Choice)
         return tuple(option.type.choices)
 
+    assert choices(app.commands["inpaint"], "sampler") == sampler_names("conditional")
+    # sample takes both kinds: the image models' samplers, then the string models' others
+    both = sampler_names("conditional") + tuple(
+        n for n in sampler_names("energy") if n not in sampler_names("conditional")
+    )
+    assert choices(app.commands["sample"], "sampler") == both
     for command in (app.commands["sample"], app.commands["inpaint"]):
-        assert choices(command, "sampler") == sampler_names("conditional")
         assert choices(command, "anneal") == ANNEAL_KINDS
 
 

@@ -21,6 +21,7 @@ from ..likelihood import resolve_method
 from ..models.rbm import RBMConfig
 from ..resources import ais_bytes, check_memory, product_text, rbm_sampling_bytes
 from ..sampling import sample
+from ..sampling.replica_exchange import DEFAULT_REPLICAS
 from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK
 from ..summary import SAMPLE_ORDERS, distinct_records, string_records, summarize_records, training_strings
 from ..training import RBMTrainConfig
@@ -30,6 +31,7 @@ from .common import (
     IMAGE_SAMPLERS,
     INIT_NAMES,
     PRESENTATION_OPTIONS,
+    STRING_SAMPLERS,
     _check_output,
     _library_settings,
     _only_for,
@@ -300,7 +302,15 @@ def _samples_text(rows: list[dict], order: str) -> str:
     help="String models, text: one line per distinct string with its count, likeliest first (energy) or "
     "most repeated first (count); or one line per sample as the chains gave them (chain).",
 )
-@option("--sampler", type=click.Choice(IMAGE_SAMPLERS), default="gibbs", help="Image models: " + IMAGE_SAMPLER_HELP)
+@option(
+    "--sampler",
+    type=click.Choice(list(dict.fromkeys([*IMAGE_SAMPLERS, *STRING_SAMPLERS]))),
+    default="gibbs",
+    help="String models: gibbs, or replica-exchange (each chain the coldest of --replicas replicas on an "
+    "adaptive temperature ladder: a low constant temperature without stuck chains). Image models: "
+    + IMAGE_SAMPLER_HELP,
+)
+@option("--replicas", default=DEFAULT_REPLICAS, help="String models, --sampler replica-exchange: replicas per chain.")
 @option(
     "--block",
     default=DEFAULT_BLOCK,
@@ -351,6 +361,7 @@ def sample_command(
     output_format,
     order,
     sampler,
+    replicas,
     block,
     block_select,
     mask_schedule,
@@ -376,6 +387,8 @@ def sample_command(
     family = family_of(checkpoint)
     _only_for(ctx, family.name, _options_by_family("generate_options", PRESENTATION_OPTIONS["sample"]))
     if family.outputs == "images":
+        if sampler not in IMAGE_SAMPLERS:
+            raise UsageError(f"--sampler {sampler} is for string models; image models take {', '.join(IMAGE_SAMPLERS)}")
         steps = _positive("steps", 200 if steps is None else steps)
         if every is not None:
             _positive("every", every)
@@ -412,6 +425,8 @@ def sample_command(
         raise UsageError(
             "--order arranges the text output; --format jsonl writes one record per sample, in chain order"
         )
+    if sampler != "replica-exchange" and ctx.get_parameter_source("replicas") == click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("--replicas applies to --sampler replica-exchange only")
     ckpt = load(checkpoint, device, family=family.name)
     if hasattr(ckpt.model, "num_hidden"):  # the memory an RBM's chains take (other families: not pre-flighted)
         _check_string_sampling_memory(ckpt.model, chains, steps, every)
@@ -428,7 +443,14 @@ def sample_command(
         **{
             name: value
             for name, value in dict(
-                init=init, final=final, prefix=prefix, suffix=suffix, dedupe=dedupe, engine=engine
+                init=init,
+                final=final,
+                prefix=prefix,
+                suffix=suffix,
+                dedupe=dedupe,
+                engine=engine,
+                sampler=sampler,
+                replicas=_positive("replicas", replicas),
             ).items()
             if name in family.generate_options
         },

@@ -42,6 +42,7 @@ from .params import option
 INIT_NAMES = ("zeros", "biases", "uniform", "uniform_chars", "spaces", "padding", "train", "chunks", "silhouettes")
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
 IMAGE_SAMPLERS = sampler_names("conditional")  # the samplers of conditional models, from the registry
+STRING_SAMPLERS = sampler_names("energy")  # and of energy models (RBMs)
 IMAGE_SAMPLER_HELP = "; ".join(f"{s.name}: {s.summary}" for s in samplers("conditional")) + "."
 
 

@@ -23,6 +23,7 @@ from ..models.rbm import RBMConfig
 from ..resources import check_memory, product_text, rbm_training_bytes
 from ..sampling import sample
 from ..sampling.api import make_generator
+from ..sampling.replica_exchange import DEFAULT_REPLICAS
 from ..summary import string_records, training_strings
 from ..training import RBMTrainer, resolve_device, save_trainer, split_data
 from ..training.rbm import RBMTrainConfig, check_cost_in_epochs
@@ -73,6 +74,8 @@ def generate(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
+    sampler: str = "gibbs",
+    replicas: int = DEFAULT_REPLICAS,
 ) -> Generated:
     """Run ``num_samples`` block-Gibbs chains of the checkpoint's RBM and decode them.
 
@@ -90,6 +93,9 @@ def generate(
         engine: ``"auto"``, ``"torch"`` or ``"numba"``.
         seed: same seed, same device: same samples.
         on_step: called as ``on_step(n, states, trace)`` after every sweep (a live view).
+        sampler: ``"gibbs"``, or ``"replica-exchange"``: each chain the coldest of ``replicas``
+            replicas on an adaptive temperature ladder (an exact sample of a low constant
+            temperature without chains getting stuck; ``final`` and ``engine`` do not apply).
 
     Returns:
         :class:`Generated` with ``outputs`` the decoded strings (one per record) and ``records``
@@ -110,6 +116,14 @@ def generate(
     elif suffix is not None:
         x, known = codec.clamp_suffix(suffix)
     train_states = checkpoint.data["train"] if len(checkpoint.data["train"]) else None
+    if sampler == "replica-exchange":
+        if final != "sample" or engine not in ("auto", "torch"):
+            raise ConfigError("replica exchange takes neither final nor engine; leave them out", "final", "engine")
+        own = {"replicas": replicas}
+    elif sampler == "gibbs":
+        own = {"final": final, "engine": engine}
+    else:
+        raise ConfigError(f"sampler must be gibbs or replica-exchange for string models, got {sampler!r}", "sampler")
     started = time.perf_counter()
     chain = sample(
         checkpoint.model,
@@ -120,14 +134,14 @@ def generate(
         init=init,
         x=x,
         known=known,
-        final=final,
         seed=seed,
         data=train_states,
         codec=codec,
         record_every=every,
         progress=progress,
-        engine=engine,
         on_step=on_step,
+        sampler=sampler,
+        **own,
     )
     seconds = time.perf_counter() - started
     records = string_records(chain, codec, training_strings(checkpoint), dedupe=dedupe)
@@ -515,7 +529,7 @@ FAMILY = register(
         generate=generate,
         evaluate=evaluate,
         export_split=export_split,
-        generate_options=("init", "final", "prefix", "suffix", "dedupe", "engine"),
+        generate_options=("init", "final", "prefix", "suffix", "dedupe", "engine", "sampler", "replicas"),
         evaluate_options=("method", "ais_runs", "ais_betas", "skip_invalid"),
         sweep_defaults={
             "temperature": "1",

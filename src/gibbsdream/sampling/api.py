@@ -13,6 +13,7 @@ from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
+from .replica_exchange import DEFAULT_REPLICAS, replica_exchange
 from .schedules import (
     BLOCK_SELECTIONS,
     DEFAULT_BLOCK,
@@ -277,7 +278,7 @@ class ReplicaExchangeOptions:
     init: Any = "uniform"
     data: torch.Tensor | None = None
     codec: Any = None
-    replicas: int = 8
+    replicas: int = DEFAULT_REPLICAS
     hot: float | None = None
     target_swap_rate: float = 0.3
     burn_in: float = 0.25
@@ -285,9 +286,6 @@ class ReplicaExchangeOptions:
 
 def replica_exchange_sampling(model, request: Request, options: ReplicaExchangeOptions):
     """Replica exchange of an energy model: the ``replica-exchange`` sampler of energy models."""
-    # start-up time: the CLI imports sampling.api at start-up; the sampler loads on first use
-    from .replica_exchange import replica_exchange
-
     steps = check_count("steps", request.steps)
     replicas = check_count("replicas", options.replicas, least=2)
     temperatures = temperature_values(request.temperature, steps)

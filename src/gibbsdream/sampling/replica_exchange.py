@@ -24,6 +24,8 @@ import torch
 from ..progress import progress_bar
 from .chain import FREE_ENERGY, Chain
 
+DEFAULT_REPLICAS = 8  # replicas per chain wherever none are asked for
+
 
 def _sweep(model, v: torch.Tensor, temperature: float, generator, known, clamped) -> torch.Tensor:
     h = model.sample_hidden(model.hidden_logits(v), temperature, generator)
