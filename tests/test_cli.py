@@ -407,6 +407,7 @@ def test_commands_name_what_they_wrote(runs):
     result = runs["sample out, not quiet"]
     assert_ok(result)
     assert result.stderr.splitlines()[-1] == f"wrote {here / 'samples' / 'loud.txt'}"
+    assert re.search(r"^yield \d+: new distinct strings .* per 1,000 chain-sweeps", result.stderr, re.M), result.stderr
     result = runs["train, not quiet"]
     assert_ok(result)
     assert result.stderr.splitlines()[-1].startswith(f"wrote {here / 'loud'} (a checkpoint, 1 epochs); try: ")

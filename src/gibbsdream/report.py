@@ -333,6 +333,8 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
     if spec.outputs == "images":  # for strings diversity is the unique share, shown next
         metrics.append(("diversity", "diversity"))
     metrics += [("unique_share", "unique"), ("in_training_share", "in training data")]
+    if spec.outputs == "strings" and any("yield" in c["row"] for c in cells):
+        metrics += [("yield", "yield"), ("yield_per_1000_chain_sweeps", "yield / 1,000 chain-sweeps")]
     if spec.outputs == "images" and spec.mask != "blank":
         metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
     metrics.append(("seconds", "seconds"))

@@ -111,3 +111,65 @@ def distinct_records(records: list[dict], higher_is_better: bool = False, order:
         return (-r["count"], *worth) if order == "count" else worth
 
     return sorted(distinct.values(), key=key)
+
+
+# ---- yield: new, plausible, distinct samples ------------------------------------------------------
+
+START, END = "\x02", "\x03"  # marks around a string for the n-gram model (never in a corpus string)
+
+
+class CharNGram:
+    """A character n-gram model with add-``k`` smoothing, fitted on a set of strings: the yardstick
+    of how plausible a generated string looks, independent of the model that generated it.
+
+    A string is scored by its mean log-probability per character, the end mark included, so that
+    short and long strings compare fairly.
+    """
+
+    def __init__(self, n: int = 3, k: float = 0.1):
+        if n < 1 or k <= 0:
+            raise ValueError(f"n must be >= 1 and k > 0, got n={n}, k={k}")
+        self.n, self.k = n, k
+
+    def _events(self, text: str):
+        padded = START * (self.n - 1) + text + END
+        return ((padded[i : i + self.n - 1], padded[i + self.n - 1]) for i in range(len(text) + 1))
+
+    def fit(self, texts) -> CharNGram:
+        self.pairs: dict[tuple[str, str], int] = {}
+        self.contexts: dict[str, int] = {}
+        alphabet = {END}
+        for text in texts:
+            alphabet.update(text)
+            for context, char in self._events(text):
+                self.pairs[context, char] = self.pairs.get((context, char), 0) + 1
+                self.contexts[context] = self.contexts.get(context, 0) + 1
+        self.size = len(alphabet)  # the characters a string can continue with, and its end
+        return self
+
+    def log_prob(self, context: str, char: str) -> float:
+        """``log p(char | the n - 1 characters before it)``; over the alphabet and the end mark these sum to 1."""
+        return math.log(
+            (self.pairs.get((context, char), 0) + self.k) / (self.contexts.get(context, 0) + self.k * self.size)
+        )
+
+    def score(self, text: str) -> float:
+        """Mean log-probability per character of ``text`` (its end included)."""
+        return sum(self.log_prob(c, x) for c, x in self._events(text)) / (len(text) + 1)
+
+
+def yield_measure(records: list[dict], ngram: CharNGram, heldout: list[str], chain_sweeps: int, seconds: float) -> dict:
+    """How many useful strings a run gave: distinct samples that are not in the training data and
+    score, under ``ngram`` (fitted on the training strings), at least as well as the median held-out
+    string. Per 1,000 chain-sweeps (one Gibbs sweep of one chain; a replica-exchange step of R
+    replicas counts R) and per second of sampling."""
+    threshold = float(torch.tensor([ngram.score(t) for t in heldout]).median()) if heldout else float("nan")
+    new = {r["text"] for r in records if r["text"] and not r["in_training_data"]}
+    good = sum(ngram.score(t) >= threshold for t in new)
+    return {
+        "yield": good,
+        "new_distinct": len(new),
+        "threshold": threshold,
+        "per_1000_chain_sweeps": 1000 * good / chain_sweeps if chain_sweeps else float("nan"),
+        "per_second": good / seconds if seconds > 0 else float("nan"),
+    }

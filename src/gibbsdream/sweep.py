@@ -306,6 +306,10 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
         "unique_share": round(summary["unique_share"], 4),
         "in_training_share": round(summary["in_training_share"], 4),
     }
+    found = dream.extra.get("yield")
+    if found is not None:
+        row["yield"] = found["yield"]
+        row["yield_per_1000_chain_sweeps"] = round(found["per_1000_chain_sweeps"], 4)
     samples = [{"text": r["text"], "energy": r["energy"], "in_training_data": r["in_training_data"]} for r in records]
     return {
         "row": row,

@@ -471,6 +471,13 @@ def sample_command(
             f"mean {dream.chain.trace_name} {s['mean_energy']:.2f} ({dream.chain.trace_kind.direction}), "
             f"unique {s['unique_share']:.0%}, already in training data {s['in_training_share']:.0%}"
         )
+        found = dream.extra.get("yield")
+        if found is not None:
+            _say(
+                f"yield {found['yield']}: new distinct strings at least as plausible as the median held-out one "
+                f"(character trigrams), {found['per_1000_chain_sweeps']:.2f} per 1,000 chain-sweeps, "
+                f"{found['per_second']:.1f} per second"
+            )
         if out is not None:
             _say(f"wrote {out}")
     if diagnostics:

@@ -24,7 +24,7 @@ from ..resources import check_memory, product_text, rbm_training_bytes
 from ..sampling import sample
 from ..sampling.api import make_generator
 from ..sampling.replica_exchange import DEFAULT_REPLICAS
-from ..summary import string_records, training_strings
+from ..summary import CharNGram, string_records, training_strings, yield_measure
 from ..training import RBMTrainer, resolve_device, save_trainer, split_data
 from ..training.rbm import RBMTrainConfig, check_cost_in_epochs
 from ..training.runs import (
@@ -145,7 +145,24 @@ def generate(
     )
     seconds = time.perf_counter() - started
     records = string_records(chain, codec, training_strings(checkpoint), dedupe=dedupe)
-    return Generated(chain=chain, outputs=[r["text"] for r in records], records=records, seconds=seconds)
+    sweeps = num_samples * steps * (replicas if sampler == "replica-exchange" else 1)
+    return Generated(
+        chain=chain,
+        outputs=[r["text"] for r in records],
+        records=records,
+        seconds=seconds,
+        extra={"yield": string_yield(checkpoint, records, sweeps, seconds)},
+    )
+
+
+def string_yield(checkpoint, records: list[dict], chain_sweeps: int, seconds: float) -> dict | None:
+    """:func:`gibbsdream.summary.yield_measure` of ``records``: the character trigram model fitted on
+    the checkpoint's training strings, the bar set by its validation strings (None without them)."""
+    train, held = (checkpoint.data.get(k) for k in ("train", "validation"))
+    if train is None or held is None or not len(train) or not len(held):
+        return None
+    ngram = CharNGram().fit(checkpoint.codec.decode(train))
+    return yield_measure(records, ngram, checkpoint.codec.decode(held), chain_sweeps, seconds)
 
 
 # ---- scoring -------------------------------------------------------------------------------------
