@@ -214,7 +214,10 @@ def test_rbm_report_folder_is_complete_and_offline(rbm, tmp_path):
     assert [r["settings"]["temperature"] for r in results["rows"]] == ["1", "0.5"]
     for row in results["rows"]:
         assert {"mean_final_energy", "unique_share", "in_training_share", "seconds", "settings"} <= set(row)
+        # the chains' mixing and the run's yield, as Chain.diagnostics and the family's generate say
+        assert row["rhat"] > 0.9 and row["ess_bulk"] > 0 and row["yield"] >= 0
     page = (out / "index.html").read_text()
+    assert "<th>R-hat</th>" in page and "<th>yield / 1,000 chain-sweeps</th>" in page
     for plot in ("trace.png", "energy-diversity.png"):
         assert Image.open(out / plot).size[0] > 300
     _check_offline(page, out)

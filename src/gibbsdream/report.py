@@ -17,6 +17,7 @@ import numpy as np
 
 from .files import atomic_write_bytes, atomic_write_text
 from .sampling.chain import FREE_ENERGY, LOG_PROBABILITY, TraceKind
+from .sampling.diagnostics import RHAT_WARNING
 from .summary import distinct_records
 
 # What a family's trace holds, for cell records written before they carried "trace_kind" (only
@@ -337,6 +338,7 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
         metrics += [("yield", "yield"), ("yield_per_1000_chain_sweeps", "yield / 1,000 chain-sweeps")]
     if spec.outputs == "images" and spec.mask != "blank":
         metrics.append(("hole_psnr_db", "hole PSNR (dB)"))
+    metrics += [("rhat", "R-hat"), ("ess_bulk", "bulk ESS")]
     metrics.append(("seconds", "seconds"))
     head = (
         "".join(f"<th>{html.escape(n)}</th>" for n in ["#", *varying])
@@ -354,6 +356,9 @@ def _page(spec, cells: list[dict], command: str | None) -> str:
         ]
         tds += [
             f'<td class=num data-label="{html.escape(title)}">{html.escape(_fmt(row.get(k)))}</td>'
+            if not (k == "rhat" and (row.get(k) or 0) > RHAT_WARNING)
+            else f'<td class="num warn" data-label="{html.escape(title)}" title="R-hat above {RHAT_WARNING}: the '
+            f'chains have not mixed">{html.escape(_fmt(row[k]))} &#9888;</td>'
             for k, title in metrics
         ]
         tds.append(f'<td data-label="chains">{_chains_html(spec, cell, kind)}</td>')

@@ -294,6 +294,16 @@ def _mean_trace(chain) -> list:
     return json_numbers(chain.trace.float().nanmean(1).tolist(), 5)
 
 
+def _mixing(chain) -> dict:
+    """R-hat and bulk ESS of the cell's trace over its last half (None where the chain says nothing,
+    e.g. ancestral sampling's one pass); the report marks R-hat above 1.05."""
+    figures = chain.diagnostics()
+    return {
+        "rhat": None if figures["rhat"] is None else round(figures["rhat"], 4),
+        "ess_bulk": None if figures["ess_bulk"] is None else round(figures["ess_bulk"], 1),
+    }
+
+
 def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dict:
     dream = generate(problems.ckpt, num_samples=spec.chains, seed=spec.seed, **settings)
     records = dream.records
@@ -306,6 +316,7 @@ def _run_string_cell(spec: SweepSpec, problems: Problems, settings: dict) -> dic
         "unique_share": round(summary["unique_share"], 4),
         "in_training_share": round(summary["in_training_share"], 4),
     }
+    row.update(_mixing(dream.chain))
     found = dream.extra.get("yield")
     if found is not None:
         row["yield"] = found["yield"]
@@ -357,6 +368,7 @@ def _run_image_cell(spec: SweepSpec, problems: Problems, settings: dict, index: 
     }
     if spec.mask != "blank":
         row["hole_psnr_db"] = _psnr(codec.decode(problems.x.cpu()), codec.decode(final), ~known)
+    row.update(_mixing(chain))
     return {
         "row": row,
         "mean_trace": _mean_trace(chain),
