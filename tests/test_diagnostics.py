@@ -55,3 +55,10 @@ def test_nan_rows_and_short_traces_and_acceptance():
     assert few["draws"] == 3 and few["rhat"] is None and "too few draws" in diagnostics_text(few)
     with pytest.raises(ValueError, match="burn_in"):
         chain_of(trace).diagnostics(burn_in=1.0)
+
+
+def test_a_single_chain_is_judged_by_its_halves():
+    steady = chain_of(ar1(801, 1, 0.0, 5)).diagnostics()
+    assert abs(steady["rhat"] - 1) < 0.05 and steady["warning"] is None
+    drifting = ar1(801, 1, 0.0, 6) + torch.linspace(0, 10, 801, dtype=torch.float64).unsqueeze(1)
+    assert chain_of(drifting).diagnostics()["rhat"] > 1.5

@@ -365,6 +365,9 @@ def test_an_inpainting_runs_to_the_end_and_keeps_the_known_pixels(client, image_
     known = np.array(hole) == 0
     assert np.array_equal(result[known], original[known])
     assert np.array_equal(data_url_pixels(status["frame"]), result)  # the last frame is the result
+    mixing = status["result"]["diagnostics"]  # one chain: split R-hat compares its two halves
+    assert mixing["draws"] == 16 and mixing["chains"] == 1, mixing
+    assert mixing["text"].startswith("diagnostics of the trace"), mixing
     gif = client.get(status["result"]["gif"])
     assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif" and gif.content[:6] == b"GIF89a"
     # Same settings, same seed: the same picture.

@@ -55,7 +55,10 @@ def chain_diagnostics(trace: torch.Tensor, burn_in: float = 0.5, acceptance: tor
         warnings.simplefilter("ignore")  # ArviZ's notice of its coming refactor, and constant-chain warnings
         import arviz
 
-        rhat = float(arviz.rhat(kept, method="rank"))
+        # ArviZ compares at least two chains: a single chain's halves stand in for two (split R-hat
+        # splits each again, so a lone chain is judged by its four quarters)
+        halves = kept if kept.shape[0] > 1 else kept[:, : kept.shape[1] // 2 * 2].reshape(2, -1)
+        rhat = float(arviz.rhat(halves, method="rank"))
         bulk = float(arviz.ess(kept, method="bulk"))
         tail = float(arviz.ess(kept, method="tail"))
     finite = [v if math.isfinite(v) else None for v in (rhat, bulk, tail)]

@@ -53,6 +53,7 @@ from ..families import get_family
 from ..families.nade import ORDERS_UP_TO_VARIABLES, caption_ids
 from ..files import json_numbers
 from ..randomness import MAX_SEED, make_generator
+from ..sampling.diagnostics import diagnostics_text
 from ..sampling.init import INITS
 from ..sampling.registry import sampler_names, samplers, trace_kind_of
 from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK, block_schedule, schedule_values, temperature_schedule
@@ -443,7 +444,12 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
             on_step=job.on_step,
         )
         chain = filled.chain
-        return {"samples": chain.samples.cpu(), "frames": chain.frames.cpu(), "settings": chain.settings}
+        return {
+            "samples": chain.samples.cpu(),
+            "frames": chain.frames.cpu(),
+            "settings": chain.settings,
+            "diagnostics": chain.diagnostics(),
+        }
 
     return jobs.submit(job, work)
 
@@ -483,7 +489,12 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             on_step=job.on_step,
             **{k: v for k, v in options.items() if k in served.takes},
         ).chain
-        return {"samples": chain.samples.cpu(), "energy": chain.final_trace.cpu(), "settings": chain.settings}
+        return {
+            "samples": chain.samples.cpu(),
+            "energy": chain.final_trace.cpu(),
+            "settings": chain.settings,
+            "diagnostics": chain.diagnostics(),
+        }
 
     return jobs.submit(job, work)
 
@@ -538,7 +549,12 @@ def job_status(job: Job, served: ServedModel, since: int) -> dict:
             for i, (t, e) in enumerate(zip(texts, values.tolist()))
         ]
     if job.state == "done":
-        status["result"] = {"settings": job.result["settings"]}
+        figures = job.result["diagnostics"]
+        status["result"] = {
+            "settings": job.result["settings"],
+            # have the chains mixed? (Chain.diagnostics over the last half of the trace)
+            "diagnostics": {**figures, "text": diagnostics_text(figures)},
+        }
         if job.kind == "image":
             status["result"].update(png=f"/api/jobs/{job.id}/result.png", gif=f"/api/jobs/{job.id}/chain.gif")
     return status

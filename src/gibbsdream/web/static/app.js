@@ -521,6 +521,10 @@ async function poll() {
   const seconds = data.seconds === null ? "" : ` in ${data.seconds.toFixed(1)} s`;
   const words = {queued: "waiting for a free worker", running: "running", done: "done", cancelled: "cancelled", failed: "failed"};
   c.status.textContent = `${words[data.state] || data.state}: step ${data.step} of ${data.steps}${seconds}`;
+  const mixing = data.result && data.result.diagnostics;
+  if (mixing) {  // have the chains mixed? (R-hat and effective sample size of the trace)
+    c.status.textContent += `. ${mixing.text}` + (mixing.warning ? `. Warning: ${mixing.warning}` : "");
+  }
   if (job.kind === "image") {
     if (data.frame) $("frame").src = data.frame;
     plot(c.plot, job.trace, "mean log-probability of the redrawn pixels");
