@@ -71,7 +71,8 @@ class MixtureOfCategoricals:
         table = self.log_theta.reshape(self.components, -1)
         out = torch.empty(index.shape[0], self.components, dtype=torch.float64, device=index.device)
         for rows in _chunks(index.shape[0], index.shape[1] * self.components):
-            out[rows] = table[:, index[rows]].sum(-1).T  # (M, n, D) -> (n, M)
+            picked = table.index_select(1, index[rows].reshape(-1))  # (M, n * D)
+            out[rows] = picked.view(self.components, -1, index.shape[1]).sum(-1).T  # (n, M)
         return out + self.log_pi
 
     def fit(self, x: torch.Tensor) -> MixtureOfCategoricals:
@@ -86,7 +87,8 @@ class MixtureOfCategoricals:
         for _ in range(self.iterations):
             counts.fill_(self.alpha)
             for rows in _chunks(N, D * M):  # counts[m, d*K + x_nd] += r_nm over the chunk's images
-                counts.index_add_(1, index[rows].reshape(-1), responsibilities[rows].repeat_interleave(D, 0).T)
+                weights = responsibilities[rows].T.repeat_interleave(D, 1)  # (M, n * D), contiguous
+                counts.index_add_(1, index[rows].reshape(-1), weights)
             theta = counts.view(M, D, K)
             self.log_theta = (theta / theta.sum(-1, keepdim=True)).log()  # (M, D, K)
             self.log_pi = (responsibilities.sum(0) / N).clamp(min=1e-12).log()
