@@ -30,6 +30,7 @@ from ..resources import human_bytes
 from ..sampling.registry import sampler_names, samplers
 from ..sampling.schedules import (
     BLOCK_SELECTIONS,
+    DEFAULT_BLOCK_SELECT,
     DEFAULT_CHOICE_TEMPERATURE,
     DEFAULT_MASK_SCHEDULE,
     MASK_SCHEDULES,
@@ -59,7 +60,7 @@ def image_sampler_options(command):
     command = option(
         "--block-select",
         type=click.Choice(BLOCK_SELECTIONS),
-        default="random",
+        default=DEFAULT_BLOCK_SELECT,
         help="Gibbs samplers: redraw a uniformly random block, or the least confident variables likeliest "
         "(weights 1/p of the probability each value was drawn with; ReMDM-style).",
     )(command)

@@ -30,6 +30,7 @@ from ..resources import check_memory, image_sampling_bytes, order_likelihood_byt
 from ..sampling.schedules import (
     ANNEAL_KINDS,
     DEFAULT_BLOCK,
+    DEFAULT_BLOCK_SELECT,
     DEFAULT_CHOICE_TEMPERATURE,
     DEFAULT_MASK_SCHEDULE,
     block_schedule,
@@ -536,7 +537,7 @@ def sample_images(
     out,
     quiet,
     caption=None,
-    block_select="random",
+    block_select=DEFAULT_BLOCK_SELECT,
     mask_schedule=DEFAULT_MASK_SCHEDULE,
     choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
     diagnostics=False,

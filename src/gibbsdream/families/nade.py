@@ -36,7 +36,12 @@ from ..progress import progress_bar
 from ..randomness import make_generator
 from ..sampling import sample
 from ..sampling.registry import applicable
-from ..sampling.schedules import DEFAULT_BLOCK, DEFAULT_CHOICE_TEMPERATURE, DEFAULT_MASK_SCHEDULE
+from ..sampling.schedules import (
+    DEFAULT_BLOCK,
+    DEFAULT_BLOCK_SELECT,
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_MASK_SCHEDULE,
+)
 from ..training import NADETrainer, resolve_device, save_nade_trainer, setup_distributed, split_images
 from ..training.nade import NADETrainConfig
 from ..training.runs import (
@@ -95,7 +100,7 @@ def run_sampler(
     temperature="1.0",
     anneal="geometric",
     block=DEFAULT_BLOCK,
-    block_select="random",
+    block_select=DEFAULT_BLOCK_SELECT,
     mask_schedule=DEFAULT_MASK_SCHEDULE,
     choice_temperature=DEFAULT_CHOICE_TEMPERATURE,
     seed=0,
@@ -153,7 +158,7 @@ def generate(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
-    block_select: str = "random",
+    block_select: str = DEFAULT_BLOCK_SELECT,
     mask_schedule: str = DEFAULT_MASK_SCHEDULE,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:
@@ -220,7 +225,7 @@ def inpaint(
     seed: int = 0,
     progress: bool = False,
     on_step=None,
-    block_select: str = "random",
+    block_select: str = DEFAULT_BLOCK_SELECT,
     mask_schedule: str = DEFAULT_MASK_SCHEDULE,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Generated:

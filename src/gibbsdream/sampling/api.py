@@ -17,6 +17,7 @@ from .replica_exchange import DEFAULT_REPLICAS, replica_exchange
 from .schedules import (
     BLOCK_SELECTIONS,
     DEFAULT_BLOCK,
+    DEFAULT_BLOCK_SELECT,
     DEFAULT_CHOICE_TEMPERATURE,
     DEFAULT_MASK_SCHEDULE,
     block_schedule,
@@ -356,7 +357,7 @@ class BlockOptions:
     """The options of the blocked Gibbs samplers of conditional models (see :func:`sample`)."""
 
     block: Any = DEFAULT_BLOCK
-    block_select: str = "random"
+    block_select: str = DEFAULT_BLOCK_SELECT
 
 
 @dataclass(frozen=True)
@@ -400,7 +401,7 @@ def _blocked_gibbs(resample: str, name: str):
             "block": str(block),
             "chains": request.x.shape[0],
         }
-        if options.block_select != "random":
+        if options.block_select != DEFAULT_BLOCK_SELECT:
             chain.settings["block_select"] = options.block_select
         return chain
 

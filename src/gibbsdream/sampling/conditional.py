@@ -20,6 +20,7 @@ import torch
 from ..progress import progress_bar
 from .categorical import categorical_from_uniform, effective_temperature, inverse_cdf, tempered_weights
 from .chain import LOG_PROBABILITY, Chain
+from .schedules import DEFAULT_BLOCK_SELECT
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -202,7 +203,7 @@ def blocked_gibbs(
     record_every: int | None = None,
     progress: bool = False,
     on_step=None,
-    select: str = "random",
+    select: str = DEFAULT_BLOCK_SELECT,
 ) -> Chain:
     """Blocked Gibbs sampling (Yao et al. 2014) from a fill of the unknown variables.
 

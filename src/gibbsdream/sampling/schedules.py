@@ -35,6 +35,7 @@ ANNEAL_KINDS = ("geometric", "linear", "cosine")
 DEFAULT_BLOCK = "yao:0.9,0.1,0.7"
 # How the blocked Gibbs samplers choose the variables a step redraws (the block_select option).
 BLOCK_SELECTIONS = ("random", "confidence")
+DEFAULT_BLOCK_SELECT = "random"  # Yao et al.'s uniformly random block
 
 
 def _progress(step: int, total_steps: int) -> float:
