@@ -611,13 +611,16 @@ def write_page(result: dict, docs: Path) -> None:
             '95% intervals over emoji; "nearer light" is the share of fills whose L* is nearer the true light',
             "variant's skin than the dark one's.",
             "",
-            "| caption | L* of the filled skin | nearer light | skin pixels filled white |",
-            "|---|---:|---:|---:|",
+            "| caption | L* of the filled skin | nearer light | follows the caption | skin pixels filled white |",
+            "|---|---:|---:|---:|---:|",
         ]
         for key, c in skin["captions"].items():
+            share = c["share_nearer_light"]
+            follows = {"light skin tone": share, "dark skin tone": 1 - share}.get(key)
             lines.append(
-                f"| {key} | {_ci(c['lightness'])} | {100 * c['share_nearer_light']:.0f}% | "
-                f"{100 * c['white_share']:.0f}% |"
+                f"| {key} | {_ci(c['lightness'])} | {100 * share:.0f}% | "
+                + ("–" if follows is None else f"{100 * follows:.0f}%")
+                + f" | {100 * c['white_share']:.0f}% |"
             )
         tl = skin["true_lightness"]
         lines += [
