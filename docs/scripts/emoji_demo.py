@@ -525,7 +525,7 @@ def write_page(result: dict, docs: Path) -> None:
         f"({t['model']['width']} feature maps, {t['model']['depth']} residual blocks, dilations "
         f"{t['model']['dilations']}) with the QRNN caption",
         f"reader, trained by `{TRAIN_COMMAND}`"
-        + (f" and resumed ({t['note']})" if t.get("note") else "")
+        + (f", {t['note']}" if t.get("note") else "")
         + f": {t['epochs']} epochs in {t['seconds'] / 60:.0f} minutes on {t['machine']} "
         f"({t['split']['train']:,} training, {t['split']['validation']:,} validation and {t['split']['test']:,} "
         f"held-out emoji). Last validation loss {t['validation_loss']:,.0f} nats per image. This is a short "
@@ -552,8 +552,10 @@ def write_page(result: dict, docs: Path) -> None:
             "The model is below WebP."
             if nade["bits_per_dim"] < webp["bits_per_dim"]
             else "The model is not yet below WebP: it saw each training emoji "
-            f"{t['epochs']} times, once per epoch with one random mask, and its validation loss was still "
-            "falling when it stopped (see the history in the JSON)."
+            f"{t['epochs']} times, once per epoch with one random mask, and its validation loss fell from "
+            f"{t['history'][max(0, len(t['history']) - 11)]['validation_loss']:,.0f} to "
+            f"{t['history'][-1]['validation_loss']:,.0f} nats over its last "
+            f"{min(10, len(t['history']) - 1)} epochs (the history is in the JSON)."
         ),
         f"- The baselines are fitted on all {t['split']['train'] + t['split']['validation']:,} non-test emoji with "
         f"add-{lk['baseline_alpha']:g} smoothing (chosen among {', '.join(f'{a:g}' for a in ALPHAS)} on the "
