@@ -213,13 +213,15 @@ def likelihood(ckpt, masks: int, components: int, iterations: int, seed: int) ->
 
 
 def _fills(ckpt, images, known, captions, samples: int, steps: int, seed: int, batch: int) -> np.ndarray:
-    """``samples`` NADE fills of each image: ``(samples, N, C, H, W)`` float64 intensities."""
+    """``samples`` NADE fills of each image: ``(samples, N, C, H, W)`` float64 intensities
+    (``captions``: one per image, as texts or token ids, or None)."""
     per_call = max(1, batch // samples)
     out = []
     for start in range(0, len(images), per_call):
         part = slice(start, start + per_call)
+        caption = None if captions is None else captions[part]
         filled = gibbsdream.inpaint(
-            ckpt, images[part], known[part], samples=samples, caption=captions[part], steps=steps, seed=seed + start
+            ckpt, images[part], known[part], samples=samples, caption=caption, steps=steps, seed=seed + start
         )
         out.append(torch.from_numpy(filled.outputs).permute(0, 3, 1, 2))  # (n * samples, C, H, W)
     pixels = torch.cat(out).double().numpy()
@@ -358,20 +360,8 @@ def skin_steering(ckpt, rows, attributes, count, samples, steps, seed, batch, im
     filled_by = {}
     for tone in ("light", "dark", None):
         captions = [p["names"][tone] for p in problems] if tone else None
-        draws = []
-        for start in range(0, len(images), max(1, batch // samples)):
-            part = slice(start, start + max(1, batch // samples))
-            filled = gibbsdream.inpaint(
-                ckpt,
-                images[part],
-                known[part],
-                samples=samples,
-                caption=captions[part] if captions else None,
-                steps=steps,
-                seed=seed + start,
-            )
-            draws.append(filled.outputs.reshape(-1, samples, *filled.outputs.shape[1:]))
-        draws = np.concatenate(draws)  # (N, samples, H, W, 3)
+        fills = _fills(ckpt, images, known, captions, samples, steps, seed, batch)  # (samples, N, C, H, W)
+        draws = fills.transpose(1, 0, 3, 4, 2).astype(np.uint8)  # (N, samples, H, W, 3): whole intensities
         filled_by[tone] = draws
         lightness = np.array(
             [[_lightness(draws[i, s])[skin[i]].mean() for s in range(samples)] for i in range(len(problems))]
