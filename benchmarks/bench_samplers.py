@@ -1,11 +1,15 @@
-"""Which sampler for which goal: hole quality against network cost, on held-out digits.
+"""Which sampler for which goal: hole quality against network cost, on held-out images.
 
-Every conditional sampler of the registry fills the same holes of held-out digits (8x8, 17 levels,
-the checkpoint's test split) at several budgets, and each fill is scored two ways:
+Every conditional sampler of the registry fills the same holes of held-out images (digits by
+default: 8x8, 17 levels; or a 64x64 emoji checkpoint, each image with its own caption) at several
+budgets, and each fill is scored two ways:
 
-- **hole NLL under the model**: -log p(fill | known pixels), the chain rule over the hole in
-  ``--orders`` random orders combined by log-mean-exp (the order ensemble's likelihood of the
-  fill). Lower means a likelier fill: the mode-seeking end of the trade-off.
+- **hole NLL under the model**: -log p(fill | known pixels). ``--nll orders:M`` (the default for
+  holes of at most 256 variables): the chain rule over the hole in M random orders combined by
+  log-mean-exp (the order ensemble's likelihood of the fill). ``--nll masks:M`` (larger holes):
+  the unbiased random-mask estimate of the order-averaged NLL of the hole
+  (``likelihood.mask_log_likelihoods`` with ``known``), an upper bound on the ensemble's, at M
+  calls instead of M x hole. Lower means a likelier fill: the mode-seeking end of the trade-off.
 - **hole PSNR against the true digit** (pooled MSE over hole pixels, 8-bit intensities) for one
   fill and for the mean of ``--draws`` fills (the posterior mean's estimate).
 
@@ -15,7 +19,8 @@ mh: 1 + steps x (1 + hole variables) (the proposal, and the chain rule over the 
 acceptance ratio). Seconds are wall-clock on this machine, beside them.
 
 Run:  python benchmarks/bench_samplers.py [--checkpoint runs/digits] [--json results.json]
-(the checkpoint is trained with docs/scripts/nade_likelihood.py's settings when missing.)
+(the digits checkpoint is trained with docs/scripts/nade_likelihood.py's settings when missing;
+64x64: ``--checkpoint runs/emoji --images 8 --draws 2 --nll masks:16``, the model of docs/emoji.md.)
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 import gibbsdream
 from common import cpu_name
 from gibbsdream.data.masks import inpaint_mask
+from gibbsdream.likelihood import mask_log_likelihoods
 from gibbsdream.sampling.conditional import order_log_probability, ranks_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +53,7 @@ CONFIGS = (
     ("ancestral", dict(sampler="ancestral"), (1,)),
     ("mh (one order's joint)", dict(sampler="mh", block=0.25), (4, 16, 64)),
 )
+MH_MAX_HOLE = 256  # mh scores the whole hole at every step: above this the runs take hours here
 
 
 def rows_per_image(sampler: str, steps: int, hole: int) -> int:
@@ -61,17 +68,24 @@ def rows_per_image(sampler: str, steps: int, hole: int) -> int:
     raise ValueError(sampler)
 
 
-def hole_nll(model, fills: torch.Tensor, known: torch.Tensor, orders: int, seed: int) -> np.ndarray:
-    """-log p(fill_hole | known) per fill, the log-mean-exp over ``orders`` random orders: ``(N,)``."""
+def hole_nll(model, fills: torch.Tensor, known: torch.Tensor, how: str, seed: int, context=None) -> np.ndarray:
+    """-log p(fill_hole | known) per fill: ``(N,)``. ``how``: ``orders:M`` (log-mean-exp over M
+    random orders of the hole) or ``masks:M`` (the mean of M random-mask estimates)."""
+    kind, _, count = how.partition(":")
+    M = int(count)
     g = torch.Generator().manual_seed(seed)
-    flat_known = known.reshape(known.shape[0], -1)
-    values = []
-    for _ in range(orders):
-        scores = torch.rand(flat_known.shape, generator=g)
-        ranks = ranks_of(torch.where(flat_known, torch.full_like(scores, 2.0), scores))  # hole first, at random
-        values.append(order_log_probability(model, fills, known, ranks))
+    with torch.no_grad():
+        if kind == "masks":
+            estimates = mask_log_likelihoods(model, fills, M, g, batch_size=64, context=context, known=known)
+            return -estimates.mean(1).numpy()
+        flat_known = known.reshape(known.shape[0], -1)
+        values = []
+        for _ in range(M):
+            scores = torch.rand(flat_known.shape, generator=g)
+            ranks = ranks_of(torch.where(flat_known, torch.full_like(scores, 2.0), scores))  # hole first, at random
+            values.append(order_log_probability(model, fills, known, ranks, context))
     stacked = torch.stack(values, 1)
-    return -(torch.logsumexp(stacked, 1) - math.log(orders)).numpy()
+    return -(torch.logsumexp(stacked, 1) - math.log(M)).numpy()
 
 
 def main() -> None:
@@ -80,7 +94,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=100, help="held-out digits filled")
     parser.add_argument("--mask", default="centre", help="the hole (an inpaint mask spec)")
     parser.add_argument("--draws", type=int, default=4, help="fills per image (their mean: the posterior mean)")
-    parser.add_argument("--orders", type=int, default=8, help="orders of the hole NLL's ensemble")
+    parser.add_argument("--nll", default=None, help="orders:M or masks:M (default: orders:8 up to 256 hole variables)")
+    parser.add_argument("--batch", type=int, default=64, help="images filled per call")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plot", type=Path, help="also draw NLL and PSNR against network rows here (PNG)")
@@ -90,22 +105,45 @@ def main() -> None:
     ckpt = gibbsdream.load(args.checkpoint, device="cpu", family="nade")
     model, codec = ckpt.model.eval(), ckpt.codec
     images = ckpt.data["test"][: args.images]
+    # a captioned model fills each image with its own (first) caption, as docs/emoji.md does
+    captions = ckpt.data["captions.test"][: args.images, 0] if "captions.test" in ckpt.data else None
     C, H, W = images.shape[1:]
     known = inpaint_mask(args.mask, (C, H, W)).expand(len(images), C, H, W).clone()
     hole = int((~known[0]).sum())
+    how = args.nll or ("orders:8" if hole <= 256 else "masks:16")
     truth = codec.decode(images).double().numpy()
     hidden = np.broadcast_to(~known.numpy(), truth.shape)
+    repeated_known = known.repeat_interleave(args.draws, 0)
+    context = None if captions is None else captions.repeat_interleave(args.draws, 0)  # token ids, one row a fill
     results = []
     for label, options, budgets in CONFIGS:
+        if options["sampler"] == "mh" and hole > MH_MAX_HOLE:
+            print(f"{label}: skipped, the hole has {hole} variables (mh costs 1 + hole rows a step)", flush=True)
+            continue
         for steps in budgets:
             started = time.perf_counter()
-            filled = gibbsdream.inpaint(ckpt, images, known, samples=args.draws, steps=steps, seed=args.seed, **options)
+            parts = []
+            for start in range(0, len(images), args.batch):
+                part = slice(start, start + args.batch)
+                parts.append(
+                    gibbsdream.inpaint(
+                        ckpt,
+                        images[part],
+                        known[part],
+                        samples=args.draws,
+                        steps=steps,
+                        seed=args.seed + start,
+                        caption=None if captions is None else captions[part],
+                        **options,
+                    ).chain
+                )
             seconds = time.perf_counter() - started
-            fills = filled.chain.samples.cpu()  # (N * draws, C, H, W): image i's draws are rows i*draws ...
+            # (N * draws, C, H, W): image i's draws are rows i*draws ...
+            fills = torch.cat([c.samples.cpu() for c in parts])
             pixels = codec.decode(fills).double().numpy().reshape(len(images), args.draws, C, H, W)
             one = ((pixels[:, 0] - truth) ** 2)[hidden].mean()
             mean = ((pixels.mean(1) - truth) ** 2)[hidden].mean()
-            nll = hole_nll(model, fills, known.repeat_interleave(args.draws, 0), args.orders, args.seed)
+            nll = hole_nll(model, fills, repeated_known, how, args.seed, context)
             row = {
                 "sampler": label,
                 "options": options,
@@ -116,7 +154,7 @@ def main() -> None:
                 "hole_nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))),
                 "psnr_one_fill": float(10 * math.log10(255.0**2 / one)),
                 "psnr_mean_of_fills": float(10 * math.log10(255.0**2 / mean)),
-                "acceptance_rate": filled.chain.settings.get("acceptance_rate"),
+                "acceptance_rate": parts[0].settings.get("acceptance_rate"),
             }
             results.append(row)
             print(
@@ -140,7 +178,8 @@ def main() -> None:
         "mask": args.mask,
         "hole_variables": hole,
         "draws": args.draws,
-        "orders": args.orders,
+        "hole_nll_estimate": how,
+        "captions": captions is not None,
         "results": results,
     }
     if args.json:

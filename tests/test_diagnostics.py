@@ -62,3 +62,11 @@ def test_a_single_chain_is_judged_by_its_halves():
     assert abs(steady["rhat"] - 1) < 0.05 and steady["warning"] is None
     drifting = ar1(801, 1, 0.0, 6) + torch.linspace(0, 10, 801, dtype=torch.float64).unsqueeze(1)
     assert chain_of(drifting).diagnostics()["rhat"] > 1.5
+
+
+def test_swap_rates_of_a_replica_exchange_run_are_reported():
+    chain = chain_of(ar1(41, 4, 0.0, 7))
+    chain.settings = {"ladder": [0.5, 0.8, 1.3], "swap_rates": [0.25, 0.4]}
+    d = chain.diagnostics()
+    assert d["swap_rates"] == [0.25, 0.4] and "swap rates 0.25 to 0.40 over 2 pairs" in diagnostics_text(d)
+    assert chain_of(ar1(41, 4, 0.0, 7)).diagnostics()["swap_rates"] is None

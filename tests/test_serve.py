@@ -492,6 +492,10 @@ def test_uploads_beyond_the_limits_are_refused(image_model):
         ({"anneal": "quadratic"}, "unknown anneal"),
         ({"block": "1.5"}, "block"),
         ({"sampler": "metropolis"}, "unknown sampler"),
+        ({"block_select": "worst"}, "unknown block selection 'worst'; choose one of random, confidence"),
+        ({"sampler": "confidence", "mask_schedule": "square"}, "unknown mask schedule"),
+        ({"sampler": "confidence", "choice_temperature": -1}, "choice temperature must lie in [0, 100]"),
+        ({"sampler": "confidence", "choice_temperature": "warm"}, "choice temperature must be a number"),
         ({"mask": [[1] * SIDE] * SIDE}, "hides every pixel"),
         ({"mask": [[0] * SIDE] * SIDE}, "hides no pixel"),
         ({"mask": [[1, 0]]}, "8 rows of 8"),
@@ -572,6 +576,28 @@ def test_a_string_job_gives_samples_with_energies(client, string_model):
     assert min(trace["low"][-1:]) == pytest.approx(min(s["energy"] for s in samples), abs=1e-4)
 
 
+def test_string_jobs_run_replica_exchange_and_report_its_swap_rates(client):
+    body = {"model": "words", "chains": 3, "steps": 12, "sampler": "replica-exchange", "replicas": 3, "seed": 2}
+    status = wait(client, client.post("/api/jobs", json=body).json()["id"])
+    assert status["state"] == "done", status["error"]
+    settings, mixing = status["result"]["settings"], status["result"]["diagnostics"]
+    assert len(settings["ladder"]) == 3 and len(mixing["swap_rates"]) == 2
+    assert "swap rates" in mixing["text"] and len(status["samples"]) == 3
+
+
+def test_image_jobs_take_the_block_choice_and_confidence_decoding_settings(client):
+    chosen = wait(client, inpaint(client, block_select="confidence", steps=6)["id"])
+    assert chosen["state"] == "done" and chosen["result"]["settings"]["block_select"] == "confidence"
+    decoded = wait(
+        client, inpaint(client, sampler="confidence", steps=4, mask_schedule="pow:2", choice_temperature="0")["id"]
+    )
+    settings = decoded["result"]["settings"]
+    assert decoded["state"] == "done" and settings["mask_schedule"] == "pow:2" and settings["choice_temperature"] == 0
+    offered = client.get("/api/models").json()
+    assert offered["block_selects"] == ["random", "confidence"] and offered["defaults"]["choice_temperature"] == 4.5
+    assert [s["name"] for s in offered["string_samplers"]] == ["gibbs", "replica-exchange"]
+
+
 def test_polls_send_only_the_new_trace_rows(client):
     status = wait(client, client.post("/api/jobs", json={"model": "words", "chains": 3, "steps": 10}).json()["id"])
     tail = client.get(f"/api/jobs/{status['id']}?since=8").json()["trace"]
@@ -590,6 +616,13 @@ def test_polls_send_only_the_new_trace_rows(client):
         ({"suffix": "ab"}, "padded on the left"),
         ({"caption": "hello"}, "takes no caption"),
         ({"temperature": "1:"}, "temperature"),
+        ({"sampler": "mh"}, "unknown sampler 'mh'; choose one of gibbs, replica-exchange"),
+        ({"sampler": "replica-exchange", "replicas": 1}, "replicas must be at least 2"),
+        ({"sampler": "replica-exchange", "replicas": 33}, "replicas is 33, above this server's limit of 32"),
+        ({"sampler": "replica-exchange", "chains": 256, "replicas": 9}, "chains x replicas = 2,304"),
+        ({"sampler": "replica-exchange", "final": "argmax"}, "replica exchange ends on a sample"),
+        ({"sampler": "replica-exchange", "temperature": "1.5:0.2"}, "give a constant temperature above 0"),
+        ({"sampler": "replica-exchange", "temperature": "0"}, "give a constant temperature above 0"),
     ],
 )
 def test_bad_string_jobs_are_refused_with_a_message(client, settings, words):

@@ -123,6 +123,16 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
         sampler_names("conditional")
     )
     assert [o.get_attribute("value") for o in Select(d.find_element(By.ID, "i-anneal")).options] == list(ANNEAL_KINDS)
+    # each sampler's own settings show only while it is chosen, with the library's defaults
+    shown = lambda *ids: [d.find_element(By.ID, i).is_displayed() for i in ids]
+    rows = ("block-row", "block-select-row", "mask-schedule-row", "choice-row")
+    assert shown(*rows) == [True, True, False, False]
+    Select(d.find_element(By.ID, "i-sampler")).select_by_value("confidence")
+    assert shown(*rows) == [False, False, True, True]
+    assert d.find_element(By.ID, "i-choice-temperature").get_attribute("value") == "4.5"
+    Select(d.find_element(By.ID, "i-sampler")).select_by_value("mh")
+    assert shown(*rows) == [True, False, False, False]
+    Select(d.find_element(By.ID, "i-sampler")).select_by_value("gibbs")
     d.find_element(By.ID, "mask-clear").click()
     assert d.find_element(By.ID, "hole-count").text.startswith("0 of 64")
 
@@ -232,6 +242,18 @@ def test_dream_strings_and_see_their_energies(server, browser):
     energies = [float(r.find_element(By.CSS_SELECTOR, "td.num").text) for r in rows]
     assert energies == sorted(energies)
     assert "best" in rows[0].get_attribute("class")
+    # Replica exchange: its replicas field shows, the last-sweep choice hides, and its swap rates are reported.
+    Select(d.find_element(By.ID, "s-sampler")).select_by_value("replica-exchange")
+    assert d.find_element(By.ID, "replicas-row").is_displayed()
+    assert not d.find_element(By.ID, "final-row").is_displayed()
+    d.find_element(By.ID, "s-run").click()
+    status, error = (lambda d, i=i: d.find_element(By.ID, i) for i in ("s-status", "error"))
+    ended = lambda d: "swap rates" in status(d).text or error(d).is_displayed()
+    until(d, ended, "the replica-exchange job to end")
+    assert not d.find_element(By.ID, "error").is_displayed(), d.find_element(By.ID, "error").text
+    assert "swap rates" in d.find_element(By.ID, "s-status").text, d.find_element(By.ID, "s-status").text
+    assert len(d.find_elements(By.CSS_SELECTOR, "#samples tbody tr")) == 7
+    Select(d.find_element(By.ID, "s-sampler")).select_by_value("gibbs")
     # A request beyond the limits is refused with the server's message on the page.
     chains = d.find_element(By.ID, "s-chains")
     chains.clear()

@@ -177,7 +177,7 @@ def train(
     Args:
         family: ``"rbm"`` (strings) or ``"nade"`` (images).
         data: the corpus: for ``"rbm"`` a UTF-8 text file with one string per line or
-            ``builtin:regions|countries|languages``; for ``"nade"`` a folder of images or
+            ``builtin:regions|countries|languages|words``; for ``"nade"`` a folder of images or
             ``builtin:digits|shapes|emoji``. On resume it may be None (the checkpoint keeps its data);
             given, it must name the data the run started with.
         out: the checkpoint folder (created if missing; locked against a second writer).

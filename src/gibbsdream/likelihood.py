@@ -267,6 +267,7 @@ def mask_log_likelihoods(
     batch_size: int = 1024,
     context=None,
     progress: bool = False,
+    known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Unbiased estimates of ``E_o[log p_o(x)]``, the chain-rule log-likelihood averaged over all
     orders ``o``, from ``num_masks`` random masks per example: one model call per mask, not ``D``.
@@ -290,17 +291,27 @@ def mask_log_likelihoods(
         num_masks: M, masks per example.
         batch_size: examples x masks per model call.
         context: as for :func:`order_log_likelihoods`.
+        known: ``(N, *shape)`` bool or None. Given, the estimates are of a hole's likelihood,
+            ``E_o[log p_o(x_hole | x_known)]`` over the orders of the hole's variables: the same
+            estimator with ``D`` the hole's size and the known variables given in every mask (how
+            likely a fill of the hole is, at one call per mask however large the hole).
 
     Returns:
         ``(N, M)`` float64 estimates in nats; the mean over a row estimates that example's
         ``E_o[log p_o(x)]``.
     """
     N, shape = x.shape[0], x.shape[1:]
-    D, M = math.prod(shape), num_masks
+    M, size = num_masks, math.prod(shape)
+    given = torch.zeros(N, size, dtype=torch.bool, device=x.device) if known is None else known.reshape(N, size)
+    D = (size - given.sum(1)).double()  # (N,): the variables scored, per example
+    if bool((D == 0).any()):
+        raise ValueError("an example has no unknown variable to score")
     offsets = torch.rand(N, M, generator=generator, device=x.device, dtype=torch.float64)
     strata = torch.arange(M, device=x.device, dtype=torch.float64)
-    revealed = ((strata + offsets) * D / M).floor().long().clamp_(max=D - 1).reshape(-1)  # d - 1 per (example, mask)
+    # d - 1 per (example, mask), stratified over 0 .. D - 1
+    revealed = ((strata + offsets) * D[:, None] / M).floor().clamp_(max=D[:, None] - 1).long().reshape(-1)
     repeated = x.repeat_interleave(M, 0)  # (N * M, *shape): example-major, as revealed
+    given, D = given.repeat_interleave(M, 0), D.repeat_interleave(M, 0)
     if isinstance(context, torch.Tensor) and context.shape[0] == N:
         context = context.repeat_interleave(M, 0)
     total = torch.empty(N * M, dtype=torch.float64, device=x.device)
@@ -309,15 +320,18 @@ def mask_log_likelihoods(
         for start in chunks:
             xs = repeated[start : start + batch_size]
             n, known_count = xs.shape[0], revealed[start : start + batch_size]
-            flat = xs.reshape(n, D)
-            ranks = ranks_of(torch.rand(n, D, generator=generator, device=x.device))
-            known = ranks < known_count[:, None]  # a uniformly random set of d - 1 variables
+            flat, fixed = xs.reshape(n, size), given[start : start + n]
+            # the given variables rank after every other, so the first d - 1 are a uniformly
+            # random set of the variables scored
+            scores = torch.rand(n, size, generator=generator, device=x.device).masked_fill_(fixed, 2.0)
+            shown = fixed | (ranks_of(scores) < known_count[:, None])
             ctx = context[start : start + batch_size] if isinstance(context, torch.Tensor) else context
-            unknown = ~known
-            logits = logits_at(model, xs, known.view_as(xs), unknown, ctx).float()  # (R, K), the unknown only
+            unknown = ~shown
+            logits = logits_at(model, xs, shown.view_as(xs), unknown, ctx).float()  # (R, K), the unknown only
             log_p = torch.log_softmax(logits, -1).gather(-1, flat[unknown].unsqueeze(-1)).squeeze(-1)  # (R,)
             unknown_sum = row_sums(log_p.double(), unknown)
-            total[start : start + n] = unknown_sum * D / (D - known_count)
+            d = D[start : start + n]
+            total[start : start + n] = unknown_sum * d / (d - known_count)
             advance()
     return total.view(N, M)
 

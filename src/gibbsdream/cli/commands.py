@@ -57,7 +57,7 @@ from .params import WholeOrAuto, option
 @option(
     "--data",
     required=True,
-    help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages.",
+    help="Corpus: a UTF-8 text file with one string per line, or builtin:regions|countries|languages|words.",
 )
 @option(
     "--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write (created if missing)."

@@ -112,10 +112,13 @@ class Chain:
     def diagnostics(self, burn_in: float = 0.5) -> dict:
         """Have the chains mixed? R-hat, effective sample sizes, autocorrelation time and acceptance
         rate of the trace after ``burn_in`` (a share of the steps); see
-        :func:`gibbsdream.sampling.diagnostics.chain_diagnostics`."""
+        :func:`gibbsdream.sampling.diagnostics.chain_diagnostics`. A replica-exchange run adds
+        ``swap_rates``, each neighbouring pair's after the ladder's burn-in (else None)."""
         from .diagnostics import chain_diagnostics
 
-        return chain_diagnostics(self.trace, burn_in, self.acceptance)
+        figures = chain_diagnostics(self.trace, burn_in, self.acceptance)
+        figures["swap_rates"] = self.settings.get("swap_rates")
+        return figures
 
     @property
     def energy(self) -> torch.Tensor:

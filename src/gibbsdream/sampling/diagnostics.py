@@ -74,7 +74,7 @@ def chain_diagnostics(trace: torch.Tensor, burn_in: float = 0.5, acceptance: tor
 
 
 def diagnostics_text(d: dict) -> str:
-    """One line for people: what was measured and the figures."""
+    """One line for people: what was measured and the figures (``d``: :meth:`Chain.diagnostics`'s)."""
     if d["rhat"] is None:
         return f"diagnostics: too few draws after the burn-in ({d['draws']} steps x {d['chains']} chains)"
     parts = [
@@ -84,6 +84,9 @@ def diagnostics_text(d: dict) -> str:
         f"autocorrelation time {d['iat']:.1f} steps" if d["iat"] is not None else None,
         f"acceptance {d['acceptance_rate']:.2f}" if d["acceptance_rate"] is not None else None,
     ]
+    swaps = [r for r in d.get("swap_rates") or () if r is not None]
+    if swaps:
+        parts.append(f"swap rates {min(swaps):.2f} to {max(swaps):.2f} over {len(swaps)} pairs")
     return (
         f"diagnostics of the trace, last {1 - d['burn_in']:.0%} of the steps ({d['draws']} steps x "
         f"{d['chains']} chains): " + ", ".join(p for p in parts if p)

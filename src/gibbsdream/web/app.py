@@ -56,7 +56,20 @@ from ..randomness import MAX_SEED, make_generator
 from ..sampling.diagnostics import diagnostics_text
 from ..sampling.init import INITS
 from ..sampling.registry import sampler_names, samplers, trace_kind_of
-from ..sampling.schedules import ANNEAL_KINDS, DEFAULT_BLOCK, block_schedule, schedule_values, temperature_schedule
+from ..sampling.replica_exchange import DEFAULT_REPLICAS
+from ..sampling.schedules import (
+    ANNEAL_KINDS,
+    BLOCK_SELECTIONS,
+    DEFAULT_BLOCK,
+    DEFAULT_BLOCK_SELECT,
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_MASK_SCHEDULE,
+    MASK_SCHEDULES,
+    block_schedule,
+    mask_schedule,
+    schedule_values,
+    temperature_schedule,
+)
 from ..summary import training_strings as summary_training_strings
 from ..viz import chain_gif, png_bytes
 from .guard import CSP, SECURITY_HEADERS, RequestGuard, host_key, is_json_type  # noqa: F401 (CSP: its old home)
@@ -69,6 +82,9 @@ GALLERY_SIZE = 24  # built-in images offered per image model
 # likelihood, too, stops using orders) a job would run for hours.
 MH_MAX_HOLE = ORDERS_UP_TO_VARIABLES
 MAX_DIGITS = 30  # digits of a whole number in a request (seeds have 19); Python reads 4300 slowly
+# Replica exchange runs R chains for each one asked for: R and the chains x R it sweeps are bounded.
+MAX_REPLICAS = 32
+MAX_CHOICE_TEMPERATURE = 100.0  # far past where confidence decoding's choice is already uniform
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # decoded from uploads; no TIFF, EPS (Ghostscript), ...
 _WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII digits only: str.isdigit() takes "²"
 
@@ -232,6 +248,22 @@ def _text(body: dict, key: str, default: str, what: str, limit: int = 200) -> st
     return value
 
 
+def _real(body: dict, key: str, default: float, low: float, high: float, what: str) -> float:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise UsageError(f"{what} must be a number, got {_shown(value)}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{what} must be a number, got {_shown(value)}")
+    if not low <= value <= high:
+        raise UsageError(f"{what} must lie in [{low:g}, {high:g}], got {value:g}")
+    return float(value)
+
+
 def _choice(body: dict, key: str, default: str, choices, what: str) -> str:
     value = _text(body, key, default, what)
     if value not in choices:
@@ -392,6 +424,13 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     # Ancestral sampling ignores steps: the size of the hole sets its length (checked below).
     steps = _whole(body, "steps", 200, 1, None if sampler == "ancestral" else limits.max_steps, "steps")
     temperature, anneal, block = _schedules(body, steps)
+    # the Gibbs samplers' block choice and confidence decoding's schedule and choice noise
+    block_select = _choice(body, "block_select", DEFAULT_BLOCK_SELECT, BLOCK_SELECTIONS, "block selection")
+    schedule = _text(body, "mask_schedule", DEFAULT_MASK_SCHEDULE, "mask schedule", 40) or DEFAULT_MASK_SCHEDULE
+    mask_schedule(schedule)  # a bad one is refused now (a 400), not when the job runs
+    choice_temperature = _real(
+        body, "choice_temperature", DEFAULT_CHOICE_TEMPERATURE, 0.0, MAX_CHOICE_TEMPERATURE, "choice temperature"
+    )
     caption = _text(body, "caption", "", "caption", 500)
     if caption and not served.has_caption():
         raise UsageError(f"model {served.name} has no caption encoder; leave the caption empty")
@@ -442,6 +481,9 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
             every=every,
             seed=seed,
             on_step=job.on_step,
+            block_select=block_select,
+            mask_schedule=schedule,
+            choice_temperature=choice_temperature,
         )
         chain = filled.chain
         return {
@@ -463,6 +505,23 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
     temperature, anneal, _ = _schedules(body, steps)
     init = _choice(body, "init", "uniform", tuple(INITS), "init")
     final = _choice(body, "final", "sample", FINALS, "final")
+    sampler = _choice(body, "sampler", "gibbs", sampler_names("energy"), "sampler")
+    replicas = DEFAULT_REPLICAS
+    if sampler == "replica-exchange":
+        replicas = _whole(body, "replicas", DEFAULT_REPLICAS, 2, MAX_REPLICAS, "replicas")
+        if chains * replicas > DEFAULT_REPLICAS * limits.max_chains:
+            raise UsageError(
+                f"replica exchange sweeps chains x replicas = {chains * replicas:,} chains, above this server's limit "
+                f"of {DEFAULT_REPLICAS * limits.max_chains:,}; ask for fewer chains or replicas"
+            )
+        if final != "sample":
+            raise UsageError("replica exchange ends on a sample; choose the last sweep 'sample', not 'argmax'")
+        values = set(schedule_values(temperature_schedule(temperature, anneal), steps))
+        if len(values) != 1 or min(values) <= 0:
+            raise UsageError(
+                f"replica exchange samples one temperature (its ladder does the annealing); give a constant "
+                f"temperature above 0 such as 0.5, not {temperature}"
+            )
     if _text(body, "caption", "", "caption"):
         raise UsageError(f"model {served.name} is a string model; it takes no caption")
     prefix, suffix = (_text(body, what, "", what, limits.max_prefix) for what in ("prefix", "suffix"))
@@ -477,6 +536,8 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
     job = Job("strings", served.name, steps, inputs={"seed": seed})
     # what this family takes of the page's fields (an RBM all of them)
     options = {"init": init, "final": final, "prefix": prefix or None, "suffix": suffix or None}
+    if sampler != "gibbs":
+        options.update(sampler=sampler, replicas=replicas)
 
     def work(job: Job) -> dict:
         chain = generate(
@@ -666,8 +727,17 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
             "models": [m.describe() for m in models],
             "limits": asdict(limits),
             "samplers": [{"name": s.name, "summary": s.summary} for s in samplers("conditional")],
+            "string_samplers": [{"name": s.name, "summary": s.summary} for s in samplers("energy")],
             "anneals": list(ANNEAL_KINDS),
             "block": DEFAULT_BLOCK,
+            "block_selects": list(BLOCK_SELECTIONS),
+            "mask_schedules": list(MASK_SCHEDULES),
+            "defaults": {
+                "block_select": DEFAULT_BLOCK_SELECT,
+                "mask_schedule": DEFAULT_MASK_SCHEDULE,
+                "choice_temperature": DEFAULT_CHOICE_TEMPERATURE,
+                "replicas": DEFAULT_REPLICAS,
+            },
         }
 
     @app.get("/api/models/{name}/images")

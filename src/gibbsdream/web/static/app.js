@@ -81,6 +81,12 @@ async function start() {
     state.limits = data.limits;
     fillChoices(data.samplers, data.anneals);
     if (!$("i-block").value) $("i-block").value = data.block;  // the library's default schedule
+    if (data.defaults) {  // the library's defaults, defined once there
+      $("i-mask-schedule").value = data.defaults.mask_schedule;
+      $("i-choice-temperature").value = data.defaults.choice_temperature;
+      $("i-block-select").value = data.defaults.block_select;
+      $("s-replicas").value = data.defaults.replicas;
+    }
   } catch (err) {
     showError(err.message);
     return;
@@ -361,6 +367,17 @@ function setUpImageControls() {
   $("mask-clear").addEventListener("click", () => { state.hole.fill(0); drawPaint(); });
   $("i-run").addEventListener("click", runImageJob);
   $("i-cancel").addEventListener("click", cancelJob);
+  $("i-sampler").addEventListener("change", showSamplerFields);
+  showSamplerFields();
+}
+
+// Each sampler's own settings are shown only while it is chosen.
+function showSamplerFields() {
+  const sampler = $("i-sampler").value;
+  const gibbs = sampler === "gibbs" || sampler === "ancestral-gibbs";
+  $("block-row").hidden = !(gibbs || sampler === "mh");
+  $("block-select-row").hidden = !gibbs;
+  $("mask-schedule-row").hidden = $("choice-row").hidden = sampler !== "confidence";
 }
 
 function resetImageOutput() {
@@ -389,6 +406,11 @@ async function runImageJob() {
     steps: intValue("i-steps"),
     seed: intValue("i-seed"),
   };
+  if (!$("block-select-row").hidden) body.block_select = $("i-block-select").value;
+  if (body.sampler === "confidence") {
+    body.mask_schedule = $("i-mask-schedule").value;
+    body.choice_temperature = $("i-choice-temperature").value;
+  }
   if (m.caption && $("i-caption").value.trim()) body.caption = $("i-caption").value;
   await runJob(body, "image");
 }
@@ -398,6 +420,14 @@ async function runImageJob() {
 function setUpStringControls() {
   $("s-run").addEventListener("click", runStringJob);
   $("s-cancel").addEventListener("click", cancelJob);
+  $("s-sampler").addEventListener("change", () => {
+    const exchange = $("s-sampler").value === "replica-exchange";
+    $("replicas-row").hidden = !exchange;
+    $("final-row").hidden = exchange;  // replica exchange ends on a sample
+    // it samples one temperature (its ladder does the annealing): an annealed one's end is kept
+    const temperature = $("s-temperature");
+    if (exchange && temperature.value.includes(":")) temperature.value = temperature.value.split(":").pop().trim();
+  });
 }
 
 function clearStringOutput() {
@@ -421,7 +451,12 @@ async function runStringJob() {
     init: $("s-init").value,
     final: $("s-final").value,
     seed: intValue("s-seed"),
+    sampler: $("s-sampler").value,
   };
+  if (body.sampler === "replica-exchange") {
+    body.replicas = intValue("s-replicas");
+    delete body.final;
+  }
   body[m.clamp] = $("s-clamp").value;
   await runJob(body, "strings");
 }
