@@ -782,3 +782,16 @@ def test_single_file_inpaint_is_quiet(subprocess_runs):
     result = subprocess_runs["inpaint file"].result()
     assert_ok(result)
     assert result.stderr == ""  # --quiet
+
+
+def test_confidence_decoding_takes_its_own_default_steps(work, model):
+    """Without --steps, confidence decoding runs MaskGIT's 16 steps, not the Gibbs samplers' 200
+    (the trace has one row per step and the start)."""
+    import json
+
+    trace = work / "confidence-trace.json"
+    args = ("inpaint", model, "--quiet", "--device", "cpu", "--image", "heldout:1", "--sampler", "confidence")
+    assert_ok(run(*args, "--trace", trace, "--out", work / "confidence"))
+    assert json.loads(trace.read_text())["settings"]["steps"] == 16
+    assert_ok(run(*args, "--steps", "3", "--trace", trace, "--out", work / "confidence-3"))
+    assert json.loads(trace.read_text())["settings"]["steps"] == 3

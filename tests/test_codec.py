@@ -346,3 +346,18 @@ def test_read_lines_builtin_countries():
     assert "France" in lines
     codec, kept, _ = StringCodec.fit(lines, case_fold=True)
     assert codec.decode(codec.encode(kept)) == kept
+
+
+def test_read_lines_builtin_words_names_its_package_when_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "english_words", None)  # as if not installed: importing it fails
+    with pytest.raises(UsageError, match="builtin:words needs the english-words package.*pip install english-words"):
+        read_lines("builtin:words")
+
+
+def test_read_lines_builtin_words():
+    pytest.importorskip("english_words")  # the bench extra's (the benchmarks' word list)
+    lines = read_lines("builtin:words")
+    assert len(lines) > 200_000 and lines == sorted(set(lines))
+    assert all(w.isalpha() and w == w.lower() for w in lines[:: len(lines) // 1000])

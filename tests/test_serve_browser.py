@@ -130,9 +130,11 @@ def test_paint_a_hole_and_inpaint_it(server, browser, image_model):  # noqa: F81
     Select(d.find_element(By.ID, "i-sampler")).select_by_value("confidence")
     assert shown(*rows) == [False, False, True, True]
     assert d.find_element(By.ID, "i-choice-temperature").get_attribute("value") == "4.5"
+    assert d.find_element(By.ID, "i-steps").get_attribute("value") == "16"  # confidence decoding's default
     Select(d.find_element(By.ID, "i-sampler")).select_by_value("mh")
     assert shown(*rows) == [True, False, False, False]
     Select(d.find_element(By.ID, "i-sampler")).select_by_value("gibbs")
+    assert d.find_element(By.ID, "i-steps").get_attribute("value") == "200"
     d.find_element(By.ID, "mask-clear").click()
     assert d.find_element(By.ID, "hole-count").text.startswith("0 of 64")
 

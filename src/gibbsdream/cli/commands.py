@@ -15,6 +15,7 @@ from ..api import evaluate, export_split, family_of, generate, load, train
 from ..checkpoint import load_checkpoint
 from ..errors import UsageError
 from ..families import SPLITS
+from ..families.nade import default_steps
 from ..families.rbm import CorpusOptions
 from ..files import atomic_write_text
 from ..likelihood import resolve_method
@@ -168,7 +169,7 @@ def train_rbm(
     if not quiet:
         _say(_training_summary(result.summary, "monitoring"))
         _say(_monitoring_line(result.summary))
-        _say(f"wrote {out} (a checkpoint, {result.epochs} epochs); try: gibbsdream sample {out} --temperature 1.5:0.2")
+        _say(f"wrote {out} (a checkpoint, {result.epochs} epochs); try: gibbsdream sample {out} --temperature 0.8")
     note = _still_improving_note(result.summary, None)
     if note:
         _say(note)
@@ -254,7 +255,8 @@ def _samples_text(rows: list[dict], order: str) -> str:
     "--steps",
     default=None,
     type=int,
-    help="Gibbs sweeps (string models) or Gibbs steps (image models).  [default: 1000 / 200]",
+    help="Gibbs sweeps (string models) or sampler steps (image models).  "
+    "[default: 1000 / 200, 16 with --sampler confidence]",
 )
 @option("--temperature", "-t", default="1.0", help="Constant (1.0) or annealed start:end (1.5:0.2); 0 is argmax.")
 @option(
@@ -389,7 +391,7 @@ def sample_command(
     if family.outputs == "images":
         if sampler not in IMAGE_SAMPLERS:
             raise UsageError(f"--sampler {sampler} is for string models; image models take {', '.join(IMAGE_SAMPLERS)}")
-        steps = _positive("steps", 200 if steps is None else steps)
+        steps = _positive("steps", default_steps(sampler) if steps is None else steps)
         if every is not None:
             _positive("every", every)
         sample_images(

@@ -20,6 +20,7 @@ from ..families.nade import (
     ImageOptions,
     auto_batch_size,
     caption_ids,
+    default_steps,
     frame_every,
     held_out_images,
     likelihood_method,
@@ -387,7 +388,12 @@ def train_nade(
     default="geometric",
     help="How an annealed temperature goes from start to end.",
 )
-@option("--steps", default=200, help="Gibbs steps (ignored by --sampler ancestral).")
+@option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Sampler steps (ignored by --sampler ancestral).  [default: 200; 16 with --sampler confidence]",
+)
 @option("--samples", default=1, help="Completions per image (written as NAME-k.png when more than one).")
 @option("--seed", default=0, help="Random seed (the random mask and the sampler).")
 @option(
@@ -436,7 +442,7 @@ def inpaint_command(
 ):
     """Fill the hole of images with an Orderless NADE model (known pixels never change)."""
 
-    _positive("steps", steps)
+    steps = _positive("steps", default_steps(sampler) if steps is None else steps)
     _positive("samples", samples)
     if every is not None:
         _positive("every", every)

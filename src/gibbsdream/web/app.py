@@ -50,7 +50,7 @@ from ..data.images import _pil_to_array
 from ..data.masks import inpaint_mask, mask_from_array
 from ..errors import UsageError
 from ..families import get_family
-from ..families.nade import ORDERS_UP_TO_VARIABLES, caption_ids
+from ..families.nade import ORDERS_UP_TO_VARIABLES, caption_ids, default_steps
 from ..files import json_numbers
 from ..randomness import MAX_SEED, make_generator
 from ..sampling.diagnostics import diagnostics_text
@@ -422,7 +422,9 @@ def start_image_job(served: ServedModel, body: dict, limits: Limits, jobs: JobMa
     seed = _whole(body, "seed", 0, 0, MAX_SEED, "seed")
     sampler = _choice(body, "sampler", "gibbs", sampler_names("conditional"), "sampler")
     # Ancestral sampling ignores steps: the size of the hole sets its length (checked below).
-    steps = _whole(body, "steps", 200, 1, None if sampler == "ancestral" else limits.max_steps, "steps")
+    steps = _whole(
+        body, "steps", default_steps(sampler), 1, None if sampler == "ancestral" else limits.max_steps, "steps"
+    )
     temperature, anneal, block = _schedules(body, steps)
     # the Gibbs samplers' block choice and confidence decoding's schedule and choice noise
     block_select = _choice(body, "block_select", DEFAULT_BLOCK_SELECT, BLOCK_SELECTIONS, "block selection")
@@ -737,6 +739,7 @@ def create_app(models: list[ServedModel], limits: Limits | None = None, allowed_
                 "mask_schedule": DEFAULT_MASK_SCHEDULE,
                 "choice_temperature": DEFAULT_CHOICE_TEMPERATURE,
                 "replicas": DEFAULT_REPLICAS,
+                "steps": {name: default_steps(name) for name in sampler_names("conditional")},
             },
         }
 

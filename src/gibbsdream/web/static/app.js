@@ -86,6 +86,7 @@ async function start() {
       $("i-choice-temperature").value = data.defaults.choice_temperature;
       $("i-block-select").value = data.defaults.block_select;
       $("s-replicas").value = data.defaults.replicas;
+      state.defaultSteps = data.defaults.steps;  // per sampler: confidence decoding takes fewer
     }
   } catch (err) {
     showError(err.message);
@@ -371,9 +372,19 @@ function setUpImageControls() {
   showSamplerFields();
 }
 
+// A steps field still at the last sampler's default follows the new sampler's default.
+function followDefaultSteps(previous, sampler) {
+  const defaults = state.defaultSteps || {};
+  if (previous in defaults && sampler in defaults && intValue("i-steps") === defaults[previous]) {
+    $("i-steps").value = defaults[sampler];
+  }
+}
+
 // Each sampler's own settings are shown only while it is chosen.
 function showSamplerFields() {
   const sampler = $("i-sampler").value;
+  followDefaultSteps(state.shownSampler, sampler);
+  state.shownSampler = sampler;
   const gibbs = sampler === "gibbs" || sampler === "ancestral-gibbs";
   $("block-row").hidden = !(gibbs || sampler === "mh");
   $("block-select-row").hidden = !gibbs;
