@@ -106,8 +106,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25, help="keep each chain's state every this many steps")
     parser.add_argument("--seeds", type=int, default=3, help="repeats of every run (seeds 0, 1, ...)")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--plot", type=Path, help="also draw the frontier and yield per second here (PNG)")
+    parser.add_argument("--plot", type=Path, help="also draw the frontier and the yields here (PNG)")
+    parser.add_argument("--replot", type=Path, help="only draw --plot from this earlier --json result")
     args = parser.parse_args()
+    if args.replot:
+        report = json.loads(args.replot.read_text())
+        for key in ("max_length", "chains", "steps", "seeds"):
+            setattr(args, key, report[key])
+        plot(report["results"], args.plot, args)
+        return
 
     started = time.perf_counter()
     if not (args.checkpoint / "config.json").exists():
@@ -195,7 +202,7 @@ def plot(results: list[dict], path: Path, args) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1.2, 1, 1]})
     for row in results:
         x = row["final_mean_free_energy"]["mean"]
         y = 100 * row["final_distinct_share"]["mean"]
@@ -207,13 +214,17 @@ def plot(results: list[dict], path: Path, args) -> None:
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     labels = [row["run"] for row in results]
-    means = [row["yield_per_second"]["mean"] for row in results]
-    sds = [row["yield_per_second"]["sd"] for row in results]
-    axes[1].barh(range(len(labels)), means, xerr=sds, color="tab:green")
-    axes[1].set_yticks(range(len(labels)), labels, fontsize=8)
-    axes[1].invert_yaxis()
-    axes[1].set_xlabel("yield per second (new, distinct, plausible words)")
-    axes[1].grid(alpha=0.3, axis="x")
+    for ax, key, name, colour in (
+        (axes[1], "yield_per_1000_chain_sweeps", "yield per 1,000 chain-sweeps", "tab:blue"),
+        (axes[2], "yield_per_second", "yield per second (this machine)", "tab:green"),
+    ):
+        means = [row[key]["mean"] for row in results]
+        sds = [row[key]["sd"] for row in results]
+        ax.barh(range(len(labels)), means, xerr=sds, color=colour)
+        ax.set_yticks(range(len(labels)), labels if ax is axes[1] else [""] * len(labels), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel(name + "\n(new, distinct, plausible words)")
+        ax.grid(alpha=0.3, axis="x")
     fig.suptitle(
         f"RBM on builtin:words (≤ {args.max_length} letters): {args.chains} chains × {args.steps} steps, "
         f"{args.seeds} seeds"
