@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -38,6 +39,20 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+
+
+def user_cache_folder(kind: str) -> Path:
+    """Where gibbsdream keeps what it can make again (rendered emoji, parsed chorales):
+    ``$XDG_CACHE_HOME/gibbsdream/KIND`` (an absolute XDG_CACHE_HOME only, as the XDG spec says),
+    else ``~/Library/Caches/gibbsdream/KIND`` on macOS and ``~/.cache/gibbsdream/KIND`` elsewhere."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        root = Path(xdg)
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Caches"
+    else:
+        root = Path.home() / ".cache"
+    return root / "gibbsdream" / kind
 
 
 def json_numbers(values, digits: int) -> list:

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, UsageError, check_whole_number
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, user_cache_folder
 from ..progress import progress_bar
 from .captions import notice
 
@@ -338,16 +337,8 @@ def render_emoji(font, chars: list[str], size: int, progress: bool = False) -> t
 
 
 def emoji_cache_folder() -> Path:
-    """``$XDG_CACHE_HOME/gibbsdream/emoji`` (an absolute XDG_CACHE_HOME only, as the XDG spec says),
-    else ``~/Library/Caches/gibbsdream/emoji`` on macOS and ``~/.cache/gibbsdream/emoji`` elsewhere."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if xdg and os.path.isabs(xdg):
-        root = Path(xdg)
-    elif sys.platform == "darwin":
-        root = Path.home() / "Library" / "Caches"
-    else:
-        root = Path.home() / ".cache"
-    return root / "gibbsdream" / "emoji"
+    """``$XDG_CACHE_HOME/gibbsdream/emoji``, else the platform's user cache (:func:`user_cache_folder`)."""
+    return user_cache_folder("emoji")
 
 
 def _layout() -> str:
