@@ -2,6 +2,7 @@
 the cache, windows and transposition, the pitch codec, MIDI and MusicXML, and bad input."""
 
 import collections
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,37 @@ def test_without_music21_one_line_says_what_to_install(monkeypatch, tmp_path):
         read_score(path)
     with pytest.raises(UsageError, match="need music21"):
         chorales.load_chorales()
+
+
+def test_a_grid_becomes_a_piano_roll_with_each_voice_in_its_colour():
+    from gibbsdream.viz import ROLL_BACKGROUND, ROLL_C_LINE, VOICE_COLOURS, piano_roll
+
+    grid = np.array([[72, 72, 0], [67, 65, 65], [60, 60, 60], [48, 43, 43]], dtype=np.int16)
+    known = np.zeros_like(grid, dtype=bool)
+    known[0] = True  # the soprano was given
+    roll = piano_roll(grid, 43, 72, known=known, cell=(2, 1))
+    assert roll.shape == (72 - 43 + 1, 3 * 2, 3) and roll.dtype == np.uint8
+    assert tuple(roll[0, 0]) == tuple(np.array(VOICE_COLOURS[0]) // 3)  # the given soprano: darkened
+    assert tuple(roll[72 - 67, 0]) == VOICE_COLOURS[1] and tuple(roll[72 - 43, 2]) == VOICE_COLOURS[3]
+    assert tuple(roll[0, 4]) == ROLL_C_LINE and tuple(roll[1, 4]) == ROLL_BACKGROUND  # the soprano rests last
+    with pytest.raises(UsageError, match="1 to 4 voices"):
+        piano_roll(np.zeros((5, 3), dtype=np.int16), 40, 80)
+
+
+def test_midi_renders_to_a_wav_or_says_what_to_install(tmp_path, monkeypatch):
+    import shutil
+    import wave
+
+    midi = grid_to_midi(np.array([[72] * 8 + [74] * 8, [60] * 16], dtype=np.int16), tmp_path / "two.mid")
+    if shutil.which("fluidsynth") and any(Path(p).is_file() for p in chorales.SOUNDFONTS):
+        out = chorales.render_wav(midi, tmp_path / "two.wav")
+        with wave.open(str(out)) as w:
+            seconds = w.getnframes() / w.getframerate()
+            assert w.getframerate() == chorales.AUDIO_RATE and w.getnchannels() == 2
+        assert seconds >= chorales.grid_seconds(np.zeros((2, 16))) * 0.9  # 16 16ths at 80 bpm: 3 s, and the tail
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UsageError, match="rendering audio needs FluidSynth; install it"):
+        chorales.render_wav(midi, tmp_path / "none.wav")
+    assert not (tmp_path / "none.wav").exists()
+    with pytest.raises(UsageError, match="soundfont .* does not exist"):
+        chorales.find_soundfont(tmp_path / "missing.sf2")

@@ -425,3 +425,54 @@ def chain_gif(
         pad_colour = np.full((1, 3), pad_value, dtype=np.uint8)
         colours = np.concatenate([pixels.reshape(-1, 3), first.reshape(-1, 3), pad_colour])
     return write_gif(path, movie, [duration_ms] * (num_frames - 1) + [hold_last_ms], colours)
+
+
+# ---- piano rolls -----------------------------------------------------------------------------------
+
+VOICE_COLOURS = ((220, 50, 47), (38, 139, 210), (133, 153, 0), (108, 113, 196))  # soprano, alto, tenor, bass
+ROLL_BACKGROUND = (250, 250, 247)
+ROLL_C_LINE = (215, 215, 210)  # a faint row at every C, to read the octaves by
+
+
+def piano_roll(
+    pitches: np.ndarray,
+    low: int,
+    high: int,
+    *,
+    known: np.ndarray | None = None,
+    cell: tuple[int, int] = (4, 3),
+) -> np.ndarray:
+    """A picture of voice x time pitches: one row per pitch from ``high`` (top) to ``low``, one
+    column per time step, each voice in its colour (:data:`VOICE_COLOURS`), a faint line at every C.
+
+    Args:
+        pitches: ``(V, T)`` MIDI pitches, 0 where a voice is silent (at most 4 voices).
+        low, high: the pitches of the bottom and top rows (notes outside are clipped to them).
+        known: ``(V, T)`` bool or None; given, notes that were given (clamped) are drawn dark and
+            the ones a sampler chose in their colour.
+        cell: ``(width, height)`` in pixels of one time step and pitch.
+
+    Returns:
+        ``((high - low + 1) cell_h, T cell_w, 3)`` uint8 numpy array.
+    """
+    pitches = np.asarray(pitches)
+    if pitches.ndim != 2 or not 1 <= pitches.shape[0] <= len(VOICE_COLOURS):
+        raise UsageError(f"pitches must be (voices, time) with 1 to {len(VOICE_COLOURS)} voices, got {pitches.shape}")
+    if not 1 <= low <= high <= 127:
+        raise UsageError(f"the roll's pitches must satisfy 1 <= low <= high <= 127, got {low} and {high}")
+    width, height = (_whole(c, "cell size", 1) for c in cell)
+    rows, T = high - low + 1, pitches.shape[1]
+    roll = np.empty((rows, T, 3), dtype=np.uint8)
+    roll[:] = ROLL_BACKGROUND
+    for pitch in range(low, high + 1):
+        if pitch % 12 == 0:
+            roll[high - pitch] = ROLL_C_LINE
+    for voice in range(pitches.shape[0] - 1, -1, -1):  # the soprano drawn last, on top
+        sounding = np.nonzero(pitches[voice] > 0)[0]
+        row = high - np.clip(pitches[voice, sounding], low, high)
+        colour = np.array(VOICE_COLOURS[voice], dtype=np.uint8)
+        roll[row, sounding] = colour
+        if known is not None:
+            given = np.asarray(known)[voice, sounding]
+            roll[row[given], sounding[given]] = colour // 3  # given notes: the voice's colour, darkened
+    return roll.repeat(height, 0).repeat(width, 1)

@@ -385,6 +385,61 @@ def grid_to_midi(pitches: np.ndarray, path, *, tempo_bpm: float = 80.0, program:
     return path
 
 
+SOUNDFONTS = (  # General MIDI SoundFonts where Linux distributions and Homebrew put them
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/opt/homebrew/share/soundfonts/default.sf2",
+)
+AUDIO_RATE = 44100
+
+
+def find_soundfont(soundfont=None) -> Path:
+    """``soundfont`` if given, else the first of :data:`SOUNDFONTS` there is; UsageError with what to
+    install when there is none."""
+    if soundfont is not None:
+        path = Path(soundfont).expanduser()
+        if not path.is_file():
+            raise UsageError(f"soundfont {path} does not exist or is not a file; give a .sf2 file")
+        return path
+    for candidate in SOUNDFONTS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise UsageError(
+        "rendering audio needs a General MIDI SoundFont and none was found; install one (Debian and Ubuntu: "
+        "apt install fluid-soundfont-gm) or pass its .sf2 file"
+    )
+
+
+def render_wav(midi_path, wav_path, soundfont=None, timeout: float = 300.0) -> Path:
+    """Render a MIDI file to a WAV file (44.1 kHz, 16-bit) with the FluidSynth program; the WAV is
+    written whole or not at all. UsageError (one line) when FluidSynth or a SoundFont is missing."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    program = shutil.which("fluidsynth")
+    if program is None:
+        raise UsageError(
+            "rendering audio needs FluidSynth; install it (Debian and Ubuntu: apt install fluidsynth "
+            "fluid-soundfont-gm; macOS: brew install fluid-synth) or leave the WAV out"
+        )
+    font = find_soundfont(soundfont)
+    with tempfile.TemporaryDirectory(prefix="gibbsdream-audio-") as folder:
+        rendered = Path(folder) / "out.wav"
+        # -n no MIDI input, -i no shell, -F render to the file, -T the file type, -r the sample rate
+        command = [program, "-ni", "-F", str(rendered), "-T", "wav", "-r", str(AUDIO_RATE), str(font), str(midi_path)]
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+        payload = rendered.read_bytes() if rendered.exists() else b""
+        if done.returncode != 0 or len(payload) <= 44:  # 44 bytes: a WAV header and no sound
+            reason = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+            raise UsageError(f"FluidSynth could not render {midi_path} ({reason[-1] if reason else 'no sound'})")
+    wav_path = Path(wav_path)
+    atomic_write_bytes(wav_path, payload)  # whole or not at all, as every file gibbsdream writes
+    return wav_path
+
+
 def grid_seconds(pitches: np.ndarray, tempo_bpm: float = 80.0) -> float:
     """How long ``(V, T)`` pitches last at ``tempo_bpm`` quarters per minute."""
     return np.asarray(pitches).shape[-1] / STEPS_PER_QUARTER * 60.0 / tempo_bpm
@@ -397,6 +452,7 @@ __all__ = [
     "Chorale",
     "ChoraleCodec",
     "catalogue_of",
+    "find_soundfont",
     "grid_seconds",
     "grid_to_midi",
     "load_chorales",
@@ -404,6 +460,7 @@ __all__ = [
     "pitch_name",
     "pitch_range",
     "read_score",
+    "render_wav",
     "satb_parts",
     "score_grid",
     "split_of",
