@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import numpy as np
 import torch
 
 import gibbsdream
-from common import cpu_name
+from common import machine_facts
 from gibbsdream.data.masks import inpaint_mask
 from gibbsdream.likelihood import mask_log_likelihoods
 from gibbsdream.sampling.conditional import order_log_probability, ranks_of
@@ -191,14 +189,7 @@ def main() -> None:
                 flush=True,
             )
     report = {
-        "machine": {
-            "cpu": cpu_name(),
-            "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gibbsdream": gibbsdream.__version__,
-        },
+        "machine": machine_facts(),
         "checkpoint": str(args.checkpoint),
         "images": len(images),
         "mask": args.mask,

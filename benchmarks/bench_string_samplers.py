@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import gibbsdream
-from common import cpu_name
+from common import machine_facts
 from gibbsdream.summary import CharNGram, yield_measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,14 +166,7 @@ def main() -> None:
             flush=True,
         )
     report = {
-        "machine": {
-            "cpu": cpu_name(),
-            "torch_threads": torch.get_num_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gibbsdream": gibbsdream.__version__,
-        },
+        "machine": machine_facts(),
         "checkpoint": str(args.checkpoint),
         "corpus": "builtin:words",
         "max_length": args.max_length,

@@ -12,3 +12,21 @@ def cpu_name() -> str:
     except (OSError, StopIteration):
         pass
     return cpu
+
+
+def machine_facts() -> dict:
+    """What a benchmark's JSON says about where it ran: CPU, threads, versions."""
+    import os
+
+    import torch
+
+    import gibbsdream
+
+    return {
+        "cpu": cpu_name(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gibbsdream": gibbsdream.__version__,
+    }
