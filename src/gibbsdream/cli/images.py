@@ -188,7 +188,12 @@ def _trace_json(chain) -> str:
     type=Duration(),
     help="Stop cleanly and save when this much training time has passed (e.g. 90s, 8m, 1h30m).",
 )
-@option("--batch-size", default=64, help="Images per update (per process under torchrun).")
+@option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Images per update (per process under torchrun).  [default: 64; 8 for images of more than 4,096 values]",
+)
 @option("--lr", "learning_rate", default=1e-3, help="Adam learning rate.")
 @option("--lr-factor", default=0.5, help="The learning rate is multiplied by this when the validation loss plateaus.")
 @option("--lr-patience", default=5, help="Epochs without validation improvement before the learning rate is cut.")

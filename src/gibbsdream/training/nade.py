@@ -45,6 +45,18 @@ from .losses import LOSSES, unknown_loss
 from .runs import Timings
 
 PRECISIONS = ("float32", "bfloat16")  # of the network's forward pass while training
+# The batch size when none is given, by the size of an image: at 64x64 RGB (12,288 values) batch 8
+# reached a validation loss of 28,954 nats in 195 s where batch 64 was at 41,536 after 201 s, on 2
+# CPU cores (docs/benchmarks.md); smaller images keep the batch of 64 they were tuned with.
+DEFAULT_BATCH_SIZE = 64
+LARGE_IMAGE_VALUES = 4096  # above this many values per image (32x32 RGB has 3,072) ...
+LARGE_IMAGE_BATCH_SIZE = 8  # ... the default batch is this
+
+
+def default_batch_size(values: int) -> int:
+    """The images per update when none are given, for images of ``values`` values (C x H x W)."""
+    return LARGE_IMAGE_BATCH_SIZE if values > LARGE_IMAGE_VALUES else DEFAULT_BATCH_SIZE
+
 
 # The model fields NADETrainConfig held before they moved to NADEConfig (see training.legacy).
 MOVED_TO_MODEL = ("width", "depth", "kernel_size", "dilations", "residual", *CAPTION_FIELDS)
@@ -59,7 +71,7 @@ class NADETrainConfig:
 
     epochs: int = 200
     max_time: float | None = None  # seconds; stop cleanly and save when reached
-    batch_size: int = 64
+    batch_size: int | None = None  # None: by the images' size (default_batch_size), fixed when training starts
     learning_rate: float = 1e-3
     lr_factor: float = 0.5  # the learning rate is multiplied by this on a plateau
     lr_patience: int = 5  # epochs without validation improvement before a cut
@@ -87,8 +99,9 @@ class NADETrainConfig:
         check_seed(self.seed, f"{type(self).__name__}.seed")
         if self.model_fields:  # given the old way: checked (and dilations made a tuple) as the model's config
             self.model_fields["dilations"] = self._model_config().check().dilations
-        for name in ("epochs", "batch_size"):
-            check_count(name, getattr(self, name))
+        check_count("epochs", self.epochs)
+        if self.batch_size is not None:
+            check_count("batch_size", self.batch_size)
         check_count("lr_patience", self.lr_patience, least=0)
         for name in ("learning_rate", "min_lr"):
             value = getattr(self, name)
@@ -260,6 +273,8 @@ class NADETrainer:
         self.device = next(self.model.parameters()).device
         self.masks = training_masks(self.config.masks)
         self.shape = tuple(self.train.shape[1:])
+        if self.config.batch_size is None:  # saved with the run as the number it became
+            self.config.batch_size = default_batch_size(math.prod(self.shape))
         self._channels_last(True)  # before DDP lays its buckets out as the parameters are
         self.network = self.model
         if self.where.active:
