@@ -264,3 +264,28 @@ def test_midi_renders_to_a_wav_or_says_what_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "none.wav").exists()
     with pytest.raises(UsageError, match="soundfont .* does not exist"):
         chorales.find_soundfont(tmp_path / "missing.sf2")
+
+
+def test_scores_too_large_or_too_long_are_refused_before_they_cost_memory(tmp_path, monkeypatch):
+    big = tmp_path / "big.mid"
+    big.write_bytes(b"MThd" + bytes(64))
+    monkeypatch.setattr(chorales, "MAX_SCORE_BYTES", 32)
+    with pytest.raises(UsageError, match=r"big.mid is 0.0 MB, more than the 0 MB a score may be"):
+        read_score(big)
+    monkeypatch.undo()
+    # one note a million quarters in: refused from the MIDI's event times, before music21 lays out
+    # 250,000 bars (it took minutes) and before a grid of 4 million 16ths per voice
+    import mido
+
+    song = mido.MidiFile(ticks_per_beat=1)
+    song.tracks.append(
+        mido.MidiTrack(
+            [mido.Message("note_on", note=60, velocity=80, time=1_000_000), mido.Message("note_off", note=60, time=1)]
+        )
+    )
+    song.save(str(tmp_path / "far.mid"))
+    with pytest.raises(UsageError, match=r"the score lasts 4,000,004 16th notes, more than the 65,536 read"):
+        read_score(tmp_path / "far.mid")
+    # a long part of a MusicXML file is caught when its grid is laid out
+    with pytest.raises(UsageError, match="more than the 65,536 read"):
+        part_grid(part(("n", 60, 20_000)))

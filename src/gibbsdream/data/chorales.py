@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ STEPS_PER_QUARTER = 4  # a 16th-note grid
 SILENCE = 0  # the grid's value where a voice is silent (MIDI pitch 0 is never sung)
 SCORE_SUFFIXES = {".mid": "MIDI", ".midi": "MIDI", ".xml": "MusicXML", ".musicxml": "MusicXML", ".mxl": "MusicXML"}
 TEST_SHARE = VALIDATION_SHARE = 0.1
+# Hostile or mistaken files are refused before they cost memory: a score file above this size, and a
+# score lasting longer than this many 16ths (4,096 bars of 4/4; Bach's longest chorale has 772).
+MAX_SCORE_BYTES = 16 * 2**20
+MAX_SCORE_STEPS = 2**16
 CACHE_FORMAT = "gibbsdream-chorales-1"  # bump when the grids change for the same music21 version
 _CATALOGUE = re.compile(r"bwv\s*(\d+)", re.IGNORECASE)
 
@@ -85,6 +90,11 @@ def part_grid(part, length: int | None = None, *, top: bool = True) -> np.ndarra
         pitches = [p.midi for p in element.pitches]
         events.append((start, end, max(pitches) if top else min(pitches)))
     T = max((end for _, end, _ in events), default=0) if length is None else length
+    if T > MAX_SCORE_STEPS:
+        raise UsageError(
+            f"the score lasts {T:,} 16th notes, more than the {MAX_SCORE_STEPS:,} read; "
+            "give a shorter piece or a part of it"
+        )
     grid = np.zeros(T, dtype=np.int16)
     for start, end, pitch in events:
         grid[start:end] = pitch  # a later note that overlaps an earlier one wins (monophonic parts)
@@ -326,6 +336,14 @@ def read_score(path, max_voices: int = len(VOICES)) -> np.ndarray:
         )
     if not path.is_file():
         raise UsageError(f"{path} does not exist or is not a file; give a {kind} file")
+    size = path.stat().st_size
+    if size > MAX_SCORE_BYTES:
+        raise UsageError(
+            f"{path} is {size / 2**20:.1f} MB, more than the {MAX_SCORE_BYTES // 2**20} MB a score may be; "
+            "give a melody or a chorale, not a whole collection"
+        )
+    if kind == "MIDI":
+        _check_midi_length(path)  # music21 lays out every bar of a MIDI file's span: a far note costs hours
     music21 = _music21()
     try:
         score = music21.converter.parse(str(path), format="midi" if kind == "MIDI" else "musicxml")
@@ -341,6 +359,25 @@ def read_score(path, max_voices: int = len(VOICES)) -> np.ndarray:
             f"({', '.join(VOICES[:max_voices])}): give at most {max_voices}"
         )
     return score_grid(parts)
+
+
+def _check_midi_length(path: Path) -> None:
+    """Refuse a MIDI file that does not read as MIDI, or that spans more than
+    :data:`MAX_SCORE_STEPS` 16ths, from its event times alone (mido reads them in milliseconds)."""
+    import mido  # only where MIDI is read
+
+    try:
+        song = mido.MidiFile(str(path))
+    except Exception as err:  # mido raises several kinds for a file that is not MIDI
+        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise UsageError(f"{path} is not a MIDI file music21 can read ({reason}); give a MIDI file") from None
+    ticks = max((sum(message.time for message in track) for track in song.tracks), default=0)
+    steps = math.ceil(ticks * STEPS_PER_QUARTER / max(song.ticks_per_beat, 1))
+    if steps > MAX_SCORE_STEPS:
+        raise UsageError(
+            f"the score lasts {steps:,} 16th notes, more than the {MAX_SCORE_STEPS:,} read; "
+            "give a shorter piece or a part of it"
+        )
 
 
 def grid_to_midi(pitches: np.ndarray, path, *, tempo_bpm: float = 80.0, program: int = 52) -> Path:
