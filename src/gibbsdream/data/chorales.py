@@ -75,12 +75,8 @@ def _music21():
 # ---- scores -> grids ----------------------------------------------------------------------------
 
 
-def part_grid(part, length: int | None = None, *, top: bool = True) -> np.ndarray:
-    """One music21 part -> ``(T,)`` int16 pitches on the 16th grid (0 where it rests).
-
-    Onsets and ends are rounded to the nearest 16th (triplets and grace notes land on the grid or
-    vanish); a chord gives its highest pitch (``top``) or its lowest. ``length`` pads or cuts to T
-    columns (default: the part's own end)."""
+def _part_events(part, top: bool) -> list[tuple[int, int, int]]:
+    """``(start, end, pitch)`` on the 16th grid of a part's notes (chords: top or bottom pitch)."""
     events = []
     for element in part.flatten().notesAndRests:
         start = round(float(element.offset) * STEPS_PER_QUARTER)
@@ -89,23 +85,46 @@ def part_grid(part, length: int | None = None, *, top: bool = True) -> np.ndarra
             continue
         pitches = [p.midi for p in element.pitches]
         events.append((start, end, max(pitches) if top else min(pitches)))
-    T = max((end for _, end, _ in events), default=0) if length is None else length
-    if T > MAX_SCORE_STEPS:
+    return events
+
+
+def _check_length(length: int) -> None:
+    """Refuse a score longer than :data:`MAX_SCORE_STEPS` 16ths before its grid is made."""
+    if length > MAX_SCORE_STEPS:
         raise UsageError(
-            f"the score lasts {T:,} 16th notes, more than the {MAX_SCORE_STEPS:,} read; "
+            f"the score lasts {length:,} 16th notes, more than the {MAX_SCORE_STEPS:,} read; "
             "give a shorter piece or a part of it"
         )
-    grid = np.zeros(T, dtype=np.int16)
+
+
+def _events_grid(events, length: int) -> np.ndarray:
+    _check_length(length)
+    grid = np.zeros(length, dtype=np.int16)
     for start, end, pitch in events:
         grid[start:end] = pitch  # a later note that overlaps an earlier one wins (monophonic parts)
     return grid
 
 
+def _end(events) -> int:
+    return max((end for _, end, _ in events), default=0)
+
+
+def part_grid(part, length: int | None = None, *, top: bool = True) -> np.ndarray:
+    """One music21 part -> ``(T,)`` int16 pitches on the 16th grid (0 where it rests).
+
+    Onsets and ends are rounded to the nearest 16th (triplets and grace notes land on the grid or
+    vanish); a chord gives its highest pitch (``top``) or its lowest. ``length`` pads or cuts to T
+    columns (default: the part's own end)."""
+    events = _part_events(part, top)
+    return _events_grid(events, _end(events) if length is None else length)
+
+
 def score_grid(parts) -> np.ndarray:
     """Parts, top voice first -> ``(V, T)`` int16 pitches, all padded to the longest part."""
-    length = max((len(part_grid(p)) for p in parts), default=0)
     # upper voices keep a chord's top note, lower ones its bottom note
-    return np.stack([part_grid(p, length, top=i < len(parts) / 2) for i, p in enumerate(parts)])
+    events = [_part_events(p, top=i < len(parts) / 2) for i, p in enumerate(parts)]
+    length = max((_end(e) for e in events), default=0)
+    return np.stack([_events_grid(e, length) for e in events])
 
 
 def satb_parts(score) -> list | None:
@@ -372,12 +391,7 @@ def _check_midi_length(path: Path) -> None:
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise UsageError(f"{path} is not a MIDI file music21 can read ({reason}); give a MIDI file") from None
     ticks = max((sum(message.time for message in track) for track in song.tracks), default=0)
-    steps = math.ceil(ticks * STEPS_PER_QUARTER / max(song.ticks_per_beat, 1))
-    if steps > MAX_SCORE_STEPS:
-        raise UsageError(
-            f"the score lasts {steps:,} 16th notes, more than the {MAX_SCORE_STEPS:,} read; "
-            "give a shorter piece or a part of it"
-        )
+    _check_length(math.ceil(ticks * STEPS_PER_QUARTER / max(song.ticks_per_beat, 1)))
 
 
 def grid_to_midi(pitches: np.ndarray, path, *, tempo_bpm: float = 80.0, program: int = 52) -> Path:

@@ -13,7 +13,7 @@ from ..randomness import check_seed, make_generator
 from .init import initial_states
 from .rbm_gibbs import FINALS, compiled_sampler_fits, gibbs_compiled, gibbs_energy_model
 from .registry import TRACE_KINDS, Request, Sampler, get_sampler, protocol_of, register
-from .replica_exchange import DEFAULT_REPLICAS, replica_exchange
+from .replica_exchange import DEFAULT_REPLICAS, cold_temperature, replica_exchange
 from .schedules import (
     BLOCK_SELECTIONS,
     DEFAULT_BLOCK,
@@ -289,13 +289,7 @@ def replica_exchange_sampling(model, request: Request, options: ReplicaExchangeO
     """Replica exchange of an energy model: the ``replica-exchange`` sampler of energy models."""
     steps = check_count("steps", request.steps)
     replicas = check_count("replicas", options.replicas, least=2)
-    temperatures = temperature_values(request.temperature, steps)
-    if len(set(temperatures)) != 1 or temperatures[0] <= 0:
-        raise UsageError(
-            "replica exchange samples one temperature > 0 (its ladder does the annealing); give a constant "
-            f"temperature, got {request.temperature}"
-        )
-    cold = temperatures[0]
+    cold = cold_temperature(request.temperature, steps)
     hot = 10 * cold if options.hot is None else options.hot
     if not (isinstance(hot, (int, float)) and math.isfinite(hot) and hot > cold):
         raise UsageError(f"hot must be a temperature above {cold:g}, got {hot!r}")

@@ -146,3 +146,11 @@ class Chain:
     @property
     def num_chains(self) -> int:
         return self.samples.shape[0]
+
+
+def record_frame(frames: list, frame_steps: list, states: torch.Tensor, step: int, steps: int, every) -> None:
+    """Keep a copy of ``states`` after step ``step`` (0-based, of ``steps``) every ``every`` steps
+    and after the last: how every sampler records the frames of its :class:`Chain`."""
+    if every and ((step + 1) % every == 0 or step == steps - 1):
+        frames.append(states.clone())
+        frame_steps.append(step + 1)

@@ -19,7 +19,7 @@ import torch
 
 from ..progress import progress_bar
 from .categorical import categorical_from_uniform, effective_temperature, inverse_cdf, tempered_weights
-from .chain import LOG_PROBABILITY, Chain
+from .chain import LOG_PROBABILITY, Chain, record_frame
 from .schedules import DEFAULT_BLOCK_SELECT
 
 
@@ -117,13 +117,6 @@ def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(order).scatter_(-1, order, places)
 
 
-def _record(frames, frame_steps, states, step: int, steps: int, record_every) -> None:
-    """Keep a frame of ``states`` after ``step`` every ``record_every`` steps and after the last."""
-    if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
-        frames.append(states.clone())
-        frame_steps.append(step + 1)
-
-
 def _chain(samples, trace, temperatures, known, frames, frame_steps, acceptance=None) -> Chain:
     """The :class:`Chain` a conditional sampler returns (its trace: log-probabilities)."""
     return Chain(
@@ -194,7 +187,7 @@ def ancestral(
             drawn_log_probs[chosen] = log_probs.to(drawn_log_probs.dtype)
         counts = chosen.sum(1)
         trace[step + 1] = torch.where(counts > 0, row_sums(log_probs, chosen) / counts.clamp(min=1), trace[step + 1])
-        _record(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
+        record_frame(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
         if on_step is not None:
             on_step(step + 1, flat_x.view_as(x), trace[step + 1])
     return _chain(flat_x.view_as(x), trace, temperatures, known, frames, frame_steps)
@@ -280,7 +273,7 @@ def blocked_gibbs(
                 )
                 flat_x = _flat(inner.samples)
                 trace[step + 1] = inner.trace[1:].nanmean(0)
-            _record(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
+            record_frame(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
             if on_step is not None:
                 on_step(step + 1, flat_x.view_as(x), trace[step + 1])
             advance()
@@ -361,7 +354,7 @@ def confidence_decoding(
                 counts = keep.sum(1)
                 sums = row_sums(torch.where(kept, log_probs, torch.zeros_like(log_probs)), masked)
                 trace[step + 1] = torch.where(counts > 0, sums / counts.clamp(min=1), trace[step + 1])
-            _record(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
+            record_frame(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
             if on_step is not None:
                 on_step(step + 1, flat_x.view_as(x), trace[step + 1])
             advance()
@@ -469,7 +462,7 @@ def metropolis_hastings(
             current = torch.where(accept, proposed, current)
             acceptance[step] = accept.float()
             trace[step + 1] = (current / free_count.clamp(min=1)).float()
-            _record(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
+            record_frame(frames, frame_steps, flat_x.view_as(x), step, steps, record_every)
             if on_step is not None:
                 on_step(step + 1, flat_x.view_as(x), trace[step + 1])
             advance()

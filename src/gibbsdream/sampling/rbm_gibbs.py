@@ -14,7 +14,7 @@ import torch
 from .. import kernels
 from ..kernels.threads import default_threads, new_meeting, parts_for, run_workers
 from ..progress import progress_bar
-from .chain import FREE_ENERGY, Chain
+from .chain import FREE_ENERGY, Chain, record_frame
 
 FINALS = ("sample", "argmax")
 
@@ -64,9 +64,7 @@ def gibbs_energy_model(
             v = model.sample_visible(h, visible_temperature, generator)
             if known is not None:
                 v = torch.where(known, clamped, v)
-            if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
-                frames.append(v.clone())
-                frame_steps.append(step + 1)
+            record_frame(frames, frame_steps, v, step, steps, record_every)
             advance()
     energy[steps] = model.free_energy(v)
     if on_step is not None:

@@ -21,10 +21,24 @@ import math
 
 import torch
 
+from ..errors import UsageError
 from ..progress import progress_bar
-from .chain import FREE_ENERGY, Chain
+from .chain import FREE_ENERGY, Chain, record_frame
+from .schedules import temperature_values
 
 DEFAULT_REPLICAS = 8  # replicas per chain wherever none are asked for
+
+
+def cold_temperature(schedule, steps: int) -> float:
+    """The one temperature replica exchange samples: ``schedule`` (a temperature schedule) must be
+    constant and above 0 over the ``steps``; a UsageError otherwise (the front ends ask before a job)."""
+    temperatures = temperature_values(schedule, steps)
+    if len(set(temperatures)) != 1 or temperatures[0] <= 0:
+        raise UsageError(
+            "replica exchange samples one temperature > 0 (its ladder does the annealing); give a constant "
+            f"temperature above 0 such as 0.5, got {schedule}"
+        )
+    return temperatures[0]
 
 
 def _sweep(model, v: torch.Tensor, temperature: float, generator, known, clamped) -> torch.Tensor:
@@ -110,9 +124,7 @@ def replica_exchange(
                     log_gaps *= span / log_gaps.sum()
                 temps = ladder()
             trace[step + 1] = model.free_energy(states[0])
-            if record_every and ((step + 1) % record_every == 0 or step == steps - 1):
-                frames.append(states[0].clone())
-                frame_steps.append(step + 1)
+            record_frame(frames, frame_steps, states[0], step, steps, record_every)
             if on_step is not None:
                 on_step(step + 1, states[0], trace[step + 1])
             advance()

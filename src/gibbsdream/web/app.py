@@ -56,7 +56,7 @@ from ..randomness import MAX_SEED, make_generator
 from ..sampling.diagnostics import diagnostics_text
 from ..sampling.init import INITS
 from ..sampling.registry import sampler_names, samplers, trace_kind_of
-from ..sampling.replica_exchange import DEFAULT_REPLICAS
+from ..sampling.replica_exchange import DEFAULT_REPLICAS, cold_temperature
 from ..sampling.schedules import (
     ANNEAL_KINDS,
     BLOCK_SELECTIONS,
@@ -518,12 +518,7 @@ def start_string_job(served: ServedModel, body: dict, limits: Limits, jobs: JobM
             )
         if final != "sample":
             raise UsageError("replica exchange ends on a sample; choose the last sweep 'sample', not 'argmax'")
-        values = set(schedule_values(temperature_schedule(temperature, anneal), steps))
-        if len(values) != 1 or min(values) <= 0:
-            raise UsageError(
-                f"replica exchange samples one temperature (its ladder does the annealing); give a constant "
-                f"temperature above 0 such as 0.5, not {temperature}"
-            )
+        cold_temperature(temperature_schedule(temperature, anneal), steps)  # refused now, not in the job
     if _text(body, "caption", "", "caption"):
         raise UsageError(f"model {served.name} is a string model; it takes no caption")
     prefix, suffix = (_text(body, what, "", what, limits.max_prefix) for what in ("prefix", "suffix"))
